@@ -1,0 +1,43 @@
+# The two commands of the README: `make demo` and `make test`.
+# Both install missing Debian packages first (idempotent, quiet when nothing is missing).
+
+JOBS ?= 2
+PACKAGES := build-essential cmake ninja-build pkg-config libboost1.81-dev libsqlite3-dev \
+            libzmq3-dev cppzmq-dev nlohmann-json3-dev googletest libgtest-dev libgmock-dev \
+            libbenchmark-dev libcli11-dev sqlite3
+
+.PHONY: deps configure build demo test test-sanitize format clean
+
+deps:
+	@missing=""; for p in $(PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing missing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+configure: deps
+	@cmake --preset default >/dev/null
+
+build: configure
+	@cmake --build --preset default -j $(JOBS)
+
+demo: build
+	@./build/default/samples/order_demo/order_demo
+
+test: build test-sanitize
+	@ctest --preset default -j $(JOBS)
+
+test-sanitize: deps
+	@cmake --preset asan >/dev/null
+	@cmake --build --preset asan -j $(JOBS) --target unit_tests
+	@ctest --preset asan -j $(JOBS)
+
+format:
+	@git ls-files '*.cpp' '*.hpp' | xargs clang-format -i
+
+clean:
+	@rm -rf build

@@ -1,0 +1,123 @@
+// The saga engine: the single-writer loop that turns inbound replies and saga starts into
+// durable state changes and outgoing commands. Start here.
+//
+//   saga::Options options;                        // every field documents its default
+//   auto store = saga::SqliteStore::open(options.store).value();
+//   saga::MemoryTransport transport = ...;        // or the ZeroMQ transport
+//   saga::SystemClock clock;
+//   saga::Engine engine(options, *store, transport, clock);
+//   engine.register_saga<order::OrderSaga>();
+//   engine.on_outcome([](const saga::SagaOutcome& o) { ... });
+//   std::thread loop([&] { engine.run(); });
+//   std::string id = engine.start<order::OrderSaga>(data);
+//   ...
+//   engine.stop(); loop.join();
+//
+// One loop turn: take the pending saga starts and drain up to Options::max_batch_messages
+// inbound envelopes; for each, validate, deduplicate by eventId (inbox), apply it to its saga's
+// state machine and collect the commands it produces; then commit everything in ONE store
+// transaction (saga rows, journal, outbox, inbox, dead letters); only then hand the new commands
+// to the transport. A command handed over is marked dispatched in the next commit.
+//
+// Guarantees (each has a test in tests/):
+// - Nothing is sent that is not committed; a committed command not yet sent is sent after a
+//   restart (pending outbox rows are re-read on the first turn).
+// - A message whose eventId is already in the inbox has no effect; it is journaled as duplicate.
+// - Bad input never crashes the loop: it is dead-lettered with a reason code and its raw bytes
+//   (bounded), and the loop goes on serving everyone else.
+// - A failed commit (busy, I/O error, disk full) changes nothing: the turn's sagas are reloaded
+//   from the store and the same inputs are retried after a backoff.
+//
+// Ownership: the engine keeps references to the Store, Transport and Clock; they must outlive
+// it. Thread safety: register_saga(), on_outcome() and on_dead_letter() before run(); start(),
+// stop() and stats() from any thread; run() / run_once() from one thread at a time (the loop).
+// Errors: start() throws std::invalid_argument for an unregistered saga type or data that does
+// not convert; nothing else in the loop throws for bad input.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "saga/clock.hpp"
+#include "saga/options.hpp"
+#include "saga/saga_type.hpp"
+#include "saga/store.hpp"
+#include "saga/transport.hpp"
+
+namespace saga {
+
+// Reported once per saga when it reaches a terminal status, after the commit that made it so.
+struct SagaOutcome {
+  std::string saga_id;
+  std::string saga_type;
+  SagaStatus status;
+  std::string state;
+  nlohmann::json data;
+  std::string reason;  // for Failed: what parked it
+};
+
+// Counters since construction. Snapshot; safe from any thread.
+struct EngineStats {
+  std::uint64_t sagas_started = 0;
+  std::uint64_t messages_received = 0;
+  std::uint64_t messages_applied = 0;
+  std::uint64_t duplicates = 0;
+  std::uint64_t dead_letters = 0;
+  std::uint64_t commits = 0;
+  std::uint64_t commit_failures = 0;
+  std::uint64_t commands_sent = 0;
+  std::uint64_t send_retries = 0;  // sends refused by the transport (would block, unroutable)
+  std::uint64_t sagas_completed = 0;
+  std::uint64_t sagas_compensated = 0;
+  std::uint64_t sagas_failed = 0;
+};
+
+class Engine {
+ public:
+  Engine(Options options, Store& store, Transport& transport, const Clock& clock);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Registers a saga definition (several versions of one saga type may be registered; starts use
+  // the highest). Throws std::logic_error when the same name and version is registered twice.
+  void register_saga(std::unique_ptr<SagaType> type);
+  template <class Definition>
+  void register_saga() {
+    register_saga(make_saga_type<Definition>());
+  }
+
+  // Queues a new saga and returns its id (a UUID, also the correlationId of all its messages).
+  // The saga becomes durable, and its first command is sent, in the next loop turn.
+  std::string start(std::string_view saga_type, const nlohmann::json& data);
+  template <class Definition>
+  std::string start(const typename Definition::data_type& data) {
+    return start(Definition::name, nlohmann::json(data));
+  }
+
+  // Called on the loop thread after the commit that ended a saga.
+  void on_outcome(std::function<void(const SagaOutcome&)> callback);
+  // Called on the loop thread after the commit that wrote a dead letter.
+  void on_dead_letter(std::function<void(const DeadLetter&)> callback);
+
+  // One loop turn (see above). Waits up to Options::idle_wait when there is nothing to do.
+  // Returns the number of inputs (starts and inbound messages) committed in this turn.
+  std::size_t run_once();
+  // Runs turns until stop(); the turn in progress finishes (and commits) first.
+  void run();
+  // Makes run() return after the current turn. Final: a stopped engine does not run again.
+  void stop();
+
+  EngineStats stats() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace saga

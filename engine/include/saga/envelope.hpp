@@ -1,0 +1,88 @@
+// The message envelope: one JSON object per message, the seed's "Event Schema" plus the fields a
+// saga needs. See docs/wire-protocol.md for the format of every field.
+//
+//   {"eventId": "<uuid v4>", "eventType": "inventory.Reserve", "timestamp": "<RFC 3339 UTC>",
+//    "version": "1", "source": "orchestrator", "correlationId": "<saga id>",
+//    "causationId": "<eventId of the message that caused this one>", "kind": "command",
+//    "data": {...}}
+//
+// Required: eventId, eventType, timestamp, data. Optional: version (default "1"), source,
+// correlationId, causationId, kind (default: unspecified, the receiver decides).
+//
+// Errors: decode_envelope() never throws for bad input; it returns an EnvelopeError naming the
+// defect. Thread safety: free functions without shared state; safe from any thread.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include <nlohmann/json.hpp>
+
+#include "saga/clock.hpp"
+
+namespace saga {
+
+enum class MessageKind { unspecified, command, reply, event };
+
+std::string_view to_string(MessageKind kind) noexcept;
+
+struct Envelope {
+  std::string event_id;        // UUID, lower-case canonical 8-4-4-4-12 form
+  std::string event_type;      // stable type name, e.g. "inventory.Reserve"
+  Timestamp timestamp;         // when the message was created
+  int version = 1;             // major version of the payload schema; "2.1" decodes as 2
+  std::string source;          // sending service name; may be empty
+  std::string correlation_id;  // the saga id; may be empty for events not about a saga
+  std::string causation_id;    // eventId of the message that caused this one; may be empty
+  MessageKind kind = MessageKind::unspecified;
+  nlohmann::json data = nlohmann::json::object();  // always a JSON object
+};
+
+// Every defect decode_envelope() can report. Stable names (to_string) are used as dead-letter
+// reason codes and metric labels.
+enum class EnvelopeErrorCode {
+  too_large,        // more bytes than the receiver's limit
+  not_json,         // the bytes do not parse as JSON
+  not_object,       // valid JSON, but not an object
+  missing_field,    // a required field is absent
+  wrong_type,       // a field has the wrong JSON type
+  empty_field,      // a required string field is empty
+  bad_uuid,         // eventId (or causationId) is not a UUID
+  bad_timestamp,    // timestamp is not RFC 3339 date-time
+  bad_version,      // version is not "<major>" or "<major>.<minor>" with major >= 1
+  unknown_kind,     // kind is not command, reply or event
+  data_not_object,  // data is present but not an object
+};
+
+std::string_view to_string(EnvelopeErrorCode code) noexcept;
+
+struct EnvelopeError {
+  EnvelopeErrorCode code;
+  std::string field;    // the offending field, empty when not about one field
+  std::string message;  // human-readable, names the field and what was expected
+};
+
+using DecodeResult = std::variant<Envelope, EnvelopeError>;
+
+// Default limit on an encoded envelope; transports and the engine may configure their own.
+inline constexpr std::size_t kDefaultMaxMessageBytes = 1024 * 1024;
+
+// Parses and validates. Bytes longer than max_bytes are rejected before parsing.
+DecodeResult decode_envelope(std::string_view bytes,
+                             std::size_t max_bytes = kDefaultMaxMessageBytes);
+
+// Serializes to compact JSON. Optional fields that are empty (source, correlationId,
+// causationId, unspecified kind) are omitted. Never fails for a well-formed Envelope.
+std::string encode_envelope(const Envelope& envelope);
+
+// A new random (version 4) UUID in canonical lower-case form. Thread-safe.
+std::string new_uuid();
+bool is_uuid(std::string_view text) noexcept;
+
+// Strict RFC 3339 date-time ("2020-07-06T10:30:00Z", fractions and offsets allowed).
+std::optional<Timestamp> parse_rfc3339(std::string_view text) noexcept;
+
+}  // namespace saga

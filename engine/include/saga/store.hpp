@@ -1,0 +1,138 @@
+// The seam between the engine and durable storage. The engine sees only this interface; the
+// SQLite implementation lives in persistence/sqlite (saga/sqlite_store.hpp).
+//
+// Write model: the engine collects everything one loop turn produced into a WriteBatch and calls
+// commit() once. A Store applies a batch atomically (one transaction) or not at all: saga rows,
+// journal, outbox, inbox, dead letters and dispatch marks together. This is the group commit.
+//
+// Errors: conditions a caller handles (busy, conflict, I/O error, disk full) come back as
+// StoreStatus / StoreResult; a failed commit leaves the store exactly as before the call.
+// Thread safety: a Store is used by one thread at a time (the engine loop); it is not internally
+// synchronized.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "saga/clock.hpp"
+#include "saga/status.hpp"
+
+namespace saga {
+
+// One saga instance as persisted. The state is stored by name (never by Boost.MSM's numeric id)
+// together with the definition version, so reordering states in code cannot corrupt sagas.
+struct SagaRecord {
+  std::string id;
+  std::string type;
+  int definition_version = 1;
+  std::string state;
+  SagaStatus status = SagaStatus::Running;
+  std::string data;               // the saga data as JSON text
+  std::int64_t row_version = 0;   // incremented by every committed update
+  Timestamp created_at{};
+  Timestamp updated_at{};
+};
+
+// What happened to a saga, in order. The journal is append-only.
+enum class JournalKind {
+  started,          // the saga was created (detail: initial data)
+  message_in,       // a message was accepted for this saga (detail: payload)
+  message_out,      // a command was written to the outbox (detail: payload)
+  transition,       // the state machine moved from_state -> to_state
+  duplicate,        // a message whose id is already in the inbox; no effect
+  unexpected,       // a message the current state does not expect; dead-lettered
+  user_error,       // user code (command builder, reply handler) threw (detail: what())
+  status_changed,   // the status changed (detail: new status)
+};
+
+std::string_view to_string(JournalKind kind) noexcept;
+std::optional<JournalKind> journal_kind_from_string(std::string_view text) noexcept;
+
+struct JournalEntry {
+  std::int64_t sequence = 0;  // assigned by the store on commit; ascending
+  std::string saga_id;
+  Timestamp at{};
+  JournalKind kind = JournalKind::transition;
+  std::string message_id;
+  std::string message_type;
+  std::string from_state;
+  std::string to_state;
+  std::string detail;
+};
+
+// A command waiting to be sent (pending) or sent and awaiting its reply (dispatched).
+struct OutboxMessage {
+  std::string message_id;   // the envelope's eventId; primary key
+  std::string saga_id;
+  std::string destination;  // service name
+  std::string message_type;
+  std::string payload;      // the encoded envelope, sent as is
+  int attempts = 0;         // how many times it was handed to the transport
+  bool dispatched = false;
+  Timestamp created_at{};
+};
+
+// A message that could not be processed, kept for an operator with its raw bytes (bounded).
+struct DeadLetter {
+  std::int64_t id = 0;  // assigned by the store
+  Timestamp at{};
+  std::string reason_code;  // stable machine-readable code, e.g. "bad_uuid", "unexpected"
+  std::string reason;       // human-readable explanation
+  std::string message_id;   // when the envelope got far enough to have one
+  std::string message_type;
+  std::string saga_id;
+  std::string raw;             // the original bytes, truncated to the configured bound
+  std::size_t raw_size = 0;    // the original length before truncation
+};
+
+// A saga row to write: inserted when expected_row_version is nullopt, otherwise updated only if
+// the stored row_version equals it (the store then stores row_version = expected + 1).
+struct SagaWrite {
+  SagaRecord record;
+  std::optional<std::int64_t> expected_row_version;
+};
+
+struct WriteBatch {
+  std::vector<SagaWrite> sagas;
+  std::vector<JournalEntry> journal;
+  std::vector<OutboxMessage> outbox;            // new pending commands
+  std::vector<std::string> inbox;               // processed inbound message ids
+  std::vector<DeadLetter> dead_letters;
+  std::vector<std::string> dispatched;          // outbox ids handed to the transport since
+                                                // the last commit: attempts += 1, dispatched
+  Timestamp at{};                               // commit time, for inbox/outbox bookkeeping
+
+  bool empty() const noexcept {
+    return sagas.empty() && journal.empty() && outbox.empty() && inbox.empty() &&
+           dead_letters.empty() && dispatched.empty();
+  }
+  void clear() { *this = WriteBatch{}; }
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Applies the whole batch in one transaction, or nothing. A conflict (row version mismatch or a
+  // duplicate saga insert) rolls back everything and reports StoreErrorCode::conflict.
+  virtual StoreStatus commit(const WriteBatch& batch) = 0;
+
+  virtual StoreResult<std::optional<SagaRecord>> load_saga(const std::string& saga_id) = 0;
+  virtual StoreResult<bool> inbox_contains(const std::string& message_id) = 0;
+
+  // Outbox rows not yet handed to the transport, oldest first, at most `limit`.
+  virtual StoreResult<std::vector<OutboxMessage>> pending_outbox(std::size_t limit) = 0;
+
+  // Read side, for tests, tools and operators.
+  virtual StoreResult<std::vector<JournalEntry>> journal(const std::string& saga_id) = 0;
+  virtual StoreResult<std::vector<DeadLetter>> dead_letters(std::size_t limit) = 0;
+  virtual StoreResult<std::vector<OutboxMessage>> outbox(const std::string& saga_id) = 0;
+  virtual StoreResult<std::vector<SagaRecord>> sagas_with_status(SagaStatus status,
+                                                                 std::size_t limit) = 0;
+};
+
+}  // namespace saga

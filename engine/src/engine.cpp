@@ -1,0 +1,508 @@
+#include "saga/engine.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <deque>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "saga/envelope.hpp"
+
+namespace saga {
+namespace {
+
+// A store read failed mid-turn; the turn is abandoned and retried like a failed commit.
+struct TurnAborted {
+  StoreError error;
+};
+
+struct StartRequest {
+  std::string saga_id;
+  const SagaType* type;
+  std::unique_ptr<SagaInstance> instance;
+  nlohmann::json data;
+};
+
+// Either a saga start (start set) or an inbound message.
+struct Input {
+  std::shared_ptr<StartRequest> start;
+  InboundMessage message;
+};
+
+struct CachedSaga {
+  const SagaType* type = nullptr;
+  std::unique_ptr<SagaInstance> instance;
+  SagaRecord record;  // as last committed
+  bool committed = false;
+};
+
+struct Counters {
+  std::atomic<std::uint64_t> sagas_started{0}, messages_received{0}, messages_applied{0},
+      duplicates{0}, dead_letters{0}, commits{0}, commit_failures{0}, commands_sent{0},
+      send_retries{0}, sagas_completed{0}, sagas_compensated{0}, sagas_failed{0};
+};
+
+std::string truncated(std::string_view bytes, std::size_t limit) {
+  return std::string(bytes.substr(0, std::min(bytes.size(), limit)));
+}
+
+}  // namespace
+
+struct Engine::Impl {
+  Impl(Options options_in, Store& store_in, Transport& transport_in, const Clock& clock_in)
+      : options(std::move(options_in)), store(store_in), transport(transport_in), clock(clock_in) {}
+
+  Options options;
+  Store& store;
+  Transport& transport;
+  const Clock& clock;
+
+  std::map<std::pair<std::string, int>, std::unique_ptr<SagaType>, std::less<>> types;
+  std::unordered_map<std::string, const SagaType*> latest;
+  std::vector<std::function<void(const SagaOutcome&)>> outcome_callbacks;
+  std::vector<std::function<void(const DeadLetter&)>> dead_letter_callbacks;
+
+  std::mutex starts_mutex;
+  std::vector<Input> queued_starts;
+  std::atomic<bool> stopping{false};
+  Counters counters;
+
+  std::unordered_map<std::string, CachedSaga> cache;
+  std::deque<OutboxMessage> unsent;
+  std::vector<std::string> dispatched_marks;
+  std::vector<Input> retry_inputs;
+  std::chrono::milliseconds backoff{0};
+  bool recovered = false;
+
+  // State of the turn being built.
+  struct Turn {
+    WriteBatch batch;
+    std::unordered_map<std::string, std::size_t> saga_writes;  // saga id -> index in batch.sagas
+    std::unordered_set<std::string> inbox;
+    std::vector<SagaOutcome> outcomes;
+  };
+
+  const SagaType* find_type(std::string_view name, int version) const {
+    auto found = types.find(std::pair<std::string, int>(std::string(name), version));
+    return found == types.end() ? nullptr : found->second.get();
+  }
+
+  void dead_letter(Turn& turn, std::string_view raw, std::string reason_code, std::string reason,
+                   const Envelope* envelope) {
+    DeadLetter letter;
+    letter.at = clock.now();
+    letter.reason_code = std::move(reason_code);
+    letter.reason = std::move(reason);
+    if (envelope) {
+      letter.message_id = envelope->event_id;
+      letter.message_type = envelope->event_type;
+      letter.saga_id = envelope->correlation_id;
+    }
+    letter.raw = truncated(raw, options.dead_letter_max_bytes);
+    letter.raw_size = raw.size();
+    turn.batch.dead_letters.push_back(std::move(letter));
+  }
+
+  void journal(Turn& turn, const std::string& saga_id, JournalKind kind, std::string message_id,
+               std::string message_type, std::string from, std::string to, std::string detail) {
+    JournalEntry entry;
+    entry.saga_id = saga_id;
+    entry.at = clock.now();
+    entry.kind = kind;
+    entry.message_id = std::move(message_id);
+    entry.message_type = std::move(message_type);
+    entry.from_state = std::move(from);
+    entry.to_state = std::move(to);
+    entry.detail = std::move(detail);
+    turn.batch.journal.push_back(std::move(entry));
+  }
+
+  // Finds a saga in the cache or loads it from the store. Returns nullptr with a reason code and
+  // message when it cannot be used.
+  CachedSaga* load(const std::string& saga_id, std::string& code, std::string& reason) {
+    if (auto found = cache.find(saga_id); found != cache.end()) return &found->second;
+    auto loaded = store.load_saga(saga_id);
+    if (!loaded) throw TurnAborted{loaded.error()};
+    if (!loaded.value()) {
+      code = "unknown_saga";
+      reason = "no saga with id '" + saga_id + "'";
+      return nullptr;
+    }
+    SagaRecord record = std::move(*loaded.value());
+    const SagaType* type = find_type(record.type, record.definition_version);
+    if (!type) {
+      code = "unknown_saga_type";
+      reason = "saga '" + saga_id + "' is of type '" + record.type + "' version " +
+               std::to_string(record.definition_version) + ", which is not registered";
+      return nullptr;
+    }
+    nlohmann::json data = nlohmann::json::parse(record.data, nullptr, false);
+    RestoreResult restored = type->restore(record.state, record.status, data);
+    if (auto* error = std::get_if<std::string>(&restored)) {
+      code = "unknown_state";
+      reason = "saga '" + saga_id + "' cannot be restored: " + *error;
+      return nullptr;
+    }
+    CachedSaga& entry = cache[saga_id];
+    entry.type = type;
+    entry.instance = std::move(std::get<0>(restored));
+    entry.record = std::move(record);
+    entry.committed = true;
+    return &entry;
+  }
+
+  void write_saga(Turn& turn, const std::string& saga_id, CachedSaga& saga) {
+    SagaRecord record = saga.record;
+    record.state = std::string(saga.instance->state());
+    record.status = saga.instance->status();
+    record.data = saga.instance->data().dump();
+    record.updated_at = clock.now();
+    auto [slot, inserted] = turn.saga_writes.emplace(saga_id, turn.batch.sagas.size());
+    if (inserted) {
+      std::optional<std::int64_t> expected;
+      if (saga.committed) expected = saga.record.row_version;
+      turn.batch.sagas.push_back({std::move(record), expected});
+    } else {
+      turn.batch.sagas[slot->second].record = std::move(record);
+    }
+  }
+
+  void record_reaction(Turn& turn, const std::string& saga_id, CachedSaga& saga,
+                       const Reaction& reaction, SagaStatus before, const std::string& cause_id) {
+    for (std::size_t i = 1; i < reaction.path.size(); ++i)
+      journal(turn, saga_id, JournalKind::transition, cause_id, "", reaction.path[i - 1],
+              reaction.path[i], "");
+    for (const auto& error : reaction.user_errors)
+      journal(turn, saga_id, JournalKind::user_error, cause_id, "", "", "", error);
+    for (const auto& command : reaction.commands) {
+      Envelope envelope;
+      envelope.event_id = new_uuid();
+      envelope.event_type = std::string(command.type);
+      envelope.timestamp = clock.now();
+      envelope.version = command.version;
+      envelope.source = options.source;
+      envelope.correlation_id = saga_id;
+      envelope.causation_id = cause_id;
+      envelope.kind = MessageKind::command;
+      envelope.data = command.payload;
+      OutboxMessage row;
+      row.message_id = envelope.event_id;
+      row.saga_id = saga_id;
+      row.destination = std::string(command.destination);
+      row.message_type = envelope.event_type;
+      row.payload = encode_envelope(envelope);
+      row.created_at = envelope.timestamp;
+      journal(turn, saga_id, JournalKind::message_out, row.message_id, row.message_type, "", "",
+              command.role == CommandRole::compensation ? "compensation " + command.payload.dump()
+                                                        : command.payload.dump());
+      turn.batch.outbox.push_back(std::move(row));
+    }
+    SagaStatus after = saga.instance->status();
+    if (after != before) {
+      std::string detail(to_string(after));
+      if (after == SagaStatus::Failed && !reaction.user_errors.empty())
+        detail += ": " + reaction.user_errors.back();
+      journal(turn, saga_id, JournalKind::status_changed, cause_id, "", "", "", detail);
+    }
+    write_saga(turn, saga_id, saga);
+    if (is_terminal(after) && !is_terminal(before)) {
+      turn.outcomes.push_back({saga_id, std::string(saga.type->name()), after,
+                               std::string(saga.instance->state()), saga.instance->data(),
+                               reaction.user_errors.empty() ? "" : reaction.user_errors.back()});
+    }
+  }
+
+  void process_start(Turn& turn, StartRequest& request) {
+    CachedSaga& saga = cache[request.saga_id];
+    saga.type = request.type;
+    // A retried turn (after a failed commit) starts again from a fresh instance.
+    saga.instance = request.instance ? std::move(request.instance) : request.type->create(request.data);
+    saga.committed = false;
+    saga.record = SagaRecord{};
+    saga.record.id = request.saga_id;
+    saga.record.type = std::string(request.type->name());
+    saga.record.definition_version = request.type->version();
+    saga.record.created_at = clock.now();
+    journal(turn, request.saga_id, JournalKind::started, "", "", "", "", request.data.dump());
+    SagaStatus before = saga.instance->status();
+    Reaction reaction = saga.instance->begin();
+    record_reaction(turn, request.saga_id, saga, reaction, before, "");
+    counters.sagas_started.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  void process_message(Turn& turn, const InboundMessage& message) {
+    counters.messages_received.fetch_add(1, std::memory_order_relaxed);
+    DecodeResult decoded = decode_envelope(message.bytes, options.max_message_bytes);
+    if (auto* error = std::get_if<EnvelopeError>(&decoded)) {
+      dead_letter(turn, message.bytes, std::string(to_string(error->code)), error->message,
+                  nullptr);
+      return;
+    }
+    const Envelope& envelope = std::get<Envelope>(decoded);
+    if (envelope.kind != MessageKind::reply && envelope.kind != MessageKind::unspecified) {
+      dead_letter(turn, message.bytes, "unexpected_kind",
+                  "the orchestrator consumes replies; got a message of kind '" +
+                      std::string(to_string(envelope.kind)) + "'",
+                  &envelope);
+      return;
+    }
+    if (envelope.correlation_id.empty()) {
+      dead_letter(turn, message.bytes, "missing_correlation",
+                  "a reply needs a correlationId naming its saga", &envelope);
+      return;
+    }
+    bool duplicate = turn.inbox.contains(envelope.event_id);
+    if (!duplicate) {
+      auto seen = store.inbox_contains(envelope.event_id);
+      if (!seen) throw TurnAborted{seen.error()};
+      duplicate = seen.value();
+    }
+    std::string code, reason;
+    CachedSaga* saga = load(envelope.correlation_id, code, reason);
+    if (duplicate) {
+      counters.duplicates.fetch_add(1, std::memory_order_relaxed);
+      if (saga)
+        journal(turn, envelope.correlation_id, JournalKind::duplicate, envelope.event_id,
+                envelope.event_type, "", "", "already processed; no effect");
+      return;
+    }
+    if (!saga) {
+      dead_letter(turn, message.bytes, code, reason, &envelope);
+      return;
+    }
+    int known_version = saga->type->message_version(envelope.event_type);
+    if (known_version != 0 && envelope.version != known_version) {
+      std::string why = "'" + envelope.event_type + "' version " +
+                        std::to_string(envelope.version) + " is not supported (this saga reads version " +
+                        std::to_string(known_version) + " and no upcaster is registered)";
+      journal(turn, envelope.correlation_id, JournalKind::unexpected, envelope.event_id,
+              envelope.event_type, "", "", why);
+      dead_letter(turn, message.bytes, "unsupported_version", why, &envelope);
+      return;
+    }
+    SagaStatus before = saga->instance->status();
+    Reaction reaction = saga->instance->handle(envelope.event_type, envelope.data);
+    if (!reaction.applied()) {
+      static constexpr const char* kCodes[] = {"applied", "unexpected", "undecodable",
+                                               "unknown_type"};
+      journal(turn, envelope.correlation_id, JournalKind::unexpected, envelope.event_id,
+              envelope.event_type, std::string(saga->instance->state()), "", reaction.reason);
+      dead_letter(turn, message.bytes, kCodes[static_cast<int>(reaction.outcome)],
+                  reaction.reason, &envelope);
+      return;
+    }
+    turn.inbox.insert(envelope.event_id);
+    turn.batch.inbox.push_back(envelope.event_id);
+    journal(turn, envelope.correlation_id, JournalKind::message_in, envelope.event_id,
+            envelope.event_type, "", "", envelope.data.dump());
+    record_reaction(turn, envelope.correlation_id, *saga, reaction, before, envelope.event_id);
+    counters.messages_applied.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  void recover() {
+    auto pending = store.pending_outbox(std::numeric_limits<std::size_t>::max());
+    if (!pending) throw TurnAborted{pending.error()};
+    for (auto& row : pending.value()) unsent.push_back(std::move(row));
+    recovered = true;
+  }
+
+  void send_unsent() {
+    std::size_t refused = 0;
+    for (std::size_t n = unsent.size(); n > 0; --n) {
+      OutboxMessage row = std::move(unsent.front());
+      unsent.pop_front();
+      SendResult result = transport.send(row.destination, row.payload);
+      if (result == SendResult::sent) {
+        dispatched_marks.push_back(row.message_id);
+        counters.commands_sent.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        ++refused;
+        unsent.push_back(std::move(row));
+      }
+    }
+    counters.send_retries.fetch_add(refused, std::memory_order_relaxed);
+  }
+
+  std::vector<Input> gather_inputs() {
+    std::vector<Input> inputs;
+    {
+      std::lock_guard lock(starts_mutex);
+      std::size_t take = std::min(queued_starts.size(), options.max_batch_messages);
+      std::move(queued_starts.begin(), queued_starts.begin() + static_cast<std::ptrdiff_t>(take),
+                std::back_inserter(inputs));
+      queued_starts.erase(queued_starts.begin(),
+                          queued_starts.begin() + static_cast<std::ptrdiff_t>(take));
+    }
+    bool idle = inputs.empty() && dispatched_marks.empty();
+    auto wait = idle ? options.idle_wait : std::chrono::milliseconds{0};
+    auto deadline = std::chrono::steady_clock::now() + options.max_batch_delay;
+    while (inputs.size() < options.max_batch_messages && !stopping.load()) {
+      auto message = transport.receive(wait);
+      if (!message) {
+        if (inputs.empty() || std::chrono::steady_clock::now() >= deadline) break;
+        continue;
+      }
+      inputs.push_back(Input{nullptr, std::move(*message)});
+      wait = std::chrono::milliseconds{0};
+      if (options.max_batch_delay.count() > 0 && std::chrono::steady_clock::now() < deadline)
+        wait = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+    }
+    return inputs;
+  }
+
+  void discard_turn(const Turn& turn) {
+    for (const auto& [saga_id, unused] : turn.saga_writes) cache.erase(saga_id);
+  }
+
+  std::size_t run_once() {
+    if (backoff.count() > 0) std::this_thread::sleep_for(backoff);
+    std::vector<Input> inputs;
+    try {
+      if (!recovered) recover();
+      send_unsent();
+      inputs = retry_inputs.empty() ? gather_inputs() : std::exchange(retry_inputs, {});
+    } catch (const TurnAborted& aborted) {
+      fail_turn(aborted.error, {});
+      return 0;
+    }
+
+    Turn turn;
+    try {
+      for (auto& input : inputs) {
+        if (input.start)
+          process_start(turn, *input.start);
+        else
+          process_message(turn, input.message);
+      }
+    } catch (const TurnAborted& aborted) {
+      discard_turn(turn);
+      fail_turn(aborted.error, std::move(inputs));
+      return 0;
+    }
+
+    turn.batch.dispatched = dispatched_marks;
+    turn.batch.at = clock.now();
+    if (turn.batch.empty()) return 0;
+    StoreStatus status = store.commit(turn.batch);
+    if (!status) {
+      discard_turn(turn);
+      fail_turn(*status.error, std::move(inputs));
+      return 0;
+    }
+    backoff = std::chrono::milliseconds{0};
+    counters.commits.fetch_add(1, std::memory_order_relaxed);
+    dispatched_marks.erase(dispatched_marks.begin(),
+                           dispatched_marks.begin() +
+                               static_cast<std::ptrdiff_t>(turn.batch.dispatched.size()));
+    for (auto& write : turn.batch.sagas) {
+      auto found = cache.find(write.record.id);
+      if (found == cache.end()) continue;
+      found->second.record = write.record;
+      found->second.record.row_version =
+          write.expected_row_version ? *write.expected_row_version + 1 : write.record.row_version;
+      found->second.committed = true;
+      if (is_terminal(write.record.status)) cache.erase(found);
+    }
+    for (auto& row : turn.batch.outbox) unsent.push_back(std::move(row));
+    send_unsent();
+    counters.dead_letters.fetch_add(turn.batch.dead_letters.size(), std::memory_order_relaxed);
+    for (const auto& outcome : turn.outcomes) {
+      auto& counter = outcome.status == SagaStatus::Completed     ? counters.sagas_completed
+                      : outcome.status == SagaStatus::Compensated ? counters.sagas_compensated
+                                                                  : counters.sagas_failed;
+      counter.fetch_add(1, std::memory_order_relaxed);
+      for (const auto& callback : outcome_callbacks) callback(outcome);
+    }
+    for (const auto& letter : turn.batch.dead_letters)
+      for (const auto& callback : dead_letter_callbacks) callback(letter);
+    return inputs.size();
+  }
+
+  void fail_turn(const StoreError&, std::vector<Input> inputs) {
+    counters.commit_failures.fetch_add(1, std::memory_order_relaxed);
+    retry_inputs = std::move(inputs);
+    backoff = backoff.count() == 0 ? options.commit_backoff
+                                   : std::min(backoff * 2, options.max_commit_backoff);
+  }
+};
+
+Engine::Engine(Options options, Store& store, Transport& transport, const Clock& clock)
+    : impl_(std::make_unique<Impl>(std::move(options), store, transport, clock)) {}
+
+Engine::~Engine() = default;
+
+void Engine::register_saga(std::unique_ptr<SagaType> type) {
+  if (!type) throw std::invalid_argument("register_saga: null saga type");
+  auto key = std::pair<std::string, int>(std::string(type->name()), type->version());
+  const SagaType* raw = type.get();
+  if (!impl_->types.emplace(key, std::move(type)).second)
+    throw std::logic_error("saga '" + key.first + "' version " + std::to_string(key.second) +
+                           " is already registered");
+  auto& latest = impl_->latest[key.first];
+  if (!latest || latest->version() < raw->version()) latest = raw;
+}
+
+std::string Engine::start(std::string_view saga_type, const nlohmann::json& data) {
+  auto found = impl_->latest.find(std::string(saga_type));
+  if (found == impl_->latest.end())
+    throw std::invalid_argument("start: saga type '" + std::string(saga_type) +
+                                "' is not registered");
+  auto request = std::make_shared<StartRequest>();
+  request->saga_id = new_uuid();
+  request->type = found->second;
+  request->data = data;
+  try {
+    request->instance = found->second->create(data);
+  } catch (const std::exception& error) {
+    throw std::invalid_argument("start: data for saga '" + std::string(saga_type) +
+                                "' does not convert: " + error.what());
+  }
+  std::string id = request->saga_id;
+  {
+    std::lock_guard lock(impl_->starts_mutex);
+    impl_->queued_starts.push_back(Input{std::move(request), {}});
+  }
+  impl_->transport.wake();
+  return id;
+}
+
+void Engine::on_outcome(std::function<void(const SagaOutcome&)> callback) {
+  impl_->outcome_callbacks.push_back(std::move(callback));
+}
+
+void Engine::on_dead_letter(std::function<void(const DeadLetter&)> callback) {
+  impl_->dead_letter_callbacks.push_back(std::move(callback));
+}
+
+std::size_t Engine::run_once() { return impl_->run_once(); }
+
+void Engine::run() {
+  while (!impl_->stopping.load()) impl_->run_once();
+}
+
+void Engine::stop() {
+  impl_->stopping.store(true);
+  impl_->transport.wake();
+}
+
+EngineStats Engine::stats() const {
+  const Counters& c = impl_->counters;
+  auto get = [](const std::atomic<std::uint64_t>& value) {
+    return value.load(std::memory_order_relaxed);
+  };
+  return {get(c.sagas_started),   get(c.messages_received), get(c.messages_applied),
+          get(c.duplicates),      get(c.dead_letters),      get(c.commits),
+          get(c.commit_failures), get(c.commands_sent),     get(c.send_retries),
+          get(c.sagas_completed), get(c.sagas_compensated), get(c.sagas_failed)};
+}
+
+}  // namespace saga

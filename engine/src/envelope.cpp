@@ -1,0 +1,550 @@
+#include "saga/envelope.hpp"
+
+#include <pthread.h>
+
+#include <array>
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace saga {
+namespace {
+
+using nlohmann::json;
+
+constexpr std::size_t kQuotedValueLimit = 64;
+constexpr std::size_t kParserMessageLimit = 200;
+
+constexpr bool is_digit(char c) noexcept {
+  return c >= '0' && c <= '9';
+}
+
+constexpr bool is_hex(char c) noexcept {
+  return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+constexpr char to_lower_ascii(char c) noexcept {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+// A bounded, JSON-quoted rendering of a bad value for an error message. Cut on a UTF-8 character
+// boundary so the message stays valid UTF-8.
+std::string quote(std::string_view value) {
+  const bool truncated = value.size() > kQuotedValueLimit;
+  if (truncated) {
+    std::size_t n = kQuotedValueLimit;
+    while (n > 0 && (static_cast<unsigned char>(value[n]) & 0xC0) == 0x80) --n;
+    value = value.substr(0, n);
+  }
+  std::string out = json(std::string(value)).dump(-1, ' ', false, json::error_handler_t::replace);
+  if (truncated) out += "...";
+  return out;
+}
+
+// Printable ASCII only; anything else as \xNN. Used for parser diagnostics, which may echo
+// arbitrary input bytes.
+std::string printable(std::string_view text, std::size_t limit) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (char c : text) {
+    if (out.size() >= limit) {
+      out += "...";
+      break;
+    }
+    const auto u = static_cast<unsigned char>(c);
+    if (u >= 0x20 && u < 0x7F) {
+      out += c;
+    } else {
+      out += "\\x";
+      out += kHex[u >> 4];
+      out += kHex[u & 0xF];
+    }
+  }
+  return out;
+}
+
+// Recovers the parser's diagnostic for bytes that failed to parse, without exceptions.
+class ParseErrorSax final : public nlohmann::json_sax<json> {
+ public:
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override { return true; }
+  bool key(string_t&) override { return true; }
+  bool end_object() override { return true; }
+  bool start_array(std::size_t) override { return true; }
+  bool end_array() override { return true; }
+  bool parse_error(std::size_t, const std::string&, const json::exception& ex) override {
+    message_ = ex.what();
+    return false;
+  }
+
+  std::string message() const {
+    std::string_view text = message_;
+    if (auto end = text.find("] ");
+        !text.empty() && text.front() == '[' && end != std::string_view::npos) {
+      text.remove_prefix(end + 2);
+    }
+    return printable(text, kParserMessageLimit);
+  }
+
+ private:
+  std::string message_;
+};
+
+std::string describe_parse_failure(std::string_view bytes) {
+  ParseErrorSax sax;
+  try {
+    json::sax_parse(bytes.data(), bytes.data() + bytes.size(), &sax);
+  } catch (const json::exception& ex) {
+    return printable(ex.what(), kParserMessageLimit);
+  }
+  return sax.message();
+}
+
+enum class TimeParse { ok, syntax, out_of_range };
+
+struct ParsedTime {
+  TimeParse status = TimeParse::syntax;
+  Timestamp at{};
+};
+
+// Parses exactly `width` decimal digits at s[pos].
+bool digits(std::string_view s, std::size_t pos, std::size_t width, int& value) noexcept {
+  if (pos + width > s.size()) return false;
+  int v = 0;
+  for (std::size_t i = pos; i < pos + width; ++i) {
+    if (!is_digit(s[i])) return false;
+    v = v * 10 + (s[i] - '0');
+  }
+  value = v;
+  return true;
+}
+
+// date-time per RFC 3339 section 5.6, with 't' and 'z' accepted as the RFC's note allows.
+ParsedTime parse_time(std::string_view s) noexcept {
+  using namespace std::chrono;
+  ParsedTime result;
+  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
+  if (!digits(s, 0, 4, year) || s.size() < 20 || s[4] != '-' || !digits(s, 5, 2, month) ||
+      s[7] != '-' || !digits(s, 8, 2, day) || (s[10] != 'T' && s[10] != 't') ||
+      !digits(s, 11, 2, hour) || s[13] != ':' || !digits(s, 14, 2, minute) || s[16] != ':' ||
+      !digits(s, 17, 2, second)) {
+    return result;
+  }
+  const year_month_day ymd{std::chrono::year{year},
+                           std::chrono::month{static_cast<unsigned>(month)},
+                           std::chrono::day{static_cast<unsigned>(day)}};
+  if (!ymd.ok() || hour > 23 || minute > 59 || second > 60) return result;
+
+  std::size_t pos = 19;
+  std::int64_t nanos = 0;
+  if (pos < s.size() && s[pos] == '.') {
+    ++pos;
+    const std::size_t start = pos;
+    int kept = 0;
+    while (pos < s.size() && is_digit(s[pos])) {
+      if (kept < 9) {
+        nanos = nanos * 10 + (s[pos] - '0');
+        ++kept;
+      }
+      ++pos;
+    }
+    if (pos == start) return result;
+    for (; kept < 9; ++kept) nanos *= 10;
+  }
+
+  std::int64_t offset_seconds = 0;
+  if (pos >= s.size()) return result;
+  if (s[pos] == 'Z' || s[pos] == 'z') {
+    ++pos;
+  } else if (s[pos] == '+' || s[pos] == '-') {
+    int off_hour = 0, off_minute = 0;
+    if (!digits(s, pos + 1, 2, off_hour) || pos + 3 >= s.size() || s[pos + 3] != ':' ||
+        !digits(s, pos + 4, 2, off_minute) || off_hour > 23 || off_minute > 59) {
+      return result;
+    }
+    offset_seconds = (off_hour * 3600 + off_minute * 60) * (s[pos] == '-' ? -1 : 1);
+    pos += 6;
+  } else {
+    return result;
+  }
+  if (pos != s.size()) return result;
+
+  const std::int64_t total =
+      static_cast<std::int64_t>(sys_days{ymd}.time_since_epoch().count()) * 86400 + hour * 3600 +
+      minute * 60 + second - offset_seconds;
+  constexpr std::int64_t kLimit = duration_cast<seconds>(Timestamp::duration::max()).count() - 1;
+  if (total >= kLimit || total <= -kLimit) {
+    result.status = TimeParse::out_of_range;
+    return result;
+  }
+  result.at = Timestamp{duration_cast<Timestamp::duration>(seconds{total}) +
+                        duration_cast<Timestamp::duration>(nanoseconds{nanos})};
+  result.status = TimeParse::ok;
+  return result;
+}
+
+// "<major>" or "<major>.<minor>", digits only, 1 <= major <= INT_MAX.
+std::optional<int> parse_version(std::string_view s) noexcept {
+  const std::size_t dot = s.find('.');
+  const std::string_view major = s.substr(0, dot);
+  if (major.empty()) return std::nullopt;
+  for (char c : major) {
+    if (!is_digit(c)) return std::nullopt;
+  }
+  if (dot != std::string_view::npos) {
+    const std::string_view minor = s.substr(dot + 1);
+    if (minor.empty()) return std::nullopt;
+    for (char c : minor) {
+      if (!is_digit(c)) return std::nullopt;
+    }
+  }
+  int value = 0;
+  const auto [end, ec] = std::from_chars(major.data(), major.data() + major.size(), value);
+  if (ec != std::errc{} || end != major.data() + major.size() || value < 1) return std::nullopt;
+  return value;
+}
+
+std::string lower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) c = to_lower_ascii(c);
+  return out;
+}
+
+EnvelopeError fail(EnvelopeErrorCode code, std::string field, std::string message) {
+  return EnvelopeError{code, std::move(field), std::move(message)};
+}
+
+EnvelopeError wrong_type(const char* field, const char* expected, const json& value) {
+  return fail(
+      EnvelopeErrorCode::wrong_type, field,
+      std::string("field '") + field + "' must be " + expected + ", got " + value.type_name());
+}
+
+// Looks up a string field. Returns nullptr when absent; sets `error` when present but not a
+// string.
+const std::string* string_field(const json& doc, const char* name,
+                                std::optional<EnvelopeError>& error) {
+  const auto it = doc.find(name);
+  if (it == doc.end()) return nullptr;
+  if (!it->is_string()) {
+    error = wrong_type(name, "a string", *it);
+    return nullptr;
+  }
+  return it->get_ptr<const std::string*>();
+}
+
+// Required string field: absent => missing_field, wrong type => wrong_type, "" => empty_field.
+const std::string* required_string(const json& doc, const char* name,
+                                   std::optional<EnvelopeError>& error) {
+  const std::string* value = string_field(doc, name, error);
+  if (error) return nullptr;
+  if (value == nullptr) {
+    error = fail(EnvelopeErrorCode::missing_field, name,
+                 std::string("required field '") + name + "' is missing");
+    return nullptr;
+  }
+  if (value->empty()) {
+    error = fail(EnvelopeErrorCode::empty_field, name,
+                 std::string("field '") + name + "' must not be empty");
+    return nullptr;
+  }
+  return value;
+}
+
+EnvelopeError bad_uuid(const char* field, std::string_view value) {
+  return fail(EnvelopeErrorCode::bad_uuid, field,
+              std::string("field '") + field + "' must be a UUID (8-4-4-4-12 hex digits), got " +
+                  quote(value));
+}
+
+bool is_plain_ascii(std::string_view s) noexcept {
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u >= 0x7F || c == '"' || c == '\\') return false;
+  }
+  return true;
+}
+
+void append_json_string(std::string& out, std::string_view s) {
+  if (is_plain_ascii(s)) {
+    out += '"';
+    out += s;
+    out += '"';
+  } else {
+    out += json(std::string(s)).dump();
+  }
+}
+
+void append_member(std::string& out, std::string_view key, std::string_view value) {
+  out += '"';
+  out += key;
+  out += "\":";
+  append_json_string(out, value);
+  out += ',';
+}
+
+std::atomic<unsigned> g_fork_generation{0};
+
+void after_fork_in_child() {
+  g_fork_generation.fetch_add(1, std::memory_order_relaxed);
+}
+
+// Per-thread generator, reseeded in a forked child so parent and child never share a stream.
+class UuidGenerator {
+ public:
+  UuidGenerator() {
+    static const bool registered = (pthread_atfork(nullptr, nullptr, &after_fork_in_child), true);
+    (void)registered;
+    reseed();
+  }
+
+  std::string next() {
+    if (generation_ != g_fork_generation.load(std::memory_order_relaxed)) reseed();
+    std::uint64_t hi = engine_();
+    std::uint64_t lo = engine_();
+    hi = (hi & ~std::uint64_t{0xF000}) | std::uint64_t{0x4000};
+    lo = (lo & ~(std::uint64_t{0xC} << 60)) | (std::uint64_t{0x8} << 60);
+
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string out(36, '-');
+    std::size_t pos = 0;
+    auto put = [&](std::uint64_t bits, int nibbles, int from) {
+      for (int i = from; i < from + nibbles; ++i) {
+        out[pos++] = kHex[(bits >> (60 - 4 * i)) & 0xF];
+      }
+    };
+    put(hi, 8, 0);
+    ++pos;
+    put(hi, 4, 8);
+    ++pos;
+    put(hi, 4, 12);
+    ++pos;
+    put(lo, 4, 0);
+    ++pos;
+    put(lo, 12, 4);
+    return out;
+  }
+
+ private:
+  void reseed() {
+    generation_ = g_fork_generation.load(std::memory_order_relaxed);
+    std::random_device device;
+    std::seed_seq seq{device(), device(), device(), device(),
+                      device(), device(), device(), device()};
+    engine_.seed(seq);
+  }
+
+  std::mt19937_64 engine_;
+  unsigned generation_ = 0;
+};
+
+}  // namespace
+
+std::string_view to_string(MessageKind kind) noexcept {
+  switch (kind) {
+    case MessageKind::unspecified:
+      return "unspecified";
+    case MessageKind::command:
+      return "command";
+    case MessageKind::reply:
+      return "reply";
+    case MessageKind::event:
+      return "event";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(EnvelopeErrorCode code) noexcept {
+  switch (code) {
+    case EnvelopeErrorCode::too_large:
+      return "too_large";
+    case EnvelopeErrorCode::not_json:
+      return "not_json";
+    case EnvelopeErrorCode::not_object:
+      return "not_object";
+    case EnvelopeErrorCode::missing_field:
+      return "missing_field";
+    case EnvelopeErrorCode::wrong_type:
+      return "wrong_type";
+    case EnvelopeErrorCode::empty_field:
+      return "empty_field";
+    case EnvelopeErrorCode::bad_uuid:
+      return "bad_uuid";
+    case EnvelopeErrorCode::bad_timestamp:
+      return "bad_timestamp";
+    case EnvelopeErrorCode::bad_version:
+      return "bad_version";
+    case EnvelopeErrorCode::unknown_kind:
+      return "unknown_kind";
+    case EnvelopeErrorCode::data_not_object:
+      return "data_not_object";
+  }
+  return "unknown";
+}
+
+bool is_uuid(std::string_view text) noexcept {
+  if (text.size() != 36) return false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const bool dash_position = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash_position ? text[i] != '-' : !is_hex(text[i])) return false;
+  }
+  return true;
+}
+
+std::optional<Timestamp> parse_rfc3339(std::string_view text) noexcept {
+  const ParsedTime parsed = parse_time(text);
+  if (parsed.status != TimeParse::ok) return std::nullopt;
+  return parsed.at;
+}
+
+std::string new_uuid() {
+  thread_local UuidGenerator generator;
+  return generator.next();
+}
+
+DecodeResult decode_envelope(std::string_view bytes, std::size_t max_bytes) {
+  using Code = EnvelopeErrorCode;
+  if (bytes.size() > max_bytes) {
+    return fail(Code::too_large, "",
+                "envelope is " + std::to_string(bytes.size()) + " bytes, more than the limit of " +
+                    std::to_string(max_bytes));
+  }
+
+  json doc;
+  try {
+    doc = json::parse(bytes.data(), bytes.data() + bytes.size(), nullptr,
+                      /*allow_exceptions=*/false);
+  } catch (const json::exception&) {
+    doc = json(json::value_t::discarded);
+  }
+  if (doc.is_discarded()) {
+    return fail(Code::not_json, "", "envelope is not valid JSON: " + describe_parse_failure(bytes));
+  }
+  if (!doc.is_object()) {
+    return fail(Code::not_object, "",
+                std::string("envelope must be a JSON object, got ") + doc.type_name());
+  }
+
+  Envelope env;
+  std::optional<EnvelopeError> error;
+
+  const std::string* event_id = required_string(doc, "eventId", error);
+  if (error) return std::move(*error);
+  if (!is_uuid(*event_id)) return bad_uuid("eventId", *event_id);
+  env.event_id = lower(*event_id);
+
+  const std::string* event_type = required_string(doc, "eventType", error);
+  if (error) return std::move(*error);
+  env.event_type = *event_type;
+
+  const std::string* timestamp = required_string(doc, "timestamp", error);
+  if (error) return std::move(*error);
+  const ParsedTime parsed = parse_time(*timestamp);
+  if (parsed.status == TimeParse::syntax) {
+    return fail(Code::bad_timestamp, "timestamp",
+                "field 'timestamp' must be an RFC 3339 date-time, got " + quote(*timestamp));
+  }
+  if (parsed.status == TimeParse::out_of_range) {
+    return fail(Code::bad_timestamp, "timestamp",
+                "field 'timestamp' is outside the representable range (years 1678 to 2261), got " +
+                    quote(*timestamp));
+  }
+  env.timestamp = parsed.at;
+
+  const auto data = doc.find("data");
+  if (data == doc.end()) {
+    return fail(Code::missing_field, "data", "required field 'data' is missing");
+  }
+  if (!data->is_object()) {
+    return fail(Code::data_not_object, "data",
+                std::string("field 'data' must be an object, got ") + data->type_name());
+  }
+
+  if (const auto version = doc.find("version"); version != doc.end()) {
+    if (!version->is_string()) {
+      return wrong_type("version", "a string such as \"1\" or \"2.1\"", *version);
+    }
+    const auto& text = version->get_ref<const std::string&>();
+    const std::optional<int> major = parse_version(text);
+    if (!major) {
+      return fail(Code::bad_version, "version",
+                  "field 'version' must be \"<major>\" or \"<major>.<minor>\" (digits, major >= "
+                  "1), got " +
+                      quote(text));
+    }
+    env.version = *major;
+  }
+
+  if (const std::string* source = string_field(doc, "source", error)) env.source = *source;
+  if (error) return std::move(*error);
+
+  if (const std::string* correlation = string_field(doc, "correlationId", error)) {
+    env.correlation_id = *correlation;
+  }
+  if (error) return std::move(*error);
+
+  if (const std::string* causation = string_field(doc, "causationId", error)) {
+    if (!causation->empty()) {
+      if (!is_uuid(*causation)) return bad_uuid("causationId", *causation);
+      env.causation_id = lower(*causation);
+    }
+  }
+  if (error) return std::move(*error);
+
+  if (const std::string* kind = string_field(doc, "kind", error)) {
+    if (*kind == "command") {
+      env.kind = MessageKind::command;
+    } else if (*kind == "reply") {
+      env.kind = MessageKind::reply;
+    } else if (*kind == "event") {
+      env.kind = MessageKind::event;
+    } else {
+      return fail(Code::unknown_kind, "kind",
+                  "field 'kind' must be \"command\", \"reply\" or \"event\", got " + quote(*kind));
+    }
+  }
+  if (error) return std::move(*error);
+
+  env.data = std::move(*data);
+  return env;
+}
+
+std::string encode_envelope(const Envelope& envelope) {
+  std::string data = envelope.data.dump();
+  std::string out;
+  out.reserve(160 + envelope.event_type.size() + envelope.source.size() +
+              envelope.correlation_id.size() + data.size());
+  out += '{';
+  append_member(out, "eventId", envelope.event_id);
+  append_member(out, "eventType", envelope.event_type);
+  append_member(out, "timestamp", format_rfc3339(envelope.timestamp));
+  std::array<char, 16> version{};
+  const char* version_end =
+      std::to_chars(version.data(), version.data() + version.size(), envelope.version).ptr;
+  append_member(out, "version", std::string_view(version.data(), version_end));
+  if (!envelope.source.empty()) append_member(out, "source", envelope.source);
+  if (!envelope.correlation_id.empty()) {
+    append_member(out, "correlationId", envelope.correlation_id);
+  }
+  if (!envelope.causation_id.empty()) append_member(out, "causationId", envelope.causation_id);
+  if (envelope.kind != MessageKind::unspecified) {
+    append_member(out, "kind", to_string(envelope.kind));
+  }
+  out += "\"data\":";
+  out += data;
+  out += '}';
+  return out;
+}
+
+}  // namespace saga

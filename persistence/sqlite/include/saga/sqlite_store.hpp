@@ -1,0 +1,55 @@
+// The SQLite implementation of saga::Store.
+//
+// - The schema is a list of versioned migrations (persistence/sqlite/migrations/NNNN_*.sql),
+//   applied in order at open inside one transaction each; PRAGMA user_version records the
+//   applied version. A database whose version is newer than this build knows is refused with
+//   StoreErrorCode::corrupt and a message naming both versions.
+// - WAL journal mode, PRAGMA synchronous from StoreOptions::durability (FULL by default),
+//   busy_timeout, BEGIN IMMEDIATE for every write transaction, prepared statements only (no
+//   SQL is built from runtime data).
+// - With StoreOptions::exclusive_writer, a lock file "<path>.lock" is held (flock) for the
+//   lifetime of the store; a second writer is refused with a clear error.
+//
+// Ownership: the store owns its connection and closes it in the destructor (never throws).
+// Thread safety: one thread at a time.
+#pragma once
+
+#include <memory>
+
+#include "saga/options.hpp"
+#include "saga/store.hpp"
+
+namespace saga {
+
+class SqliteStore final : public Store {
+ public:
+  // Opens (creating if needed) and migrates the database.
+  static StoreResult<std::unique_ptr<SqliteStore>> open(const StoreOptions& options);
+
+  // The schema version this build writes.
+  static int latest_schema_version() noexcept;
+
+  ~SqliteStore() override;
+  SqliteStore(const SqliteStore&) = delete;
+  SqliteStore& operator=(const SqliteStore&) = delete;
+
+  StoreStatus commit(const WriteBatch& batch) override;
+  StoreResult<std::optional<SagaRecord>> load_saga(const std::string& saga_id) override;
+  StoreResult<bool> inbox_contains(const std::string& message_id) override;
+  StoreResult<std::vector<OutboxMessage>> pending_outbox(std::size_t limit) override;
+  StoreResult<std::vector<JournalEntry>> journal(const std::string& saga_id) override;
+  StoreResult<std::vector<DeadLetter>> dead_letters(std::size_t limit) override;
+  StoreResult<std::vector<OutboxMessage>> outbox(const std::string& saga_id) override;
+  StoreResult<std::vector<SagaRecord>> sagas_with_status(SagaStatus status,
+                                                         std::size_t limit) override;
+
+  // PRAGMA integrity_check == "ok".
+  StoreResult<bool> integrity_ok();
+
+ private:
+  struct Impl;
+  explicit SqliteStore(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace saga

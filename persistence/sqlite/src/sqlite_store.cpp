@@ -1,0 +1,737 @@
+// SqliteStore: saga::Store on one SQLite connection. See saga/sqlite_store.hpp for the contract
+// and migrations/0001_initial.sql for the schema and its conventions (timestamps are integer
+// microseconds since the Unix epoch).
+#include "saga/sqlite_store.hpp"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <limits>
+#include <string_view>
+#include <system_error>
+#include <utility>
+
+#include "migrations.hpp"
+
+namespace saga {
+namespace {
+
+using Error = std::optional<StoreError>;
+
+std::int64_t to_micros(Timestamp at) noexcept {
+  return std::chrono::floor<std::chrono::microseconds>(at.time_since_epoch()).count();
+}
+
+Timestamp from_micros(std::int64_t micros) noexcept {
+  return Timestamp{
+      std::chrono::duration_cast<Timestamp::duration>(std::chrono::microseconds{micros})};
+}
+
+std::int64_t to_limit(std::size_t limit) noexcept {
+  constexpr auto kMax = static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max());
+  return static_cast<std::int64_t>(std::min(limit, kMax));
+}
+
+StoreErrorCode code_for(int rc) noexcept {
+  switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return StoreErrorCode::busy;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return StoreErrorCode::corrupt;
+    case SQLITE_CONSTRAINT:
+      return StoreErrorCode::conflict;
+    default:  // SQLITE_FULL, SQLITE_IOERR_*, SQLITE_CANTOPEN, SQLITE_READONLY, SQLITE_NOMEM, ...
+      return StoreErrorCode::io_error;
+  }
+}
+
+std::string describe(sqlite3* db, int rc) {
+  const char* message = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  return message != nullptr ? std::string(message) : std::string(sqlite3_errstr(rc));
+}
+
+StoreError sqlite_error(sqlite3* db, int rc, std::string_view what) {
+  return StoreError{code_for(rc), std::string(what) + ": " + describe(db, rc)};
+}
+
+struct ConnectionDeleter {
+  void operator()(sqlite3* db) const noexcept { sqlite3_close_v2(db); }
+};
+using Connection = std::unique_ptr<sqlite3, ConnectionDeleter>;
+
+struct StatementDeleter {
+  void operator()(sqlite3_stmt* stmt) const noexcept { sqlite3_finalize(stmt); }
+};
+using Statement = std::unique_ptr<sqlite3_stmt, StatementDeleter>;
+
+// One execution of a prepared statement: bind, step, read columns. The statement is reset and
+// its bindings cleared when this goes out of scope, whatever happened, so a cached statement is
+// always ready for the next use. Text and blobs are bound without copying: the bound data must
+// outlive the Use.
+class Use {
+ public:
+  explicit Use(sqlite3_stmt* stmt) noexcept : stmt_(stmt) {}
+  ~Use() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+  Use(const Use&) = delete;
+  Use& operator=(const Use&) = delete;
+
+  Use& text(int index, std::string_view value) noexcept {
+    const char* data = value.data() != nullptr ? value.data() : "";
+    return check(sqlite3_bind_text64(stmt_, index, data, value.size(), SQLITE_STATIC, SQLITE_UTF8));
+  }
+  Use& blob(int index, std::string_view value) noexcept {
+    const char* data = value.data() != nullptr ? value.data() : "";
+    return check(sqlite3_bind_blob64(stmt_, index, data, value.size(), SQLITE_STATIC));
+  }
+  Use& integer(int index, std::int64_t value) noexcept {
+    return check(sqlite3_bind_int64(stmt_, index, value));
+  }
+  Use& time(int index, Timestamp value) noexcept { return integer(index, to_micros(value)); }
+
+  // SQLITE_ROW, SQLITE_DONE or an error code (including a failed bind).
+  int step() noexcept { return bind_rc_ != SQLITE_OK ? bind_rc_ : sqlite3_step(stmt_); }
+
+  std::string text(int column) const {
+    const auto* data = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, column));
+    if (data == nullptr) return {};
+    return std::string(data, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, column)));
+  }
+  std::string blob(int column) const {
+    const auto* data = static_cast<const char*>(sqlite3_column_blob(stmt_, column));
+    if (data == nullptr) return {};
+    return std::string(data, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, column)));
+  }
+  std::int64_t integer(int column) const noexcept { return sqlite3_column_int64(stmt_, column); }
+  Timestamp time(int column) const noexcept { return from_micros(integer(column)); }
+
+ private:
+  Use& check(int rc) noexcept {
+    if (bind_rc_ == SQLITE_OK) bind_rc_ = rc;
+    return *this;
+  }
+
+  sqlite3_stmt* stmt_;
+  int bind_rc_ = SQLITE_OK;
+};
+
+// Runs a statement that returns no rows (or whose rows do not matter).
+Error run(sqlite3* db, sqlite3_stmt* stmt, std::string_view what) {
+  Use use(stmt);
+  const int rc = use.step();
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW) return sqlite_error(db, rc, what);
+  return std::nullopt;
+}
+
+Error prepare(sqlite3* db, const char* sql, Statement& out) {
+  sqlite3_stmt* stmt = nullptr;
+  const int rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
+  out.reset(stmt);
+  if (rc == SQLITE_OK) return std::nullopt;
+  StoreError error = sqlite_error(db, rc, std::string("preparing \"") + sql + "\"");
+  if ((rc & 0xff) == SQLITE_ERROR) error.code = StoreErrorCode::corrupt;  // schema mismatch
+  return error;
+}
+
+// A write transaction (BEGIN IMMEDIATE) that rolls back unless committed.
+class Transaction {
+ public:
+  Transaction(sqlite3* db, sqlite3_stmt* begin, sqlite3_stmt* commit,
+              sqlite3_stmt* rollback) noexcept
+      : db_(db), begin_(begin), commit_(commit), rollback_(rollback) {}
+  ~Transaction() {
+    if (open_ && sqlite3_get_autocommit(db_) == 0) {
+      Use use(rollback_);
+      use.step();
+    }
+  }
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+
+  Error begin() {
+    if (Error error = run(db_, begin_, "beginning a write transaction")) return error;
+    open_ = true;
+    return std::nullopt;
+  }
+  Error commit() {
+    if (Error error = run(db_, commit_, "committing")) return error;
+    open_ = false;
+    return std::nullopt;
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* begin_;
+  sqlite3_stmt* commit_;
+  sqlite3_stmt* rollback_;
+  bool open_ = false;
+};
+
+// "<path>.lock", held with flock(LOCK_EX) while the store lives; closing the descriptor releases
+// it (also when the process dies).
+class LockFile {
+ public:
+  LockFile() = default;
+  ~LockFile() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  LockFile(const LockFile&) = delete;
+  LockFile& operator=(const LockFile&) = delete;
+
+  Error acquire(const std::string& db_path) {
+    const std::string lock_path = db_path + ".lock";
+    const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      return StoreError{StoreErrorCode::io_error, "cannot open lock file " + lock_path + ": " +
+                                                      std::system_category().message(errno)};
+    }
+    int rc;
+    do {
+      rc = ::flock(fd, LOCK_EX | LOCK_NB);
+    } while (rc != 0 && errno == EINTR);
+    if (rc != 0) {
+      const int err = errno;
+      ::close(fd);
+      if (err == EWOULDBLOCK) {
+        std::string message = "database " + db_path;
+        message += " is already open for writing by another engine (lock file ";
+        message += lock_path + ")";
+        return StoreError{StoreErrorCode::busy, std::move(message)};
+      }
+      return StoreError{StoreErrorCode::io_error,
+                        "cannot lock " + lock_path + ": " + std::system_category().message(err)};
+    }
+    fd_ = fd;
+    return std::nullopt;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+StoreResult<std::string> query_text(sqlite3* db, const char* sql) {
+  Statement stmt;
+  if (Error error = prepare(db, sql, stmt)) return *error;
+  Use use(stmt.get());
+  const int rc = use.step();
+  if (rc == SQLITE_ROW) return use.text(0);
+  if (rc == SQLITE_DONE) return std::string();
+  return sqlite_error(db, rc, sql);
+}
+
+StoreResult<int> user_version(sqlite3* db) {
+  Statement stmt;
+  if (Error error = prepare(db, "PRAGMA user_version", stmt)) return *error;
+  Use use(stmt.get());
+  const int rc = use.step();
+  if (rc != SQLITE_ROW) return sqlite_error(db, rc, "reading PRAGMA user_version");
+  return static_cast<int>(use.integer(0));
+}
+
+StoreError newer_schema(int found) {
+  return StoreError{StoreErrorCode::corrupt,
+                    "database schema version " + std::to_string(found) +
+                        " is newer than this build supports (" +
+                        std::to_string(SqliteStore::latest_schema_version()) + ")"};
+}
+
+const char* synchronous_pragma(Durability durability) noexcept {
+  switch (durability) {
+    case Durability::normal:
+      return "PRAGMA synchronous = NORMAL";
+    case Durability::off:
+      return "PRAGMA synchronous = OFF";
+    case Durability::full:
+      break;
+  }
+  return "PRAGMA synchronous = FULL";
+}
+
+constexpr const char* kSagaColumns =
+    "id, type, definition_version, state, status, data, row_version, created_at, updated_at";
+
+StoreResult<SagaRecord> read_saga(const Use& row) {
+  SagaRecord record;
+  record.id = row.text(0);
+  record.type = row.text(1);
+  record.definition_version = static_cast<int>(row.integer(2));
+  record.state = row.text(3);
+  const std::string status = row.text(4);
+  const std::optional<SagaStatus> parsed = saga_status_from_string(status);
+  if (!parsed) {
+    return StoreError{StoreErrorCode::corrupt,
+                      "saga " + record.id + " has an unknown status '" + status + "'"};
+  }
+  record.status = *parsed;
+  record.data = row.text(5);
+  record.row_version = row.integer(6);
+  record.created_at = row.time(7);
+  record.updated_at = row.time(8);
+  return record;
+}
+
+StoreResult<OutboxMessage> read_outbox(const Use& row) {
+  OutboxMessage message;
+  message.message_id = row.text(0);
+  message.saga_id = row.text(1);
+  message.destination = row.text(2);
+  message.message_type = row.text(3);
+  message.payload = row.text(4);
+  message.attempts = static_cast<int>(row.integer(5));
+  message.dispatched = row.integer(6) != 0;
+  message.created_at = row.time(7);
+  return message;
+}
+
+StoreResult<JournalEntry> read_journal(const Use& row) {
+  JournalEntry entry;
+  entry.sequence = row.integer(0);
+  entry.saga_id = row.text(1);
+  entry.at = row.time(2);
+  const std::string kind = row.text(3);
+  const std::optional<JournalKind> parsed = journal_kind_from_string(kind);
+  if (!parsed) {
+    return StoreError{StoreErrorCode::corrupt, "journal entry " + std::to_string(entry.sequence) +
+                                                   " has an unknown kind '" + kind + "'"};
+  }
+  entry.kind = *parsed;
+  entry.message_id = row.text(4);
+  entry.message_type = row.text(5);
+  entry.from_state = row.text(6);
+  entry.to_state = row.text(7);
+  entry.detail = row.text(8);
+  return entry;
+}
+
+StoreResult<DeadLetter> read_dead_letter(const Use& row) {
+  DeadLetter letter;
+  letter.id = row.integer(0);
+  letter.at = row.time(1);
+  letter.reason_code = row.text(2);
+  letter.reason = row.text(3);
+  letter.message_id = row.text(4);
+  letter.message_type = row.text(5);
+  letter.saga_id = row.text(6);
+  letter.raw = row.blob(7);
+  letter.raw_size = static_cast<std::size_t>(row.integer(8));
+  return letter;
+}
+
+template <class T, class ReadRow>
+StoreResult<std::vector<T>> read_all(sqlite3* db, Use& use, std::string_view what,
+                                     ReadRow read_row) {
+  std::vector<T> rows;
+  for (;;) {
+    const int rc = use.step();
+    if (rc == SQLITE_DONE) return rows;
+    if (rc != SQLITE_ROW) return sqlite_error(db, rc, what);
+    StoreResult<T> row = read_row(use);
+    if (!row) return row.error();
+    rows.push_back(std::move(row).value());
+  }
+}
+
+}  // namespace
+
+struct SqliteStore::Impl {
+  // Destroyed bottom-up: statements, then the connection, then the lock.
+  LockFile lock;
+  Connection db;
+  std::string path;
+
+  Statement begin, commit, rollback;
+  Statement insert_saga, update_saga, insert_journal, insert_outbox, insert_inbox,
+      insert_dead_letter, mark_dispatched;
+  Statement select_saga, select_inbox, select_pending_outbox, select_journal, select_dead_letters,
+      select_outbox, select_sagas_by_status;
+
+  Transaction transaction() noexcept {
+    return Transaction(db.get(), begin.get(), commit.get(), rollback.get());
+  }
+
+  Error configure(const StoreOptions& options, bool is_file);
+  Error migrate();
+  Error prepare_statements();
+
+  Error write_saga(const SagaWrite& write);
+  Error write_journal(const JournalEntry& entry);
+  Error write_outbox(const OutboxMessage& message);
+  Error write_inbox(const std::string& message_id, Timestamp at);
+  Error write_dead_letter(const DeadLetter& letter);
+  Error write_dispatched(const std::string& message_id, Timestamp at);
+};
+
+Error SqliteStore::Impl::configure(const StoreOptions& options, bool is_file) {
+  sqlite3* handle = db.get();
+  sqlite3_extended_result_codes(handle, 1);
+  const auto timeout = std::clamp<std::chrono::milliseconds::rep>(options.busy_timeout.count(), 0,
+                                                                  std::numeric_limits<int>::max());
+  sqlite3_busy_timeout(handle, static_cast<int>(timeout));
+
+  if (is_file) {
+    StoreResult<std::string> mode = query_text(handle, "PRAGMA journal_mode = WAL");
+    if (!mode) return mode.error();
+    if (mode.value() != "wal") {
+      std::string message = "database " + path + ": cannot switch to WAL journal mode";
+      message += " (still '" + mode.value() + "')";
+      return StoreError{StoreErrorCode::io_error, std::move(message)};
+    }
+  }
+  StoreResult<std::string> sync = query_text(handle, synchronous_pragma(options.durability));
+  if (!sync) return sync.error();
+  return std::nullopt;
+}
+
+Error SqliteStore::Impl::migrate() {
+  sqlite3* handle = db.get();
+  StoreResult<int> initial = user_version(handle);
+  if (!initial) return initial.error();
+  if (initial.value() > latest_schema_version()) return newer_schema(initial.value());
+
+  for (const sqlite_detail::Migration& migration : sqlite_detail::migrations()) {
+    if (migration.version <= initial.value()) continue;
+    Transaction tx = transaction();
+    if (Error error = tx.begin()) return error;
+    // Another process may have migrated between our first look and BEGIN IMMEDIATE.
+    StoreResult<int> current = user_version(handle);
+    if (!current) return current.error();
+    if (current.value() > latest_schema_version()) return newer_schema(current.value());
+    if (current.value() >= migration.version) continue;
+
+    const std::string what =
+        "database " + path + ": applying migration " + std::string(migration.name);
+    const std::string sql(migration.sql);
+    const std::string set_version(migration.set_version);
+    for (const std::string* script : {&sql, &set_version}) {
+      char* message = nullptr;
+      const int rc = sqlite3_exec(handle, script->c_str(), nullptr, nullptr, &message);
+      if (rc != SQLITE_OK) {
+        StoreError error{code_for(rc), what + ": " + (message != nullptr ? message : "")};
+        sqlite3_free(message);
+        if ((rc & 0xff) == SQLITE_ERROR) error.code = StoreErrorCode::corrupt;
+        return error;
+      }
+    }
+    if (Error error = tx.commit()) return error;
+  }
+
+  StoreResult<int> final_version = user_version(handle);
+  if (!final_version) return final_version.error();
+  if (final_version.value() != latest_schema_version()) {
+    return StoreError{StoreErrorCode::corrupt, "database " + path + ": schema version is " +
+                                                   std::to_string(final_version.value()) +
+                                                   " after migrating, expected " +
+                                                   std::to_string(latest_schema_version())};
+  }
+  return std::nullopt;
+}
+
+Error SqliteStore::Impl::prepare_statements() {
+  sqlite3* handle = db.get();
+  const std::string select_sagas = std::string("SELECT ") + kSagaColumns + " FROM sagas ";
+  const std::string select_outbox_rows =
+      "SELECT message_id, saga_id, destination, message_type, payload, attempts, dispatched, "
+      "created_at FROM outbox ";
+  const std::string select_saga_sql = select_sagas + "WHERE id = ?1";
+  const std::string select_by_status_sql =
+      select_sagas + "WHERE status = ?1 ORDER BY created_at, rowid LIMIT ?2";
+  const std::string select_pending_sql =
+      select_outbox_rows + "WHERE dispatched = 0 ORDER BY created_at, rowid LIMIT ?1";
+  const std::string select_outbox_sql =
+      select_outbox_rows + "WHERE saga_id = ?1 ORDER BY created_at, rowid";
+
+  const std::pair<Statement*, const char*> statements[] = {
+      {&insert_saga,
+       "INSERT INTO sagas (id, type, definition_version, state, status, data, row_version, "
+       "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"},
+      {&update_saga,
+       "UPDATE sagas SET type = ?2, definition_version = ?3, state = ?4, status = ?5, data = ?6, "
+       "row_version = ?7 + 1, updated_at = ?8 WHERE id = ?1 AND row_version = ?7"},
+      {&insert_journal,
+       "INSERT INTO journal (saga_id, at, kind, message_id, message_type, from_state, to_state, "
+       "detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"},
+      {&insert_outbox,
+       "INSERT INTO outbox (message_id, saga_id, destination, message_type, payload, attempts, "
+       "dispatched, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)"},
+      {&insert_inbox, "INSERT INTO inbox (message_id, processed_at) VALUES (?1, ?2)"},
+      {&insert_dead_letter,
+       "INSERT INTO dead_letters (at, reason_code, reason, message_id, message_type, saga_id, "
+       "raw, raw_size) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"},
+      {&mark_dispatched,
+       "UPDATE outbox SET dispatched = 1, attempts = attempts + 1, dispatched_at = ?2 "
+       "WHERE message_id = ?1"},
+      {&select_saga, select_saga_sql.c_str()},
+      {&select_inbox, "SELECT 1 FROM inbox WHERE message_id = ?1"},
+      {&select_pending_outbox, select_pending_sql.c_str()},
+      {&select_journal,
+       "SELECT sequence, saga_id, at, kind, message_id, message_type, from_state, to_state, "
+       "detail FROM journal WHERE saga_id = ?1 ORDER BY sequence"},
+      {&select_dead_letters,
+       "SELECT id, at, reason_code, reason, message_id, message_type, saga_id, raw, raw_size "
+       "FROM dead_letters ORDER BY id LIMIT ?1"},
+      {&select_outbox, select_outbox_sql.c_str()},
+      {&select_sagas_by_status, select_by_status_sql.c_str()},
+  };
+  for (const auto& [statement, sql] : statements) {
+    if (Error error = prepare(handle, sql, *statement)) return error;
+  }
+  return std::nullopt;
+}
+
+Error SqliteStore::Impl::write_saga(const SagaWrite& write) {
+  const SagaRecord& r = write.record;
+  if (!write.expected_row_version) {
+    Use use(insert_saga.get());
+    use.text(1, r.id)
+        .text(2, r.type)
+        .integer(3, r.definition_version)
+        .text(4, r.state)
+        .text(5, to_string(r.status))
+        .text(6, r.data)
+        .integer(7, r.row_version)
+        .time(8, r.created_at)
+        .time(9, r.updated_at);
+    const int rc = use.step();
+    if (rc == SQLITE_DONE) return std::nullopt;
+    if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
+      return StoreError{StoreErrorCode::conflict, "saga " + r.id + " already exists"};
+    }
+    return sqlite_error(db.get(), rc, "inserting saga " + r.id);
+  }
+
+  const std::int64_t expected = *write.expected_row_version;
+  Use use(update_saga.get());
+  use.text(1, r.id)
+      .text(2, r.type)
+      .integer(3, r.definition_version)
+      .text(4, r.state)
+      .text(5, to_string(r.status))
+      .text(6, r.data)
+      .integer(7, expected)
+      .time(8, r.updated_at);
+  const int rc = use.step();
+  if (rc != SQLITE_DONE) return sqlite_error(db.get(), rc, "updating saga " + r.id);
+  if (sqlite3_changes(db.get()) == 0) {
+    return StoreError{StoreErrorCode::conflict, "saga " + r.id + " does not have row_version " +
+                                                    std::to_string(expected) +
+                                                    " (changed by another writer, or missing)"};
+  }
+  return std::nullopt;
+}
+
+Error SqliteStore::Impl::write_journal(const JournalEntry& e) {
+  Use use(insert_journal.get());
+  use.text(1, e.saga_id)
+      .time(2, e.at)
+      .text(3, to_string(e.kind))
+      .text(4, e.message_id)
+      .text(5, e.message_type)
+      .text(6, e.from_state)
+      .text(7, e.to_state)
+      .text(8, e.detail);
+  const int rc = use.step();
+  if (rc == SQLITE_DONE) return std::nullopt;
+  return sqlite_error(db.get(), rc, "appending to the journal of saga " + e.saga_id);
+}
+
+Error SqliteStore::Impl::write_outbox(const OutboxMessage& m) {
+  Use use(insert_outbox.get());
+  use.text(1, m.message_id)
+      .text(2, m.saga_id)
+      .text(3, m.destination)
+      .text(4, m.message_type)
+      .text(5, m.payload)
+      .integer(6, m.attempts)
+      .time(7, m.created_at);
+  const int rc = use.step();
+  if (rc == SQLITE_DONE) return std::nullopt;
+  if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
+    return StoreError{StoreErrorCode::conflict, "outbox already contains message " + m.message_id};
+  }
+  return sqlite_error(db.get(), rc, "inserting outbox message " + m.message_id);
+}
+
+Error SqliteStore::Impl::write_inbox(const std::string& message_id, Timestamp at) {
+  Use use(insert_inbox.get());
+  use.text(1, message_id).time(2, at);
+  const int rc = use.step();
+  if (rc == SQLITE_DONE) return std::nullopt;
+  if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
+    return StoreError{StoreErrorCode::conflict, "inbox already contains message " + message_id +
+                                                    " (a duplicate was not filtered)"};
+  }
+  return sqlite_error(db.get(), rc, "recording inbox message " + message_id);
+}
+
+Error SqliteStore::Impl::write_dead_letter(const DeadLetter& d) {
+  Use use(insert_dead_letter.get());
+  use.time(1, d.at)
+      .text(2, d.reason_code)
+      .text(3, d.reason)
+      .text(4, d.message_id)
+      .text(5, d.message_type)
+      .text(6, d.saga_id)
+      .blob(7, d.raw)
+      .integer(8, static_cast<std::int64_t>(d.raw_size));
+  const int rc = use.step();
+  if (rc == SQLITE_DONE) return std::nullopt;
+  return sqlite_error(db.get(), rc, "inserting a dead letter (" + d.reason_code + ")");
+}
+
+// An id that is not in the outbox is ignored: there is nothing to mark.
+Error SqliteStore::Impl::write_dispatched(const std::string& message_id, Timestamp at) {
+  Use use(mark_dispatched.get());
+  use.text(1, message_id).time(2, at);
+  const int rc = use.step();
+  if (rc == SQLITE_DONE) return std::nullopt;
+  return sqlite_error(db.get(), rc, "marking outbox message " + message_id + " dispatched");
+}
+
+SqliteStore::SqliteStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+SqliteStore::~SqliteStore() = default;
+
+int SqliteStore::latest_schema_version() noexcept {
+  const auto all = sqlite_detail::migrations();
+  return all.empty() ? 0 : all.back().version;
+}
+
+StoreResult<std::unique_ptr<SqliteStore>> SqliteStore::open(const StoreOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->path = options.path;
+  const bool is_file = options.path != ":memory:" && !options.path.empty();
+
+  if (options.exclusive_writer && is_file) {
+    if (Error error = impl->lock.acquire(options.path)) return *error;
+  }
+
+  sqlite3* handle = nullptr;
+  const int rc =
+      sqlite3_open_v2(options.path.c_str(), &handle,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  impl->db.reset(handle);
+  if (rc != SQLITE_OK) {
+    return sqlite_error(handle, rc, "cannot open database " + options.path);
+  }
+
+  if (Error error = impl->configure(options, is_file)) return *error;
+  for (const auto& [statement, sql] :
+       {std::pair{&impl->begin, "BEGIN IMMEDIATE"}, std::pair{&impl->commit, "COMMIT"},
+        std::pair{&impl->rollback, "ROLLBACK"}}) {
+    if (Error error = prepare(handle, sql, *statement)) return *error;
+  }
+  if (Error error = impl->migrate()) return *error;
+  if (Error error = impl->prepare_statements()) return *error;
+  return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(impl)));
+}
+
+StoreStatus SqliteStore::commit(const WriteBatch& batch) {
+  if (batch.empty()) return StoreStatus::success();
+  Impl& s = *impl_;
+  Transaction tx = s.transaction();
+  if (Error error = tx.begin()) return {std::move(error)};
+  for (const SagaWrite& write : batch.sagas) {
+    if (Error error = s.write_saga(write)) return {std::move(error)};
+  }
+  for (const JournalEntry& entry : batch.journal) {
+    if (Error error = s.write_journal(entry)) return {std::move(error)};
+  }
+  for (const OutboxMessage& message : batch.outbox) {
+    if (Error error = s.write_outbox(message)) return {std::move(error)};
+  }
+  for (const std::string& message_id : batch.inbox) {
+    if (Error error = s.write_inbox(message_id, batch.at)) return {std::move(error)};
+  }
+  for (const DeadLetter& letter : batch.dead_letters) {
+    if (Error error = s.write_dead_letter(letter)) return {std::move(error)};
+  }
+  for (const std::string& message_id : batch.dispatched) {
+    if (Error error = s.write_dispatched(message_id, batch.at)) return {std::move(error)};
+  }
+  if (Error error = tx.commit()) return {std::move(error)};
+  return StoreStatus::success();
+}
+
+StoreResult<std::optional<SagaRecord>> SqliteStore::load_saga(const std::string& saga_id) {
+  Use use(impl_->select_saga.get());
+  use.text(1, saga_id);
+  const int rc = use.step();
+  if (rc == SQLITE_DONE) return std::optional<SagaRecord>();
+  if (rc != SQLITE_ROW) return sqlite_error(impl_->db.get(), rc, "loading saga " + saga_id);
+  StoreResult<SagaRecord> record = read_saga(use);
+  if (!record) return record.error();
+  return std::optional<SagaRecord>(std::move(record).value());
+}
+
+StoreResult<bool> SqliteStore::inbox_contains(const std::string& message_id) {
+  Use use(impl_->select_inbox.get());
+  use.text(1, message_id);
+  const int rc = use.step();
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  return sqlite_error(impl_->db.get(), rc, "looking up inbox message " + message_id);
+}
+
+StoreResult<std::vector<OutboxMessage>> SqliteStore::pending_outbox(std::size_t limit) {
+  Use use(impl_->select_pending_outbox.get());
+  use.integer(1, to_limit(limit));
+  return read_all<OutboxMessage>(impl_->db.get(), use, "reading the pending outbox", read_outbox);
+}
+
+StoreResult<std::vector<JournalEntry>> SqliteStore::journal(const std::string& saga_id) {
+  Use use(impl_->select_journal.get());
+  use.text(1, saga_id);
+  return read_all<JournalEntry>(impl_->db.get(), use, "reading the journal of saga " + saga_id,
+                                read_journal);
+}
+
+StoreResult<std::vector<DeadLetter>> SqliteStore::dead_letters(std::size_t limit) {
+  Use use(impl_->select_dead_letters.get());
+  use.integer(1, to_limit(limit));
+  return read_all<DeadLetter>(impl_->db.get(), use, "reading dead letters", read_dead_letter);
+}
+
+StoreResult<std::vector<OutboxMessage>> SqliteStore::outbox(const std::string& saga_id) {
+  Use use(impl_->select_outbox.get());
+  use.text(1, saga_id);
+  return read_all<OutboxMessage>(impl_->db.get(), use, "reading the outbox of saga " + saga_id,
+                                 read_outbox);
+}
+
+StoreResult<std::vector<SagaRecord>> SqliteStore::sagas_with_status(SagaStatus status,
+                                                                    std::size_t limit) {
+  Use use(impl_->select_sagas_by_status.get());
+  use.text(1, to_string(status)).integer(2, to_limit(limit));
+  return read_all<SagaRecord>(impl_->db.get(), use,
+                              "reading sagas with status " + std::string(to_string(status)),
+                              read_saga);
+}
+
+StoreResult<bool> SqliteStore::integrity_ok() {
+  sqlite3* handle = impl_->db.get();
+  Statement stmt;
+  if (Error error = prepare(handle, "PRAGMA integrity_check", stmt)) return *error;
+  Use use(stmt.get());
+  bool ok = true;
+  int rows = 0;
+  for (;;) {
+    const int rc = use.step();
+    if (rc == SQLITE_DONE) break;
+    if (rc != SQLITE_ROW) return sqlite_error(handle, rc, "PRAGMA integrity_check");
+    ++rows;
+    if (use.text(0) != "ok") ok = false;
+  }
+  return ok && rows == 1;
+}
+
+}  // namespace saga

@@ -1,0 +1,787 @@
+// Tests of saga::SqliteStore: migrations, PRAGMAs, the atomic group commit, the read side, the
+// exclusive writer lock and error mapping. File-level behaviour is checked through a second raw
+// sqlite3 connection; per-connection PRAGMAs through the store's own connection, captured with
+// an SQLite auto-extension (nothing is added to the public API for tests).
+#include "saga/sqlite_store.hpp"
+
+#include <sqlite3.h>
+#include <stdlib.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace saga {
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::microseconds;
+
+const Timestamp kEpoch2020{std::chrono::seconds{1577836800}};
+
+Timestamp at_us(std::int64_t offset_us) {
+  return kEpoch2020 + microseconds{offset_us};
+}
+
+// A sqlite3 connection of the test's own, beside the store's.
+class RawDb {
+ public:
+  explicit RawDb(const fs::path& path) {
+    if (sqlite3_open(path.c_str(), &db_) != SQLITE_OK) {
+      ADD_FAILURE() << "cannot open " << path << ": " << sqlite3_errmsg(db_);
+    }
+  }
+  ~RawDb() { sqlite3_close(db_); }
+  RawDb(const RawDb&) = delete;
+  RawDb& operator=(const RawDb&) = delete;
+
+  void exec(const char* sql) {
+    char* error = nullptr;
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, &error) != SQLITE_OK) {
+      ADD_FAILURE() << sql << ": " << (error != nullptr ? error : "?");
+    }
+    sqlite3_free(error);
+  }
+  std::string text(const char* sql) { return query_text(db_, sql); }
+  std::int64_t integer(const char* sql) { return query_integer(db_, sql); }
+
+  static std::string query_text(sqlite3* db, const char* sql) {
+    sqlite3_stmt* stmt = nullptr;
+    std::string result;
+    if (sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW) {
+      const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+      result = text != nullptr ? text : "";
+    } else {
+      ADD_FAILURE() << sql << ": " << sqlite3_errmsg(db);
+    }
+    sqlite3_finalize(stmt);
+    return result;
+  }
+  static std::int64_t query_integer(sqlite3* db, const char* sql) {
+    return std::stoll(query_text(db, sql));
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+// Captures the sqlite3 handle of every connection opened while it lives.
+sqlite3* g_captured = nullptr;
+int capture_connection(sqlite3* db, const char**, const sqlite3_api_routines*) {
+  g_captured = db;
+  return SQLITE_OK;
+}
+class CaptureConnection {
+ public:
+  CaptureConnection() {
+    g_captured = nullptr;
+    sqlite3_auto_extension(reinterpret_cast<void (*)(void)>(&capture_connection));
+  }
+  ~CaptureConnection() {
+    sqlite3_cancel_auto_extension(reinterpret_cast<void (*)(void)>(&capture_connection));
+  }
+  sqlite3* handle() const { return g_captured; }
+};
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "sqlite_store_test.XXXXXX").string();
+    if (mkdtemp(pattern.data()) == nullptr) ADD_FAILURE() << "mkdtemp failed";
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    fs::remove_all(path_, ignored);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+StoreOptions memory_options() {
+  StoreOptions options;
+  options.path = ":memory:";
+  return options;
+}
+
+StoreOptions file_options(const fs::path& path) {
+  StoreOptions options;
+  options.path = path.string();
+  return options;
+}
+
+std::unique_ptr<SqliteStore> open_or_fail(const StoreOptions& options) {
+  auto opened = SqliteStore::open(options);
+  if (!opened) {
+    ADD_FAILURE() << "open(" << options.path << "): " << opened.error().message;
+    return nullptr;
+  }
+  return std::move(opened).value();
+}
+
+SagaRecord make_saga(const std::string& id, SagaStatus status = SagaStatus::Running,
+                     Timestamp created = at_us(0)) {
+  SagaRecord record;
+  record.id = id;
+  record.type = "order";
+  record.definition_version = 3;
+  record.state = "AwaitingPayment";
+  record.status = status;
+  record.data = R"({"orderId":")" + id + R"(","amount":42})";
+  record.row_version = 0;
+  record.created_at = created;
+  record.updated_at = created;
+  return record;
+}
+
+SagaWrite insert(SagaRecord record) {
+  return SagaWrite{std::move(record), std::nullopt};
+}
+
+SagaWrite update(SagaRecord record, std::int64_t expected) {
+  return SagaWrite{std::move(record), expected};
+}
+
+OutboxMessage make_outbox(const std::string& id, const std::string& saga_id,
+                          Timestamp created = at_us(0)) {
+  OutboxMessage message;
+  message.message_id = id;
+  message.saga_id = saga_id;
+  message.destination = "payment";
+  message.message_type = "payment.Charge";
+  message.payload = R"({"eventId":")" + id + R"("})";
+  message.created_at = created;
+  return message;
+}
+
+JournalEntry make_journal(const std::string& saga_id, JournalKind kind, Timestamp when) {
+  JournalEntry entry;
+  entry.saga_id = saga_id;
+  entry.at = when;
+  entry.kind = kind;
+  return entry;
+}
+
+void expect_same_saga(const SagaRecord& expected, const SagaRecord& actual) {
+  EXPECT_EQ(expected.id, actual.id);
+  EXPECT_EQ(expected.type, actual.type);
+  EXPECT_EQ(expected.definition_version, actual.definition_version);
+  EXPECT_EQ(expected.state, actual.state);
+  EXPECT_EQ(expected.status, actual.status);
+  EXPECT_EQ(expected.data, actual.data);
+  EXPECT_EQ(expected.row_version, actual.row_version);
+  EXPECT_EQ(expected.created_at, actual.created_at);
+  EXPECT_EQ(expected.updated_at, actual.updated_at);
+}
+
+std::vector<std::string> ids_of(const std::vector<OutboxMessage>& messages) {
+  std::vector<std::string> ids;
+  for (const auto& message : messages) ids.push_back(message.message_id);
+  return ids;
+}
+
+// --- Opening and migrations -------------------------------------------------------------------
+
+TEST(SqliteStoreOpen, LatestSchemaVersionIsOne) {
+  EXPECT_EQ(SqliteStore::latest_schema_version(), 1);
+}
+
+TEST(SqliteStoreOpen, InMemoryDatabaseOpensAndIsIntact) {
+  auto store = open_or_fail(memory_options());
+  ASSERT_TRUE(store);
+  auto ok = store->integrity_ok();
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_TRUE(ok.value());
+}
+
+TEST(SqliteStoreOpen, MigrationsCreateEveryTableAndSetUserVersion) {
+  TempDir dir;
+  const fs::path db = dir.path() / "saga.db";
+  { ASSERT_TRUE(open_or_fail(file_options(db))); }
+  RawDb raw(db);
+  EXPECT_EQ(raw.integer("PRAGMA user_version"), SqliteStore::latest_schema_version());
+  for (const char* table : {"sagas", "journal", "outbox", "inbox", "dead_letters", "timers"}) {
+    const std::string sql =
+        std::string("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = '") +
+        table + "'";
+    EXPECT_EQ(raw.integer(sql.c_str()), 1) << table;
+  }
+  EXPECT_EQ(raw.integer("SELECT count(*) FROM pragma_table_list WHERE strict = 1 AND name IN "
+                        "('sagas', 'journal', 'outbox', 'inbox', 'dead_letters', 'timers')"),
+            6);
+}
+
+TEST(SqliteStoreOpen, ReopeningKeepsDataAndDoesNotReapplyMigrations) {
+  TempDir dir;
+  const fs::path db = dir.path() / "saga.db";
+  {
+    auto store = open_or_fail(file_options(db));
+    ASSERT_TRUE(store);
+    WriteBatch batch;
+    batch.sagas.push_back(insert(make_saga("s1")));
+    ASSERT_TRUE(store->commit(batch));
+  }
+  auto store = open_or_fail(file_options(db));
+  ASSERT_TRUE(store);
+  auto loaded = store->load_saga("s1");
+  ASSERT_TRUE(loaded);
+  EXPECT_TRUE(loaded.value().has_value());
+}
+
+TEST(SqliteStoreOpen, NewerSchemaVersionIsRefusedNamingBothVersions) {
+  TempDir dir;
+  const fs::path db = dir.path() / "saga.db";
+  { ASSERT_TRUE(open_or_fail(file_options(db))); }
+  {
+    RawDb raw(db);
+    raw.exec("PRAGMA user_version = 99");
+  }
+  auto opened = SqliteStore::open(file_options(db));
+  ASSERT_FALSE(opened);
+  EXPECT_EQ(opened.error().code, StoreErrorCode::corrupt);
+  EXPECT_EQ(opened.error().message,
+            "database schema version 99 is newer than this build supports (1)");
+}
+
+TEST(SqliteStoreOpen, FileThatIsNotADatabaseIsReportedCorrupt) {
+  TempDir dir;
+  const fs::path db = dir.path() / "not_a.db";
+  std::ofstream(db) << std::string(4096, 'x');
+  auto opened = SqliteStore::open(file_options(db));
+  ASSERT_FALSE(opened);
+  EXPECT_EQ(opened.error().code, StoreErrorCode::corrupt) << opened.error().message;
+}
+
+TEST(SqliteStoreOpen, FileDatabaseUsesWalSynchronousFullAndTheBusyTimeoutByDefault) {
+  TempDir dir;
+  const fs::path db = dir.path() / "saga.db";
+  StoreOptions options = file_options(db);
+  EXPECT_EQ(options.durability, Durability::full);
+  std::unique_ptr<SqliteStore> store;
+  sqlite3* connection = nullptr;
+  {
+    CaptureConnection capture;
+    store = open_or_fail(options);
+    connection = capture.handle();
+  }
+  ASSERT_TRUE(store);
+  ASSERT_NE(connection, nullptr);
+  EXPECT_EQ(RawDb::query_integer(connection, "PRAGMA synchronous"), 2);  // FULL
+  EXPECT_EQ(RawDb::query_integer(connection, "PRAGMA busy_timeout"), 5000);
+  EXPECT_EQ(RawDb::query_text(connection, "PRAGMA journal_mode"), "wal");
+
+  RawDb raw(db);  // journal_mode = WAL is persistent: another connection sees it too
+  EXPECT_EQ(raw.text("PRAGMA journal_mode"), "wal");
+}
+
+TEST(SqliteStoreOpen, DurabilityNormalAndOffSetPragmaSynchronous) {
+  TempDir dir;
+  for (const auto& [durability, expected] :
+       {std::pair{Durability::normal, 1}, std::pair{Durability::off, 0}}) {
+    StoreOptions options = file_options(dir.path() / "saga.db");
+    options.durability = durability;
+    options.busy_timeout = std::chrono::milliseconds{50};
+    std::unique_ptr<SqliteStore> store;
+    sqlite3* connection = nullptr;
+    {
+      CaptureConnection capture;
+      store = open_or_fail(options);
+      connection = capture.handle();
+    }
+    ASSERT_TRUE(store);
+    ASSERT_NE(connection, nullptr);
+    EXPECT_EQ(RawDb::query_integer(connection, "PRAGMA synchronous"), expected);
+    EXPECT_EQ(RawDb::query_integer(connection, "PRAGMA busy_timeout"), 50);
+  }
+}
+
+// --- Exclusive writer ---------------------------------------------------------------------------
+
+TEST(SqliteStoreExclusiveWriter, SecondWriterIsRefusedUntilTheFirstIsDestroyed) {
+  TempDir dir;
+  const std::string db = (dir.path() / "saga.db").string();
+  auto first = open_or_fail(file_options(db));
+  ASSERT_TRUE(first);
+
+  auto second = SqliteStore::open(file_options(db));
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.error().code, StoreErrorCode::busy);
+  EXPECT_EQ(second.error().message, "database " + db +
+                                        " is already open for writing by another engine (lock "
+                                        "file " +
+                                        db + ".lock)");
+
+  first.reset();
+  auto third = SqliteStore::open(file_options(db));
+  EXPECT_TRUE(third) << third.error().message;
+}
+
+TEST(SqliteStoreExclusiveWriter, WithoutExclusiveWriterTwoStoresMayShareADatabase) {
+  TempDir dir;
+  StoreOptions options = file_options(dir.path() / "saga.db");
+  options.exclusive_writer = false;
+  auto first = open_or_fail(options);
+  auto second = open_or_fail(options);
+  EXPECT_TRUE(first);
+  EXPECT_TRUE(second);
+}
+
+// --- Commit round trips -------------------------------------------------------------------------
+
+TEST(SqliteStoreCommit, EmptyBatchIsANoOpSuccess) {
+  auto store = open_or_fail(memory_options());
+  ASSERT_TRUE(store);
+  WriteBatch batch;
+  batch.at = at_us(1);
+  EXPECT_TRUE(store->commit(batch));
+  auto pending = store->pending_outbox(10);
+  ASSERT_TRUE(pending);
+  EXPECT_TRUE(pending.value().empty());
+}
+
+TEST(SqliteStoreCommit, SagaRecordRoundTripsWithMicrosecondTimestamps) {
+  auto store = open_or_fail(memory_options());
+  ASSERT_TRUE(store);
+  SagaRecord record = make_saga("s1", SagaStatus::Compensating, at_us(123456));
+  record.updated_at = at_us(987654);
+  record.data = "{\"text\":\"caf\xc3\xa9\",\"nul\":\"\"}";
+  WriteBatch batch;
+  batch.sagas.push_back(insert(record));
+  ASSERT_TRUE(store->commit(batch));
+
+  auto loaded = store->load_saga("s1");
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  ASSERT_TRUE(loaded.value().has_value());
+  expect_same_saga(record, *loaded.value());
+}
+
+TEST(SqliteStoreCommit, LoadingAnUnknownSagaGivesNullopt) {
+  auto store = open_or_fail(memory_options());
+  ASSERT_TRUE(store);
+  auto loaded = store->load_saga("nope");
+  ASSERT_TRUE(loaded);
+  EXPECT_FALSE(loaded.value().has_value());
+}
+
+TEST(SqliteStoreCommit, JournalRoundTripsInOrderWithAscendingSequences) {
+  auto store = open_or_fail(memory_options());
+  ASSERT_TRUE(store);
+  JournalEntry first = make_journal("s1", JournalKind::started, at_us(1));
+  first.detail = R"({"amount":42})";
+  JournalEntry second = make_journal("s1", JournalKind::transition, at_us(2));
+  second.message_id = "m1";
+  second.message_type = "payment.Charged";
+  second.from_state = "AwaitingPayment";
+  second.to_state = "Shipping";
+  WriteBatch batch;
+  batch.journal = {first, second, make_journal("other", JournalKind::started, at_us(3))};
+  ASSERT_TRUE(store->commit(batch));
+  WriteBatch later;
+  later.journal = {make_journal("s1", JournalKind::status_changed, at_us(4))};
+  ASSERT_TRUE(store->commit(later));
+
+  auto journal = store->journal("s1");
+  ASSERT_TRUE(journal) << journal.error().message;
+  ASSERT_EQ(journal.value().size(), 3u);
+  const auto& entries = journal.value();
+  EXPECT_LT(entries[0].sequence, entries[1].sequence);
+  EXPECT_LT(entries[1].sequence, entries[2].sequence);
+  EXPECT_EQ(entries[0].kind, JournalKind::started);
+  EXPECT_EQ(entries[0].detail, first.detail);
+  EXPECT_EQ(entries[0].at, at_us(1));
+  EXPECT_EQ(entries[1].kind, JournalKind::transition);
+  EXPECT_EQ(entries[1].saga_id, "s1");
+  EXPECT_EQ(entries[1].message_id, "m1");
+  EXPECT_EQ(entries[1].message_type, "payment.Charged");
+  EXPECT_EQ(entries[1].from_state, "AwaitingPayment");
+  EXPECT_EQ(entries[1].to_state, "Shipping");
+  EXPECT_EQ(entries[2].kind, JournalKind::status_changed);
+}
+
+TEST(SqliteStoreCommit, OutboxRoundTripsAsPending) {
+  auto store = open_or_fail(memory_options());
+  ASSERT_TRUE(store);
+  OutboxMessage message = make_outbox("m1", "s1", at_us(77));
+  message.attempts = 2;
+  WriteBatch batch;
+  batch.outbox.push_back(message);
+  ASSERT_TRUE(store->commit(batch));
+
+  auto rows = store->outbox("s1");
+  ASSERT_TRUE(rows) << rows.error().message;
+  ASSERT_EQ(rows.value().size(), 1u);
+  const OutboxMessage& row = rows.value()[0];
+  EXPECT_EQ(row.message_id, "m1");
+  EXPECT_EQ(row.saga_id, "s1");
+  EXPECT_EQ(row.destination, "payment");
+  EXPECT_EQ(row.message_type, "payment.Charge");
+  EXPECT_EQ(row.payload, message.payload);
+  EXPECT_EQ(row.attempts, 2);
+  EXPECT_FALSE(row.dispatched);
+  EXPECT_EQ(row.created_at, at_us(77));
+  EXPECT_EQ(ids_of(store->pending_outbox(10).value()), std::vector<std::string>{"m1"});
+}
+
+TEST(SqliteStoreCommit, InboxRecordsMessageIds) {
+  auto store = open_or_fail(memory_options());
+  ASSERT_TRUE(store);
+  WriteBatch batch;
+  batch.inbox = {"in-1", "in-2"};
+  batch.at = at_us(5);
+  ASSERT_TRUE(store->commit(batch));
+  EXPECT_TRUE(store->inbox_contains("in-1").value());
+  EXPECT_TRUE(store->inbox_contains("in-2").value());
+  EXPECT_FALSE(store->inbox_contains("in-3").value());
+}
+
+TEST(SqliteStoreCommit, DeadLetterRoundTripsRawBytesAndOriginalSize) {
+  auto store = open_or_fail(memory_options());
+  ASSERT_TRUE(store);
+  DeadLetter letter;
+  letter.at = at_us(9);
+  letter.reason_code = "bad_uuid";
+  letter.reason = "eventId is not a UUID";
+  letter.message_id = "not-a-uuid";
+  letter.message_type = "payment.Charged";
+  letter.saga_id = "s1";
+  letter.raw = std::string("{\"a\":\0\xff\xfe", 8);
+  letter.raw_size = 100000;
+  WriteBatch batch;
+  batch.dead_letters = {letter, DeadLetter{}};
+  ASSERT_TRUE(store->commit(batch));
+
+  auto rows = store->dead_letters(10);
+  ASSERT_TRUE(rows) << rows.error().message;
+  ASSERT_EQ(rows.value().size(), 2u);
+  const DeadLetter& row = rows.value()[0];
+  EXPECT_GT(row.id, 0);
+  EXPECT_EQ(row.at, at_us(9));
+  EXPECT_EQ(row.reason_code, "bad_uuid");
+  EXPECT_EQ(row.reason, letter.reason);
+  EXPECT_EQ(row.message_id, "not-a-uuid");
+  EXPECT_EQ(row.message_type, "payment.Charged");
+  EXPECT_EQ(row.saga_id, "s1");
+  EXPECT_EQ(row.raw, letter.raw);
+  EXPECT_EQ(row.raw_size, 100000u);
+  EXPECT_LT(row.id, rows.value()[1].id);
+  EXPECT_TRUE(rows.value()[1].raw.empty());
+
+  auto limited = store->dead_letters(1);
+  ASSERT_TRUE(limited);
+  ASSERT_EQ(limited.value().size(), 1u);
+  EXPECT_EQ(limited.value()[0].id, row.id);
+}
+
+TEST(SqliteStoreCommit, WholeBatchAcrossEveryTableCommitsTogether) {
+  auto store = open_or_fail(memory_options());
+  ASSERT_TRUE(store);
+  WriteBatch batch;
+  batch.at = at_us(10);
+  batch.sagas.push_back(insert(make_saga("s1")));
+  batch.journal.push_back(make_journal("s1", JournalKind::started, at_us(10)));
+  batch.outbox.push_back(make_outbox("m1", "s1", at_us(10)));
+  batch.inbox.push_back("in-1");
+  batch.dead_letters.push_back(DeadLetter{});
+  batch.dispatched.push_back("m1");  // a row of the same batch
+  ASSERT_TRUE(store->commit(batch));
+
+  EXPECT_TRUE(store->load_saga("s1").value().has_value());
+  EXPECT_EQ(store->journal("s1").value().size(), 1u);
+  EXPECT_TRUE(store->inbox_contains("in-1").value());
+  EXPECT_EQ(store->dead_letters(10).value().size(), 1u);
+  auto outbox = store->outbox("s1").value();
+  ASSERT_EQ(outbox.size(), 1u);
+  EXPECT_TRUE(outbox[0].dispatched);
+  EXPECT_EQ(outbox[0].attempts, 1);
+}
+
+// --- Optimistic concurrency and conflicts -----------------------------------------------------
+
+TEST(SqliteStoreCommit, UpdateWithMatchingRowVersionStoresNextRowVersion) {
+  auto store = open_or_fail(memory_options());
+  ASSERT_TRUE(store);
+  WriteBatch first;
+  first.sagas.push_back(insert(make_saga("s1", SagaStatus::Running, at_us(1))));
+  ASSERT_TRUE(store->commit(first));
+
+  SagaRecord changed = make_saga("s1", SagaStatus::Completed, at_us(999));
+  changed.state = "Done";
+  changed.data = R"({"done":true})";
+  changed.definition_version = 4;
+  changed.updated_at = at_us(50);
+  WriteBatch second;
+  second.sagas.push_back(update(changed, 0));
+  ASSERT_TRUE(store->commit(second));
+
+  auto loaded = store->load_saga("s1").value();
+  ASSERT_TRUE(loaded.has_value());
+  EXPECT_EQ(loaded->row_version, 1);
+  EXPECT_EQ(loaded->state, "Done");
+  EXPECT_EQ(loaded->status, SagaStatus::Completed);
+  EXPECT_EQ(loaded->data, R"({"done":true})");
+  EXPECT_EQ(loaded->definition_version, 4);
+  EXPECT_EQ(loaded->updated_at, at_us(50));
+  EXPECT_EQ(loaded->created_at, at_us(1));  // created_at is never rewritten
+
+  WriteBatch third;
+  third.sagas.push_back(update(changed, 1));
+  ASSERT_TRUE(store->commit(third));
+  EXPECT_EQ(store->load_saga("s1").value()->row_version, 2);
+}
+
+TEST(SqliteStoreCommit, StaleRowVersionIsConflictAndRollsBackTheWholeBatch) {
+  auto store = open_or_fail(memory_options());
+  ASSERT_TRUE(store);
+  WriteBatch setup;
+  setup.sagas.push_back(insert(make_saga("s1")));
+  setup.sagas.push_back(insert(make_saga("s2")));
+  ASSERT_TRUE(store->commit(setup));
+
+  SagaRecord s2 = make_saga("s2");
+  s2.state = "Moved";
+  WriteBatch batch;
+  batch.at = at_us(3);
+  batch.sagas.push_back(update(s2, 0));               // would succeed
+  batch.sagas.push_back(insert(make_saga("s3")));     // would succeed
+  batch.sagas.push_back(update(make_saga("s1"), 7));  // stale
+  batch.journal.push_back(make_journal("s1", JournalKind::transition, at_us(3)));
+  batch.outbox.push_back(make_outbox("m1", "s1"));
+  batch.inbox.push_back("in-1");
+  batch.dead_letters.push_back(DeadLetter{});
+  StoreStatus status = store->commit(batch);
+  ASSERT_FALSE(status);
+  EXPECT_EQ(status.error->code, StoreErrorCode::conflict);
+  EXPECT_NE(status.error->message.find("s1"), std::string::npos) << status.error->message;
+
+  EXPECT_EQ(store->load_saga("s2").value()->state, "AwaitingPayment");
+  EXPECT_EQ(store->load_saga("s2").value()->row_version, 0);
+  EXPECT_FALSE(store->load_saga("s3").value().has_value());
+  EXPECT_TRUE(store->journal("s1").value().empty());
+  EXPECT_TRUE(store->outbox("s1").value().empty());
+  EXPECT_TRUE(store->pending_outbox(10).value().empty());
+  EXPECT_FALSE(store->inbox_contains("in-1").value());
+  EXPECT_TRUE(store->dead_letters(10).value().empty());
+}
+
+TEST(SqliteStoreCommit, UpdateOfAMissingSagaIsConflict) {
+  auto store = open_or_fail(memory_options());
+  ASSERT_TRUE(store);
+  WriteBatch batch;
+  batch.sagas.push_back(update(make_saga("ghost"), 0));
+  StoreStatus status = store->commit(batch);
+  ASSERT_FALSE(status);
+  EXPECT_EQ(status.error->code, StoreErrorCode::conflict);
+}
+
+TEST(SqliteStoreCommit, DuplicateSagaInsertIsConflict) {
+  auto store = open_or_fail(memory_options());
+  ASSERT_TRUE(store);
+  WriteBatch batch;
+  batch.sagas.push_back(insert(make_saga("s1")));
+  ASSERT_TRUE(store->commit(batch));
+
+  WriteBatch again;
+  again.sagas.push_back(insert(make_saga("s1")));
+  again.journal.push_back(make_journal("s1", JournalKind::started, at_us(1)));
+  StoreStatus status = store->commit(again);
+  ASSERT_FALSE(status);
+  EXPECT_EQ(status.error->code, StoreErrorCode::conflict);
+  EXPECT_EQ(status.error->message, "saga s1 already exists");
+  EXPECT_TRUE(store->journal("s1").value().empty());
+}
+
+TEST(SqliteStoreCommit, DuplicateInboxIdIsConflictAndRollsBack) {
+  auto store = open_or_fail(memory_options());
+  ASSERT_TRUE(store);
+  WriteBatch batch;
+  batch.inbox.push_back("in-1");
+  ASSERT_TRUE(store->commit(batch));
+
+  WriteBatch again;
+  again.sagas.push_back(insert(make_saga("s1")));
+  again.inbox.push_back("in-1");
+  StoreStatus status = store->commit(again);
+  ASSERT_FALSE(status);
+  EXPECT_EQ(status.error->code, StoreErrorCode::conflict);
+  EXPECT_FALSE(store->load_saga("s1").value().has_value());
+}
+
+TEST(SqliteStoreCommit, UnknownStatusNameInARowIsReportedCorrupt) {
+  TempDir dir;
+  const fs::path db = dir.path() / "saga.db";
+  auto store = open_or_fail(file_options(db));
+  ASSERT_TRUE(store);
+  WriteBatch batch;
+  batch.sagas.push_back(insert(make_saga("s1")));
+  ASSERT_TRUE(store->commit(batch));
+  {
+    RawDb raw(db);
+    raw.exec("UPDATE sagas SET status = 'Exploded' WHERE id = 's1'");
+  }
+  auto loaded = store->load_saga("s1");
+  ASSERT_FALSE(loaded);
+  EXPECT_EQ(loaded.error().code, StoreErrorCode::corrupt);
+}
+
+// --- Outbox dispatch and reads ----------------------------------------------------------------
+
+TEST(SqliteStoreOutbox, DispatchedMarksSetTheFlagIncrementAttemptsAndStampTheTime) {
+  TempDir dir;
+  const fs::path db = dir.path() / "saga.db";
+  auto store = open_or_fail(file_options(db));
+  ASSERT_TRUE(store);
+  WriteBatch batch;
+  batch.outbox = {make_outbox("m1", "s1", at_us(1)), make_outbox("m2", "s1", at_us(2))};
+  ASSERT_TRUE(store->commit(batch));
+
+  WriteBatch dispatched;
+  dispatched.at = at_us(1000);
+  dispatched.dispatched = {"m1", "unknown-id-is-ignored"};
+  ASSERT_TRUE(store->commit(dispatched));
+  EXPECT_EQ(ids_of(store->pending_outbox(10).value()), std::vector<std::string>{"m2"});
+
+  WriteBatch resent;
+  resent.at = at_us(2000);
+  resent.dispatched = {"m1"};
+  ASSERT_TRUE(store->commit(resent));
+
+  auto rows = store->outbox("s1").value();
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].message_id, "m1");
+  EXPECT_TRUE(rows[0].dispatched);
+  EXPECT_EQ(rows[0].attempts, 2);
+  EXPECT_FALSE(rows[1].dispatched);
+  EXPECT_EQ(rows[1].attempts, 0);
+
+  RawDb raw(db);
+  EXPECT_EQ(raw.integer("SELECT dispatched_at FROM outbox WHERE message_id = 'm1'"),
+            std::chrono::duration_cast<microseconds>(at_us(2000).time_since_epoch()).count());
+  EXPECT_EQ(raw.text("SELECT typeof(dispatched_at) FROM outbox WHERE message_id = 'm2'"), "null");
+}
+
+TEST(SqliteStoreOutbox, PendingOutboxIsOldestFirstTiesInInsertionOrderAndHonoursLimit) {
+  auto store = open_or_fail(memory_options());
+  ASSERT_TRUE(store);
+  WriteBatch batch;
+  batch.outbox = {make_outbox("c", "s1", at_us(30)), make_outbox("a", "s1", at_us(10)),
+                  make_outbox("b2", "s2", at_us(20)), make_outbox("b1", "s2", at_us(20))};
+  ASSERT_TRUE(store->commit(batch));
+
+  EXPECT_EQ(ids_of(store->pending_outbox(10).value()),
+            (std::vector<std::string>{"a", "b2", "b1", "c"}));
+  EXPECT_EQ(ids_of(store->pending_outbox(2).value()), (std::vector<std::string>{"a", "b2"}));
+  EXPECT_TRUE(store->pending_outbox(0).value().empty());
+
+  WriteBatch dispatched;
+  dispatched.dispatched = {"a"};
+  ASSERT_TRUE(store->commit(dispatched));
+  EXPECT_EQ(ids_of(store->pending_outbox(2).value()), (std::vector<std::string>{"b2", "b1"}));
+}
+
+TEST(SqliteStoreOutbox, DuplicateOutboxIdIsConflict) {
+  auto store = open_or_fail(memory_options());
+  ASSERT_TRUE(store);
+  WriteBatch batch;
+  batch.outbox = {make_outbox("m1", "s1"), make_outbox("m1", "s1")};
+  StoreStatus status = store->commit(batch);
+  ASSERT_FALSE(status);
+  EXPECT_EQ(status.error->code, StoreErrorCode::conflict);
+  EXPECT_TRUE(store->pending_outbox(10).value().empty());
+}
+
+TEST(SqliteStoreRead, SagasWithStatusFiltersOrdersByCreationAndHonoursLimit) {
+  auto store = open_or_fail(memory_options());
+  ASSERT_TRUE(store);
+  WriteBatch batch;
+  batch.sagas = {insert(make_saga("late", SagaStatus::Failed, at_us(300))),
+                 insert(make_saga("running", SagaStatus::Running, at_us(50))),
+                 insert(make_saga("early", SagaStatus::Failed, at_us(100))),
+                 insert(make_saga("middle", SagaStatus::Failed, at_us(200)))};
+  ASSERT_TRUE(store->commit(batch));
+
+  auto failed = store->sagas_with_status(SagaStatus::Failed, 10);
+  ASSERT_TRUE(failed) << failed.error().message;
+  std::vector<std::string> ids;
+  for (const auto& saga : failed.value()) ids.push_back(saga.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"early", "middle", "late"}));
+
+  auto limited = store->sagas_with_status(SagaStatus::Failed, 2).value();
+  ASSERT_EQ(limited.size(), 2u);
+  EXPECT_EQ(limited[1].id, "middle");
+  expect_same_saga(make_saga("early", SagaStatus::Failed, at_us(100)), limited[0]);
+  EXPECT_TRUE(store->sagas_with_status(SagaStatus::Compensated, 10).value().empty());
+}
+
+// --- Failures and recovery --------------------------------------------------------------------
+
+TEST(SqliteStoreFailure, StoreIsUsableAfterAFailedCommit) {
+  auto store = open_or_fail(memory_options());
+  ASSERT_TRUE(store);
+  WriteBatch setup;
+  setup.sagas.push_back(insert(make_saga("s1")));
+  ASSERT_TRUE(store->commit(setup));
+
+  for (int i = 0; i < 3; ++i) {
+    WriteBatch failing;
+    failing.journal.push_back(make_journal("s1", JournalKind::started, at_us(1)));
+    failing.sagas.push_back(insert(make_saga("s1")));
+    ASSERT_FALSE(store->commit(failing));
+  }
+
+  WriteBatch good;
+  good.sagas.push_back(update(make_saga("s1"), 0));
+  good.journal.push_back(make_journal("s1", JournalKind::transition, at_us(2)));
+  good.outbox.push_back(make_outbox("m1", "s1"));
+  good.inbox.push_back("in-1");
+  StoreStatus status = store->commit(good);
+  ASSERT_TRUE(status) << status.error->message;
+  EXPECT_EQ(store->load_saga("s1").value()->row_version, 1);
+  EXPECT_EQ(store->journal("s1").value().size(), 1u);
+  EXPECT_EQ(store->pending_outbox(10).value().size(), 1u);
+  EXPECT_TRUE(store->inbox_contains("in-1").value());
+  EXPECT_TRUE(store->integrity_ok().value());
+}
+
+TEST(SqliteStoreFailure, CommitWhileAnotherConnectionHoldsTheWriteLockIsBusyAndRetrySucceeds) {
+  TempDir dir;
+  const fs::path db = dir.path() / "saga.db";
+  StoreOptions options = file_options(db);
+  options.busy_timeout = std::chrono::milliseconds{50};
+  auto store = open_or_fail(options);
+  ASSERT_TRUE(store);
+
+  WriteBatch batch;
+  batch.at = at_us(1);
+  batch.sagas.push_back(insert(make_saga("s1")));
+  batch.journal.push_back(make_journal("s1", JournalKind::started, at_us(1)));
+  batch.inbox.push_back("in-1");
+
+  RawDb other(db);
+  other.exec("BEGIN IMMEDIATE");
+  const auto started = std::chrono::steady_clock::now();
+  StoreStatus status = store->commit(batch);
+  const auto waited = std::chrono::steady_clock::now() - started;
+  ASSERT_FALSE(status);
+  EXPECT_EQ(status.error->code, StoreErrorCode::busy) << status.error->message;
+  EXPECT_GE(waited, std::chrono::milliseconds{40});
+  EXPECT_FALSE(store->load_saga("s1").value().has_value());  // reads still work
+  other.exec("ROLLBACK");
+
+  StoreStatus retry = store->commit(batch);
+  ASSERT_TRUE(retry) << retry.error->message;
+  EXPECT_TRUE(store->load_saga("s1").value().has_value());
+  EXPECT_EQ(store->journal("s1").value().size(), 1u);
+  EXPECT_TRUE(store->inbox_contains("in-1").value());
+}
+
+}  // namespace
+}  // namespace saga
