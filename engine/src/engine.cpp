@@ -88,6 +88,8 @@ struct Engine::Impl {
     std::unordered_map<std::string, std::size_t> saga_writes;  // saga id -> index in batch.sagas
     std::unordered_set<std::string> inbox;
     std::vector<SagaOutcome> outcomes;
+    std::uint64_t started = 0;
+    std::uint64_t applied = 0;
   };
 
   const SagaType* find_type(std::string_view name, int version) const {
@@ -224,7 +226,8 @@ struct Engine::Impl {
     CachedSaga& saga = cache[request.saga_id];
     saga.type = request.type;
     // A retried turn (after a failed commit) starts again from a fresh instance.
-    saga.instance = request.instance ? std::move(request.instance) : request.type->create(request.data);
+    saga.instance =
+        request.instance ? std::move(request.instance) : request.type->create(request.data);
     saga.committed = false;
     saga.record = SagaRecord{};
     saga.record.id = request.saga_id;
@@ -235,7 +238,7 @@ struct Engine::Impl {
     SagaStatus before = saga.instance->status();
     Reaction reaction = saga.instance->begin();
     record_reaction(turn, request.saga_id, saga, reaction, before, "");
-    counters.sagas_started.fetch_add(1, std::memory_order_relaxed);
+    ++turn.started;
   }
 
   void process_message(Turn& turn, const InboundMessage& message) {
@@ -281,7 +284,8 @@ struct Engine::Impl {
     int known_version = saga->type->message_version(envelope.event_type);
     if (known_version != 0 && envelope.version != known_version) {
       std::string why = "'" + envelope.event_type + "' version " +
-                        std::to_string(envelope.version) + " is not supported (this saga reads version " +
+                        std::to_string(envelope.version) +
+                        " is not supported (this saga reads version " +
                         std::to_string(known_version) + " and no upcaster is registered)";
       journal(turn, envelope.correlation_id, JournalKind::unexpected, envelope.event_id,
               envelope.event_type, "", "", why);
@@ -295,8 +299,8 @@ struct Engine::Impl {
                                                "unknown_type"};
       journal(turn, envelope.correlation_id, JournalKind::unexpected, envelope.event_id,
               envelope.event_type, std::string(saga->instance->state()), "", reaction.reason);
-      dead_letter(turn, message.bytes, kCodes[static_cast<int>(reaction.outcome)],
-                  reaction.reason, &envelope);
+      dead_letter(turn, message.bytes, kCodes[static_cast<int>(reaction.outcome)], reaction.reason,
+                  &envelope);
       return;
     }
     turn.inbox.insert(envelope.event_id);
@@ -304,7 +308,7 @@ struct Engine::Impl {
     journal(turn, envelope.correlation_id, JournalKind::message_in, envelope.event_id,
             envelope.event_type, "", "", envelope.data.dump());
     record_reaction(turn, envelope.correlation_id, *saga, reaction, before, envelope.event_id);
-    counters.messages_applied.fetch_add(1, std::memory_order_relaxed);
+    ++turn.applied;
   }
 
   void recover() {
@@ -400,9 +404,11 @@ struct Engine::Impl {
     }
     backoff = std::chrono::milliseconds{0};
     counters.commits.fetch_add(1, std::memory_order_relaxed);
-    dispatched_marks.erase(dispatched_marks.begin(),
-                           dispatched_marks.begin() +
-                               static_cast<std::ptrdiff_t>(turn.batch.dispatched.size()));
+    counters.sagas_started.fetch_add(turn.started, std::memory_order_relaxed);
+    counters.messages_applied.fetch_add(turn.applied, std::memory_order_relaxed);
+    dispatched_marks.erase(
+        dispatched_marks.begin(),
+        dispatched_marks.begin() + static_cast<std::ptrdiff_t>(turn.batch.dispatched.size()));
     for (auto& write : turn.batch.sagas) {
       auto found = cache.find(write.record.id);
       if (found == cache.end()) continue;
@@ -483,7 +489,9 @@ void Engine::on_dead_letter(std::function<void(const DeadLetter&)> callback) {
   impl_->dead_letter_callbacks.push_back(std::move(callback));
 }
 
-std::size_t Engine::run_once() { return impl_->run_once(); }
+std::size_t Engine::run_once() {
+  return impl_->run_once();
+}
 
 void Engine::run() {
   while (!impl_->stopping.load()) impl_->run_once();

@@ -75,9 +75,12 @@ void apply_reply(OrderData& data, const inventory::Reserved& reply) {
   data.reservation_id = reply.reservation_id;
 }
 void apply_reply(OrderData& data, const inventory::OutOfStock& reply) {
-  data.failure_reason = "out of stock: " + reply.sku + (reply.reason.empty() ? "" : " (" + reply.reason + ")");
+  data.failure_reason =
+      "out of stock: " + reply.sku + (reply.reason.empty() ? "" : " (" + reply.reason + ")");
 }
-void apply_reply(OrderData& data, const payment::Charged& reply) { data.payment_id = reply.payment_id; }
+void apply_reply(OrderData& data, const payment::Charged& reply) {
+  data.payment_id = reply.payment_id;
+}
 void apply_reply(OrderData& data, const payment::Declined& reply) {
   data.failure_reason = "payment declined: " + reply.reason;
 }

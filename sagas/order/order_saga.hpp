@@ -1,6 +1,7 @@
 // The order saga of the seed's Saga Pattern: reserve inventory, charge the payment, ship.
 //
-//   inventory.Reserve --Reserved--> payment.Charge --Charged--> shipping.Ship (pivot) --Shipped--> Completed
+//   inventory.Reserve --Reserved--> payment.Charge --Charged--> shipping.Ship (pivot) --Shipped-->
+//   Completed
 //        | OutOfStock                   | Declined                   | Undeliverable
 //        v                              v                            v
 //   Compensated           inventory.Release <-------------- payment.Refund
@@ -40,8 +41,10 @@ struct OrderData {
 void to_json(nlohmann::json& json, const OrderData& data);
 void from_json(const nlohmann::json& json, OrderData& data);
 
+// A struct rather than a type alias: Boost.MSM spells the front-end's type into its symbol names,
+// and a short name keeps object files and compile times small.
 // clang-format off
-using OrderSaga = saga::definition<"order", 1, OrderData,
+struct OrderSaga : saga::definition<"order", 1, OrderData,
     saga::step<inventory::Reserve>
         ::on_success<inventory::Reserved>
         ::on_failure<inventory::OutOfStock>
@@ -52,7 +55,7 @@ using OrderSaga = saga::definition<"order", 1, OrderData,
         ::compensate_with<payment::Refund, payment::Refunded>,
     saga::pivot<shipping::Ship>
         ::on_success<shipping::Shipped>
-        ::on_failure<shipping::Undeliverable>>;
+        ::on_failure<shipping::Undeliverable>> {};
 // clang-format on
 
 // Command builders and reply handlers, found by argument-dependent lookup.

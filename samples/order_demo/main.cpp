@@ -34,9 +34,11 @@ struct Tally {
 };
 
 order::OrderData random_order(int n, std::mt19937_64& random) {
-  static const std::vector<std::pair<std::string, std::int64_t>> catalog = {
-      {"sku-pen", 250}, {"sku-book", 1800}, {"sku-lamp", 4500}, {"sku-chair", 12900},
-      {"sku-gold", 24900}};
+  static const std::vector<std::pair<std::string, std::int64_t>> catalog = {{"sku-pen", 250},
+                                                                            {"sku-book", 1800},
+                                                                            {"sku-lamp", 4500},
+                                                                            {"sku-chair", 12900},
+                                                                            {"sku-gold", 24900}};
   order::OrderData data;
   data.order_id = "order-" + std::to_string(n);
   data.customer_id = "customer-" + std::to_string(random() % 97);
@@ -66,13 +68,17 @@ int main(int argc, char** argv) {
   std::uint64_t seed = 42;
   std::string durability = "full";
   std::size_t batch = 256;
-  app.add_option("--orders", orders, "Orders to place")->check(CLI::Range(1, 1000000))->capture_default_str();
+  app.add_option("--orders", orders, "Orders to place")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
   app.add_option("--db", db, "SQLite file (replaced at start)")->capture_default_str();
   app.add_option("--seed", seed, "Seed for orders and failure injection")->capture_default_str();
   app.add_option("--durability", durability, "full, normal or off")
-      ->check(CLI::IsMember({"full", "normal", "off"}))->capture_default_str();
+      ->check(CLI::IsMember({"full", "normal", "off"}))
+      ->capture_default_str();
   app.add_option("--batch", batch, "Max messages per transaction (group commit)")
-      ->check(CLI::Range(1, 100000))->capture_default_str();
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db + suffix);
@@ -106,9 +112,11 @@ int main(int argc, char** argv) {
     tally.ended.notify_all();
   });
 
-  demo::SimulatedServices services({40000, 0.03, seed},
-                                   {{"sku-pen", 100000}, {"sku-book", 100000}, {"sku-lamp", 100000},
-                                    {"sku-chair", 100000}, {"sku-gold", 40}});
+  demo::SimulatedServices services({60000, 0.03, seed}, {{"sku-pen", 100000},
+                                                         {"sku-book", 100000},
+                                                         {"sku-lamp", 100000},
+                                                         {"sku-chair", 100000},
+                                                         {"sku-gold", 40}});
   std::atomic<bool> stopping{false};
   std::thread loop([&] { engine.run(); });
   std::thread participants([&] {
@@ -165,12 +173,15 @@ int main(int argc, char** argv) {
     if (outcome.status == saga::SagaStatus::Completed) {
       if (!reserved || net != data.total_cents() || charge_count != 1 ||
           !ledgers.shipped.contains(data.order_id))
-        violations.push_back(data.order_id + " completed but not reserved, charged once and shipped");
+        violations.push_back(data.order_id +
+                             " completed but not reserved, charged once and shipped");
     } else if (outcome.status == saga::SagaStatus::Compensated) {
       if (reserved || net != 0)
-        violations.push_back(data.order_id + " compensated but still holds a reservation or charge");
+        violations.push_back(data.order_id +
+                             " compensated but still holds a reservation or charge");
     } else {
-      violations.push_back(data.order_id + " ended " + std::string(saga::to_string(outcome.status)));
+      violations.push_back(data.order_id + " ended " +
+                           std::string(saga::to_string(outcome.status)));
     }
   }
   for (const auto& [sku, initial] : ledgers.initial_stock) {
@@ -184,10 +195,10 @@ int main(int argc, char** argv) {
   if (!all_ended) violations.push_back("not every saga ended within 120 s");
 
   auto stats = engine.stats();
-  std::cout << std::fixed << std::setprecision(1)
-            << "Completed   " << by_status[saga::SagaStatus::Completed] << "\n"
+  std::cout << std::fixed << std::setprecision(1) << "Completed   "
+            << by_status[saga::SagaStatus::Completed] << "\n"
             << "Compensated " << by_status[saga::SagaStatus::Compensated]
-            << "  (stock-outs, declines over 400.00, undeliverable addresses)\n"
+            << "  (stock-outs, declines over 600.00, undeliverable addresses)\n"
             << "Failed      " << by_status[saga::SagaStatus::Failed] << "\n"
             << "Throughput  " << static_cast<double>(orders) / seconds << " sagas/s ("
             << stats.commits << " commits, " << stats.duplicates << " duplicate replies ignored)\n"

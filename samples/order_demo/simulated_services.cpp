@@ -12,10 +12,14 @@ std::optional<std::string> SimulatedServices::serve(const std::string& service,
                                                     const saga::Envelope& command) {
   if (auto seen = replies_.find(command.event_id); seen != replies_.end()) return seen->second;
   std::pair<std::string, nlohmann::json> reply;
-  if (service == "inventory") reply = inventory(command);
-  else if (service == "payment") reply = payment(command);
-  else if (service == "shipping") reply = shipping(command);
-  else return std::nullopt;
+  if (service == "inventory")
+    reply = inventory(command);
+  else if (service == "payment")
+    reply = payment(command);
+  else if (service == "shipping")
+    reply = shipping(command);
+  else
+    return std::nullopt;
 
   saga::Envelope envelope;
   envelope.event_id = saga::new_uuid();
@@ -37,7 +41,8 @@ std::pair<std::string, nlohmann::json> SimulatedServices::inventory(const saga::
     for (const auto& item : reserve.items) {
       if (ledgers_.stock[item.sku] < item.quantity)
         return {std::string(inventory::OutOfStock::type),
-                inventory::OutOfStock{item.sku, "only " + std::to_string(ledgers_.stock[item.sku]) + " left"}};
+                inventory::OutOfStock{
+                    item.sku, "only " + std::to_string(ledgers_.stock[item.sku]) + " left"}};
     }
     for (const auto& item : reserve.items) ledgers_.stock[item.sku] -= item.quantity;
     std::string id = "res-" + std::to_string(next_id_++);
@@ -60,10 +65,12 @@ std::pair<std::string, nlohmann::json> SimulatedServices::payment(const saga::En
     auto charge = command.data.get<payment::Charge>();
     if (charge.amount_cents > rules_.decline_above_cents)
       return {std::string(payment::Declined::type),
-              payment::Declined{"amount over the limit of " + std::to_string(rules_.decline_above_cents) + " cents"}};
+              payment::Declined{"amount over the limit of " +
+                                std::to_string(rules_.decline_above_cents) + " cents"}};
     ledgers_.charged_cents[charge.order_id] += charge.amount_cents;
     ledgers_.charges[charge.order_id] += 1;
-    return {std::string(payment::Charged::type), payment::Charged{"pay-" + std::to_string(next_id_++)}};
+    return {std::string(payment::Charged::type),
+            payment::Charged{"pay-" + std::to_string(next_id_++)}};
   }
   auto refund = command.data.get<payment::Refund>();
   ledgers_.charged_cents[refund.order_id] -= refund.amount_cents;
@@ -73,9 +80,11 @@ std::pair<std::string, nlohmann::json> SimulatedServices::payment(const saga::En
 std::pair<std::string, nlohmann::json> SimulatedServices::shipping(const saga::Envelope& command) {
   auto ship = command.data.get<shipping::Ship>();
   if (std::bernoulli_distribution(rules_.shipping_failure_rate)(random_))
-    return {std::string(shipping::Undeliverable::type), shipping::Undeliverable{"address not found"}};
+    return {std::string(shipping::Undeliverable::type),
+            shipping::Undeliverable{"address not found"}};
   ledgers_.shipped.insert(ship.order_id);
-  return {std::string(shipping::Shipped::type), shipping::Shipped{"track-" + std::to_string(next_id_++)}};
+  return {std::string(shipping::Shipped::type),
+          shipping::Shipped{"track-" + std::to_string(next_id_++)}};
 }
 
 }  // namespace demo

@@ -20,12 +20,12 @@ namespace demo {
 
 struct Ledgers {
   std::map<std::string, int> initial_stock;
-  std::map<std::string, int> stock;                                 // sku -> units on hand
-  std::map<std::string, std::vector<order::Item>> reservations;     // reservation id -> items
-  std::map<std::string, std::string> reservation_of_order;          // order id -> reservation id
-  std::map<std::string, std::int64_t> charged_cents;                // order id -> net charge
-  std::map<std::string, int> charges;                               // order id -> charge count
-  std::set<std::string> shipped;                                    // order ids
+  std::map<std::string, int> stock;                              // sku -> units on hand
+  std::map<std::string, std::vector<order::Item>> reservations;  // reservation id -> items
+  std::map<std::string, std::string> reservation_of_order;       // order id -> reservation id
+  std::map<std::string, std::int64_t> charged_cents;             // order id -> net charge
+  std::map<std::string, int> charges;                            // order id -> charge count
+  std::set<std::string> shipped;                                 // order ids
 };
 
 struct ServiceRules {

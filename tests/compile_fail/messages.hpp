@@ -13,13 +13,13 @@ struct Data {
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Data, value)
 
-#define SNIPPET_MESSAGE(Name)                                    \
-  struct Name {                                                  \
-    static constexpr std::string_view type = "snippet." #Name;   \
-    static constexpr int version = 1;                            \
-    static constexpr std::string_view service = "snippet";       \
-    int value = 0;                                               \
-  };                                                             \
+#define SNIPPET_MESSAGE(Name)                                  \
+  struct Name {                                                \
+    static constexpr std::string_view type = "snippet." #Name; \
+    static constexpr int version = 1;                          \
+    static constexpr std::string_view service = "snippet";     \
+    int value = 0;                                             \
+  };                                                           \
   NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Name, value)
 
 SNIPPET_MESSAGE(Do)

@@ -20,7 +20,9 @@ using namespace std::chrono_literals;
 using saga::test::reply_bytes;
 using saga::test::take_commands;
 
-order::OrderData an_order() { return {"order-1", "customer-1", "1 Main St", {{"sku-1", 1, 100}}}; }
+order::OrderData an_order() {
+  return {"order-1", "customer-1", "1 Main St", {{"sku-1", 1, 100}}};
+}
 
 class RestartTest : public ::testing::Test {
  protected:
@@ -68,7 +70,8 @@ TEST_F(RestartTest, SagaContinuesFromItsPersistedStateAfterACleanClose) {
     id = first.engine->start<order::OrderSaga>(an_order());
     first.engine->run_once();
     auto reserve = take_commands(transport).at(0);
-    transport.deliver(reply_bytes(reserve.envelope, "inventory.Reserved", {{"reservation_id", "r"}}));
+    transport.deliver(
+        reply_bytes(reserve.envelope, "inventory.Reserved", {{"reservation_id", "r"}}));
     first.engine->run_once();
     charge = take_commands(transport).at(0).envelope;
     first.engine->run_once();

@@ -18,13 +18,13 @@ struct Data {
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Data, applicant, amount, hold_id)
 
-#define LOAN_MESSAGE(Name, Type, Service)            \
-  struct Name {                                      \
-    static constexpr std::string_view type = Type;   \
-    static constexpr int version = 1;                \
+#define LOAN_MESSAGE(Name, Type, Service)                \
+  struct Name {                                          \
+    static constexpr std::string_view type = Type;       \
+    static constexpr int version = 1;                    \
     static constexpr std::string_view service = Service; \
-    std::string note;                                \
-  };                                                 \
+    std::string note;                                    \
+  };                                                     \
   NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Name, note)
 
 LOAN_MESSAGE(CheckCredit, "credit.Check", "credit")
@@ -47,7 +47,9 @@ Cmd make_command(const Data& data, saga::tag<Cmd>) {
   if (data.amount < 0) throw std::invalid_argument("negative amount");
   return Cmd{data.applicant};
 }
-void apply_reply(Data& data, const FundsHeld& reply) { data.hold_id = reply.note; }
+void apply_reply(Data& data, const FundsHeld& reply) {
+  data.hold_id = reply.note;
+}
 
 struct Checking : saga::state<> {
   static constexpr std::string_view name = "Checking";
@@ -65,8 +67,8 @@ struct Releasing : saga::state<saga::SagaStatus::Compensating> {
   static constexpr std::string_view name = "Releasing";
 };
 
-using saga::send;
 using saga::compensate;
+using saga::send;
 using Initial = saga::states::Initial;
 using Completed = saga::states::Completed;
 using Compensated = saga::states::Compensated;
@@ -127,9 +129,11 @@ using namespace loan;
 
 TEST(BranchingSaga, GoodCreditTakesTheShortBranch) {
   saga::testing::given<LoanSaga>(Data{"ada", 100, ""})
-      .expect_command<CheckCredit>().to("credit")
+      .expect_command<CheckCredit>()
+      .to("credit")
       .when_reply(CreditOk{})
-      .expect_command<HoldFunds>().to("funds")
+      .expect_command<HoldFunds>()
+      .to("funds")
       .when_reply(FundsHeld{"hold-7"})
       .expect_command<Disburse>()
       .when_reply(Disbursed{})
@@ -140,7 +144,8 @@ TEST(BranchingSaga, LowCreditAsksForApprovalFirst) {
   saga::testing::given<LoanSaga>(Data{"bob", 100, ""})
       .expect_command<CheckCredit>()
       .when_reply(CreditLow{})
-      .expect_command<RequestApproval>().to("approval")
+      .expect_command<RequestApproval>()
+      .to("approval")
       .expect_state("AwaitingApproval")
       .when_reply(Approved{})
       .expect_command<HoldFunds>();
@@ -160,7 +165,8 @@ TEST(BranchingSaga, CompensateActionSendsACompensation) {
       .when_reply(FundsHeld{"hold-9"})
       .expect_command<Disburse>()
       .when_reply(DisburseFailed{})
-      .expect_compensation<ReleaseHold>().to("funds")
+      .expect_compensation<ReleaseHold>()
+      .to("funds")
       .expect_status(saga::SagaStatus::Compensating)
       .when_reply(HoldReleased{})
       .expect_rolled_back();

@@ -113,7 +113,8 @@ TEST_F(EngineTest, SentCommandIsMarkedDispatchedByTheNextCommit) {
 TEST_F(EngineTest, RepliesDriveTheSagaToCompletionAndTheOutcomeIsReported) {
   std::string id;
   auto reserve = start_order(&id);
-  transport.deliver(reply_bytes(reserve.envelope, "inventory.Reserved", {{"reservation_id", "r-1"}}));
+  transport.deliver(
+      reply_bytes(reserve.envelope, "inventory.Reserved", {{"reservation_id", "r-1"}}));
   engine->run_once();
   auto charge = take_commands(transport).at(0);
   EXPECT_EQ(charge.envelope.event_type, "payment.Charge");
@@ -144,8 +145,8 @@ TEST_F(EngineTest, RepliesDriveTheSagaToCompletionAndTheOutcomeIsReported) {
 TEST_F(EngineTest, ReplyCausationIsTheEventIdOfTheReplyThatCausedIt) {
   auto reserve = start_order();
   std::string reply_id = saga::new_uuid();
-  transport.deliver(reply_bytes(reserve.envelope, "inventory.Reserved", {{"reservation_id", "r"}},
-                                reply_id));
+  transport.deliver(
+      reply_bytes(reserve.envelope, "inventory.Reserved", {{"reservation_id", "r"}}, reply_id));
   engine->run_once();
   EXPECT_EQ(take_commands(transport).at(0).envelope.causation_id, reply_id);
 }
@@ -153,7 +154,8 @@ TEST_F(EngineTest, ReplyCausationIsTheEventIdOfTheReplyThatCausedIt) {
 TEST_F(EngineTest, DuplicateReplyHasNoEffectAndIsJournaled) {
   std::string id;
   auto reserve = start_order(&id);
-  std::string reply = reply_bytes(reserve.envelope, "inventory.Reserved", {{"reservation_id", "r"}});
+  std::string reply =
+      reply_bytes(reserve.envelope, "inventory.Reserved", {{"reservation_id", "r"}});
   transport.deliver(reply);
   engine->run_once();
   ASSERT_EQ(take_commands(transport).size(), 1u);
@@ -171,7 +173,8 @@ TEST_F(EngineTest, DuplicateReplyHasNoEffectAndIsJournaled) {
 TEST_F(EngineTest, DuplicateInTheSameBatchHasNoEffect) {
   std::string id;
   auto reserve = start_order(&id);
-  std::string reply = reply_bytes(reserve.envelope, "inventory.Reserved", {{"reservation_id", "r"}});
+  std::string reply =
+      reply_bytes(reserve.envelope, "inventory.Reserved", {{"reservation_id", "r"}});
   transport.deliver(reply);
   transport.deliver(reply);
   engine->run_once();
@@ -184,7 +187,8 @@ TEST_F(EngineTest, DuplicateOfADuplicateAfterRestartOfTheCacheIsStillIgnored) {
   // The inbox is in the store, not only in memory: a new engine on the same store dedups too.
   std::string id;
   auto reserve = start_order(&id);
-  std::string reply = reply_bytes(reserve.envelope, "inventory.Reserved", {{"reservation_id", "r"}});
+  std::string reply =
+      reply_bytes(reserve.envelope, "inventory.Reserved", {{"reservation_id", "r"}});
   transport.deliver(reply);
   engine->run_once();
   take_commands(transport);
@@ -202,6 +206,10 @@ struct BadInput {
   // Builds the bytes from a valid command sent by the engine.
   std::function<std::string(const saga::Envelope& command)> bytes;
 };
+
+void PrintTo(const BadInput& input, std::ostream* out) {
+  *out << input.name;
+}
 
 class EngineBadInputTest : public EngineTest, public ::testing::WithParamInterface<BadInput> {};
 
@@ -237,10 +245,12 @@ TEST_P(EngineBadInputTest, IsDeadLetteredWithoutStateChangeAndTheEngineKeepsServ
 
 std::string with_field(const saga::Envelope& command, const std::string& field,
                        nlohmann::json value) {
-  auto json = nlohmann::json::parse(
-      reply_bytes(command, "inventory.Reserved", {{"reservation_id", "r"}}));
-  if (value.is_discarded()) json.erase(field);
-  else json[field] = std::move(value);
+  auto json =
+      nlohmann::json::parse(reply_bytes(command, "inventory.Reserved", {{"reservation_id", "r"}}));
+  if (value.is_discarded())
+    json.erase(field);
+  else
+    json[field] = std::move(value);
   return json.dump();
 }
 
@@ -272,16 +282,20 @@ INSTANTIATE_TEST_SUITE_P(
         BadInput{"UnknownEventType", "unknown_type",
                  [](auto& c) { return with_field(c, "eventType", "inventory.Teleported"); }},
         BadInput{"UnexpectedForState", "unexpected",
-                 [](auto& c) { return with_field(c, "eventType", "payment.Charged"); }},
+                 [](auto& c) {
+                   return reply_bytes(c, "payment.Charged", {{"payment_id", "p"}});
+                 }},
         BadInput{"UndecodablePayload", "undecodable",
-                 [](auto& c) { return with_field(c, "data", {{"reservation_id", 5}}); }},
+                 [](auto& c) {
+                   return with_field(c, "data", {{"reservation_id", 5}});
+                 }},
         BadInput{"UnsupportedVersion", "unsupported_version",
                  [](auto& c) { return with_field(c, "version", "2"); }},
-        BadInput{"Oversized", "too_large",
-                 [](auto& c) {
-                   return with_field(c, "data",
-                                     {{"reservation_id", std::string(2 * 1024 * 1024, 'x')}});
-                 }}),
+        BadInput{
+            "Oversized", "too_large",
+            [](auto& c) {
+              return with_field(c, "data", {{"reservation_id", std::string(2 * 1024 * 1024, 'x')}});
+            }}),
     [](const auto& info) { return info.param.name; });
 
 TEST_F(EngineTest, UnexpectedReplyIsJournaledForItsSaga) {
@@ -299,13 +313,15 @@ TEST_F(EngineTest, UnexpectedReplyIsJournaledForItsSaga) {
 }
 
 TEST_F(EngineTest, AllMessagesOfOneTurnShareOneCommit) {
-  for (int i = 0; i < 50; ++i) engine->start<order::OrderSaga>(an_order("order-" + std::to_string(i)));
+  for (int i = 0; i < 50; ++i)
+    engine->start<order::OrderSaga>(an_order("order-" + std::to_string(i)));
   EXPECT_EQ(engine->run_once(), 50u);
   EXPECT_EQ(engine->stats().commits, 1u);
   auto sent = take_commands(transport);
   ASSERT_EQ(sent.size(), 50u);
   for (const auto& command : sent)
-    transport.deliver(reply_bytes(command.envelope, "inventory.Reserved", {{"reservation_id", "r"}}));
+    transport.deliver(
+        reply_bytes(command.envelope, "inventory.Reserved", {{"reservation_id", "r"}}));
   EXPECT_EQ(engine->run_once(), 50u);
   EXPECT_EQ(engine->stats().commits, 2u);
   EXPECT_EQ(take_commands(transport).size(), 50u);
@@ -315,7 +331,8 @@ TEST_F(EngineTest, BatchLimitOfOneCommitsEveryMessageAlone) {
   saga::Options options = default_options();
   options.max_batch_messages = 1;
   open(options);
-  for (int i = 0; i < 5; ++i) engine->start<order::OrderSaga>(an_order("order-" + std::to_string(i)));
+  for (int i = 0; i < 5; ++i)
+    engine->start<order::OrderSaga>(an_order("order-" + std::to_string(i)));
   for (int i = 0; i < 5; ++i) EXPECT_EQ(engine->run_once(), 1u);
   EXPECT_EQ(take_commands(transport).size(), 5u);
   EXPECT_GE(engine->stats().commits, 5u);

@@ -18,19 +18,19 @@ struct Data {
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Data, log, throw_on)
 
-#define CHAIN_MESSAGE(Name, Service)                           \
-  struct Name {                                                \
-    static constexpr std::string_view type = "chain." #Name;   \
-    static constexpr int version = 1;                          \
-    static constexpr std::string_view service = Service;       \
-    std::string note;                                          \
-  };                                                           \
+#define CHAIN_MESSAGE(Name, Service)                         \
+  struct Name {                                              \
+    static constexpr std::string_view type = "chain." #Name; \
+    static constexpr int version = 1;                        \
+    static constexpr std::string_view service = Service;     \
+    std::string note;                                        \
+  };                                                         \
   NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Name, note)
 
-#define CHAIN_STEP(N)                \
-  CHAIN_MESSAGE(Do##N, "service" #N) \
-  CHAIN_MESSAGE(Done##N, "")         \
-  CHAIN_MESSAGE(Failed##N, "")       \
+#define CHAIN_STEP(N)                  \
+  CHAIN_MESSAGE(Do##N, "service" #N)   \
+  CHAIN_MESSAGE(Done##N, "")           \
+  CHAIN_MESSAGE(Failed##N, "")         \
   CHAIN_MESSAGE(Undo##N, "service" #N) \
   CHAIN_MESSAGE(Undone##N, "")
 
@@ -49,13 +49,15 @@ CHAIN_STEP(12)
 
 template <class Cmd>
 Cmd make_command(const Data& data, saga::tag<Cmd>) {
-  if (data.throw_on == Cmd::type) throw std::runtime_error("cannot build " + std::string(Cmd::type));
+  if (data.throw_on == Cmd::type)
+    throw std::runtime_error("cannot build " + std::string(Cmd::type));
   return Cmd{std::to_string(data.log.size())};
 }
 
 template <class Reply>
 void apply_reply(Data& data, const Reply&) {
-  if (data.throw_on == Reply::type) throw std::runtime_error("cannot apply " + std::string(Reply::type));
+  if (data.throw_on == Reply::type)
+    throw std::runtime_error("cannot apply " + std::string(Reply::type));
   data.log.emplace_back(Reply::type);
 }
 
@@ -63,18 +65,18 @@ void apply_reply(Data& data, const Reply&) {
   saga::step<Do##N>::on_success<Done##N>::on_failure<Failed##N>::compensate_with<Undo##N, Undone##N>
 
 // clang-format off
-using Twelve = saga::definition<"twelve", 1, Data,
+struct Twelve : saga::definition<"twelve", 1, Data,
     COMPENSATABLE(1), COMPENSATABLE(2), COMPENSATABLE(3), COMPENSATABLE(4), COMPENSATABLE(5),
     COMPENSATABLE(6), COMPENSATABLE(7), COMPENSATABLE(8), COMPENSATABLE(9), COMPENSATABLE(10),
     saga::pivot<Do11>::on_success<Done11>::on_failure<Failed11>,
-    saga::retriable<Do12>::on_success<Done12>::on_failure<Failed12>>;
+    saga::retriable<Do12>::on_success<Done12>::on_failure<Failed12>> {};
 
-using Three = saga::definition<"three", 1, Data,
+struct Three : saga::definition<"three", 1, Data,
     COMPENSATABLE(1),
     saga::step<Do2>::on_success<Done2>::on_failure<Failed2>,  // needs no undo
     COMPENSATABLE(3),
     saga::pivot<Do4>::on_success<Done4>,
-    saga::retriable<Do5>::on_success<Done5>::on_failure<Failed5>>;
+    saga::retriable<Do5>::on_success<Done5>::on_failure<Failed5>> {};
 // clang-format on
 
 }  // namespace chain
@@ -86,16 +88,26 @@ using Scenario12 = saga::testing::Scenario<chain::Twelve>;
 
 Scenario12& advance_ten(Scenario12& scenario) {
   using namespace chain;
-  return scenario.expect_command<Do1>().when_reply(Done1{})
-      .expect_command<Do2>().when_reply(Done2{})
-      .expect_command<Do3>().when_reply(Done3{})
-      .expect_command<Do4>().when_reply(Done4{})
-      .expect_command<Do5>().when_reply(Done5{})
-      .expect_command<Do6>().when_reply(Done6{})
-      .expect_command<Do7>().when_reply(Done7{})
-      .expect_command<Do8>().when_reply(Done8{})
-      .expect_command<Do9>().when_reply(Done9{})
-      .expect_command<Do10>().when_reply(Done10{});
+  return scenario.expect_command<Do1>()
+      .when_reply(Done1{})
+      .expect_command<Do2>()
+      .when_reply(Done2{})
+      .expect_command<Do3>()
+      .when_reply(Done3{})
+      .expect_command<Do4>()
+      .when_reply(Done4{})
+      .expect_command<Do5>()
+      .when_reply(Done5{})
+      .expect_command<Do6>()
+      .when_reply(Done6{})
+      .expect_command<Do7>()
+      .when_reply(Done7{})
+      .expect_command<Do8>()
+      .when_reply(Done8{})
+      .expect_command<Do9>()
+      .when_reply(Done9{})
+      .expect_command<Do10>()
+      .when_reply(Done10{});
 }
 
 TEST(LinearDsl, TwelveStepSagaHasAllItsStates) {
@@ -109,8 +121,12 @@ TEST(LinearDsl, TwelveStepSagaCompletes) {
   using namespace chain;
   Scenario12 scenario{Data{}};
   advance_ten(scenario)
-      .expect_command<Do11>().to("service11").when_reply(Done11{})
-      .expect_command<Do12>().to("service12").when_reply(Done12{})
+      .expect_command<Do11>()
+      .to("service11")
+      .when_reply(Done11{})
+      .expect_command<Do12>()
+      .to("service12")
+      .when_reply(Done12{})
       .expect_completed();
   EXPECT_EQ(scenario.data().log.size(), 12u);
 }
@@ -119,17 +135,30 @@ TEST(LinearDsl, FailedPivotOfTwelveStepSagaUndoesTenStepsInReverseOrder) {
   using namespace chain;
   Scenario12 scenario{Data{}};
   advance_ten(scenario)
-      .expect_command<Do11>().when_reply(Failed11{})
-      .expect_compensation<Undo10>().expect_no_command().when_reply(Undone10{})
-      .expect_compensation<Undo9>().when_reply(Undone9{})
-      .expect_compensation<Undo8>().when_reply(Undone8{})
-      .expect_compensation<Undo7>().when_reply(Undone7{})
-      .expect_compensation<Undo6>().when_reply(Undone6{})
-      .expect_compensation<Undo5>().when_reply(Undone5{})
-      .expect_compensation<Undo4>().when_reply(Undone4{})
-      .expect_compensation<Undo3>().when_reply(Undone3{})
-      .expect_compensation<Undo2>().when_reply(Undone2{})
-      .expect_compensation<Undo1>().to("service1").when_reply(Undone1{})
+      .expect_command<Do11>()
+      .when_reply(Failed11{})
+      .expect_compensation<Undo10>()
+      .expect_no_command()
+      .when_reply(Undone10{})
+      .expect_compensation<Undo9>()
+      .when_reply(Undone9{})
+      .expect_compensation<Undo8>()
+      .when_reply(Undone8{})
+      .expect_compensation<Undo7>()
+      .when_reply(Undone7{})
+      .expect_compensation<Undo6>()
+      .when_reply(Undone6{})
+      .expect_compensation<Undo5>()
+      .when_reply(Undone5{})
+      .expect_compensation<Undo4>()
+      .when_reply(Undone4{})
+      .expect_compensation<Undo3>()
+      .when_reply(Undone3{})
+      .expect_compensation<Undo2>()
+      .when_reply(Undone2{})
+      .expect_compensation<Undo1>()
+      .to("service1")
+      .when_reply(Undone1{})
       .expect_rolled_back();
 }
 
@@ -137,10 +166,14 @@ TEST(LinearDsl, RetriableStepResendsItsCommandOnFailure) {
   using namespace chain;
   Scenario12 scenario{Data{}};
   advance_ten(scenario)
-      .expect_command<Do11>().when_reply(Done11{})
-      .expect_command<Do12>().when_reply(Failed12{})
-      .expect_command<Do12>().when_reply(Failed12{})
-      .expect_command<Do12>().expect_status(saga::SagaStatus::Running)
+      .expect_command<Do11>()
+      .when_reply(Done11{})
+      .expect_command<Do12>()
+      .when_reply(Failed12{})
+      .expect_command<Do12>()
+      .when_reply(Failed12{})
+      .expect_command<Do12>()
+      .expect_status(saga::SagaStatus::Running)
       .when_unexpected_reply(Undone1{})
       .when_reply(Done12{})
       .expect_completed();
@@ -149,16 +182,24 @@ TEST(LinearDsl, RetriableStepResendsItsCommandOnFailure) {
 TEST(LinearDsl, StepWithoutCompensationIsSkippedWhenUndoing) {
   using namespace chain;
   saga::testing::given<Three>(Data{})
-      .expect_command<Do1>().when_reply(Done1{})
-      .expect_command<Do2>().when_reply(Done2{})
-      .expect_command<Do3>().when_reply(Done3{})
-      .expect_command<Do4>().when_reply(Done4{})
-      .expect_command<Do5>().when_reply(Done5{})
+      .expect_command<Do1>()
+      .when_reply(Done1{})
+      .expect_command<Do2>()
+      .when_reply(Done2{})
+      .expect_command<Do3>()
+      .when_reply(Done3{})
+      .expect_command<Do4>()
+      .when_reply(Done4{})
+      .expect_command<Do5>()
+      .when_reply(Done5{})
       .expect_completed();
   saga::testing::given<Three>(Data{})
-      .expect_command<Do1>().when_reply(Done1{})
-      .expect_command<Do2>().when_reply(Done2{})
-      .expect_command<Do3>().when_reply(Failed3{})
+      .expect_command<Do1>()
+      .when_reply(Done1{})
+      .expect_command<Do2>()
+      .when_reply(Done2{})
+      .expect_command<Do3>()
+      .when_reply(Failed3{})
       .expect_compensation<Undo1>()  // step 2 has nothing to undo
       .when_reply(Undone1{})
       .expect_rolled_back();
@@ -169,39 +210,53 @@ TEST(LinearDsl, ThrowingReplyHandlerAfterSuccessUndoesThatStepToo) {
   // Done2 arrived (the participant did the work) but folding it threw: step 3 never starts and
   // steps 2..1 are compensated, step 2 first.
   saga::testing::given<Twelve>(Data{{}, "chain.Done2"})
-      .expect_command<Do1>().when_reply(Done1{})
-      .expect_command<Do2>().when_reply(Done2{})
+      .expect_command<Do1>()
+      .when_reply(Done1{})
+      .expect_command<Do2>()
+      .when_reply(Done2{})
       .expect_user_error("cannot apply chain.Done2")
-      .expect_compensation<Undo2>().when_reply(Undone2{})
-      .expect_compensation<Undo1>().when_reply(Undone1{})
+      .expect_compensation<Undo2>()
+      .when_reply(Undone2{})
+      .expect_compensation<Undo1>()
+      .when_reply(Undone1{})
       .expect_rolled_back();
 }
 
 TEST(LinearDsl, ThrowingCommandBuilderFailsThatStep) {
   using namespace chain;
   saga::testing::given<Twelve>(Data{{}, "chain.Do3"})
-      .expect_command<Do1>().when_reply(Done1{})
-      .expect_command<Do2>().when_reply(Done2{})
+      .expect_command<Do1>()
+      .when_reply(Done1{})
+      .expect_command<Do2>()
+      .when_reply(Done2{})
       .expect_user_error("cannot build chain.Do3")
-      .expect_compensation<Undo2>().when_reply(Undone2{})
-      .expect_compensation<Undo1>().when_reply(Undone1{})
+      .expect_compensation<Undo2>()
+      .when_reply(Undone2{})
+      .expect_compensation<Undo1>()
+      .when_reply(Undone1{})
       .expect_rolled_back();
 }
 
-TEST(LinearDsl, ThrowingFailureHandlerStillCompensates) {
+TEST(LinearDsl, ThrowingFailureHandlerIsJournaledAndCompensationGoesAhead) {
   using namespace chain;
   saga::testing::given<Twelve>(Data{{}, "chain.Failed2"})
-      .expect_command<Do1>().when_reply(Done1{})
-      .expect_command<Do2>().when_reply(Failed2{})
-      .expect_compensation<Undo1>().when_reply(Undone1{})
+      .expect_command<Do1>()
+      .when_reply(Done1{})
+      .expect_command<Do2>()
+      .when_reply(Failed2{})
+      .expect_user_error("cannot apply chain.Failed2")
+      .expect_compensation<Undo1>()
+      .when_reply(Undone1{})
       .expect_rolled_back();
 }
 
 TEST(LinearDsl, ThrowingCompensationBuilderParksTheSagaAsFailed) {
   using namespace chain;
   saga::testing::given<Twelve>(Data{{}, "chain.Undo1"})
-      .expect_command<Do1>().when_reply(Done1{})
-      .expect_command<Do2>().when_reply(Failed2{})
+      .expect_command<Do1>()
+      .when_reply(Done1{})
+      .expect_command<Do2>()
+      .when_reply(Failed2{})
       .expect_user_error("cannot build chain.Undo1")
       .expect_failed()
       .expect_state("Failed");
@@ -211,7 +266,8 @@ TEST(LinearDsl, ThrowingBuilderAfterThePivotParksTheSagaAsFailed) {
   using namespace chain;
   Scenario12 scenario{Data{{}, "chain.Do12"}};
   advance_ten(scenario)
-      .expect_command<Do11>().when_reply(Done11{})
+      .expect_command<Do11>()
+      .when_reply(Done11{})
       .expect_user_error("cannot build chain.Do12")
       .expect_failed();
 }
@@ -219,8 +275,10 @@ TEST(LinearDsl, ThrowingBuilderAfterThePivotParksTheSagaAsFailed) {
 TEST(LinearDsl, ParkedSagaTakesNoMoreMessages) {
   using namespace chain;
   saga::testing::given<Twelve>(Data{{}, "chain.Undo1"})
-      .expect_command<Do1>().when_reply(Done1{})
-      .expect_command<Do2>().when_reply(Failed2{})
+      .expect_command<Do1>()
+      .when_reply(Done1{})
+      .expect_command<Do2>()
+      .when_reply(Failed2{})
       .expect_failed()
       .when_unexpected_reply(Undone1{});
 }

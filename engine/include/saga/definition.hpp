@@ -1,7 +1,7 @@
 // The linear saga DSL: an ordered list of steps from which the engine generates the Boost.MSM
 // state machine.
 //
-//   using OrderSaga = saga::definition<"order", /*version*/ 1, OrderData,
+//   struct OrderSaga : saga::definition<"order", /*version*/ 1, OrderData,
 //       saga::step<inventory::Reserve>
 //           ::on_success<inventory::Reserved>
 //           ::on_failure<inventory::OutOfStock>
@@ -12,7 +12,10 @@
 //           ::compensate_with<payment::Refund, payment::Refunded>,
 //       saga::pivot<shipping::Ship>
 //           ::on_success<shipping::Shipped>
-//           ::on_failure<shipping::Undeliverable>>;
+//           ::on_failure<shipping::Undeliverable>> {};
+//
+// Derive a named struct rather than writing a type alias: Boost.MSM spells the machine's type
+// into its symbol names, and a short name keeps compile times and object files small.
 //
 // Step kinds (Garcia-Molina / Richardson):
 // - step<C>: compensatable. compensate_with<Command, Ack> names the command that undoes it and
@@ -119,15 +122,16 @@ struct compensating_prefix {
   static constexpr std::string_view value = "compensating:";
 };
 
-template <class Spec>
+// States are named after the command they wait on. Their C++ names stay short on purpose:
+// Boost.MSM spells the whole transition table into many symbol names, and long state types
+// make debug builds slow and huge.
+template <class Command>
 struct awaiting : state<SagaStatus::Running> {
-  static constexpr std::string_view name =
-      joined_name<awaiting_prefix, typename Spec::command>::value;
+  static constexpr std::string_view name = joined_name<awaiting_prefix, Command>::value;
 };
-template <class Spec>
+template <class Compensation>
 struct compensating : state<SagaStatus::Compensating> {
-  static constexpr std::string_view name =
-      joined_name<compensating_prefix, typename Spec::compensation>::value;
+  static constexpr std::string_view name = joined_name<compensating_prefix, Compensation>::value;
 };
 
 template <class... Lists>
@@ -139,8 +143,8 @@ struct concat<type_list<A...>> {
   using type = type_list<A...>;
 };
 template <class... A, class... B, class... Rest>
-struct concat<type_list<A...>, type_list<B...>, Rest...>
-    : concat<type_list<A..., B...>, Rest...> {};
+struct concat<type_list<A...>, type_list<B...>, Rest...> : concat<type_list<A..., B...>, Rest...> {
+};
 
 template <class List>
 struct to_table;
@@ -153,11 +157,16 @@ template <class T, class... Ts>
 constexpr std::size_t count_of = (std::size_t{0} + ... + (std::is_same_v<T, Ts> ? 1 : 0));
 
 template <class Spec>
-using claimed_replies =
-    typename concat<type_list<typename Spec::success>, typename Spec::failures,
-                    std::conditional_t<Spec::has_compensation,
-                                       type_list<typename Spec::compensation_ack>,
-                                       type_list<>>>::type;
+using claimed_replies = typename concat<
+    type_list<typename Spec::success>, typename Spec::failures,
+    std::conditional_t<Spec::has_compensation, type_list<typename Spec::compensation_ack>,
+                       type_list<>>>::type;
+
+template <class Spec>
+struct compensations_of {
+  using type = std::conditional_t<Spec::has_compensation, type_list<typename Spec::compensation>,
+                                  type_list<>>;
+};
 
 template <class List>
 struct all_distinct;
@@ -207,7 +216,7 @@ struct linear_machine {
   // Where the saga goes when it has to undo everything before step `index`.
   template <int J, class = void>
   struct undo_from {
-    using target = compensating<step_at<J>>;
+    using target = compensating<typename step_at<J>::compensation>;
     using action = compensate<typename step_at<J>::compensation>;
   };
   template <class Unused>
@@ -218,7 +227,7 @@ struct linear_machine {
 
   template <int I, class = void>
   struct next_after {
-    using target = awaiting<step_at<I + 1>>;
+    using target = awaiting<typename step_at<I + 1>::command>;
     using action = send<typename step_at<I + 1>::command>;
   };
   template <class Unused>
@@ -235,8 +244,11 @@ struct linear_machine {
     using undo = undo_from<previous_undoable(I)>;
     static constexpr bool retry = spec::kind == StepKind::retriable;
     using type = std::conditional_t<
-        retry, type_list<transition<awaiting<spec>, Failure, awaiting<spec>, send<typename spec::command>>...>,
-        type_list<transition<awaiting<spec>, Failure, typename undo::target, typename undo::action>...>>;
+        retry,
+        type_list<transition<awaiting<typename spec::command>, Failure,
+                             awaiting<typename spec::command>, send<typename spec::command>>...>,
+        type_list<transition<awaiting<typename spec::command>, Failure, typename undo::target,
+                             typename undo::action>...>>;
   };
 
   template <int J, bool Undoable>
@@ -247,9 +259,10 @@ struct linear_machine {
   struct compensation_rows<J, true> {
     using own = step_at<J>;
     using undo_next = undo_from<previous_undoable(J)>;
-    using type = type_list<transition<compensating<own>, typename own::compensation_ack,
-                               typename undo_next::target, typename undo_next::action>,
-                           transition<compensating<own>, StepFailed, states::Failed>>;
+    using type = type_list<
+        transition<compensating<typename own::compensation>, typename own::compensation_ack,
+                   typename undo_next::target, typename undo_next::action>,
+        transition<compensating<typename own::compensation>, StepFailed, states::Failed>>;
   };
 
   template <int I>
@@ -259,12 +272,12 @@ struct linear_machine {
     using undo = undo_from<previous_undoable(I)>;
     using on_user_error =
         std::conditional_t<spec::kind == StepKind::retriable,
-                           transition<awaiting<spec>, StepFailed, states::Failed>,
-                           transition<awaiting<spec>, StepFailed, typename undo::target,
-                               typename undo::action>>;
-    using forward = type_list<
-        transition<awaiting<spec>, typename spec::success, typename next::target, typename next::action>,
-        on_user_error>;
+                           transition<awaiting<typename spec::command>, StepFailed, states::Failed>,
+                           transition<awaiting<typename spec::command>, StepFailed,
+                                      typename undo::target, typename undo::action>>;
+    using forward = type_list<transition<awaiting<typename spec::command>, typename spec::success,
+                                         typename next::target, typename next::action>,
+                              on_user_error>;
     using type = typename concat<forward, typename failure_rows<I, typename spec::failures>::type,
                                  typename compensation_rows<I, spec::has_compensation>::type>::type;
   };
@@ -274,7 +287,8 @@ struct linear_machine {
   template <int... I>
   struct all_rows<std::integer_sequence<int, I...>> {
     using type = typename concat<
-        type_list<transition<states::Initial, Begin, awaiting<step_at<0>>, send<typename step_at<0>::command>>>,
+        type_list<transition<states::Initial, Begin, awaiting<typename step_at<0>::command>,
+                             send<typename step_at<0>::command>>>,
         typename step_rows<I>::type...>::type;
   };
 
@@ -308,6 +322,12 @@ struct definition : machine<definition<Name, Version, Data, Steps...>, Data> {
   static_assert(detail::all_distinct<all_replies>::value,
                 "saga::definition: a reply type is claimed by two steps (or twice by one step); "
                 "each reply type may appear once per saga, so a reply always names its step");
+  static_assert(
+      detail::all_distinct<
+          typename detail::concat<detail::type_list<typename Steps::command...>,
+                                  typename detail::compensations_of<Steps>::type...>::type>::value,
+      "saga::definition: a command type appears in two steps (or is both a step and a "
+      "compensation); each command may appear once per saga, so it names its state");
   static_assert(linear::pivot_count() <= 1, "saga::definition: a saga has at most one pivot");
   static_assert(linear::only_retriable_after_pivot(),
                 "saga::definition: only retriable steps may follow the pivot (a compensatable "

@@ -23,9 +23,11 @@
 // - Actions only record what to send (saga::send, saga::compensate); the engine builds the
 //   commands with make_command() after the transition, inside the same unit of work, and folds
 //   the reply into the data with apply_reply() first. The definition itself has no side effects.
-// - If user code throws, the engine raises saga::StepFailed in the state the machine reached.
-//   Linear sagas handle it like a failure reply; hand-written tables should have rows for it.
-//   Without one, the saga is parked as Failed.
+// - If a command builder throws, or a reply handler throws while the saga is Running, the
+//   engine discards that transition's commands and raises saga::StepFailed in the state the
+//   machine reached. Linear sagas handle it like a failure reply; hand-written tables should
+//   have rows for it; without one, the saga is parked as Failed. A reply handler that throws
+//   while the saga is compensating is journaled and the compensation goes ahead.
 // - A message the current state has no row for is reported by no_transition (never asserts);
 //   the engine journals and dead-letters it, and the saga is unchanged.
 #pragma once

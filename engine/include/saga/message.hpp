@@ -39,7 +39,8 @@ template <class M>
 concept Message = requires {
   { M::type } -> std::convertible_to<std::string_view>;
   { M::version } -> std::convertible_to<int>;
-} && requires(const M& message, const nlohmann::json& json) {
+}
+&&requires(const M& message, const nlohmann::json& json) {
   nlohmann::json(message);
   json.get<M>();
 };
@@ -55,7 +56,9 @@ concept HasCommandBuilder = requires(const Data& data) {
 };
 
 template <class Data, class Reply>
-concept HasReplyHandler = requires(Data& data, const Reply& reply) { apply_reply(data, reply); };
+concept HasReplyHandler = requires(Data& data, const Reply& reply) {
+  apply_reply(data, reply);
+};
 
 // Folds a reply into saga data when the user defined apply_reply for it; otherwise does nothing.
 template <class Data, class Reply>

@@ -31,22 +31,22 @@ struct SagaRecord {
   int definition_version = 1;
   std::string state;
   SagaStatus status = SagaStatus::Running;
-  std::string data;               // the saga data as JSON text
-  std::int64_t row_version = 0;   // incremented by every committed update
+  std::string data;              // the saga data as JSON text
+  std::int64_t row_version = 0;  // incremented by every committed update
   Timestamp created_at{};
   Timestamp updated_at{};
 };
 
 // What happened to a saga, in order. The journal is append-only.
 enum class JournalKind {
-  started,          // the saga was created (detail: initial data)
-  message_in,       // a message was accepted for this saga (detail: payload)
-  message_out,      // a command was written to the outbox (detail: payload)
-  transition,       // the state machine moved from_state -> to_state
-  duplicate,        // a message whose id is already in the inbox; no effect
-  unexpected,       // a message the current state does not expect; dead-lettered
-  user_error,       // user code (command builder, reply handler) threw (detail: what())
-  status_changed,   // the status changed (detail: new status)
+  started,         // the saga was created (detail: initial data)
+  message_in,      // a message was accepted for this saga (detail: payload)
+  message_out,     // a command was written to the outbox (detail: payload)
+  transition,      // the state machine moved from_state -> to_state
+  duplicate,       // a message whose id is already in the inbox; no effect
+  unexpected,      // a message the current state does not expect; dead-lettered
+  user_error,      // user code (command builder, reply handler) threw (detail: what())
+  status_changed,  // the status changed (detail: new status)
 };
 
 std::string_view to_string(JournalKind kind) noexcept;
@@ -66,12 +66,12 @@ struct JournalEntry {
 
 // A command waiting to be sent (pending) or sent and awaiting its reply (dispatched).
 struct OutboxMessage {
-  std::string message_id;   // the envelope's eventId; primary key
+  std::string message_id;  // the envelope's eventId; primary key
   std::string saga_id;
   std::string destination;  // service name
   std::string message_type;
-  std::string payload;      // the encoded envelope, sent as is
-  int attempts = 0;         // how many times it was handed to the transport
+  std::string payload;  // the encoded envelope, sent as is
+  int attempts = 0;     // how many times it was handed to the transport
   bool dispatched = false;
   Timestamp created_at{};
 };
@@ -85,8 +85,8 @@ struct DeadLetter {
   std::string message_id;   // when the envelope got far enough to have one
   std::string message_type;
   std::string saga_id;
-  std::string raw;             // the original bytes, truncated to the configured bound
-  std::size_t raw_size = 0;    // the original length before truncation
+  std::string raw;           // the original bytes, truncated to the configured bound
+  std::size_t raw_size = 0;  // the original length before truncation
 };
 
 // A saga row to write: inserted when expected_row_version is nullopt, otherwise updated only if
@@ -99,12 +99,12 @@ struct SagaWrite {
 struct WriteBatch {
   std::vector<SagaWrite> sagas;
   std::vector<JournalEntry> journal;
-  std::vector<OutboxMessage> outbox;            // new pending commands
-  std::vector<std::string> inbox;               // processed inbound message ids
+  std::vector<OutboxMessage> outbox;  // new pending commands
+  std::vector<std::string> inbox;     // processed inbound message ids
   std::vector<DeadLetter> dead_letters;
-  std::vector<std::string> dispatched;          // outbox ids handed to the transport since
-                                                // the last commit: attempts += 1, dispatched
-  Timestamp at{};                               // commit time, for inbox/outbox bookkeeping
+  std::vector<std::string> dispatched;  // outbox ids handed to the transport since
+                                        // the last commit: attempts += 1, dispatched
+  Timestamp at{};                       // commit time, for inbox/outbox bookkeeping
 
   bool empty() const noexcept {
     return sagas.empty() && journal.empty() && outbox.empty() && inbox.empty() &&

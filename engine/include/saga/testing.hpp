@@ -54,10 +54,12 @@ class Scenario {
   // The command just expected goes to `service`.
   Scenario& to(std::string_view service,
                std::source_location at = std::source_location::current()) {
-    if (!last_) fail(at, "to(\"" + std::string(service) + "\") without a preceding expectation");
+    if (!last_)
+      fail(at, "to(\"" + std::string(service) + "\") without a preceding expectation");
     else if (last_->destination != service)
       fail(at, "expected command '" + std::string(last_->type) + "' to go to '" +
-                   std::string(service) + "', it goes to '" + std::string(last_->destination) + "'");
+                   std::string(service) + "', it goes to '" + std::string(last_->destination) +
+                   "'");
     return *this;
   }
   // The payload of the command just expected satisfies `check` (use EXPECT_* inside).

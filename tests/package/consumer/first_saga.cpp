@@ -54,13 +54,21 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ReserveSeat, traveller)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(SeatReserved, seat)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ReleaseSeat, seat)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ChargeCard, traveller, cents)
-void to_json(nlohmann::json& j, const NoSeat&) { j = nlohmann::json::object(); }
+void to_json(nlohmann::json& j, const NoSeat&) {
+  j = nlohmann::json::object();
+}
 void from_json(const nlohmann::json&, NoSeat&) {}
-void to_json(nlohmann::json& j, const SeatReleased&) { j = nlohmann::json::object(); }
+void to_json(nlohmann::json& j, const SeatReleased&) {
+  j = nlohmann::json::object();
+}
 void from_json(const nlohmann::json&, SeatReleased&) {}
-void to_json(nlohmann::json& j, const Charged&) { j = nlohmann::json::object(); }
+void to_json(nlohmann::json& j, const Charged&) {
+  j = nlohmann::json::object();
+}
 void from_json(const nlohmann::json&, Charged&) {}
-void to_json(nlohmann::json& j, const Declined&) { j = nlohmann::json::object(); }
+void to_json(nlohmann::json& j, const Declined&) {
+  j = nlohmann::json::object();
+}
 void from_json(const nlohmann::json&, Declined&) {}
 
 // 2. Saga data, and how commands are built from it and replies folded into it.
@@ -71,16 +79,25 @@ struct Booking {
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Booking, traveller, cents, seat)
 
-ReserveSeat make_command(const Booking& b, saga::tag<ReserveSeat>) { return {b.traveller}; }
-ReleaseSeat make_command(const Booking& b, saga::tag<ReleaseSeat>) { return {b.seat}; }
-ChargeCard make_command(const Booking& b, saga::tag<ChargeCard>) { return {b.traveller, b.cents}; }
-void apply_reply(Booking& b, const SeatReserved& reply) { b.seat = reply.seat; }
+ReserveSeat make_command(const Booking& b, saga::tag<ReserveSeat>) {
+  return {b.traveller};
+}
+ReleaseSeat make_command(const Booking& b, saga::tag<ReleaseSeat>) {
+  return {b.seat};
+}
+ChargeCard make_command(const Booking& b, saga::tag<ChargeCard>) {
+  return {b.traveller, b.cents};
+}
+void apply_reply(Booking& b, const SeatReserved& reply) {
+  b.seat = reply.seat;
+}
 
 // 3. The saga: an ordered list of steps.
-using BookTrip = saga::definition<"book-trip", 1, Booking,
-    saga::step<ReserveSeat>::on_success<SeatReserved>::on_failure<NoSeat>
-        ::compensate_with<ReleaseSeat, SeatReleased>,
-    saga::pivot<ChargeCard>::on_success<Charged>::on_failure<Declined>>;
+struct BookTrip
+    : saga::definition<"book-trip", 1, Booking,
+                       saga::step<ReserveSeat>::on_success<SeatReserved>::on_failure<
+                           NoSeat>::compensate_with<ReleaseSeat, SeatReleased>,
+                       saga::pivot<ChargeCard>::on_success<Charged>::on_failure<Declined>> {};
 
 }  // namespace trip
 

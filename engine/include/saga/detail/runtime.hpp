@@ -125,13 +125,20 @@ class saga_instance final : public SagaInstance {
     }
     reaction.path.emplace_back(state());
 
+    // A reply handler that throws fails the step the saga moved on to; while the saga is
+    // already undoing work, the error is journaled and the compensation goes ahead regardless.
     std::optional<std::string> failure = machine_.take_caught();
     if (!failure) {
-      failure = run_user_code([&] {
-        if constexpr (Message<Event>) fold_reply(data_, event);
-        build_commands(reaction);
-      });
+      if constexpr (Message<Event>) {
+        if (auto fold_error = run_user_code([&] { fold_reply(data_, event); })) {
+          if (status() == SagaStatus::Running)
+            failure = fold_error;
+          else
+            reaction.user_errors.push_back(*fold_error);
+        }
+      }
     }
+    if (!failure) failure = run_user_code([&] { build_commands(reaction); });
     for (int attempt = 0; failure; ++attempt) {
       reaction.commands.clear();
       machine_.take_recorded();
@@ -174,9 +181,12 @@ class saga_instance final : public SagaInstance {
 
   template <class Event>
   static std::string event_name() {
-    if constexpr (Message<Event>) return "'" + std::string(Event::type) + "'";
-    else if constexpr (std::is_same_v<Event, StepFailed>) return "a user-code failure (StepFailed)";
-    else return "the start event (Begin)";
+    if constexpr (Message<Event>)
+      return "'" + std::string(Event::type) + "'";
+    else if constexpr (std::is_same_v<Event, StepFailed>)
+      return "a user-code failure (StepFailed)";
+    else
+      return "the start event (Begin)";
   }
 
   static constexpr int kMaxFailureTransitions = 16;
@@ -199,10 +209,12 @@ class saga_type_impl final : public SagaType {
     states_.resize(boost::mpl::size<typename backend::state_list>::value);
     boost::mpl::for_each<typename backend::state_list, boxed<boost::mpl::placeholders::_1>>(
         [this]<class S>(boxed<S>) {
-          static_assert(requires { std::string_view{S::name}; },
-                        "every saga state needs `static constexpr std::string_view name`");
-          static_assert(requires { SagaStatus{S::status}; },
-                        "every saga state derives from saga::state<Status>");
+          static_assert(
+              requires { std::string_view{S::name}; },
+              "every saga state needs `static constexpr std::string_view name`");
+          static_assert(
+              requires { SagaStatus{S::status}; },
+              "every saga state derives from saga::state<Status>");
           states_[boost::msm::back::get_state_id<stt, S>::value] = {S::name, S::status};
         });
     for (std::size_t id = 0; id < states_.size(); ++id) {
@@ -214,7 +226,8 @@ class saga_type_impl final : public SagaType {
         [this]<class Row>(boxed<Row>) {
           using Event = typename Row::Evt;
           if constexpr (Message<Event>) {
-            handlers_.emplace(std::string_view{Event::type}, &instance::template handle_typed<Event>);
+            handlers_.emplace(std::string_view{Event::type},
+                              &instance::template handle_typed<Event>);
             versions_.emplace(std::string_view{Event::type}, Event::version);
           }
         });
