@@ -44,10 +44,13 @@ struct CachedSaga {
   bool committed = false;
 };
 
+constexpr int kMaxDrainTurns = 100;
+
 struct Counters {
   std::atomic<std::uint64_t> sagas_started{0}, messages_received{0}, messages_applied{0},
       duplicates{0}, dead_letters{0}, commits{0}, commit_failures{0}, commands_sent{0},
-      send_retries{0}, sagas_completed{0}, sagas_compensated{0}, sagas_failed{0};
+      send_retries{0}, sagas_completed{0}, sagas_compensated{0}, sagas_failed{0},
+      callback_errors{0};
 };
 
 std::string truncated(std::string_view bytes, std::size_t limit) {
@@ -89,7 +92,12 @@ struct Engine::Impl {
     std::unordered_set<std::string> inbox;
     std::vector<SagaOutcome> outcomes;
     std::uint64_t started = 0;
+    std::uint64_t received = 0;
     std::uint64_t applied = 0;
+    std::uint64_t duplicates = 0;
+    std::vector<std::string> loaded;   // sagas loaded from the store this turn
+    std::vector<std::string> touched;  // sagas a message or start was applied to this turn
+    std::string poison_reason;
   };
 
   const SagaType* find_type(std::string_view name, int version) const {
@@ -129,7 +137,7 @@ struct Engine::Impl {
 
   // Finds a saga in the cache or loads it from the store. Returns nullptr with a reason code and
   // message when it cannot be used.
-  CachedSaga* load(const std::string& saga_id, std::string& code, std::string& reason) {
+  CachedSaga* load(Turn& turn, const std::string& saga_id, std::string& code, std::string& reason) {
     if (auto found = cache.find(saga_id); found != cache.end()) return &found->second;
     auto loaded = store.load_saga(saga_id);
     if (!loaded) throw TurnAborted{loaded.error()};
@@ -153,6 +161,7 @@ struct Engine::Impl {
       reason = "saga '" + saga_id + "' cannot be restored: " + *error;
       return nullptr;
     }
+    turn.loaded.push_back(saga_id);
     CachedSaga& entry = cache[saga_id];
     entry.type = type;
     entry.instance = std::move(std::get<0>(restored));
@@ -223,6 +232,7 @@ struct Engine::Impl {
   }
 
   void process_start(Turn& turn, StartRequest& request) {
+    turn.touched.push_back(request.saga_id);
     CachedSaga& saga = cache[request.saga_id];
     saga.type = request.type;
     // A retried turn (after a failed commit) starts again from a fresh instance.
@@ -242,7 +252,7 @@ struct Engine::Impl {
   }
 
   void process_message(Turn& turn, const InboundMessage& message) {
-    counters.messages_received.fetch_add(1, std::memory_order_relaxed);
+    ++turn.received;
     DecodeResult decoded = decode_envelope(message.bytes, options.max_message_bytes);
     if (auto* error = std::get_if<EnvelopeError>(&decoded)) {
       dead_letter(turn, message.bytes, std::string(to_string(error->code)), error->message,
@@ -269,9 +279,9 @@ struct Engine::Impl {
       duplicate = seen.value();
     }
     std::string code, reason;
-    CachedSaga* saga = load(envelope.correlation_id, code, reason);
+    CachedSaga* saga = load(turn, envelope.correlation_id, code, reason);
     if (duplicate) {
-      counters.duplicates.fetch_add(1, std::memory_order_relaxed);
+      ++turn.duplicates;
       if (saga)
         journal(turn, envelope.correlation_id, JournalKind::duplicate, envelope.event_id,
                 envelope.event_type, "", "", "already processed; no effect");
@@ -293,6 +303,7 @@ struct Engine::Impl {
       return;
     }
     SagaStatus before = saga->instance->status();
+    turn.touched.push_back(envelope.correlation_id);
     Reaction reaction = saga->instance->handle(envelope.event_type, envelope.data);
     if (!reaction.applied()) {
       static constexpr const char* kCodes[] = {"applied", "unexpected", "undecodable",
@@ -318,53 +329,112 @@ struct Engine::Impl {
     recovered = true;
   }
 
+  // Sends pending rows in order. Once a destination refuses, its later rows wait too, so the
+  // commands for one service leave in the order they were committed.
   void send_unsent() {
+    std::deque<OutboxMessage> still_pending;
+    std::unordered_set<std::string> refusing;
     std::size_t refused = 0;
-    for (std::size_t n = unsent.size(); n > 0; --n) {
-      OutboxMessage row = std::move(unsent.front());
-      unsent.pop_front();
-      SendResult result = transport.send(row.destination, row.payload);
-      if (result == SendResult::sent) {
+    for (auto& row : unsent) {
+      if (refusing.contains(row.destination)) {
+        still_pending.push_back(std::move(row));
+        continue;
+      }
+      if (transport.send(row.destination, row.payload) == SendResult::sent) {
         dispatched_marks.push_back(row.message_id);
         counters.commands_sent.fetch_add(1, std::memory_order_relaxed);
       } else {
         ++refused;
-        unsent.push_back(std::move(row));
+        refusing.insert(row.destination);
+        still_pending.push_back(std::move(row));
       }
     }
+    unsent = std::move(still_pending);
     counters.send_retries.fetch_add(refused, std::memory_order_relaxed);
   }
 
-  std::vector<Input> gather_inputs() {
+  std::vector<Input> take_queued_starts(std::size_t limit) {
     std::vector<Input> inputs;
-    {
-      std::lock_guard lock(starts_mutex);
-      std::size_t take = std::min(queued_starts.size(), options.max_batch_messages);
-      std::move(queued_starts.begin(), queued_starts.begin() + static_cast<std::ptrdiff_t>(take),
-                std::back_inserter(inputs));
-      queued_starts.erase(queued_starts.begin(),
-                          queued_starts.begin() + static_cast<std::ptrdiff_t>(take));
-    }
-    bool idle = inputs.empty() && dispatched_marks.empty();
-    auto wait = idle ? options.idle_wait : std::chrono::milliseconds{0};
+    std::lock_guard lock(starts_mutex);
+    std::size_t take = std::min(queued_starts.size(), limit);
+    std::move(queued_starts.begin(), queued_starts.begin() + static_cast<std::ptrdiff_t>(take),
+              std::back_inserter(inputs));
+    queued_starts.erase(queued_starts.begin(),
+                        queued_starts.begin() + static_cast<std::ptrdiff_t>(take));
+    return inputs;
+  }
+
+  std::vector<Input> gather_inputs() {
+    std::vector<Input> inputs = take_queued_starts(options.max_batch_messages);
+    if (stopping.load()) return inputs;  // draining: finish what was accepted, take nothing new
+    // Dispatch marks alone are not worth a commit (an fsync): they wait for company.
+    auto wait = inputs.empty() ? options.idle_wait : std::chrono::milliseconds{0};
     auto deadline = std::chrono::steady_clock::now() + options.max_batch_delay;
     while (inputs.size() < options.max_batch_messages && !stopping.load()) {
       auto message = transport.receive(wait);
-      if (!message) {
-        if (inputs.empty() || std::chrono::steady_clock::now() >= deadline) break;
-        continue;
-      }
-      inputs.push_back(Input{nullptr, std::move(*message)});
-      wait = std::chrono::milliseconds{0};
-      if (options.max_batch_delay.count() > 0 && std::chrono::steady_clock::now() < deadline)
-        wait = std::chrono::duration_cast<std::chrono::milliseconds>(
-            deadline - std::chrono::steady_clock::now());
+      if (message) inputs.push_back(Input{nullptr, std::move(*message)});
+      auto now = std::chrono::steady_clock::now();
+      if (!message && (inputs.empty() || now >= deadline)) break;
+      wait = now < deadline ? std::chrono::ceil<std::chrono::milliseconds>(deadline - now)
+                            : std::chrono::milliseconds{0};
     }
     return inputs;
   }
 
+  // The in-memory sagas of a turn that did not commit are ahead of the store: drop them.
   void discard_turn(const Turn& turn) {
-    for (const auto& [saga_id, unused] : turn.saga_writes) cache.erase(saga_id);
+    for (const auto& saga_id : turn.touched) cache.erase(saga_id);
+    for (const auto& saga_id : turn.loaded) cache.erase(saga_id);
+  }
+
+  // Processes every input into `turn`. Returns the index of an input whose processing threw
+  // something other than a store failure (a bug or poisonous data), or nullopt.
+  std::optional<std::size_t> process_inputs(Turn& turn, std::vector<Input>& inputs) {
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+      try {
+        if (inputs[i].start)
+          process_start(turn, *inputs[i].start);
+        else
+          process_message(turn, inputs[i].message);
+      } catch (const TurnAborted&) {
+        throw;
+      } catch (const std::exception& error) {
+        turn.poison_reason = error.what();
+        return i;
+      } catch (...) {
+        turn.poison_reason = "unknown exception";
+        return i;
+      }
+    }
+    return std::nullopt;
+  }
+
+  // An input that cannot be processed is taken out of the turn: a message is dead-lettered, a
+  // start is dropped and reported Failed. The other inputs are retried without it.
+  void quarantine(Input poisoned, const std::string& reason, std::vector<Input> others) {
+    Turn turn;
+    if (poisoned.start) {
+      auto& request = *poisoned.start;
+      dead_letter(turn, request.data.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                  "start_failed", "saga '" + request.saga_id + "' could not be started: " + reason,
+                  nullptr);
+      turn.batch.dead_letters.back().saga_id = request.saga_id;
+      turn.batch.dead_letters.back().message_type = std::string(request.type->name());
+      turn.outcomes.push_back({request.saga_id, std::string(request.type->name()),
+                               SagaStatus::Failed, "", request.data, reason});
+    } else {
+      DecodeResult decoded = decode_envelope(poisoned.message.bytes, options.max_message_bytes);
+      const Envelope* envelope = std::get_if<Envelope>(&decoded);
+      dead_letter(turn, poisoned.message.bytes, "processing_error",
+                  "processing the message threw: " + reason, envelope);
+    }
+    retry_inputs = std::move(others);
+    if (!store.commit(turn.batch)) {
+      retry_inputs.push_back(std::move(poisoned));  // keep it; the store is failing anyway
+      return;
+    }
+    counters.dead_letters.fetch_add(1, std::memory_order_relaxed);
+    notify(turn);
   }
 
   std::size_t run_once() {
@@ -381,11 +451,12 @@ struct Engine::Impl {
 
     Turn turn;
     try {
-      for (auto& input : inputs) {
-        if (input.start)
-          process_start(turn, *input.start);
-        else
-          process_message(turn, input.message);
+      if (auto poisoned = process_inputs(turn, inputs)) {
+        discard_turn(turn);
+        Input bad = std::move(inputs[*poisoned]);
+        inputs.erase(inputs.begin() + static_cast<std::ptrdiff_t>(*poisoned));
+        quarantine(std::move(bad), turn.poison_reason, std::move(inputs));
+        return 0;
       }
     } catch (const TurnAborted& aborted) {
       discard_turn(turn);
@@ -395,7 +466,10 @@ struct Engine::Impl {
 
     turn.batch.dispatched = dispatched_marks;
     turn.batch.at = clock.now();
-    if (turn.batch.empty()) return 0;
+    if (turn.batch.empty()) {
+      discard_loaded_terminal(turn);
+      return 0;
+    }
     StoreStatus status = store.commit(turn.batch);
     if (!status) {
       discard_turn(turn);
@@ -405,7 +479,10 @@ struct Engine::Impl {
     backoff = std::chrono::milliseconds{0};
     counters.commits.fetch_add(1, std::memory_order_relaxed);
     counters.sagas_started.fetch_add(turn.started, std::memory_order_relaxed);
+    counters.messages_received.fetch_add(turn.received, std::memory_order_relaxed);
     counters.messages_applied.fetch_add(turn.applied, std::memory_order_relaxed);
+    counters.duplicates.fetch_add(turn.duplicates, std::memory_order_relaxed);
+    counters.dead_letters.fetch_add(turn.batch.dead_letters.size(), std::memory_order_relaxed);
     dispatched_marks.erase(
         dispatched_marks.begin(),
         dispatched_marks.begin() + static_cast<std::ptrdiff_t>(turn.batch.dispatched.size()));
@@ -418,19 +495,40 @@ struct Engine::Impl {
       found->second.committed = true;
       if (is_terminal(write.record.status)) cache.erase(found);
     }
+    discard_loaded_terminal(turn);
     for (auto& row : turn.batch.outbox) unsent.push_back(std::move(row));
     send_unsent();
-    counters.dead_letters.fetch_add(turn.batch.dead_letters.size(), std::memory_order_relaxed);
+    notify(turn);
+    return inputs.size();
+  }
+
+  // Sagas loaded only to journal a late or duplicate message do not stay cached once ended.
+  void discard_loaded_terminal(const Turn& turn) {
+    for (const auto& saga_id : turn.loaded) {
+      auto found = cache.find(saga_id);
+      if (found != cache.end() && is_terminal(found->second.instance->status())) cache.erase(found);
+    }
+  }
+
+  void notify(const Turn& turn) {
     for (const auto& outcome : turn.outcomes) {
       auto& counter = outcome.status == SagaStatus::Completed     ? counters.sagas_completed
                       : outcome.status == SagaStatus::Compensated ? counters.sagas_compensated
                                                                   : counters.sagas_failed;
       counter.fetch_add(1, std::memory_order_relaxed);
-      for (const auto& callback : outcome_callbacks) callback(outcome);
+      for (const auto& callback : outcome_callbacks) invoke_callback(callback, outcome);
     }
     for (const auto& letter : turn.batch.dead_letters)
-      for (const auto& callback : dead_letter_callbacks) callback(letter);
-    return inputs.size();
+      for (const auto& callback : dead_letter_callbacks) invoke_callback(callback, letter);
+  }
+
+  template <class Callback, class Value>
+  void invoke_callback(const Callback& callback, const Value& value) {
+    try {
+      callback(value);
+    } catch (...) {
+      counters.callback_errors.fetch_add(1, std::memory_order_relaxed);
+    }
   }
 
   void fail_turn(const StoreError&, std::vector<Input> inputs) {
@@ -438,6 +536,11 @@ struct Engine::Impl {
     retry_inputs = std::move(inputs);
     backoff = backoff.count() == 0 ? options.commit_backoff
                                    : std::min(backoff * 2, options.max_commit_backoff);
+  }
+
+  bool has_unfinished_work() {
+    std::lock_guard lock(starts_mutex);
+    return !queued_starts.empty() || !retry_inputs.empty() || !dispatched_marks.empty();
   }
 };
 
@@ -472,9 +575,16 @@ std::string Engine::start(std::string_view saga_type, const nlohmann::json& data
     throw std::invalid_argument("start: data for saga '" + std::string(saga_type) +
                                 "' does not convert: " + error.what());
   }
+  try {
+    (void)data.dump();
+  } catch (const std::exception& error) {
+    throw std::invalid_argument("start: data for saga '" + std::string(saga_type) +
+                                "' cannot be serialized: " + error.what());
+  }
   std::string id = request->saga_id;
   {
     std::lock_guard lock(impl_->starts_mutex);
+    if (impl_->stopping.load()) throw std::logic_error("start: the engine is stopping");
     impl_->queued_starts.push_back(Input{std::move(request), {}});
   }
   impl_->transport.wake();
@@ -495,10 +605,16 @@ std::size_t Engine::run_once() {
 
 void Engine::run() {
   while (!impl_->stopping.load()) impl_->run_once();
+  // Drain: commit the starts already accepted, retry a failed turn, flush dispatch marks.
+  for (int turn = 0; turn < kMaxDrainTurns && impl_->has_unfinished_work(); ++turn)
+    impl_->run_once();
 }
 
 void Engine::stop() {
-  impl_->stopping.store(true);
+  {
+    std::lock_guard lock(impl_->starts_mutex);
+    impl_->stopping.store(true);
+  }
   impl_->transport.wake();
 }
 
@@ -510,7 +626,8 @@ EngineStats Engine::stats() const {
   return {get(c.sagas_started),   get(c.messages_received), get(c.messages_applied),
           get(c.duplicates),      get(c.dead_letters),      get(c.commits),
           get(c.commit_failures), get(c.commands_sent),     get(c.send_retries),
-          get(c.sagas_completed), get(c.sagas_compensated), get(c.sagas_failed)};
+          get(c.sagas_completed), get(c.sagas_compensated), get(c.sagas_failed),
+          get(c.callback_errors)};
 }
 
 }  // namespace saga

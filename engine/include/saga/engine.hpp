@@ -27,6 +27,9 @@
 //   (bounded), and the loop goes on serving everyone else.
 // - A failed commit (busy, I/O error, disk full) changes nothing: the turn's sagas are reloaded
 //   from the store and the same inputs are retried after a backoff.
+// - An input whose processing throws (a bug, or data nlohmann cannot serialize) is taken out of
+//   its turn and dead-lettered ("processing_error", or "start_failed" for a start, reported as a
+//   Failed outcome); the rest of the turn is retried without it.
 //
 // Ownership: the engine keeps references to the Store, Transport and Clock; they must outlive
 // it. Thread safety: register_saga(), on_outcome() and on_dead_letter() before run(); start(),
@@ -75,6 +78,7 @@ struct EngineStats {
   std::uint64_t sagas_completed = 0;
   std::uint64_t sagas_compensated = 0;
   std::uint64_t sagas_failed = 0;
+  std::uint64_t callback_errors = 0;  // exceptions thrown by on_outcome / on_dead_letter callbacks
 };
 
 class Engine {
@@ -93,22 +97,27 @@ class Engine {
   }
 
   // Queues a new saga and returns its id (a UUID, also the correlationId of all its messages).
-  // The saga becomes durable, and its first command is sent, in the next loop turn.
+  // The saga becomes durable, and its first command is sent, in the next loop turn (also when
+  // stop() is called in between: run() drains accepted starts before it returns).
+  // Throws std::invalid_argument (unknown type, unconvertible data) or std::logic_error (the
+  // engine is stopping).
   std::string start(std::string_view saga_type, const nlohmann::json& data);
   template <class Definition>
   std::string start(const typename Definition::data_type& data) {
     return start(Definition::name, nlohmann::json(data));
   }
 
-  // Called on the loop thread after the commit that ended a saga.
+  // Called on the loop thread after the commit that ended a saga. Callbacks should not throw;
+  // an exception is caught and counted (EngineStats::callback_errors).
   void on_outcome(std::function<void(const SagaOutcome&)> callback);
-  // Called on the loop thread after the commit that wrote a dead letter.
+  // Called on the loop thread after the commit that wrote a dead letter. Same rules.
   void on_dead_letter(std::function<void(const DeadLetter&)> callback);
 
   // One loop turn (see above). Waits up to Options::idle_wait when there is nothing to do.
   // Returns the number of inputs (starts and inbound messages) committed in this turn.
   std::size_t run_once();
-  // Runs turns until stop(); the turn in progress finishes (and commits) first.
+  // Runs turns until stop(). Then drains: commits the starts already accepted, retries a failed
+  // turn and flushes dispatch marks (at most 100 more turns), and returns.
   void run();
   // Makes run() return after the current turn. Final: a stopped engine does not run again.
   void stop();

@@ -28,6 +28,8 @@
 //   machine reached. Linear sagas handle it like a failure reply; hand-written tables should
 //   have rows for it; without one, the saga is parked as Failed. A reply handler that throws
 //   while the saga is compensating is journaled and the compensation goes ahead.
+// - Guards should not throw. If one does (or a hand-written action), Boost.MSM leaves the source
+//   state active and the engine raises StepFailed there.
 // - A message the current state has no row for is reported by no_transition (never asserts);
 //   the engine journals and dead-letters it, and the saga is unchanged.
 #pragma once

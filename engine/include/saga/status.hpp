@@ -51,7 +51,8 @@ class StoreResult {
   explicit operator bool() const noexcept { return ok(); }
   T& value() & { return std::get<0>(state_); }
   const T& value() const& { return std::get<0>(state_); }
-  T&& value() && { return std::get<0>(std::move(state_)); }
+  // By value, so `for (auto& x : store.journal(id).value())` does not dangle.
+  T value() && { return std::get<0>(std::move(state_)); }
   const StoreError& error() const { return std::get<1>(state_); }
 
  private:

@@ -90,13 +90,12 @@ class saga_instance final : public SagaInstance {
   template <class Event>
   static Reaction handle_typed(saga_instance& self, const nlohmann::json& payload) {
     std::optional<Event> event;
-    try {
-      event.emplace(payload.get<Event>());
-    } catch (const std::exception& error) {
+    std::optional<std::string> error = run_user_code([&] { event.emplace(payload.get<Event>()); });
+    if (error) {
       Reaction reaction;
       reaction.outcome = Reaction::Outcome::undecodable;
       reaction.reason = "payload of '" + std::string(Event::type) +
-                        "' does not match the message type: " + error.what();
+                        "' does not match the message type: " + *error;
       return reaction;
     }
     return self.drive(*event);
@@ -131,7 +130,8 @@ class saga_instance final : public SagaInstance {
     if (!failure) {
       if constexpr (Message<Event>) {
         if (auto fold_error = run_user_code([&] { fold_reply(data_, event); })) {
-          if (status() == SagaStatus::Running)
+          SagaStatus now = status();
+          if (now == SagaStatus::Running || now == SagaStatus::Completed)
             failure = fold_error;
           else
             reaction.user_errors.push_back(*fold_error);
@@ -222,15 +222,22 @@ class saga_type_impl final : public SagaType {
         throw std::logic_error("saga '" + std::string(Def::name) + "' has two states named '" +
                                std::string(states_[id].name) + "'");
     }
+    bool begins = false;
     boost::mpl::for_each<typename Def::transition_table, boxed<boost::mpl::placeholders::_1>>(
-        [this]<class Row>(boxed<Row>) {
+        [this, &begins]<class Row>(boxed<Row>) {
           using Event = typename Row::Evt;
+          if constexpr (std::is_same_v<Event, Begin> &&
+                        std::is_same_v<typename Row::Source, typename Def::initial_state>)
+            begins = true;
           if constexpr (Message<Event>) {
             handlers_.emplace(std::string_view{Event::type},
                               &instance::template handle_typed<Event>);
             versions_.emplace(std::string_view{Event::type}, Event::version);
           }
         });
+    if (!begins)
+      throw std::logic_error("saga '" + std::string(Def::name) +
+                             "' has no transition for saga::Begin from its initial state");
   }
 
   std::string_view name() const override { return Def::name; }

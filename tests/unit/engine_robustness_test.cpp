@@ -1,0 +1,161 @@
+// The engine when user code misbehaves in ways the state machine cannot absorb, and clean
+// shutdown with work still queued.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "../support/participant.hpp"
+#include "order/order_saga.hpp"
+#include "saga/definition.hpp"
+#include "saga/detail/runtime.hpp"
+#include "saga/engine.hpp"
+#include "saga/memory_transport.hpp"
+#include "saga/sqlite_store.hpp"
+
+namespace notes {
+
+struct Data {
+  std::string text;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Data, text)
+
+struct Write {
+  static constexpr std::string_view type = "notes.Write";
+  static constexpr int version = 1;
+  static constexpr std::string_view service = "notes";
+  std::string text;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Write, text)
+
+struct Written {
+  static constexpr std::string_view type = "notes.Written";
+  static constexpr int version = 1;
+  std::string text;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Written, text)
+
+struct Publish {
+  static constexpr std::string_view type = "notes.Publish";
+  static constexpr int version = 1;
+  static constexpr std::string_view service = "notes";
+  std::string text;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Publish, text)
+
+struct Published {
+  static constexpr std::string_view type = "notes.Published";
+  static constexpr int version = 1;
+};
+inline void to_json(nlohmann::json& json, const Published&) {
+  json = nlohmann::json::object();
+}
+inline void from_json(const nlohmann::json&, Published&) {}
+
+Write make_command(const Data& data, saga::tag<Write>) {
+  return {data.text};
+}
+Publish make_command(const Data& data, saga::tag<Publish>) {
+  return {data.text};
+}
+// A careless handler: keeps the first byte only, which splits a multi-byte character and leaves
+// the data impossible to serialize as JSON.
+void apply_reply(Data& data, const Written& reply) {
+  data.text = reply.text.substr(0, 1);
+}
+
+struct NotesSaga : saga::definition<"notes", 1, Data, saga::step<Write>::on_success<Written>,
+                                    saga::step<Publish>::on_success<Published>> {};
+
+// A hand-written table that forgot its start row.
+struct Headless : saga::machine<Headless, Data> {
+  static constexpr std::string_view name = "headless";
+  static constexpr int version = 1;
+  struct Waiting : saga::state<> {
+    static constexpr std::string_view name = "Waiting";
+  };
+  using initial_state = saga::states::Initial;
+  using transition_table = saga::table<saga::transition<Waiting, Written, saga::states::Completed>>;
+};
+
+}  // namespace notes
+
+namespace {
+
+using namespace std::chrono_literals;
+using saga::test::reply_bytes;
+using saga::test::take_commands;
+
+class EngineRobustnessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    options.store.path = ":memory:";
+    options.idle_wait = 0ms;
+    store = std::move(saga::SqliteStore::open(options.store).value());
+    engine = std::make_unique<saga::Engine>(options, *store, transport, clock);
+    engine->register_saga<notes::NotesSaga>();
+    engine->register_saga<order::OrderSaga>();
+    engine->on_outcome([this](const saga::SagaOutcome& outcome) { outcomes.push_back(outcome); });
+  }
+
+  saga::Options options;
+  saga::ManualClock clock;
+  saga::MemoryTransport transport;
+  std::unique_ptr<saga::SqliteStore> store;
+  std::unique_ptr<saga::Engine> engine;
+  std::vector<saga::SagaOutcome> outcomes;
+};
+
+TEST_F(EngineRobustnessTest, InputThatCannotBeProcessedIsDeadLetteredAndTheRestOfTheTurnGoesOn) {
+  std::string poisoned = engine->start<notes::NotesSaga>({"\xC3\xA9t\xC3\xA9"});  // "été"
+  std::string healthy = engine->start<notes::NotesSaga>({"fine"});
+  engine->run_once();
+  auto writes = take_commands(transport);
+  ASSERT_EQ(writes.size(), 2u);
+  for (const auto& write : writes)
+    transport.deliver(
+        reply_bytes(write.envelope, "notes.Written", {{"text", write.envelope.data["text"]}}));
+  engine->run_once();  // the poisoned reply is taken out; the other one is retried
+  engine->run_once();
+
+  auto letters = store->dead_letters(10).value();
+  ASSERT_EQ(letters.size(), 1u);
+  EXPECT_EQ(letters[0].reason_code, "processing_error");
+  EXPECT_EQ(letters[0].saga_id, poisoned);
+  EXPECT_NE(letters[0].reason.find("UTF-8"), std::string::npos) << letters[0].reason;
+
+  EXPECT_EQ(store->load_saga(poisoned).value()->state, "awaiting:notes.Write");
+  EXPECT_EQ(store->load_saga(healthy).value()->state, "awaiting:notes.Publish");
+  auto publish = take_commands(transport);
+  ASSERT_EQ(publish.size(), 1u);
+  EXPECT_EQ(publish[0].envelope.correlation_id, healthy);
+}
+
+TEST_F(EngineRobustnessTest, StartWithDataThatCannotBeSerializedIsRefusedAtOnce) {
+  EXPECT_THROW(engine->start<notes::NotesSaga>({"\xFF"}), std::invalid_argument);
+}
+
+TEST_F(EngineRobustnessTest, StopDrainsStartsAlreadyAcceptedAndRefusesNewOnes) {
+  std::string id = engine->start<order::OrderSaga>({"o-1", "c-1", "addr", {{"sku", 1, 100}}});
+  engine->stop();
+  engine->run();  // returns after draining
+  EXPECT_EQ(store->load_saga(id).value()->state, "awaiting:inventory.Reserve");
+  EXPECT_EQ(take_commands(transport).size(), 1u);
+  EXPECT_TRUE(store->pending_outbox(10).value().empty()) << "dispatch mark not flushed";
+  EXPECT_THROW(engine->start<order::OrderSaga>({"o-2", "c-1", "addr", {{"sku", 1, 100}}}),
+               std::logic_error);
+}
+
+TEST_F(EngineRobustnessTest, ThrowingOutcomeCallbackIsCountedAndDoesNotStopTheLoop) {
+  engine->on_outcome([](const saga::SagaOutcome&) { throw std::runtime_error("observer bug"); });
+  engine->start<order::OrderSaga>({"o-1", "c-1", "addr", {}});  // no items: ends at once
+  engine->start<order::OrderSaga>({"o-2", "c-1", "addr", {}});
+  engine->run_once();
+  EXPECT_EQ(outcomes.size(), 2u);
+  EXPECT_EQ(engine->stats().callback_errors, 2u);
+}
+
+TEST(SagaRegistration, TableWithoutAStartRowIsRefused) {
+  EXPECT_THROW(saga::make_saga_type<notes::Headless>(), std::logic_error);
+}
+
+}  // namespace
