@@ -49,8 +49,8 @@ constexpr int kMaxDrainTurns = 100;
 struct Counters {
   std::atomic<std::uint64_t> sagas_started{0}, messages_received{0}, messages_applied{0},
       duplicates{0}, dead_letters{0}, commits{0}, commit_failures{0}, commands_sent{0},
-      send_retries{0}, sagas_completed{0}, sagas_compensated{0}, sagas_failed{0},
-      callback_errors{0};
+      send_retries{0}, command_resends{0}, sagas_completed{0}, sagas_compensated{0},
+      sagas_failed{0}, callback_errors{0};
 };
 
 std::string truncated(std::string_view bytes, std::size_t limit) {
@@ -78,8 +78,16 @@ struct Engine::Impl {
   std::atomic<bool> stopping{false};
   Counters counters;
 
+  Upcasters upcasters;
   std::unordered_map<std::string, CachedSaga> cache;
   std::deque<OutboxMessage> unsent;
+  // Dispatched commands awaiting a reply, by eventId, with the time they are re-sent.
+  struct InFlight {
+    OutboxMessage row;
+    Timestamp deadline;
+  };
+  std::unordered_map<std::string, InFlight> in_flight;
+  std::unordered_map<std::string, std::vector<std::string>> in_flight_by_saga;
   std::vector<std::string> dispatched_marks;
   std::vector<Input> retry_inputs;
   std::chrono::milliseconds backoff{0};
@@ -97,6 +105,7 @@ struct Engine::Impl {
     std::uint64_t duplicates = 0;
     std::vector<std::string> loaded;   // sagas loaded from the store this turn
     std::vector<std::string> touched;  // sagas a message or start was applied to this turn
+    std::vector<std::pair<std::string, std::string>> events;  // (event type, encoded envelope)
     std::string poison_reason;
   };
 
@@ -224,10 +233,45 @@ struct Engine::Impl {
       journal(turn, saga_id, JournalKind::status_changed, cause_id, "", "", "", detail);
     }
     write_saga(turn, saga_id, saga);
+    if (options.publish_events) lifecycle_events(turn, saga_id, saga, reaction, before, cause_id);
     if (is_terminal(after) && !is_terminal(before)) {
+      // A saga that ended awaits nothing more: what it still had in flight is closed with it.
+      if (auto flights = in_flight_by_saga.find(saga_id); flights != in_flight_by_saga.end())
+        for (const auto& id : flights->second) turn.batch.replied.push_back(id);
       turn.outcomes.push_back({saga_id, std::string(saga.type->name()), after,
                                std::string(saga.instance->state()), saga.instance->data(),
                                reaction.user_errors.empty() ? "" : reaction.user_errors.back()});
+    }
+  }
+
+  void lifecycle_events(Turn& turn, const std::string& saga_id, const CachedSaga& saga,
+                        const Reaction& reaction, SagaStatus before, const std::string& cause_id) {
+    SagaStatus after = saga.instance->status();
+    auto event = [&](std::string type) {
+      Envelope envelope;
+      envelope.event_id = new_uuid();
+      envelope.event_type = std::move(type);
+      envelope.timestamp = clock.now();
+      envelope.source = options.source;
+      envelope.correlation_id = saga_id;
+      envelope.causation_id = cause_id;
+      envelope.kind = MessageKind::event;
+      envelope.data = {{"sagaId", saga_id},
+                       {"sagaType", saga.type->name()},
+                       {"state", saga.instance->state()},
+                       {"status", to_string(after)}};
+      if (!reaction.path.empty()) envelope.data["previousState"] = reaction.path.front();
+      turn.events.emplace_back(envelope.event_type, encode_envelope(envelope));
+    };
+    if (cause_id.empty() && reaction.path.size() >= 1 && reaction.path.front() == "Initial")
+      event("saga.Started");
+    else if (after == SagaStatus::Running && before == SagaStatus::Running)
+      event("saga.StepCompleted");
+    if (after != before) {
+      if (after == SagaStatus::Compensating) event("saga.Compensating");
+      if (after == SagaStatus::Completed) event("saga.Completed");
+      if (after == SagaStatus::Compensated) event("saga.Compensated");
+      if (after == SagaStatus::Failed) event("saga.Failed");
     }
   }
 
@@ -253,6 +297,11 @@ struct Engine::Impl {
 
   void process_message(Turn& turn, const InboundMessage& message) {
     ++turn.received;
+    if (!message.defect_code.empty()) {
+      dead_letter(turn, message.bytes, message.defect_code,
+                  message.defect + " (from " + message.peer + ")", nullptr);
+      return;
+    }
     DecodeResult decoded = decode_envelope(message.bytes, options.max_message_bytes);
     if (auto* error = std::get_if<EnvelopeError>(&decoded)) {
       dead_letter(turn, message.bytes, std::string(to_string(error->code)), error->message,
@@ -291,20 +340,24 @@ struct Engine::Impl {
       dead_letter(turn, message.bytes, code, reason, &envelope);
       return;
     }
+    const nlohmann::json* payload = &envelope.data;
+    nlohmann::json upcast;
     int known_version = saga->type->message_version(envelope.event_type);
     if (known_version != 0 && envelope.version != known_version) {
-      std::string why = "'" + envelope.event_type + "' version " +
-                        std::to_string(envelope.version) +
-                        " is not supported (this saga reads version " +
-                        std::to_string(known_version) + " and no upcaster is registered)";
-      journal(turn, envelope.correlation_id, JournalKind::unexpected, envelope.event_id,
-              envelope.event_type, "", "", why);
-      dead_letter(turn, message.bytes, "unsupported_version", why, &envelope);
-      return;
+      auto upgraded =
+          upcasters.upgrade(envelope.event_type, envelope.version, known_version, envelope.data);
+      if (auto* refusal = std::get_if<Upcasters::Refusal>(&upgraded)) {
+        journal(turn, envelope.correlation_id, JournalKind::unexpected, envelope.event_id,
+                envelope.event_type, "", "", refusal->reason);
+        dead_letter(turn, message.bytes, refusal->code, refusal->reason, &envelope);
+        return;
+      }
+      upcast = std::move(std::get<nlohmann::json>(upgraded));
+      payload = &upcast;
     }
     SagaStatus before = saga->instance->status();
     turn.touched.push_back(envelope.correlation_id);
-    Reaction reaction = saga->instance->handle(envelope.event_type, envelope.data);
+    Reaction reaction = saga->instance->handle(envelope.event_type, *payload);
     if (!reaction.applied()) {
       static constexpr const char* kCodes[] = {"applied", "unexpected", "undecodable",
                                                "unknown_type"};
@@ -316,6 +369,7 @@ struct Engine::Impl {
     }
     turn.inbox.insert(envelope.event_id);
     turn.batch.inbox.push_back(envelope.event_id);
+    if (!envelope.causation_id.empty()) turn.batch.replied.push_back(envelope.causation_id);
     journal(turn, envelope.correlation_id, JournalKind::message_in, envelope.event_id,
             envelope.event_type, "", "", envelope.data.dump());
     record_reaction(turn, envelope.correlation_id, *saga, reaction, before, envelope.event_id);
@@ -326,6 +380,12 @@ struct Engine::Impl {
     auto pending = store.pending_outbox(std::numeric_limits<std::size_t>::max());
     if (!pending) throw TurnAborted{pending.error()};
     for (auto& row : pending.value()) unsent.push_back(std::move(row));
+    auto awaiting = store.awaiting_reply(std::numeric_limits<std::size_t>::max());
+    if (!awaiting) throw TurnAborted{awaiting.error()};
+    for (auto& row : awaiting.value()) {
+      Timestamp sent = row.dispatched_at.value_or(clock.now());
+      track(std::move(row), sent);
+    }
     recovered = true;
   }
 
@@ -343,6 +403,8 @@ struct Engine::Impl {
       if (transport.send(row.destination, row.payload) == SendResult::sent) {
         dispatched_marks.push_back(row.message_id);
         counters.commands_sent.fetch_add(1, std::memory_order_relaxed);
+        ++row.attempts;
+        track(std::move(row), clock.now());
       } else {
         ++refused;
         refusing.insert(row.destination);
@@ -351,6 +413,49 @@ struct Engine::Impl {
     }
     unsent = std::move(still_pending);
     counters.send_retries.fetch_add(refused, std::memory_order_relaxed);
+  }
+
+  std::chrono::milliseconds timeout_after(int attempts) const {
+    double wait = static_cast<double>(options.command_timeout.count());
+    for (int i = 1; i < attempts && wait < static_cast<double>(options.max_command_timeout.count());
+         ++i)
+      wait *= options.command_timeout_backoff;
+    return std::min(std::chrono::milliseconds{static_cast<std::int64_t>(wait)},
+                    options.max_command_timeout);
+  }
+
+  void track(OutboxMessage row, Timestamp sent_at) {
+    Timestamp deadline = sent_at + timeout_after(std::max(row.attempts, 1));
+    std::string id = row.message_id;
+    auto [slot, inserted] = in_flight.insert_or_assign(id, InFlight{std::move(row), deadline});
+    if (inserted) in_flight_by_saga[slot->second.row.saga_id].push_back(id);
+  }
+
+  void untrack(const std::string& message_id) {
+    auto found = in_flight.find(message_id);
+    if (found == in_flight.end()) return;
+    auto by_saga = in_flight_by_saga.find(found->second.row.saga_id);
+    if (by_saga != in_flight_by_saga.end()) {
+      std::erase(by_saga->second, message_id);
+      if (by_saga->second.empty()) in_flight_by_saga.erase(by_saga);
+    }
+    in_flight.erase(found);
+  }
+
+  // Commands whose reply is overdue go back to the send queue, unchanged (same eventId).
+  void resend_overdue() {
+    Timestamp now = clock.now();
+    std::vector<std::string> overdue;
+    for (const auto& [id, flight] : in_flight)
+      if (flight.deadline <= now) overdue.push_back(id);
+    std::sort(overdue.begin(), overdue.end(), [this](const auto& a, const auto& b) {
+      return in_flight.at(a).row.created_at < in_flight.at(b).row.created_at;
+    });
+    for (const auto& id : overdue) {
+      unsent.push_back(in_flight.at(id).row);
+      untrack(id);
+      counters.command_resends.fetch_add(1, std::memory_order_relaxed);
+    }
   }
 
   std::vector<Input> take_queued_starts(std::size_t limit) {
@@ -442,6 +547,7 @@ struct Engine::Impl {
     std::vector<Input> inputs;
     try {
       if (!recovered) recover();
+      resend_overdue();
       send_unsent();
       inputs = retry_inputs.empty() ? gather_inputs() : std::exchange(retry_inputs, {});
     } catch (const TurnAborted& aborted) {
@@ -496,8 +602,10 @@ struct Engine::Impl {
       if (is_terminal(write.record.status)) cache.erase(found);
     }
     discard_loaded_terminal(turn);
+    for (const auto& id : turn.batch.replied) untrack(id);
     for (auto& row : turn.batch.outbox) unsent.push_back(std::move(row));
     send_unsent();
+    for (const auto& [type, bytes] : turn.events) transport.publish(type, bytes);
     notify(turn);
     return inputs.size();
   }
@@ -558,6 +666,10 @@ void Engine::register_saga(std::unique_ptr<SagaType> type) {
                            " is already registered");
   auto& latest = impl_->latest[key.first];
   if (!latest || latest->version() < raw->version()) latest = raw;
+}
+
+void Engine::register_upcaster(std::string_view message_type, int from_version, Upcaster upcaster) {
+  impl_->upcasters.add(message_type, from_version, std::move(upcaster));
 }
 
 std::string Engine::start(std::string_view saga_type, const nlohmann::json& data) {
@@ -626,8 +738,8 @@ EngineStats Engine::stats() const {
   return {get(c.sagas_started),   get(c.messages_received), get(c.messages_applied),
           get(c.duplicates),      get(c.dead_letters),      get(c.commits),
           get(c.commit_failures), get(c.commands_sent),     get(c.send_retries),
-          get(c.sagas_completed), get(c.sagas_compensated), get(c.sagas_failed),
-          get(c.callback_errors)};
+          get(c.command_resends), get(c.sagas_completed),   get(c.sagas_compensated),
+          get(c.sagas_failed),    get(c.callback_errors)};
 }
 
 }  // namespace saga

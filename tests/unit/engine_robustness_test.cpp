@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 #include "../support/participant.hpp"
 #include "order/order_saga.hpp"
@@ -42,14 +43,13 @@ struct Publish {
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Publish, text)
 
+// Version 3: v2 added "channel", v3 replaced it with a list of "channels".
 struct Published {
   static constexpr std::string_view type = "notes.Published";
-  static constexpr int version = 1;
+  static constexpr int version = 3;
+  std::vector<std::string> channels;
 };
-inline void to_json(nlohmann::json& json, const Published&) {
-  json = nlohmann::json::object();
-}
-inline void from_json(const nlohmann::json&, Published&) {}
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Published, channels)
 
 Write make_command(const Data& data, saga::tag<Write>) {
   return {data.text};
@@ -152,6 +152,81 @@ TEST_F(EngineRobustnessTest, ThrowingOutcomeCallbackIsCountedAndDoesNotStopTheLo
   engine->run_once();
   EXPECT_EQ(outcomes.size(), 2u);
   EXPECT_EQ(engine->stats().callback_errors, 2u);
+}
+
+class EngineVersioningTest : public EngineRobustnessTest {
+ protected:
+  // Drives a fresh notes saga to "awaiting:notes.Publish" and returns the Publish command.
+  saga::Envelope awaiting_publish() {
+    engine->start<notes::NotesSaga>({"hello"});
+    engine->run_once();
+    auto write = take_commands(transport).at(0);
+    transport.deliver(reply_bytes(write.envelope, "notes.Written", {{"text", "hello"}}));
+    engine->run_once();
+    return take_commands(transport).at(0).envelope;
+  }
+  void register_upcasters() {
+    engine->register_upcaster("notes.Published", 1, [](nlohmann::json v1) {
+      v1["channel"] = "web";
+      return v1;
+    });
+    engine->register_upcaster("notes.Published", 2, [](nlohmann::json v2) {
+      v2["channels"] = nlohmann::json::array({v2["channel"]});
+      v2.erase("channel");
+      return v2;
+    });
+  }
+};
+
+TEST_F(EngineVersioningTest, OldReplyIsUpcastStepByStepBeforeTheSagaSeesIt) {
+  register_upcasters();
+  auto publish = awaiting_publish();
+  transport.deliver(reply_bytes(publish, "notes.Published", nlohmann::json::object(), {}, 1));
+  engine->run_once();
+  ASSERT_EQ(outcomes.size(), 1u);
+  EXPECT_EQ(outcomes[0].status, saga::SagaStatus::Completed);
+  EXPECT_TRUE(store->dead_letters(10).value().empty());
+}
+
+TEST_F(EngineVersioningTest, CurrentVersionNeedsNoUpcaster) {
+  auto publish = awaiting_publish();
+  transport.deliver(reply_bytes(publish, "notes.Published", {{"channels", {"web"}}}, {}, 3));
+  engine->run_once();
+  ASSERT_EQ(outcomes.size(), 1u);
+}
+
+TEST_F(EngineVersioningTest, NewerVersionThanTheSagaReadsIsDeadLettered) {
+  register_upcasters();
+  auto publish = awaiting_publish();
+  transport.deliver(reply_bytes(publish, "notes.Published", {{"channels", {"web"}}}, {}, 4));
+  engine->run_once();
+  auto letters = store->dead_letters(10).value();
+  ASSERT_EQ(letters.size(), 1u);
+  EXPECT_EQ(letters[0].reason_code, "unsupported_version");
+  EXPECT_NE(letters[0].reason.find("newer"), std::string::npos);
+  EXPECT_TRUE(outcomes.empty());
+}
+
+TEST_F(EngineVersioningTest, OldVersionWithoutAnUpcasterPathIsDeadLettered) {
+  auto publish = awaiting_publish();
+  transport.deliver(reply_bytes(publish, "notes.Published", nlohmann::json::object(), {}, 1));
+  engine->run_once();
+  auto letters = store->dead_letters(10).value();
+  ASSERT_EQ(letters.size(), 1u);
+  EXPECT_EQ(letters[0].reason_code, "unsupported_version");
+  EXPECT_NE(letters[0].reason.find("no upcaster from version 1 to 2"), std::string::npos);
+}
+
+TEST_F(EngineVersioningTest, ThrowingUpcasterIsDeadLettered) {
+  engine->register_upcaster("notes.Published", 2, [](nlohmann::json) -> nlohmann::json {
+    throw std::runtime_error("cannot read v2");
+  });
+  auto publish = awaiting_publish();
+  transport.deliver(reply_bytes(publish, "notes.Published", {{"channel", "web"}}, {}, 2));
+  engine->run_once();
+  auto letters = store->dead_letters(10).value();
+  ASSERT_EQ(letters.size(), 1u);
+  EXPECT_EQ(letters[0].reason_code, "upcaster_failed");
 }
 
 TEST(SagaRegistration, TableWithoutAStartRowIsRefused) {

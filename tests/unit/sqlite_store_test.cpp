@@ -192,7 +192,7 @@ std::vector<std::string> ids_of(const std::vector<OutboxMessage>& messages) {
 // --- Opening and migrations -------------------------------------------------------------------
 
 TEST(SqliteStoreOpen, LatestSchemaVersionIsOne) {
-  EXPECT_EQ(SqliteStore::latest_schema_version(), 1);
+  EXPECT_EQ(SqliteStore::latest_schema_version(), 2);
 }
 
 TEST(SqliteStoreOpen, InMemoryDatabaseOpensAndIsIntact) {
@@ -249,7 +249,8 @@ TEST(SqliteStoreOpen, NewerSchemaVersionIsRefusedNamingBothVersions) {
   ASSERT_FALSE(opened);
   EXPECT_EQ(opened.error().code, StoreErrorCode::corrupt);
   EXPECT_EQ(opened.error().message,
-            "database schema version 99 is newer than this build supports (1)");
+            "database schema version 99 is newer than this build supports (" +
+                std::to_string(SqliteStore::latest_schema_version()) + ")");
 }
 
 TEST(SqliteStoreOpen, FileThatIsNotADatabaseIsReportedCorrupt) {

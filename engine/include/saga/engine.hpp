@@ -22,6 +22,10 @@
 // Guarantees (each has a test in tests/):
 // - Nothing is sent that is not committed; a committed command not yet sent is sent after a
 //   restart (pending outbox rows are re-read on the first turn).
+// - A command stays "awaiting reply" until a reply with its eventId as causationId is applied;
+//   until then it is re-sent (same bytes, same eventId) after Options::command_timeout, with
+//   backoff. Commands awaiting replies survive restarts.
+// - Replies of an older version are upgraded by registered upcasters before the saga sees them.
 // - A message whose eventId is already in the inbox has no effect; it is journaled as duplicate.
 // - Bad input never crashes the loop: it is dead-lettered with a reason code and its raw bytes
 //   (bounded), and the loop goes on serving everyone else.
@@ -51,6 +55,7 @@
 #include "saga/saga_type.hpp"
 #include "saga/store.hpp"
 #include "saga/transport.hpp"
+#include "saga/upcaster.hpp"
 
 namespace saga {
 
@@ -74,7 +79,8 @@ struct EngineStats {
   std::uint64_t commits = 0;
   std::uint64_t commit_failures = 0;
   std::uint64_t commands_sent = 0;
-  std::uint64_t send_retries = 0;  // sends refused by the transport (would block, unroutable)
+  std::uint64_t send_retries = 0;     // sends refused by the transport (would block, unroutable)
+  std::uint64_t command_resends = 0;  // commands re-sent because their reply timed out
   std::uint64_t sagas_completed = 0;
   std::uint64_t sagas_compensated = 0;
   std::uint64_t sagas_failed = 0;
@@ -95,6 +101,9 @@ class Engine {
   void register_saga() {
     register_saga(make_saga_type<Definition>());
   }
+
+  // Registers an upcaster for a reply type (see saga/upcaster.hpp). Before run().
+  void register_upcaster(std::string_view message_type, int from_version, Upcaster upcaster);
 
   // Queues a new saga and returns its id (a UUID, also the correlationId of all its messages).
   // The saga becomes durable, and its first command is sent, in the next loop turn (also when

@@ -56,6 +56,18 @@ struct Options {
   // original length). Default: 64 KiB.
   std::size_t dead_letter_max_bytes = 64 * 1024;
 
+  // A dispatched command whose reply has not been applied is re-sent (same eventId, so the
+  // participant deduplicates it) after command_timeout; each further wait is multiplied by
+  // command_timeout_backoff, up to max_command_timeout. Default: 10 s, x2, 5 min.
+  std::chrono::milliseconds command_timeout{10000};
+  double command_timeout_backoff = 2.0;
+  std::chrono::milliseconds max_command_timeout{300000};
+
+  // Publish saga lifecycle events (saga.Started, saga.StepCompleted, saga.Compensating,
+  // saga.Completed, saga.Compensated, saga.Failed) through Transport::publish after each
+  // commit. Default: true.
+  bool publish_events = true;
+
   // After a failed commit (busy, I/O error, disk full) the turn is retried after this delay,
   // doubling up to max_commit_backoff. Default: 10 ms, capped at 1 s.
   std::chrono::milliseconds commit_backoff{10};

@@ -64,7 +64,8 @@ struct JournalEntry {
   std::string detail;
 };
 
-// A command waiting to be sent (pending) or sent and awaiting its reply (dispatched).
+// A command waiting to be sent (pending), sent and awaiting its reply (dispatched, not replied),
+// or done (replied).
 struct OutboxMessage {
   std::string message_id;  // the envelope's eventId; primary key
   std::string saga_id;
@@ -74,6 +75,8 @@ struct OutboxMessage {
   int attempts = 0;     // how many times it was handed to the transport
   bool dispatched = false;
   Timestamp created_at{};
+  std::optional<Timestamp> dispatched_at;  // last hand-over to the transport
+  std::optional<Timestamp> replied_at;     // when a reply to it was applied
 };
 
 // A message that could not be processed, kept for an operator with its raw bytes (bounded).
@@ -104,11 +107,12 @@ struct WriteBatch {
   std::vector<DeadLetter> dead_letters;
   std::vector<std::string> dispatched;  // outbox ids handed to the transport since
                                         // the last commit: attempts += 1, dispatched
+  std::vector<std::string> replied;     // outbox ids whose reply was applied
   Timestamp at{};                       // commit time, for inbox/outbox bookkeeping
 
   bool empty() const noexcept {
     return sagas.empty() && journal.empty() && outbox.empty() && inbox.empty() &&
-           dead_letters.empty() && dispatched.empty();
+           dead_letters.empty() && dispatched.empty() && replied.empty();
   }
   void clear() { *this = WriteBatch{}; }
 };
@@ -126,6 +130,8 @@ class Store {
 
   // Outbox rows not yet handed to the transport, oldest first, at most `limit`.
   virtual StoreResult<std::vector<OutboxMessage>> pending_outbox(std::size_t limit) = 0;
+  // Dispatched rows whose reply has not been applied, oldest dispatch first, at most `limit`.
+  virtual StoreResult<std::vector<OutboxMessage>> awaiting_reply(std::size_t limit) = 0;
 
   // Read side, for tests, tools and operators.
   virtual StoreResult<std::vector<JournalEntry>> journal(const std::string& saga_id) = 0;

@@ -25,6 +25,11 @@ std::string_view to_string(SendResult result) noexcept;
 struct InboundMessage {
   std::string bytes;  // one encoded envelope, unvalidated
   std::string peer;   // transport-specific sender identity, for diagnostics
+  // Set when the transport received something it could not turn into an envelope (wrong number
+  // of frames, unknown frame type, oversized frame). The engine dead-letters it with this stable
+  // reason code and message, and `bytes` holds the raw input (bounded by the transport).
+  std::string defect_code = {};
+  std::string defect = {};
 };
 
 class Transport {
@@ -40,6 +45,13 @@ class Transport {
 
   // Makes a concurrent or the next receive() return promptly. Safe from any thread.
   virtual void wake() = 0;
+
+  // Publishes a saga lifecycle event (an encoded `kind: event` envelope) to observers, best
+  // effort: events are notifications, never commands. Default: no observers, nothing to do.
+  virtual void publish(std::string_view event_type, std::string_view bytes) {
+    (void)event_type;
+    (void)bytes;
+  }
 };
 
 }  // namespace saga

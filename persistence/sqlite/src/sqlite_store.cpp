@@ -114,6 +114,10 @@ class Use {
   }
   std::int64_t integer(int column) const noexcept { return sqlite3_column_int64(stmt_, column); }
   Timestamp time(int column) const noexcept { return from_micros(integer(column)); }
+  std::optional<Timestamp> optional_time(int column) const noexcept {
+    if (sqlite3_column_type(stmt_, column) == SQLITE_NULL) return std::nullopt;
+    return time(column);
+  }
 
  private:
   Use& check(int rc) noexcept {
@@ -290,6 +294,8 @@ StoreResult<OutboxMessage> read_outbox(const Use& row) {
   message.attempts = static_cast<int>(row.integer(5));
   message.dispatched = row.integer(6) != 0;
   message.created_at = row.time(7);
+  message.dispatched_at = row.optional_time(8);
+  message.replied_at = row.optional_time(9);
   return message;
 }
 
@@ -351,9 +357,9 @@ struct SqliteStore::Impl {
 
   Statement begin, commit, rollback;
   Statement insert_saga, update_saga, insert_journal, insert_outbox, insert_inbox,
-      insert_dead_letter, mark_dispatched;
+      insert_dead_letter, mark_dispatched, mark_replied;
   Statement select_saga, select_inbox, select_pending_outbox, select_journal, select_dead_letters,
-      select_outbox, select_sagas_by_status;
+      select_outbox, select_sagas_by_status, select_awaiting_reply;
 
   Transaction transaction() noexcept {
     return Transaction(db.get(), begin.get(), commit.get(), rollback.get());
@@ -369,6 +375,7 @@ struct SqliteStore::Impl {
   Error write_inbox(const std::string& message_id, Timestamp at);
   Error write_dead_letter(const DeadLetter& letter);
   Error write_dispatched(const std::string& message_id, Timestamp at);
+  Error write_replied(const std::string& message_id, Timestamp at);
 };
 
 Error SqliteStore::Impl::configure(const StoreOptions& options, bool is_file) {
@@ -441,7 +448,7 @@ Error SqliteStore::Impl::prepare_statements() {
   const std::string select_sagas = std::string("SELECT ") + kSagaColumns + " FROM sagas ";
   const std::string select_outbox_rows =
       "SELECT message_id, saga_id, destination, message_type, payload, attempts, dispatched, "
-      "created_at FROM outbox ";
+      "created_at, dispatched_at, replied_at FROM outbox ";
   const std::string select_saga_sql = select_sagas + "WHERE id = ?1";
   const std::string select_by_status_sql =
       select_sagas + "WHERE status = ?1 ORDER BY created_at, rowid LIMIT ?2";
@@ -449,6 +456,9 @@ Error SqliteStore::Impl::prepare_statements() {
       select_outbox_rows + "WHERE dispatched = 0 ORDER BY created_at, rowid LIMIT ?1";
   const std::string select_outbox_sql =
       select_outbox_rows + "WHERE saga_id = ?1 ORDER BY created_at, rowid";
+  const std::string select_awaiting_sql =
+      select_outbox_rows +
+      "WHERE dispatched = 1 AND replied_at IS NULL ORDER BY dispatched_at, rowid LIMIT ?1";
 
   const std::pair<Statement*, const char*> statements[] = {
       {&insert_saga,
@@ -470,6 +480,9 @@ Error SqliteStore::Impl::prepare_statements() {
       {&mark_dispatched,
        "UPDATE outbox SET dispatched = 1, attempts = attempts + 1, dispatched_at = ?2 "
        "WHERE message_id = ?1"},
+      {&mark_replied,
+       "UPDATE outbox SET replied_at = ?2 WHERE message_id = ?1 AND replied_at IS NULL"},
+      {&select_awaiting_reply, select_awaiting_sql.c_str()},
       {&select_saga, select_saga_sql.c_str()},
       {&select_inbox, "SELECT 1 FROM inbox WHERE message_id = ?1"},
       {&select_pending_outbox, select_pending_sql.c_str()},
@@ -597,6 +610,15 @@ Error SqliteStore::Impl::write_dispatched(const std::string& message_id, Timesta
   return sqlite_error(db.get(), rc, "marking outbox message " + message_id + " dispatched");
 }
 
+// A reply to a command that is not (or no longer) awaiting one changes nothing.
+Error SqliteStore::Impl::write_replied(const std::string& message_id, Timestamp at) {
+  Use use(mark_replied.get());
+  use.text(1, message_id).time(2, at);
+  const int rc = use.step();
+  if (rc == SQLITE_DONE) return std::nullopt;
+  return sqlite_error(db.get(), rc, "marking outbox message " + message_id + " replied");
+}
+
 SqliteStore::SqliteStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 SqliteStore::~SqliteStore() = default;
@@ -658,6 +680,9 @@ StoreStatus SqliteStore::commit(const WriteBatch& batch) {
   for (const std::string& message_id : batch.dispatched) {
     if (Error error = s.write_dispatched(message_id, batch.at)) return {std::move(error)};
   }
+  for (const std::string& message_id : batch.replied) {
+    if (Error error = s.write_replied(message_id, batch.at)) return {std::move(error)};
+  }
   if (Error error = tx.commit()) return {std::move(error)};
   return StoreStatus::success();
 }
@@ -686,6 +711,13 @@ StoreResult<std::vector<OutboxMessage>> SqliteStore::pending_outbox(std::size_t 
   Use use(impl_->select_pending_outbox.get());
   use.integer(1, to_limit(limit));
   return read_all<OutboxMessage>(impl_->db.get(), use, "reading the pending outbox", read_outbox);
+}
+
+StoreResult<std::vector<OutboxMessage>> SqliteStore::awaiting_reply(std::size_t limit) {
+  Use use(impl_->select_awaiting_reply.get());
+  use.integer(1, to_limit(limit));
+  return read_all<OutboxMessage>(impl_->db.get(), use, "reading commands awaiting replies",
+                                 read_outbox);
 }
 
 StoreResult<std::vector<JournalEntry>> SqliteStore::journal(const std::string& saga_id) {

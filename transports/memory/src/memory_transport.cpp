@@ -32,6 +32,16 @@ void MemoryTransport::wake() {
   inbound_ready_.notify_all();
 }
 
+void MemoryTransport::publish(std::string_view event_type, std::string_view bytes) {
+  std::lock_guard lock(mutex_);
+  events_.push_back({std::string(event_type), std::string(bytes)});
+}
+
+std::vector<MemoryTransport::Sent> MemoryTransport::take_events() {
+  std::lock_guard lock(mutex_);
+  return std::exchange(events_, {});
+}
+
 void MemoryTransport::deliver(std::string bytes, std::string peer) {
   {
     std::lock_guard lock(mutex_);

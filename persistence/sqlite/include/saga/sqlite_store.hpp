@@ -37,6 +37,7 @@ class SqliteStore final : public Store {
   StoreResult<std::optional<SagaRecord>> load_saga(const std::string& saga_id) override;
   StoreResult<bool> inbox_contains(const std::string& message_id) override;
   StoreResult<std::vector<OutboxMessage>> pending_outbox(std::size_t limit) override;
+  StoreResult<std::vector<OutboxMessage>> awaiting_reply(std::size_t limit) override;
   StoreResult<std::vector<JournalEntry>> journal(const std::string& saga_id) override;
   StoreResult<std::vector<DeadLetter>> dead_letters(std::size_t limit) override;
   StoreResult<std::vector<OutboxMessage>> outbox(const std::string& saga_id) override;

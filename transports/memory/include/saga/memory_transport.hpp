@@ -31,6 +31,10 @@ class MemoryTransport final : public Transport {
   SendResult send(std::string_view destination, std::string_view bytes) override;
   std::optional<InboundMessage> receive(std::chrono::milliseconds wait) override;
   void wake() override;
+  void publish(std::string_view event_type, std::string_view bytes) override;
+
+  // Observer side: lifecycle events published since the last call, in order.
+  std::vector<Sent> take_events();
 
   // Participant side: queue one inbound message for the engine.
   void deliver(std::string bytes, std::string peer = "memory");
@@ -48,6 +52,7 @@ class MemoryTransport final : public Transport {
   std::condition_variable sent_ready_;
   std::deque<InboundMessage> inbound_;
   std::vector<Sent> sent_;
+  std::vector<Sent> events_;  // destination holds the event type
   std::optional<SendResult> refusal_;
   bool woken_ = false;
 };

@@ -1,0 +1,46 @@
+// ParticipantLedger on a participant's own SQLite database. The ledger keeps its table
+// (saga_processed_commands) beside the participant's tables in the same file, so a handler's
+// writes and the "processed" record commit together.
+//
+//   auto ledger = saga::SqliteParticipantLedger::open({.path = "inventory.db"}).value();
+//   participant.on<inventory::Reserve>([](const inventory::Reserve& command, auto& unit) {
+//     sqlite3* db = saga::sqlite_connection(unit);   // inside the open transaction
+//     ...
+//   });
+//
+// Ownership: owns its connection. Thread safety: one thread at a time.
+#pragma once
+
+#include <memory>
+
+#include "saga/options.hpp"
+#include "saga/participant_ledger.hpp"
+
+struct sqlite3;
+
+namespace saga {
+
+class SqliteParticipantLedger final : public ParticipantLedger {
+ public:
+  // Opens (creating if needed) the database with WAL, the given durability and busy timeout.
+  // exclusive_writer is ignored: a participant may own other connections to its file.
+  static StoreResult<std::unique_ptr<SqliteParticipantLedger>> open(const StoreOptions& options);
+  ~SqliteParticipantLedger() override;
+
+  StoreResult<Result> process_once(const std::string& command_id,
+                                   const std::function<std::string(Unit&)>& work) override;
+
+  // The ledger's connection, for reads outside process_once (reports, tests).
+  sqlite3* connection() const noexcept;
+
+ private:
+  struct Impl;
+  explicit SqliteParticipantLedger(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// The open transaction's connection inside process_once. Throws std::invalid_argument for a
+// Unit that is not a SqliteParticipantLedger's.
+sqlite3* sqlite_connection(ParticipantLedger::Unit& unit);
+
+}  // namespace saga
