@@ -3,13 +3,14 @@
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
-install(TARGETS saga_engine saga_testing saga_sqlite saga_memory_transport saga_order
+install(TARGETS saga_engine saga_testing saga_sqlite saga_memory_transport saga_zmq_transport
+                saga_order
         EXPORT sagaTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
         INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(DIRECTORY engine/include/saga persistence/sqlite/include/saga
-                  transports/memory/include/saga
+                  transports/memory/include/saga transports/zmq/include/saga
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(FILES sagas/order/messages.hpp sagas/order/order_saga.hpp
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/sagas/order)

@@ -26,8 +26,9 @@ struct InboundMessage {
   std::string bytes;  // one encoded envelope, unvalidated
   std::string peer;   // transport-specific sender identity, for diagnostics
   // Set when the transport received something it could not turn into an envelope (wrong number
-  // of frames, unknown frame type, oversized frame). The engine dead-letters it with this stable
-  // reason code and message, and `bytes` holds the raw input (bounded by the transport).
+  // of frames, unknown frame type, a message before the peer announced itself). The engine
+  // dead-letters it with this stable reason code and message; `bytes` holds the raw input
+  // (bounded by the transport).
   std::string defect_code = {};
   std::string defect = {};
 };

@@ -1,0 +1,491 @@
+// The order saga across processes' worth of pieces over tcp://127.0.0.1: the engine on the
+// ZeroMQ transport, and inventory / payment / shipping participants on the participant SDK, each
+// with its own SQLite ledger. Participants run on threads of this test process; every byte goes
+// through real sockets.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "order/order_saga.hpp"
+#include "saga/engine.hpp"
+#include "saga/participant.hpp"
+#include "saga/sqlite_participant_ledger.hpp"
+#include "saga/sqlite_store.hpp"
+#include "saga/zmq_participant.hpp"
+#include "saga/zmq_transport.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+
+// Counts rows in a participant's effects table: one row per effect applied.
+int count_effects(sqlite3* db, const std::string& kind, const std::string& order_id) {
+  sqlite3_stmt* statement = nullptr;
+  sqlite3_prepare_v2(db, "SELECT count(*) FROM effects WHERE kind = ?1 AND order_id = ?2", -1,
+                     &statement, nullptr);
+  sqlite3_bind_text(statement, 1, kind.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(statement, 2, order_id.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_step(statement);
+  int count = sqlite3_column_int(statement, 0);
+  sqlite3_finalize(statement);
+  return count;
+}
+
+void record_effect(saga::ParticipantLedger::Unit& unit, const std::string& kind,
+                   const std::string& order_id) {
+  sqlite3* db = saga::sqlite_connection(unit);
+  sqlite3_stmt* statement = nullptr;
+  sqlite3_prepare_v2(db, "INSERT INTO effects (kind, order_id) VALUES (?1, ?2)", -1, &statement,
+                     nullptr);
+  sqlite3_bind_text(statement, 1, kind.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(statement, 2, order_id.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_step(statement);
+  sqlite3_finalize(statement);
+}
+
+std::unique_ptr<saga::SqliteParticipantLedger> open_ledger(const std::string& path) {
+  saga::StoreOptions options;
+  options.path = path;
+  options.durability = saga::Durability::normal;
+  auto ledger = std::move(saga::SqliteParticipantLedger::open(options).value());
+  sqlite3_exec(ledger->connection(),
+               "CREATE TABLE IF NOT EXISTS effects (kind TEXT NOT NULL, order_id TEXT NOT NULL)",
+               nullptr, nullptr, nullptr);
+  return ledger;
+}
+
+void add_handlers(const std::string& service, saga::Participant& participant) {
+  using saga::ParticipantLedger;
+  if (service == "inventory") {
+    participant.on<inventory::Reserve>(
+        [](const inventory::Reserve& command, ParticipantLedger::Unit& unit) -> saga::Reply {
+          for (const auto& item : command.items)
+            if (item.sku == "sku-none") return inventory::OutOfStock{item.sku, "none left"};
+          record_effect(unit, "reserve", command.order_id);
+          return inventory::Reserved{"res-" + command.order_id};
+        });
+    participant.on<inventory::Release>(
+        [](const inventory::Release& command, ParticipantLedger::Unit& unit) -> saga::Reply {
+          record_effect(unit, "release", command.order_id);
+          return inventory::Released{command.reservation_id};
+        });
+  } else if (service == "payment") {
+    participant.on<payment::Charge>(
+        [](const payment::Charge& command, ParticipantLedger::Unit& unit) -> saga::Reply {
+          if (command.amount_cents > 100000) return payment::Declined{"over the limit"};
+          record_effect(unit, "charge", command.order_id);
+          return payment::Charged{"pay-" + command.order_id};
+        });
+    participant.on<payment::Refund>(
+        [](const payment::Refund& command, ParticipantLedger::Unit& unit) -> saga::Reply {
+          record_effect(unit, "refund", command.order_id);
+          return payment::Refunded{command.payment_id};
+        });
+  } else {
+    participant.on<shipping::Ship>(
+        [](const shipping::Ship& command, ParticipantLedger::Unit& unit) -> saga::Reply {
+          record_effect(unit, "ship", command.order_id);
+          return shipping::Shipped{"track-" + command.order_id};
+        });
+  }
+}
+
+// One participant instance on its own thread, with its own ledger (opened on that thread).
+class ParticipantThread {
+ public:
+  ParticipantThread(std::string endpoint, std::string service, std::string instance,
+                    std::string ledger_path,
+                    std::optional<saga::CurveClientOptions> curve = std::nullopt)
+      : ledger_path_(std::move(ledger_path)) {
+    thread_ = std::thread([this, endpoint, service, instance, curve] {
+      auto ledger = open_ledger(ledger_path_);
+      saga::ParticipantOptions options;
+      options.connection.orchestrator_endpoint = endpoint;
+      options.connection.service = service;
+      options.connection.instance = instance;
+      options.connection.heartbeat_interval = 50ms;
+      options.connection.curve = curve;
+      options.on_error = [](const std::string&) {};
+      saga::Participant participant(options, *ledger);
+      add_handlers(service, participant);
+      while (!stopping_.load()) {
+        if (participant.poll(20ms)) handled_.fetch_add(1);
+      }
+    });
+  }
+  ~ParticipantThread() { stop(); }
+  void stop() {
+    stopping_.store(true);
+    if (thread_.joinable()) thread_.join();
+  }
+  int handled() const { return handled_.load(); }
+
+ private:
+  std::string ledger_path_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> handled_{0};
+  std::thread thread_;
+};
+
+class ZmqOrderFlowTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    directory_ = std::filesystem::temp_directory_path() /
+                 ("saga-zmq-" + std::to_string(::getpid()) + "-" +
+                  ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(directory_);
+    std::filesystem::create_directories(directory_);
+  }
+  void TearDown() override {
+    if (engine_) engine_->stop();
+    if (loop_.joinable()) loop_.join();
+    engine_.reset();
+    std::filesystem::remove_all(directory_);
+  }
+
+  std::string path(const std::string& name) { return (directory_ / name).string(); }
+
+  void start_engine(std::optional<saga::CurveServerOptions> curve = std::nullopt) {
+    saga::ZmqTransportOptions transport_options;
+    transport_options.router_endpoint = "tcp://127.0.0.1:*";
+    transport_options.heartbeat_interval = 50ms;
+    transport_options.curve = curve;
+    transport_ = saga::ZmqTransport::bind(transport_options);
+    endpoint_ = transport_->router_endpoint();
+    saga::Options options;
+    options.store.path = path("orchestrator.db");
+    options.store.durability = saga::Durability::normal;
+    options.idle_wait = 5ms;
+    options.command_timeout = 400ms;
+    options.max_command_timeout = 400ms;
+    store_ = std::move(saga::SqliteStore::open(options.store).value());
+    engine_ = std::make_unique<saga::Engine>(options, *store_, *transport_, clock_);
+    engine_->register_saga<order::OrderSaga>();
+    engine_->on_outcome([this](const saga::SagaOutcome& outcome) {
+      std::lock_guard lock(mutex_);
+      outcomes_[outcome.saga_id] = outcome.status;
+      ended_.notify_all();
+    });
+    engine_->on_dead_letter([this](const saga::DeadLetter& letter) {
+      std::lock_guard lock(mutex_);
+      dead_letters_.push_back(letter.reason_code);
+      ended_.notify_all();
+    });
+    loop_ = std::thread([this] { engine_->run(); });
+  }
+
+  bool wait_for(const std::function<bool()>& condition, std::chrono::milliseconds timeout = 10s) {
+    std::unique_lock lock(mutex_);
+    return ended_.wait_for(lock, timeout, condition);
+  }
+  bool wait_outcomes(std::size_t count, std::chrono::milliseconds timeout = 15s) {
+    return wait_for([&] { return outcomes_.size() >= count; }, timeout);
+  }
+  std::map<std::string, saga::SagaStatus> outcomes() {
+    std::lock_guard lock(mutex_);
+    return outcomes_;
+  }
+  std::vector<std::string> dead_letters() {
+    std::lock_guard lock(mutex_);
+    return dead_letters_;
+  }
+  static order::OrderData order(const std::string& id, std::int64_t cents,
+                                const std::string& sku = "sku-1") {
+    return {id, "customer", "1 Main St", {{sku, 1, cents}}};
+  }
+
+  std::filesystem::path directory_;
+  saga::SystemClock clock_;
+  std::unique_ptr<saga::ZmqTransport> transport_;
+  std::string endpoint_;
+  std::unique_ptr<saga::SqliteStore> store_;
+  std::unique_ptr<saga::Engine> engine_;
+  std::thread loop_;
+  std::mutex mutex_;
+  std::condition_variable ended_;
+  std::map<std::string, saga::SagaStatus> outcomes_;
+  std::vector<std::string> dead_letters_;
+};
+
+TEST_F(ZmqOrderFlowTest, OrdersCompleteAndCompensateAcrossThreeParticipantServices) {
+  start_engine();
+  ParticipantThread inventory(endpoint_, "inventory", "inventory-1", path("inventory.db"));
+  ParticipantThread payment(endpoint_, "payment", "payment-1", path("payment.db"));
+  ParticipantThread shipping(endpoint_, "shipping", "shipping-1", path("shipping.db"));
+
+  std::map<std::string, std::string> expected;  // saga id -> order id
+  for (int i = 0; i < 30; ++i) {
+    std::string order_id = "order-" + std::to_string(i);
+    std::int64_t cents = i % 5 == 0 ? 200000 : 1000;  // every fifth is declined
+    std::string sku = i % 7 == 3 ? "sku-none" : "sku-1";
+    expected[engine_->start<order::OrderSaga>(order(order_id, cents, sku))] = order_id;
+  }
+  ASSERT_TRUE(wait_outcomes(30)) << "only " << outcomes().size() << " of 30 sagas ended";
+  inventory.stop();
+  payment.stop();
+  shipping.stop();
+
+  auto inventory_ledger = open_ledger(path("inventory.db"));
+  auto payment_ledger = open_ledger(path("payment.db"));
+  auto shipping_ledger = open_ledger(path("shipping.db"));
+  int completed = 0, compensated = 0;
+  for (const auto& [saga_id, status] : outcomes()) {
+    const std::string& order_id = expected.at(saga_id);
+    int reserved = count_effects(inventory_ledger->connection(), "reserve", order_id);
+    int released = count_effects(inventory_ledger->connection(), "release", order_id);
+    int charged = count_effects(payment_ledger->connection(), "charge", order_id);
+    int shipped = count_effects(shipping_ledger->connection(), "ship", order_id);
+    if (status == saga::SagaStatus::Completed) {
+      ++completed;
+      EXPECT_EQ(reserved, 1) << order_id;
+      EXPECT_EQ(charged, 1) << order_id;
+      EXPECT_EQ(shipped, 1) << order_id;
+      EXPECT_EQ(released, 0) << order_id;
+    } else {
+      ASSERT_EQ(status, saga::SagaStatus::Compensated) << order_id;
+      ++compensated;
+      EXPECT_EQ(reserved, released) << order_id << ": reservation not released";
+      EXPECT_EQ(charged, 0) << order_id;
+      EXPECT_EQ(shipped, 0) << order_id;
+    }
+  }
+  EXPECT_GT(completed, 0);
+  EXPECT_GT(compensated, 0);
+  EXPECT_TRUE(dead_letters().empty());
+}
+
+TEST_F(ZmqOrderFlowTest, CommandHeldByAKilledInstanceIsFinishedByAnotherInstance) {
+  start_engine();
+  // The first inventory instance takes the command and dies without answering.
+  std::atomic<bool> took_command{false};
+  std::thread doomed([&] {
+    saga::ZmqParticipantOptions options;
+    options.orchestrator_endpoint = endpoint_;
+    options.service = "inventory";
+    options.instance = "inventory-doomed";
+    options.heartbeat_interval = 50ms;
+    saga::ZmqParticipantConnection connection(options);
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!took_command.load() && std::chrono::steady_clock::now() < deadline)
+      if (connection.receive(20ms)) took_command.store(true);
+  });
+  // Give the doomed instance time to announce before the saga starts, so it gets the command.
+  std::this_thread::sleep_for(200ms);
+  std::string id = engine_->start<order::OrderSaga>(order("order-1", 1000));
+  doomed.join();
+  ASSERT_TRUE(took_command.load());
+
+  ParticipantThread inventory(endpoint_, "inventory", "inventory-2", path("inventory.db"));
+  ParticipantThread payment(endpoint_, "payment", "payment-1", path("payment.db"));
+  ParticipantThread shipping(endpoint_, "shipping", "shipping-1", path("shipping.db"));
+  ASSERT_TRUE(wait_outcomes(1));
+  EXPECT_EQ(outcomes().at(id), saga::SagaStatus::Completed);
+  EXPECT_GE(inventory.handled(), 1);
+}
+
+TEST_F(ZmqOrderFlowTest, ParticipantRestartedAfterItsCommitAnswersTheResentCommandOnce) {
+  start_engine();
+  ParticipantThread inventory(endpoint_, "inventory", "inventory-1", path("inventory.db"));
+  ParticipantThread shipping(endpoint_, "shipping", "shipping-1", path("shipping.db"));
+  // Incarnation 1 of payment charges (and commits) but crashes before sending its reply.
+  std::atomic<bool> charged{false};
+  std::thread crashing([&] {
+    auto ledger = open_ledger(path("payment.db"));
+    saga::ZmqParticipantOptions options;
+    options.orchestrator_endpoint = endpoint_;
+    options.service = "payment";
+    options.instance = "payment-1";
+    options.heartbeat_interval = 50ms;
+    saga::ZmqParticipantConnection connection(options);
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!charged.load() && std::chrono::steady_clock::now() < deadline) {
+      auto bytes = connection.receive(20ms);
+      if (!bytes) continue;
+      auto command = std::get<saga::Envelope>(saga::decode_envelope(*bytes));
+      ASSERT_TRUE(ledger
+                      ->process_once(command.event_id,
+                                     [&](saga::ParticipantLedger::Unit& unit) {
+                                       record_effect(unit, "charge", "order-1");
+                                       saga::Envelope reply;
+                                       reply.event_id = saga::new_uuid();
+                                       reply.event_type = "payment.Charged";
+                                       reply.timestamp = std::chrono::system_clock::now();
+                                       reply.correlation_id = command.correlation_id;
+                                       reply.causation_id = command.event_id;
+                                       reply.kind = saga::MessageKind::reply;
+                                       reply.data = {{"payment_id", "pay-1"}};
+                                       return saga::encode_envelope(reply);
+                                     })
+                      .ok());
+      charged.store(true);  // ... and the process dies here, reply unsent
+    }
+  });
+  std::string id = engine_->start<order::OrderSaga>(order("order-1", 1000));
+  crashing.join();
+  ASSERT_TRUE(charged.load());
+
+  ParticipantThread payment(endpoint_, "payment", "payment-1", path("payment.db"));
+  ASSERT_TRUE(wait_outcomes(1));
+  EXPECT_EQ(outcomes().at(id), saga::SagaStatus::Completed);
+  payment.stop();
+  auto ledger = open_ledger(path("payment.db"));
+  EXPECT_EQ(count_effects(ledger->connection(), "charge", "order-1"), 1) << "charged twice";
+}
+
+TEST_F(ZmqOrderFlowTest, DuplicatedAndLateRepliesHaveNoEffect) {
+  start_engine();
+  ParticipantThread payment(endpoint_, "payment", "payment-1", path("payment.db"));
+  ParticipantThread shipping(endpoint_, "shipping", "shipping-1", path("shipping.db"));
+  saga::ZmqParticipantOptions options;
+  options.orchestrator_endpoint = endpoint_;
+  options.service = "inventory";
+  options.heartbeat_interval = 50ms;
+  saga::ZmqParticipantConnection inventory(options);
+  std::string id = engine_->start<order::OrderSaga>(order("order-1", 1000));
+  std::optional<std::string> bytes;
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!bytes && std::chrono::steady_clock::now() < deadline) bytes = inventory.receive(20ms);
+  ASSERT_TRUE(bytes);
+  auto command = std::get<saga::Envelope>(saga::decode_envelope(*bytes));
+  saga::Envelope reply;
+  reply.event_id = saga::new_uuid();
+  reply.event_type = "inventory.Reserved";
+  reply.timestamp = std::chrono::system_clock::now();
+  reply.correlation_id = command.correlation_id;
+  reply.causation_id = command.event_id;
+  reply.kind = saga::MessageKind::reply;
+  reply.data = {{"reservation_id", "res-1"}};
+  std::string encoded = saga::encode_envelope(reply);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(inventory.send(encoded));
+  ASSERT_TRUE(wait_outcomes(1));
+  EXPECT_EQ(outcomes().at(id), saga::SagaStatus::Completed);
+  ASSERT_TRUE(inventory.send(encoded));  // late, after the saga ended
+  // Keep the connection alive (heartbeats) while the engine catches up.
+  auto until = std::chrono::steady_clock::now() + 300ms;
+  while (std::chrono::steady_clock::now() < until) inventory.receive(20ms);
+  EXPECT_EQ(engine_->stats().duplicates, 3u);
+  EXPECT_TRUE(dead_letters().empty());
+}
+
+TEST_F(ZmqOrderFlowTest, BadInputOverARealSocketIsDeadLetteredAndEveryoneElseIsServed) {
+  start_engine();
+  saga::ZmqParticipantOptions options;
+  options.orchestrator_endpoint = endpoint_;
+  options.service = "rogue";
+  options.heartbeat_interval = 50ms;
+  saga::ZmqParticipantConnection rogue(options);
+  std::this_thread::sleep_for(100ms);  // let the announce arrive first
+
+  auto envelope = [](nlohmann::json changes) {
+    nlohmann::json json = {
+        {"eventId", saga::new_uuid()},         {"eventType", "inventory.Reserved"},
+        {"timestamp", "2026-11-26T10:00:00Z"}, {"kind", "reply"},
+        {"correlationId", saga::new_uuid()},   {"data", {{"reservation_id", "r"}}}};
+    for (auto& [key, value] : changes.items()) {
+      if (value.is_null())
+        json.erase(key);
+      else
+        json[key] = value;
+    }
+    return json.dump();
+  };
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"MESSAGE", "this is not json"}, "not_json"},
+      {{"MESSAGE", "[1,2]"}, "not_object"},
+      {{"MESSAGE", envelope({{"eventId", nullptr}})}, "missing_field"},
+      {{"MESSAGE", envelope({{"eventType", 5}})}, "wrong_type"},
+      {{"MESSAGE", envelope({{"kind", "gossip"}})}, "unknown_kind"},
+      {{"MESSAGE", envelope({{"version", "x"}})}, "bad_version"},
+      {{"MESSAGE", envelope({})}, "unknown_saga"},
+      {{"MESSAGE", envelope({{"correlationId", nullptr}})}, "missing_correlation"},
+      {{"MESSAGE", "{}", "extra"}, "bad_frames"},
+      {{"MESSAGE"}, "bad_frames"},
+      {{"TELEPORT", "{}"}, "unknown_frame"},
+  };
+  for (const auto& [frames, code] : cases) ASSERT_TRUE(rogue.send_frames(frames));
+  ASSERT_TRUE(wait_for([&] { return dead_letters_.size() >= cases.size(); }))
+      << "only " << dead_letters().size() << " dead letters";
+  std::vector<std::string> expected;
+  for (const auto& [frames, code] : cases) expected.push_back(code);
+  EXPECT_EQ(dead_letters(), expected);
+
+  // A message over ZMQ_MAXMSGSIZE disconnects the rogue; nothing of it reaches the engine.
+  rogue.send_frames({"MESSAGE", std::string(2 * 1024 * 1024, 'x')});
+
+  // Everyone else is still served: a whole saga completes.
+  ParticipantThread inventory(endpoint_, "inventory", "inventory-1", path("inventory.db"));
+  ParticipantThread payment(endpoint_, "payment", "payment-1", path("payment.db"));
+  ParticipantThread shipping(endpoint_, "shipping", "shipping-1", path("shipping.db"));
+  std::string id = engine_->start<order::OrderSaga>(order("order-1", 1000));
+  ASSERT_TRUE(wait_outcomes(1));
+  EXPECT_EQ(outcomes().at(id), saga::SagaStatus::Completed);
+  EXPECT_EQ(dead_letters().size(), cases.size());
+}
+
+class ZmqCurveOrderFlowTest : public ZmqOrderFlowTest {
+ protected:
+  struct KeyPair {
+    std::string public_file, secret_file;
+  };
+  KeyPair make_keys(const std::string& name) {
+    char public_key[41], secret_key[41];
+    EXPECT_EQ(zmq_curve_keypair(public_key, secret_key), 0);
+    KeyPair pair{path(name + ".public"), path(name + ".secret")};
+    std::ofstream(pair.public_file) << public_key << "\n";
+    std::ofstream(pair.secret_file) << secret_key << "\n";
+    return pair;
+  }
+};
+
+TEST_F(ZmqCurveOrderFlowTest, ListedParticipantsWorkAndOthersCannotReachTheEngine) {
+  KeyPair server = make_keys("server");
+  KeyPair inventory_keys = make_keys("inventory");
+  KeyPair payment_keys = make_keys("payment");
+  KeyPair shipping_keys = make_keys("shipping");
+  KeyPair stranger = make_keys("stranger");
+  start_engine(saga::CurveServerOptions{
+      server.secret_file,
+      {inventory_keys.public_file, payment_keys.public_file, shipping_keys.public_file}});
+  auto client = [&](const KeyPair& keys) {
+    return saga::CurveClientOptions{server.public_file, keys.public_file, keys.secret_file};
+  };
+
+  // Unlisted key and plain TCP: their replies must never reach the engine.
+  saga::ZmqParticipantOptions options;
+  options.orchestrator_endpoint = endpoint_;
+  options.service = "inventory";
+  options.heartbeat_interval = 50ms;
+  options.curve = client(stranger);
+  saga::ZmqParticipantConnection unlisted(options);
+  options.curve.reset();
+  saga::ZmqParticipantConnection plain(options);
+  for (int i = 0; i < 5; ++i) {
+    unlisted.send_frames({"MESSAGE", "not json from an unlisted key"});
+    plain.send_frames({"MESSAGE", "not json from a plain socket"});
+  }
+
+  ParticipantThread inventory(endpoint_, "inventory", "inventory-1", path("inventory.db"),
+                              client(inventory_keys));
+  ParticipantThread payment(endpoint_, "payment", "payment-1", path("payment.db"),
+                            client(payment_keys));
+  ParticipantThread shipping(endpoint_, "shipping", "shipping-1", path("shipping.db"),
+                             client(shipping_keys));
+  std::string id = engine_->start<order::OrderSaga>(order("order-1", 1000));
+  ASSERT_TRUE(wait_outcomes(1));
+  EXPECT_EQ(outcomes().at(id), saga::SagaStatus::Completed);
+  EXPECT_TRUE(dead_letters().empty()) << "a refused peer's bytes reached the engine";
+  EXPECT_FALSE(unlisted.connected());
+  EXPECT_FALSE(plain.connected());
+}
+
+}  // namespace

@@ -1,0 +1,113 @@
+// The participant SDK: a participant service in a few lines.
+//
+//   saga::Participant inventory({.connection = {.orchestrator_endpoint = endpoint,
+//                                              .service = "inventory"}},
+//                               *ledger);
+//   inventory.on<inventory::Reserve>(
+//       [&](const inventory::Reserve& command, saga::ParticipantLedger::Unit& unit)
+//           -> saga::Reply {
+//         sqlite3* db = saga::sqlite_connection(unit);  // the open transaction
+//         if (!reserve(db, command.items)) return inventory::OutOfStock{...};
+//         return inventory::Reserved{...};
+//       },
+//       [](const inventory::Reserve&, const std::string& error) -> saga::Reply {
+//         return inventory::OutOfStock{"", error};  // after the retries ran out
+//       });
+//   inventory.run();  // until stop()
+//
+// For each command the SDK: upcasts an older payload (register_upcaster), decodes it, and runs
+// the handler inside ParticipantLedger::process_once, so the handler's writes and the "already
+// handled" record commit together; it fills the reply envelope (correlationId from the command,
+// causationId = the command's eventId, source = the service, kind reply) and sends it. A
+// duplicate command is answered with the reply sent the first time, byte for byte, and the
+// handler does not run. A handler that throws is retried (ParticipantOptions::handler_attempts,
+// each in a fresh transaction); then the failure builder's reply is sent, or, without one (a
+// compensation must eventually succeed), nothing: the orchestrator re-sends after its timeout.
+// Commands that cannot be decoded or have no handler are reported through on_error and not
+// answered.
+//
+// Thread safety: run()/poll() on one thread; stop() from any thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "saga/message.hpp"
+#include "saga/participant_ledger.hpp"
+#include "saga/upcaster.hpp"
+#include "saga/zmq_participant.hpp"
+
+namespace saga {
+
+// A reply of any message type, as a handler returns it.
+struct Reply {
+  template <Message M>
+  Reply(const M& message)  // NOLINT(google-explicit-constructor): handlers return messages
+      : type(M::type), version(M::version), data(nlohmann::json(message)) {}
+  std::string type;
+  int version = 1;
+  nlohmann::json data;
+};
+
+struct ParticipantOptions {
+  ZmqParticipantOptions connection;
+  // Attempts of a throwing handler before giving up on a command. Default: 3.
+  int handler_attempts = 3;
+  // Called with a description of every command that could not be handled. Default: stderr.
+  std::function<void(const std::string&)> on_error;
+};
+
+class Participant {
+ public:
+  using Handler = std::function<Reply(const nlohmann::json& payload, ParticipantLedger::Unit&)>;
+  using FailureBuilder = std::function<Reply(const nlohmann::json& payload, const std::string&)>;
+
+  Participant(ParticipantOptions options, ParticipantLedger& ledger);
+  ~Participant();
+
+  template <Command Cmd, class Body>
+  void on(Body handler) {
+    add(Cmd::type, Cmd::version,
+        [handler](const nlohmann::json& payload, ParticipantLedger::Unit& unit) {
+          return Reply(handler(payload.get<Cmd>(), unit));
+        },
+        nullptr);
+  }
+  template <Command Cmd, class Body, class Failure>
+  void on(Body handler, Failure failure) {
+    add(Cmd::type, Cmd::version,
+        [handler](const nlohmann::json& payload, ParticipantLedger::Unit& unit) {
+          return Reply(handler(payload.get<Cmd>(), unit));
+        },
+        [failure](const nlohmann::json& payload, const std::string& error) {
+          return Reply(failure(payload.get<Cmd>(), error));
+        });
+  }
+
+  void register_upcaster(std::string_view command_type, int from_version, Upcaster upcaster);
+
+  // Handles at most one command, waiting up to `wait`. Returns true when one was handled
+  // (answered, or answered again as a duplicate).
+  bool poll(std::chrono::milliseconds wait);
+  void run();
+  void stop();
+
+  struct Stats {
+    std::uint64_t handled = 0, duplicates = 0, failures = 0, errors = 0;
+  };
+  Stats stats() const;
+
+ private:
+  void add(std::string_view type, int version, Handler handler, FailureBuilder failure);
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace saga

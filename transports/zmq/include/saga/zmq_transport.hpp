@@ -1,0 +1,91 @@
+// The ZeroMQ transport (cppzmq). The orchestrator binds a ROUTER socket; participant instances
+// connect DEALER sockets (saga/zmq_participant.hpp), announce their service and instance, and
+// exchange heartbeats. The framing is specified in docs/wire-protocol.md ("ZeroMQ framing").
+//
+// - send(destination, bytes) picks a live instance of the service `destination`, round robin.
+//   No live instance: SendResult::unroutable. The peer's queue is full (high-water mark):
+//   SendResult::would_block. ZMQ_ROUTER_MANDATORY is on, so a send to a peer that vanished is
+//   reported (unroutable), never silently dropped. send() never blocks.
+// - receive() returns envelopes from participants (MESSAGE frames). ANNOUNCE and HEARTBEAT are
+//   handled inside; input that breaks the framing comes back as an InboundMessage with
+//   defect_code set ("bad_frames", "unknown_frame", "not_announced"), for the engine to
+//   dead-letter. ZMQ_MAXMSGSIZE is set: libzmq disconnects a peer that sends a larger message.
+// - An instance that sends nothing for heartbeat_interval * heartbeat_liveness is dead: it gets
+//   no new commands. Commands it held are re-sent by the engine after their timeout.
+// - publish() sends an event envelope on the PUB socket (when events_endpoint is set).
+// - Optional CURVE: with curve set, the ROUTER is a CURVE server and a ZAP handler admits only
+//   the listed client public keys; other peers cannot send anything that reaches receive().
+//
+// Ownership: owns its zmq context and sockets; the destructor closes them (linger 0) and never
+// throws. Thread safety: send/receive/publish from the engine loop thread only; wake() from any
+// thread. Errors: bind() throws std::runtime_error when an endpoint cannot be bound or a key
+// file cannot be read; nothing else throws for network conditions.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "saga/transport.hpp"
+
+namespace saga {
+
+struct CurveServerOptions {
+  // File holding the server's secret key (Z85, 40 characters; whitespace ignored). Never logged.
+  std::string secret_key_file;
+  // Files each holding one allowed participant public key (Z85, 40 characters).
+  std::vector<std::string> allowed_client_key_files;
+};
+
+struct ZmqTransportOptions {
+  // ROUTER endpoint to bind. Port 0 or "*" picks an ephemeral port; see router_endpoint().
+  // Default: "tcp://127.0.0.1:5555".
+  std::string router_endpoint = "tcp://127.0.0.1:5555";
+  // PUB endpoint for saga lifecycle events; empty disables publishing. Default: empty.
+  std::string events_endpoint;
+  // Heartbeat period and how many silent periods make a peer dead. Default: 1 s, 3.
+  std::chrono::milliseconds heartbeat_interval{1000};
+  int heartbeat_liveness = 3;
+  // ZMQ_MAXMSGSIZE on the ROUTER: larger inbound messages disconnect their sender.
+  // Default: 1 MiB + 4 KiB (an envelope of the default limit plus framing).
+  std::size_t max_message_bytes = 1024 * 1024 + 4096;
+  // ZMQ_SNDHWM / ZMQ_RCVHWM per peer. Default: 10000 messages.
+  int high_water_mark = 10000;
+  // CURVE security; nullopt = plain TCP. Default: nullopt.
+  std::optional<CurveServerOptions> curve;
+};
+
+struct PeerInfo {
+  std::string service;
+  std::string instance;
+  bool alive = false;
+};
+
+class ZmqTransport final : public Transport {
+ public:
+  static std::unique_ptr<ZmqTransport> bind(const ZmqTransportOptions& options);
+  ~ZmqTransport() override;
+
+  SendResult send(std::string_view destination, std::string_view bytes) override;
+  std::optional<InboundMessage> receive(std::chrono::milliseconds wait) override;
+  void wake() override;
+
+  // Publishes one event envelope to subscribers, best effort (no-op without events_endpoint;
+  // dropped at the high-water mark).
+  void publish(std::string_view event_type, std::string_view bytes) override;
+
+  // The endpoints actually bound (ephemeral ports resolved), e.g. "tcp://127.0.0.1:40123".
+  std::string router_endpoint() const;
+  std::string events_endpoint() const;
+  std::vector<PeerInfo> peers() const;
+
+ private:
+  struct Impl;
+  explicit ZmqTransport(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace saga

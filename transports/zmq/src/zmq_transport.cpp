@@ -1,0 +1,526 @@
+#include "saga/zmq_transport.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <initializer_list>
+#include <map>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <thread>
+#include <tuple>
+#include <utility>
+
+#include <nlohmann/json.hpp>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "zmq_common.hpp"
+
+namespace saga {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace zmq_detail;
+
+constexpr std::size_t kMaxDefectBytes = 64 * 1024;
+constexpr const char* kWakeEndpoint = "inproc://saga.zmq.wake";
+constexpr const char* kZapEndpoint = "inproc://zeromq.zap.01";
+constexpr const char* kZapDomain = "saga";
+
+std::string hex(std::string_view bytes) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out.push_back(digits[c >> 4]);
+    out.push_back(digits[c & 0xf]);
+  }
+  return out;
+}
+
+// A frame type quoted for a diagnostic: at most 32 bytes, non-printable bytes as '?'.
+std::string printable(std::string_view bytes) {
+  std::string out;
+  for (char c : bytes.substr(0, 32)) out.push_back(c >= 0x20 && c < 0x7f ? c : '?');
+  if (bytes.size() > 32) out += "...";
+  return out;
+}
+
+// RFC 27 (ZAP) handler for CURVE: admits only the listed client keys (32-byte binary).
+// Runs until the context is shut down.
+void serve_zap(zmq::socket_t socket, std::set<std::string> allowed) {
+  while (true) {
+    try {
+      std::vector<zmq::message_t> request;
+      if (!zmq::recv_multipart(socket, std::back_inserter(request))) continue;
+      const bool admitted = request.size() == 7 && request[0].to_string_view() == "1.0" &&
+                            request[5].to_string_view() == "CURVE" &&
+                            allowed.count(request[6].to_string()) != 0;
+      const std::string request_id = request.size() > 1 ? request[1].to_string() : std::string();
+      const std::array<zmq::const_buffer, 6> reply{
+          zmq::str_buffer("1.0"),
+          zmq::buffer(request_id),
+          admitted ? zmq::str_buffer("200") : zmq::str_buffer("400"),
+          admitted ? zmq::str_buffer("OK") : zmq::str_buffer("client key not allowed"),
+          zmq::const_buffer(),   // user id
+          zmq::const_buffer()};  // metadata
+      zmq::send_multipart(socket, reply);
+    } catch (const zmq::error_t& error) {
+      if (error.num() == ETERM) break;
+    }
+  }
+  socket.close();
+}
+
+struct Peer {
+  std::string service;
+  std::string instance;
+  bool alive = true;
+  Clock::time_point last_seen;
+  Clock::time_point last_sent;
+};
+
+struct Service {
+  std::vector<std::string> routing_ids;  // announcement order
+  std::size_t next = 0;                  // round-robin position
+};
+
+enum class Delivery { sent, would_block, unreachable };
+
+}  // namespace
+
+struct ZmqTransport::Impl {
+  explicit Impl(const ZmqTransportOptions& o) : options(o) {
+    interval = std::max(options.heartbeat_interval, std::chrono::milliseconds(1));
+    dead_after = interval * std::max(options.heartbeat_liveness, 1);
+  }
+  ~Impl();
+
+  void setup();
+  Delivery send_to(const std::string& routing_id, std::initializer_list<std::string_view> frames);
+  void send_error(const std::string& routing_id, std::string_view code, std::string_view message);
+  Clock::time_point housekeeping(Clock::time_point now);
+  std::optional<InboundMessage> read_router();
+  std::optional<InboundMessage> announce(const std::string& routing_id, const std::string& body,
+                                         std::string raw, Clock::time_point now);
+  void forget(const std::string& routing_id);
+  std::string peer_name(const std::string& routing_id) const;
+  void drain_wake();
+
+  ZmqTransportOptions options;
+  std::chrono::milliseconds interval;
+  std::chrono::milliseconds dead_after;
+  Clock::time_point housekeeping_due{};
+  zmq::context_t context;
+  zmq::socket_t router;
+  zmq::socket_t publisher;
+  zmq::socket_t wake_receiver;
+  zmq::socket_t wake_sender;
+  std::mutex wake_mutex;
+  std::thread zap_thread;
+  std::string bound_router;
+  std::string bound_events;
+  std::map<std::string, Peer> peers;  // by routing id; announced peers only
+  std::map<std::string, Service, std::less<>> services;
+};
+
+ZmqTransport::Impl::~Impl() {
+  router.close();
+  publisher.close();
+  wake_receiver.close();
+  wake_sender.close();
+  context.shutdown();  // the ZAP thread's blocking receive fails with ETERM
+  if (zap_thread.joinable()) zap_thread.join();
+  context.close();
+}
+
+void ZmqTransport::Impl::setup() {
+  wake_receiver = zmq::socket_t(context, zmq::socket_type::pair);
+  wake_receiver.set(zmq::sockopt::linger, 0);
+  wake_receiver.set(zmq::sockopt::rcvhwm, 1);
+  wake_receiver.bind(kWakeEndpoint);
+  wake_sender = zmq::socket_t(context, zmq::socket_type::pair);
+  wake_sender.set(zmq::sockopt::linger, 0);
+  wake_sender.set(zmq::sockopt::sndhwm, 1);
+  wake_sender.connect(kWakeEndpoint);
+
+  router = zmq::socket_t(context, zmq::socket_type::router);
+  router.set(zmq::sockopt::router_mandatory, true);
+  router.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(options.max_message_bytes));
+  router.set(zmq::sockopt::sndhwm, options.high_water_mark);
+  router.set(zmq::sockopt::rcvhwm, options.high_water_mark);
+  router.set(zmq::sockopt::linger, 0);
+
+  if (options.curve) {
+    if (!zmq_has("curve")) throw std::runtime_error("libzmq was built without CURVE support");
+    std::string secret = read_z85_key_file(options.curve->secret_key_file, "CURVE secret key");
+    char public_key[41] = {};
+    if (zmq_curve_public(public_key, secret.c_str()) != 0) {
+      wipe(secret);
+      throw std::runtime_error("cannot derive the CURVE public key from '" +
+                               options.curve->secret_key_file + "'");
+    }
+    std::set<std::string> allowed;
+    for (const auto& file : options.curve->allowed_client_key_files) {
+      allowed.insert(z85_to_binary(read_z85_key_file(file, "CURVE client public key")));
+    }
+    // The handler must be bound before the first handshake: without one, libzmq admits anyone.
+    zmq::socket_t zap(context, zmq::socket_type::rep);
+    zap.set(zmq::sockopt::linger, 0);
+    zap.bind(kZapEndpoint);
+    zap_thread = std::thread(serve_zap, std::move(zap), std::move(allowed));
+    router.set(zmq::sockopt::curve_server, true);
+    router.set(zmq::sockopt::curve_secretkey, secret);
+    router.set(zmq::sockopt::zap_domain, kZapDomain);
+    wipe(secret);
+  }
+
+  try {
+    router.bind(options.router_endpoint);
+  } catch (const zmq::error_t& error) {
+    throw std::runtime_error("cannot bind ROUTER to '" + options.router_endpoint +
+                             "': " + error.what());
+  }
+  bound_router = router.get(zmq::sockopt::last_endpoint);
+
+  if (!options.events_endpoint.empty()) {
+    publisher = zmq::socket_t(context, zmq::socket_type::pub);
+    publisher.set(zmq::sockopt::sndhwm, options.high_water_mark);
+    publisher.set(zmq::sockopt::linger, 0);
+    try {
+      publisher.bind(options.events_endpoint);
+    } catch (const zmq::error_t& error) {
+      throw std::runtime_error("cannot bind PUB to '" + options.events_endpoint +
+                               "': " + error.what());
+    }
+    bound_events = publisher.get(zmq::sockopt::last_endpoint);
+  }
+}
+
+Delivery ZmqTransport::Impl::send_to(const std::string& routing_id,
+                                     std::initializer_list<std::string_view> frames) {
+  try {
+    // ROUTER_MANDATORY: the routing-id frame fails with EHOSTUNREACH (peer gone) or EAGAIN
+    // (its queue is full); once it is accepted the rest of the message is too.
+    if (!router.send(zmq::buffer(routing_id), zmq::send_flags::sndmore | zmq::send_flags::dontwait))
+      return Delivery::would_block;
+    std::size_t left = frames.size();
+    for (std::string_view frame : frames) {
+      const auto flags = --left > 0 ? zmq::send_flags::sndmore | zmq::send_flags::dontwait
+                                    : zmq::send_flags::dontwait;
+      (void)router.send(zmq::buffer(frame), flags);
+    }
+    return Delivery::sent;
+  } catch (const zmq::error_t&) {
+    return Delivery::unreachable;
+  }
+}
+
+void ZmqTransport::Impl::send_error(const std::string& routing_id, std::string_view code,
+                                    std::string_view message) {
+  const std::string body = nlohmann::json{{"code", code}, {"message", message}}.dump();
+  if (send_to(routing_id, {kError, body}) == Delivery::sent) {
+    if (auto it = peers.find(routing_id); it != peers.end()) it->second.last_sent = Clock::now();
+  }
+}
+
+// Declares silent peers dead and heartbeats idle ones; returns when it is next due.
+// Nothing becomes due before the time it returned, so calls in between are free.
+Clock::time_point ZmqTransport::Impl::housekeeping(Clock::time_point now) {
+  if (now < housekeeping_due) return housekeeping_due;
+  Clock::time_point next_due = now + interval;
+  for (auto& [routing_id, peer] : peers) {
+    if (!peer.alive) continue;
+    if (now - peer.last_seen >= dead_after) {
+      peer.alive = false;
+      continue;
+    }
+    if (now - peer.last_sent >= interval) {
+      if (send_to(routing_id, {kHeartbeat}) == Delivery::unreachable) {
+        peer.alive = false;
+        continue;
+      }
+      peer.last_sent = now;  // also when the queue is full: the peer is not idle
+    }
+    next_due = std::min({next_due, peer.last_sent + interval, peer.last_seen + dead_after});
+  }
+  housekeeping_due = next_due;
+  return next_due;
+}
+
+std::string ZmqTransport::Impl::peer_name(const std::string& routing_id) const {
+  if (auto it = peers.find(routing_id); it != peers.end()) {
+    return it->second.service + "/" + it->second.instance;
+  }
+  return "unannounced peer " + hex(routing_id);
+}
+
+void ZmqTransport::Impl::forget(const std::string& routing_id) {
+  auto it = peers.find(routing_id);
+  if (it == peers.end()) return;
+  if (auto service = services.find(it->second.service); service != services.end()) {
+    auto& ids = service->second.routing_ids;
+    auto pos = std::find(ids.begin(), ids.end(), routing_id);
+    if (pos != ids.end()) {
+      const auto index = static_cast<std::size_t>(pos - ids.begin());
+      ids.erase(pos);
+      if (service->second.next > index) --service->second.next;
+      if (service->second.next >= ids.size()) service->second.next = 0;
+    }
+    if (ids.empty()) services.erase(service);
+  }
+  peers.erase(it);
+}
+
+std::optional<InboundMessage> ZmqTransport::Impl::announce(const std::string& routing_id,
+                                                           const std::string& body, std::string raw,
+                                                           Clock::time_point now) {
+  const auto json = nlohmann::json::parse(body, nullptr, false);
+  const bool valid =
+      json.is_object() && json.contains("protocol") && json["protocol"].is_number_integer() &&
+      json["protocol"].get<long long>() == kProtocolVersion && json.contains("service") &&
+      json["service"].is_string() && !json["service"].get_ref<const std::string&>().empty() &&
+      json.contains("instance") && json["instance"].is_string() &&
+      !json["instance"].get_ref<const std::string&>().empty();
+  if (!valid) {
+    const std::string message =
+        "ANNOUNCE must be a JSON object with \"protocol\": 1 and non-empty string \"service\" "
+        "and \"instance\"";
+    send_error(routing_id, "bad_announce", message);
+    return InboundMessage{std::move(raw), peer_name(routing_id), "bad_announce", message};
+  }
+  const auto& service = json["service"].get_ref<const std::string&>();
+  const auto& instance = json["instance"].get_ref<const std::string&>();
+
+  // A reconnected instance announces from a new routing id: the old connection is superseded.
+  std::vector<std::string> superseded;
+  for (const auto& [id, peer] : peers) {
+    if (id != routing_id && peer.service == service && peer.instance == instance) {
+      superseded.push_back(id);
+    }
+  }
+  for (const auto& id : superseded) forget(id);
+  if (auto it = peers.find(routing_id); it != peers.end() && it->second.service != service) {
+    forget(routing_id);
+  }
+
+  auto [it, inserted] = peers.try_emplace(routing_id);
+  Peer& peer = it->second;
+  peer.service = service;
+  peer.instance = instance;
+  peer.alive = true;
+  peer.last_seen = now;
+  if (inserted) services[service].routing_ids.push_back(routing_id);
+
+  const std::string welcome = nlohmann::json{{"protocol", kProtocolVersion},
+                                             {"heartbeatMs", interval.count()},
+                                             {"liveness", options.heartbeat_liveness}}
+                                  .dump();
+  switch (send_to(routing_id, {kWelcome, welcome})) {
+    case Delivery::sent:
+      peer.last_sent = now;
+      break;
+    case Delivery::would_block:
+      break;
+    case Delivery::unreachable:
+      peer.alive = false;
+      break;
+  }
+  return std::nullopt;
+}
+
+std::optional<InboundMessage> ZmqTransport::Impl::read_router() {
+  zmq::message_t first;
+  if (!router.recv(first, zmq::recv_flags::dontwait)) return std::nullopt;
+  const std::string routing_id = first.to_string();
+
+  // Keep the type and one argument; count the rest and keep a bounded copy for diagnostics.
+  std::vector<std::string> kept;
+  std::string tail;
+  std::size_t count = 0;
+  for (bool more = first.more(); more;) {
+    zmq::message_t part;
+    if (!router.recv(part, zmq::recv_flags::dontwait)) break;  // parts arrive atomically
+    more = part.more();
+    if (kept.size() < 2) {
+      kept.push_back(part.to_string());
+    } else if (tail.size() < kMaxDefectBytes) {
+      tail.append(part.to_string_view().substr(0, kMaxDefectBytes - tail.size()));
+    }
+    ++count;
+  }
+  auto raw = [&] {
+    std::string bytes;
+    for (const auto& frame : kept) bytes += frame;
+    bytes += tail;
+    if (bytes.size() > kMaxDefectBytes) bytes.resize(kMaxDefectBytes);
+    return bytes;
+  };
+
+  const auto now = Clock::now();
+  auto peer = peers.find(routing_id);
+  if (peer != peers.end()) {
+    peer->second.last_seen = now;
+    peer->second.alive = true;  // any frame proves it alive
+  }
+  auto defect = [&](std::string_view code, std::string message) {
+    send_error(routing_id, code, message);
+    return InboundMessage{raw(), peer_name(routing_id), std::string(code), std::move(message)};
+  };
+  auto frame_count_defect = [&](std::string_view type, std::size_t expected) {
+    return defect("bad_frames", std::string(type) + " with " + std::to_string(count - 1) +
+                                    " frames after the type, expected " + std::to_string(expected));
+  };
+
+  if (count == 0) return defect("bad_frames", "message without a frame type");
+  const std::string_view type = kept[0];
+  if (type == kMessage) {
+    if (count != 2) return frame_count_defect(type, 1);
+    if (peer == peers.end()) return defect("not_announced", "MESSAGE before ANNOUNCE");
+    return InboundMessage{std::move(kept[1]), peer_name(routing_id), {}, {}};
+  }
+  if (type == kHeartbeat) {
+    if (count != 1) return frame_count_defect(type, 0);
+    // A peer that is connected but unknown (e.g. after this orchestrator restarted) is told to
+    // announce itself; a heartbeat is not input for the engine.
+    if (peer == peers.end()) send_error(routing_id, "not_announced", "HEARTBEAT before ANNOUNCE");
+    return std::nullopt;
+  }
+  if (type == kAnnounce) {
+    if (count != 2) return frame_count_defect(type, 1);
+    return announce(routing_id, kept[1], raw(), now);
+  }
+  return defect("unknown_frame", "unknown frame type \"" + printable(type) + "\"");
+}
+
+void ZmqTransport::Impl::drain_wake() {
+  zmq::message_t message;
+  try {
+    while (wake_receiver.recv(message, zmq::recv_flags::dontwait)) {
+    }
+  } catch (const zmq::error_t&) {
+  }
+}
+
+std::unique_ptr<ZmqTransport> ZmqTransport::bind(const ZmqTransportOptions& options) {
+  auto impl = std::make_unique<Impl>(options);
+  try {
+    impl->setup();
+  } catch (const zmq::error_t& error) {
+    throw std::runtime_error(std::string("cannot set up the ZeroMQ transport: ") + error.what());
+  }
+  return std::unique_ptr<ZmqTransport>(new ZmqTransport(std::move(impl)));
+}
+
+ZmqTransport::ZmqTransport(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+ZmqTransport::~ZmqTransport() = default;
+
+SendResult ZmqTransport::send(std::string_view destination, std::string_view bytes) {
+  auto& s = *impl_;
+  const auto now = Clock::now();
+  s.housekeeping(now);
+  auto service = s.services.find(destination);
+  if (service == s.services.end()) return SendResult::unroutable;
+  auto& ids = service->second.routing_ids;
+  bool blocked = false;
+  for (std::size_t tried = 0; tried < ids.size(); ++tried) {
+    const std::size_t index = (service->second.next + tried) % ids.size();
+    Peer& peer = s.peers.at(ids[index]);
+    if (!peer.alive) continue;
+    switch (s.send_to(ids[index], {kMessage, bytes})) {
+      case Delivery::sent:
+        peer.last_sent = now;
+        service->second.next = (index + 1) % ids.size();
+        return SendResult::sent;
+      case Delivery::would_block:
+        blocked = true;
+        break;
+      case Delivery::unreachable:
+        peer.alive = false;
+        break;
+    }
+  }
+  return blocked ? SendResult::would_block : SendResult::unroutable;
+}
+
+std::optional<InboundMessage> ZmqTransport::receive(std::chrono::milliseconds wait) {
+  auto& s = *impl_;
+  const auto deadline =
+      Clock::now() + std::clamp(wait, std::chrono::milliseconds(0),
+                                std::chrono::milliseconds(std::chrono::hours(24)));
+  int past_deadline = 0;
+  while (true) {
+    auto now = Clock::now();
+    const auto until = std::min(deadline, s.housekeeping(now));
+    const auto timeout = std::max(std::chrono::ceil<std::chrono::milliseconds>(until - now),
+                                  std::chrono::milliseconds(0));
+    zmq_pollitem_t items[] = {{s.wake_receiver.handle(), 0, ZMQ_POLLIN, 0},
+                              {s.router.handle(), 0, ZMQ_POLLIN, 0}};
+    try {
+      zmq::poll(items, 2, timeout);
+    } catch (const zmq::error_t&) {
+      items[0].revents = items[1].revents = 0;  // EINTR: go round again
+    }
+    if (items[0].revents & ZMQ_POLLIN) {
+      s.drain_wake();
+      return std::nullopt;
+    }
+    now = Clock::now();
+    if (items[1].revents & ZMQ_POLLIN) {
+      try {
+        if (auto message = s.read_router()) return message;
+      } catch (const zmq::error_t&) {
+      }
+      // Control traffic only: keep reading what is queued, but not forever past the deadline.
+      if (now >= deadline && ++past_deadline > 1000) return std::nullopt;
+      continue;
+    }
+    if (now >= deadline) return std::nullopt;
+  }
+}
+
+void ZmqTransport::wake() {
+  auto& s = *impl_;
+  std::lock_guard lock(s.wake_mutex);
+  try {
+    // At the high-water mark a wake-up is already pending.
+    (void)s.wake_sender.send(zmq::const_buffer(), zmq::send_flags::dontwait);
+  } catch (const zmq::error_t&) {
+  }
+}
+
+void ZmqTransport::publish(std::string_view event_type, std::string_view bytes) {
+  auto& s = *impl_;
+  if (!s.publisher) return;
+  try {
+    // PUB drops at its high-water mark instead of blocking: events are best effort.
+    if (s.publisher.send(zmq::buffer(event_type),
+                         zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+      (void)s.publisher.send(zmq::buffer(bytes), zmq::send_flags::dontwait);
+    }
+  } catch (const zmq::error_t&) {
+  }
+}
+
+std::string ZmqTransport::router_endpoint() const {
+  return impl_->bound_router;
+}
+
+std::string ZmqTransport::events_endpoint() const {
+  return impl_->bound_events;
+}
+
+std::vector<PeerInfo> ZmqTransport::peers() const {
+  std::vector<PeerInfo> result;
+  for (const auto& [routing_id, peer] : impl_->peers) {
+    result.push_back({peer.service, peer.instance, peer.alive});
+  }
+  std::sort(result.begin(), result.end(), [](const PeerInfo& a, const PeerInfo& b) {
+    return std::tie(a.service, a.instance) < std::tie(b.service, b.instance);
+  });
+  return result;
+}
+
+}  // namespace saga
