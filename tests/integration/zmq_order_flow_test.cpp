@@ -379,18 +379,31 @@ TEST_F(ZmqOrderFlowTest, DuplicatedAndLateRepliesHaveNoEffect) {
 
 TEST_F(ZmqOrderFlowTest, BadInputOverARealSocketIsDeadLetteredAndEveryoneElseIsServed) {
   start_engine();
+  ParticipantThread payment(endpoint_, "payment", "payment-1", path("payment.db"));
+  ParticipantThread shipping(endpoint_, "shipping", "shipping-1", path("shipping.db"));
+  // The rogue is the only inventory instance: it gets the saga's command, then misbehaves.
   saga::ZmqParticipantOptions options;
   options.orchestrator_endpoint = endpoint_;
-  options.service = "rogue";
+  options.service = "inventory";
+  options.instance = "rogue";
   options.heartbeat_interval = 50ms;
-  saga::ZmqParticipantConnection rogue(options);
+  auto rogue = std::make_unique<saga::ZmqParticipantConnection>(options);
   std::this_thread::sleep_for(100ms);  // let the announce arrive first
+  std::string id = engine_->start<order::OrderSaga>(order("order-1", 1000));
+  std::optional<std::string> bytes;
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!bytes && std::chrono::steady_clock::now() < deadline) bytes = rogue->receive(20ms);
+  ASSERT_TRUE(bytes);
+  auto command = std::get<saga::Envelope>(saga::decode_envelope(*bytes));
 
-  auto envelope = [](nlohmann::json changes) {
-    nlohmann::json json = {
-        {"eventId", saga::new_uuid()},         {"eventType", "inventory.Reserved"},
-        {"timestamp", "2026-11-26T10:00:00Z"}, {"kind", "reply"},
-        {"correlationId", saga::new_uuid()},   {"data", {{"reservation_id", "r"}}}};
+  auto envelope = [&](nlohmann::json changes) {
+    nlohmann::json json = {{"eventId", saga::new_uuid()},
+                           {"eventType", "inventory.Reserved"},
+                           {"timestamp", "2026-11-26T10:00:00Z"},
+                           {"kind", "reply"},
+                           {"correlationId", id},
+                           {"causationId", command.event_id},
+                           {"data", {{"reservation_id", "r"}}}};
     for (auto& [key, value] : changes.items()) {
       if (value.is_null())
         json.erase(key);
@@ -403,33 +416,82 @@ TEST_F(ZmqOrderFlowTest, BadInputOverARealSocketIsDeadLetteredAndEveryoneElseIsS
       {{"MESSAGE", "this is not json"}, "not_json"},
       {{"MESSAGE", "[1,2]"}, "not_object"},
       {{"MESSAGE", envelope({{"eventId", nullptr}})}, "missing_field"},
-      {{"MESSAGE", envelope({{"eventType", 5}})}, "wrong_type"},
+      {{"MESSAGE", envelope({{"timestamp", 1700000000}})}, "wrong_type"},
+      {{"MESSAGE", envelope({{"eventType", "inventory.Teleported"}})}, "unknown_type"},
       {{"MESSAGE", envelope({{"kind", "gossip"}})}, "unknown_kind"},
-      {{"MESSAGE", envelope({{"version", "x"}})}, "bad_version"},
-      {{"MESSAGE", envelope({})}, "unknown_saga"},
+      {{"MESSAGE", envelope({{"version", "9"}})}, "unsupported_version"},
+      {{"MESSAGE", envelope({{"correlationId", saga::new_uuid()}})}, "unknown_saga"},
+      {{"MESSAGE", envelope({{"eventType", "payment.Charged"}, {"data", {{"payment_id", "p"}}}})},
+       "unexpected"},
       {{"MESSAGE", envelope({{"correlationId", nullptr}})}, "missing_correlation"},
       {{"MESSAGE", "{}", "extra"}, "bad_frames"},
       {{"MESSAGE"}, "bad_frames"},
       {{"TELEPORT", "{}"}, "unknown_frame"},
   };
-  for (const auto& [frames, code] : cases) ASSERT_TRUE(rogue.send_frames(frames));
+  for (const auto& [frames, code] : cases) ASSERT_TRUE(rogue->send_frames(frames));
   ASSERT_TRUE(wait_for([&] { return dead_letters_.size() >= cases.size(); }))
       << "only " << dead_letters().size() << " dead letters";
   std::vector<std::string> expected;
   for (const auto& [frames, code] : cases) expected.push_back(code);
   EXPECT_EQ(dead_letters(), expected);
+  EXPECT_EQ(engine_->stats().dead_letters, cases.size());
+  EXPECT_TRUE(outcomes().empty()) << "bad input changed the saga";
 
-  // A message over ZMQ_MAXMSGSIZE disconnects the rogue; nothing of it reaches the engine.
-  rogue.send_frames({"MESSAGE", std::string(2 * 1024 * 1024, 'x')});
-
-  // Everyone else is still served: a whole saga completes.
-  ParticipantThread inventory(endpoint_, "inventory", "inventory-1", path("inventory.db"));
-  ParticipantThread payment(endpoint_, "payment", "payment-1", path("payment.db"));
-  ParticipantThread shipping(endpoint_, "shipping", "shipping-1", path("shipping.db"));
-  std::string id = engine_->start<order::OrderSaga>(order("order-1", 1000));
+  // The sender is still served: its proper reply moves the saga on, and it completes.
+  ASSERT_TRUE(rogue->send(envelope({})));
   ASSERT_TRUE(wait_outcomes(1));
   EXPECT_EQ(outcomes().at(id), saga::SagaStatus::Completed);
+
+  // A frame over ZMQ_MAXMSGSIZE disconnects the rogue; nothing of it reaches the engine, and
+  // everyone else is still served.
+  rogue->send_frames({"MESSAGE", std::string(2 * 1024 * 1024, 'x')});
+  std::this_thread::sleep_for(100ms);
+  rogue.reset();
+  ParticipantThread inventory(endpoint_, "inventory", "inventory-1", path("inventory.db"));
+  std::string second = engine_->start<order::OrderSaga>(order("order-2", 1000));
+  ASSERT_TRUE(wait_outcomes(2));
+  EXPECT_EQ(outcomes().at(second), saga::SagaStatus::Completed);
   EXPECT_EQ(dead_letters().size(), cases.size());
+}
+
+TEST_F(ZmqOrderFlowTest, ThrowingHandlerIsRetriedThenAnswersWithItsFailureReply) {
+  start_engine();
+  ParticipantThread inventory(endpoint_, "inventory", "inventory-1", path("inventory.db"));
+  std::atomic<int> attempts{0};
+  std::atomic<bool> stopping{false};
+  std::thread payment([&] {
+    auto ledger = open_ledger(path("payment.db"));
+    saga::ParticipantOptions options;
+    options.connection.orchestrator_endpoint = endpoint_;
+    options.connection.service = "payment";
+    options.connection.heartbeat_interval = 50ms;
+    options.handler_attempts = 3;
+    options.on_error = [](const std::string&) {};
+    saga::Participant participant(options, *ledger);
+    participant.on<payment::Charge>(
+        [&](const payment::Charge&, saga::ParticipantLedger::Unit& unit) -> saga::Reply {
+          ++attempts;
+          record_effect(unit, "charge", "order-1");  // rolled back with the attempt
+          throw std::runtime_error("gateway timeout");
+        },
+        [](const payment::Charge&, const std::string& error) -> saga::Reply {
+          return payment::Declined{error};
+        });
+    participant.on<payment::Refund>(
+        [](const payment::Refund& command, saga::ParticipantLedger::Unit&) -> saga::Reply {
+          return payment::Refunded{command.payment_id};
+        });
+    while (!stopping.load()) participant.poll(20ms);
+  });
+  std::string id = engine_->start<order::OrderSaga>(order("order-1", 1000));
+  bool ended = wait_outcomes(1);
+  stopping.store(true);
+  payment.join();
+  ASSERT_TRUE(ended);
+  EXPECT_EQ(outcomes().at(id), saga::SagaStatus::Compensated);
+  EXPECT_EQ(attempts.load(), 3);
+  auto ledger = open_ledger(path("payment.db"));
+  EXPECT_EQ(count_effects(ledger->connection(), "charge", "order-1"), 0);
 }
 
 class ZmqCurveOrderFlowTest : public ZmqOrderFlowTest {
