@@ -25,8 +25,9 @@ configure: deps
 build: configure
 	@cmake --build --preset default -j $(JOBS)
 
+# ORDERS, RATE, RESTART and DURABILITY are passed through (see samples/run_demo.sh).
 demo: build
-	@./build/default/samples/order_demo/order_demo
+	@BIN=build/default/samples WORK=build/demo ./samples/run_demo.sh
 
 test: build test-sanitize
 	@ctest --preset default -j $(JOBS)

@@ -57,11 +57,11 @@ struct Reply {
 };
 
 struct ParticipantOptions {
-  ZmqParticipantOptions connection;
+  ZmqParticipantOptions connection = {};
   // Attempts of a throwing handler before giving up on a command. Default: 3.
   int handler_attempts = 3;
   // Called with a description of every command that could not be handled. Default: stderr.
-  std::function<void(const std::string&)> on_error;
+  std::function<void(const std::string&)> on_error = {};
 };
 
 class Participant {
@@ -74,7 +74,8 @@ class Participant {
 
   template <Command Cmd, class Body>
   void on(Body handler) {
-    add(Cmd::type, Cmd::version,
+    add(
+        Cmd::type, Cmd::version,
         [handler](const nlohmann::json& payload, ParticipantLedger::Unit& unit) {
           return Reply(handler(payload.get<Cmd>(), unit));
         },
@@ -82,7 +83,8 @@ class Participant {
   }
   template <Command Cmd, class Body, class Failure>
   void on(Body handler, Failure failure) {
-    add(Cmd::type, Cmd::version,
+    add(
+        Cmd::type, Cmd::version,
         [handler](const nlohmann::json& payload, ParticipantLedger::Unit& unit) {
           return Reply(handler(payload.get<Cmd>(), unit));
         },

@@ -17,18 +17,18 @@
 namespace saga {
 
 struct CurveClientOptions {
-  std::string server_public_key_file;  // the orchestrator's public key (Z85)
-  std::string public_key_file;         // this participant's key pair (Z85)
-  std::string secret_key_file;
+  std::string server_public_key_file = {};  // the orchestrator's public key (Z85)
+  std::string public_key_file = {};         // this participant's key pair (Z85)
+  std::string secret_key_file = {};
 };
 
 struct ZmqParticipantOptions {
   std::string orchestrator_endpoint = "tcp://127.0.0.1:5555";
-  std::string service;   // required, e.g. "inventory"
-  std::string instance;  // default: "<service>-<pid>"
+  std::string service = {};   // required, e.g. "inventory"
+  std::string instance = {};  // default: "<service>-<pid>"
   std::chrono::milliseconds heartbeat_interval{1000};
   int heartbeat_liveness = 3;
-  std::optional<CurveClientOptions> curve;
+  std::optional<CurveClientOptions> curve = std::nullopt;
 };
 
 class ZmqParticipantConnection {

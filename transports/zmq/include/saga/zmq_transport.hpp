@@ -35,9 +35,9 @@ namespace saga {
 
 struct CurveServerOptions {
   // File holding the server's secret key (Z85, 40 characters; whitespace ignored). Never logged.
-  std::string secret_key_file;
+  std::string secret_key_file = {};
   // Files each holding one allowed participant public key (Z85, 40 characters).
-  std::vector<std::string> allowed_client_key_files;
+  std::vector<std::string> allowed_client_key_files = {};
 };
 
 struct ZmqTransportOptions {
@@ -45,7 +45,7 @@ struct ZmqTransportOptions {
   // Default: "tcp://127.0.0.1:5555".
   std::string router_endpoint = "tcp://127.0.0.1:5555";
   // PUB endpoint for saga lifecycle events; empty disables publishing. Default: empty.
-  std::string events_endpoint;
+  std::string events_endpoint = {};
   // Heartbeat period and how many silent periods make a peer dead. Default: 1 s, 3.
   std::chrono::milliseconds heartbeat_interval{1000};
   int heartbeat_liveness = 3;
@@ -55,7 +55,7 @@ struct ZmqTransportOptions {
   // ZMQ_SNDHWM / ZMQ_RCVHWM per peer. Default: 10000 messages.
   int high_water_mark = 10000;
   // CURVE security; nullopt = plain TCP. Default: nullopt.
-  std::optional<CurveServerOptions> curve;
+  std::optional<CurveServerOptions> curve = std::nullopt;
 };
 
 struct PeerInfo {

@@ -1,0 +1,228 @@
+// The order orchestrator service: the engine with the order saga, on the ZeroMQ transport, with a
+// small request socket where clients place orders. The model for embedding the engine in your
+// own service (docs/embedding.md walks through it).
+//
+// Intake protocol (ZeroMQ REQ/REP, one JSON object each way):
+//   {"op": "start", "order": {...OrderData...}}   -> {"ok": true, "sagaId": "<uuid>"}
+//   {"op": "status", "sagaIds": ["<uuid>", ...]} -> {"ok": true, "statuses": {"<uuid>": "Running"}}
+//   anything else                                -> {"ok": false, "error": "..."}
+// Statuses cover the sagas this process started since it began.
+#include <CLI/CLI.hpp>
+
+#include <atomic>
+#include <csignal>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <zmq.hpp>
+
+#include "order/order_saga.hpp"
+#include "saga/engine.hpp"
+#include "saga/sqlite_store.hpp"
+#include "saga/zmq_transport.hpp"
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+extern "C" void on_signal(int) {
+  g_stop.store(true);
+}
+
+void log(const std::string& message) {
+  std::cerr << saga::format_rfc3339(std::chrono::system_clock::now()) << " INFO orchestrator "
+            << message << "\n";
+}
+
+// Serves the intake socket until stopped. Statuses come from the outcome map the engine's
+// callback fills; starts go straight to Engine::start (thread-safe).
+class Intake {
+ public:
+  Intake(const std::string& endpoint, saga::Engine& engine)
+      : engine_(engine), socket_(context_, zmq::socket_type::rep) {
+    socket_.set(zmq::sockopt::linger, 0);
+    socket_.set(zmq::sockopt::maxmsgsize, int64_t{1024 * 1024});
+    socket_.bind(endpoint);
+    endpoint_ = socket_.get(zmq::sockopt::last_endpoint);
+  }
+
+  std::string endpoint() const { return endpoint_; }
+
+  void record(const saga::SagaOutcome& outcome) {
+    std::lock_guard lock(mutex_);
+    statuses_[outcome.saga_id] = outcome.status;
+  }
+
+  void serve(const std::atomic<bool>& stopping) {
+    zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}};
+    while (!stopping.load()) {
+      zmq::poll(items, 1, std::chrono::milliseconds{100});
+      if (!(items[0].revents & ZMQ_POLLIN)) continue;
+      zmq::message_t request;
+      if (!socket_.recv(request, zmq::recv_flags::dontwait)) continue;
+      nlohmann::json reply = answer(request.to_string());
+      socket_.send(zmq::buffer(reply.dump()), zmq::send_flags::none);
+    }
+  }
+
+ private:
+  nlohmann::json answer(const std::string& text) {
+    auto request = nlohmann::json::parse(text, nullptr, false);
+    if (!request.is_object()) return {{"ok", false}, {"error", "request is not a JSON object"}};
+    std::string op = request.value("op", "");
+    try {
+      if (op == "start") {
+        auto order = request.at("order").get<order::OrderData>();
+        std::string id = engine_.start<order::OrderSaga>(order);
+        std::lock_guard lock(mutex_);
+        statuses_.emplace(id, saga::SagaStatus::Running);
+        return {{"ok", true}, {"sagaId", id}};
+      }
+      if (op == "status") {
+        nlohmann::json statuses = nlohmann::json::object();
+        std::lock_guard lock(mutex_);
+        for (const auto& id : request.at("sagaIds")) {
+          auto found = statuses_.find(id.get<std::string>());
+          statuses[id.get<std::string>()] =
+              found == statuses_.end() ? "Unknown" : std::string(saga::to_string(found->second));
+        }
+        return {{"ok", true}, {"statuses", statuses}};
+      }
+      return {{"ok", false}, {"error", "unknown op '" + op + "' (start, status)"}};
+    } catch (const std::exception& error) {
+      return {{"ok", false}, {"error", error.what()}};
+    }
+  }
+
+  saga::Engine& engine_;
+  zmq::context_t context_;
+  zmq::socket_t socket_;
+  std::string endpoint_;
+  std::mutex mutex_;
+  std::map<std::string, saga::SagaStatus> statuses_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "Order orchestrator: runs the order saga over ZeroMQ and takes orders on a "
+      "request socket."};
+  app.set_config("--config", "", "Read flags from an INI/TOML file (key = value per flag)");
+  std::string router = "tcp://127.0.0.1:5555";
+  std::string events = "tcp://127.0.0.1:5556";
+  std::string intake_endpoint = "tcp://127.0.0.1:5557";
+  std::string db = "order_orchestrator.db";
+  std::string durability = "full";
+  std::string endpoints_file;
+  std::size_t batch = 256;
+  int command_timeout_ms = 10000;
+  int heartbeat_ms = 1000;
+  app.add_option("--router", router, "ROUTER endpoint participants connect to ('*' port = any)")
+      ->capture_default_str();
+  app.add_option("--events", events, "PUB endpoint for saga lifecycle events ('' = off)")
+      ->capture_default_str();
+  app.add_option("--intake", intake_endpoint, "REP endpoint where clients place orders")
+      ->capture_default_str();
+  app.add_option("--db", db, "SQLite database of the orchestrator")->capture_default_str();
+  app.add_option("--durability", durability, "full (fsync per commit), normal or off")
+      ->check(CLI::IsMember({"full", "normal", "off"}))
+      ->capture_default_str();
+  app.add_option("--batch", batch, "Max messages per transaction (group commit)")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  app.add_option("--command-timeout-ms", command_timeout_ms,
+                 "Re-send a command after this long without a reply (doubling, max 5 min)")
+      ->check(CLI::Range(10, 3600000))
+      ->capture_default_str();
+  app.add_option("--heartbeat-ms", heartbeat_ms, "Heartbeat interval; 3 missed = dead")
+      ->check(CLI::Range(10, 60000))
+      ->capture_default_str();
+  app.add_option("--endpoints-file", endpoints_file,
+                 "Write the bound endpoints here (router=..., events=..., intake=...)");
+  CLI11_PARSE(app, argc, argv);
+
+  saga::Options options;
+  options.store.path = db;
+  options.store.durability = durability == "full"     ? saga::Durability::full
+                             : durability == "normal" ? saga::Durability::normal
+                                                      : saga::Durability::off;
+  options.max_batch_messages = batch;
+  options.command_timeout = std::chrono::milliseconds{command_timeout_ms};
+  options.idle_wait = std::chrono::milliseconds{20};
+  auto opened = saga::SqliteStore::open(options.store);
+  if (!opened) {
+    std::cerr << "order_orchestrator: " << opened.error().message << "\n";
+    return 1;
+  }
+  auto store = std::move(opened).value();
+
+  saga::ZmqTransportOptions transport_options;
+  transport_options.router_endpoint = router;
+  transport_options.events_endpoint = events;
+  transport_options.heartbeat_interval = std::chrono::milliseconds{heartbeat_ms};
+  std::unique_ptr<saga::ZmqTransport> transport;
+  try {
+    transport = saga::ZmqTransport::bind(transport_options);
+  } catch (const std::exception& error) {
+    std::cerr << "order_orchestrator: " << error.what() << "\n";
+    return 1;
+  }
+  saga::SystemClock clock;
+  saga::Engine engine(options, *store, *transport, clock);
+  engine.register_saga<order::OrderSaga>();
+
+  std::unique_ptr<Intake> intake;
+  try {
+    intake = std::make_unique<Intake>(intake_endpoint, engine);
+  } catch (const std::exception& error) {
+    std::cerr << "order_orchestrator: cannot bind intake " << intake_endpoint << ": "
+              << error.what() << "\n";
+    return 1;
+  }
+  engine.on_outcome([&](const saga::SagaOutcome& outcome) {
+    intake->record(outcome);
+    std::string order_id = outcome.data.value("order_id", "");
+    log("saga " + outcome.saga_id + " " + order_id + " " +
+        std::string(saga::to_string(outcome.status)) +
+        (outcome.reason.empty() ? "" : " (" + outcome.reason + ")") +
+        " correlationId=" + outcome.saga_id);
+  });
+  engine.on_dead_letter([](const saga::DeadLetter& letter) {
+    std::cerr << saga::format_rfc3339(letter.at) << " WARN orchestrator dead letter "
+              << letter.reason_code << ": " << letter.reason
+              << (letter.saga_id.empty() ? "" : " correlationId=" + letter.saga_id) << "\n";
+  });
+
+  if (!endpoints_file.empty()) {
+    std::ofstream out(endpoints_file + ".tmp");
+    out << "router=" << transport->router_endpoint() << "\n"
+        << "events=" << transport->events_endpoint() << "\n"
+        << "intake=" << intake->endpoint() << "\n";
+    out.close();
+    std::rename((endpoints_file + ".tmp").c_str(), endpoints_file.c_str());
+  }
+  log("listening: router " + transport->router_endpoint() + ", intake " + intake->endpoint() +
+      (events.empty() ? "" : ", events " + transport->events_endpoint()) + "; database " + db);
+
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  std::atomic<bool> intake_stopping{false};
+  std::thread loop([&] { engine.run(); });
+  std::thread intake_thread([&] { intake->serve(intake_stopping); });
+  while (!g_stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds{50});
+
+  log("stopping: no new orders, finishing the current batch");
+  intake_stopping.store(true);
+  intake_thread.join();
+  engine.stop();
+  loop.join();
+  auto stats = engine.stats();
+  log("stopped after " + std::to_string(stats.sagas_started) + " sagas started, " +
+      std::to_string(stats.sagas_completed) + " completed, " +
+      std::to_string(stats.sagas_compensated) + " compensated, " +
+      std::to_string(stats.sagas_failed) + " failed, " + std::to_string(stats.dead_letters) +
+      " dead letters");
+  return 0;
+}

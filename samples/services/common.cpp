@@ -1,0 +1,373 @@
+#include "common.hpp"
+
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <cstdio>
+#include <mutex>
+#include <thread>
+
+#include "saga/clock.hpp"
+#include "saga/sqlite_participant_ledger.hpp"
+
+namespace services {
+namespace {
+
+// ---- flags -------------------------------------------------------------------------------
+
+// tcp://HOST:PORT or ipc://PATH: the endpoints a participant in another process can reach.
+std::string check_endpoint(const std::string& value) {
+  const std::string expected =
+      "expected tcp://HOST:PORT (e.g. tcp://127.0.0.1:5555) or ipc://PATH, got '" + value + "'";
+  if (value.starts_with("ipc://")) return value.size() > 6 ? "" : expected;
+  if (!value.starts_with("tcp://")) return expected;
+  std::string_view address = std::string_view(value).substr(6);
+  auto colon = address.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return expected;
+  std::string_view port = address.substr(colon + 1);
+  if (port.empty() || port.size() > 5) return expected;
+  for (char c : port)
+    if (!std::isdigit(static_cast<unsigned char>(c))) return expected;
+  int number = std::stoi(std::string(port));
+  if (number < 1 || number > 65535) return "port must be 1..65535, got '" + value + "'";
+  return "";
+}
+
+std::string check_instance(const std::string& value) {
+  if (value.empty() || value.size() > 128) return "instance name must be 1..128 characters";
+  for (char c : value) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.' &&
+        c != ':' && c != '@')
+      return "instance name may contain only letters, digits and - _ . : @, got '" + value + "'";
+  }
+  return "";
+}
+
+std::string check_path(const std::string& value) {
+  return value.empty() ? "database path must not be empty" : "";
+}
+
+// ---- logging -----------------------------------------------------------------------------
+
+std::mutex log_mutex;
+std::string log_name = "service";
+
+std::string_view level_name(Level level) {
+  switch (level) {
+    case Level::info:
+      return "INFO";
+    case Level::warn:
+      return "WARN";
+    case Level::error:
+      return "ERROR";
+  }
+  return "INFO";
+}
+
+// Keeps a log record on one line whatever the message holds (command data, SQLite errors).
+std::string one_line(std::string_view message) {
+  std::string out;
+  out.reserve(message.size());
+  for (char c : message) {
+    if (c == '\n')
+      out += "\\n";
+    else if (c == '\r')
+      out += "\\r";
+    else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+      out += '?';
+    else
+      out += c;
+  }
+  return out;
+}
+
+// ---- signals -----------------------------------------------------------------------------
+
+sigset_t stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  return set;
+}
+
+// Waits for SIGINT/SIGTERM on its own thread (the signals are blocked everywhere else) and
+// calls on_signal from there, an ordinary thread: Participant::stop() is safe to call from any
+// thread, but not documented as async-signal-safe.
+class SignalWatcher {
+ public:
+  explicit SignalWatcher(std::function<void(int)> on_signal)
+      : on_signal_(std::move(on_signal)), thread_([this] { watch(); }) {}
+  ~SignalWatcher() {
+    done_.store(true);
+    pthread_kill(thread_.native_handle(), SIGTERM);  // wakes sigwait; SIGTERM is blocked
+    thread_.join();
+  }
+
+ private:
+  void watch() {
+    const sigset_t set = stop_signals();
+    while (true) {
+      int signal = 0;
+      if (sigwait(&set, &signal) != 0) continue;
+      if (done_.load()) return;
+      on_signal_(signal);
+    }
+  }
+
+  std::function<void(int)> on_signal_;
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
+saga::Durability durability_of(const std::string& name) {
+  if (name == "normal") return saga::Durability::normal;
+  if (name == "off") return saga::Durability::off;
+  return saga::Durability::full;
+}
+
+}  // namespace
+
+void add_common_flags(CLI::App& app, CommonOptions& options) {
+  options.instance = options.service + "-" + std::to_string(::getpid());
+  options.db = options.service + ".db";
+  app.add_option("--orchestrator", options.orchestrator,
+                 "The orchestrator's ZeroMQ ROUTER endpoint to connect to, e.g. "
+                 "tcp://127.0.0.1:5555")
+      ->required()
+      ->type_name("ENDPOINT")
+      ->check(CLI::Validator(check_endpoint, "", "endpoint"));
+  app.add_option("--instance", options.instance,
+                 "This instance's name, announced to the orchestrator and printed in every log "
+                 "line (default: " +
+                     options.service + "-<pid>)")
+      ->type_name("NAME")
+      ->check(CLI::Validator(check_instance, "", "instance"));
+  app.add_option("--db", options.db,
+                 "SQLite ledger of this service: its business tables and the record of handled "
+                 "commands (created if missing, kept across restarts)")
+      ->type_name("PATH")
+      ->check(CLI::Validator(check_path, "", "path"))
+      ->capture_default_str();
+  app.add_option("--seed", options.seed, "Seed of the random failure injection")
+      ->type_name("N")
+      ->check(whole_number())
+      ->capture_default_str();
+  app.add_option("--heartbeat-ms", options.heartbeat_ms,
+                 "Heartbeat interval towards the orchestrator, in milliseconds; the orchestrator "
+                 "is presumed gone after 3 silent intervals")
+      ->type_name("MS")
+      ->check(CLI::Range(10, 60000))
+      ->capture_default_str();
+  app.add_option("--durability", options.durability,
+                 "How hard each commit goes to disk: full (fsync every commit), normal (survives "
+                 "a process crash, not a power loss), off (tests only)")
+      ->type_name("MODE")
+      ->check(CLI::IsMember({"full", "normal", "off"}))
+      ->capture_default_str();
+}
+
+CLI::Validator probability() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        try {
+          std::size_t used = 0;
+          double p = std::stod(value, &used);
+          if (used == value.size() && p >= 0.0 && p <= 1.0) return "";
+        } catch (const std::exception&) {
+        }
+        return "must be a probability between 0 and 1, got '" + value + "'";
+      },
+      "", "probability");
+}
+
+CLI::Validator whole_number() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        if (value.empty() || value.size() > 18 ||
+            value.find_first_not_of("0123456789") != std::string::npos)
+          return "must be a whole number >= 0, got '" + value + "'";
+        return "";
+      },
+      "", "whole number");
+}
+
+std::optional<int> parse(CLI::App& app, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    int code = app.exit(error);  // prints --help to stdout, errors to stderr
+    return code == 0 ? 0 : 2;
+  }
+  return std::nullopt;
+}
+
+void set_log_name(std::string name) {
+  std::lock_guard lock(log_mutex);
+  log_name = std::move(name);
+}
+
+void log(Level level, std::string_view message) {
+  std::string line = saga::format_rfc3339(std::chrono::system_clock::now());
+  line += ' ';
+  line += level_name(level);
+  line += ' ';
+  std::lock_guard lock(log_mutex);
+  line += log_name;
+  line += ' ';
+  line += one_line(message);
+  line += '\n';
+  std::fwrite(line.data(), 1, line.size(), stderr);
+  std::fflush(stderr);
+}
+
+void block_stop_signals() {
+  const sigset_t set = stop_signals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+int run_service(const CommonOptions& options, const Service& service) {
+  set_log_name(options.instance);
+  saga::StoreOptions store;
+  store.path = options.db;
+  store.durability = durability_of(options.durability);
+  auto opened = saga::SqliteParticipantLedger::open(store);
+  if (!opened) {
+    log(Level::error, "cannot open the ledger " + options.db + ": " + opened.error().message);
+    return 1;
+  }
+  auto ledger = std::move(opened.value());
+  try {
+    service.setup(ledger->connection());
+  } catch (const std::exception& error) {
+    log(Level::error, "cannot set up the ledger " + options.db + ": " + error.what());
+    return 1;
+  }
+
+  saga::ParticipantOptions participant_options;
+  participant_options.connection.orchestrator_endpoint = options.orchestrator;
+  participant_options.connection.service = options.service;
+  participant_options.connection.instance = options.instance;
+  participant_options.connection.heartbeat_interval =
+      std::chrono::milliseconds{options.heartbeat_ms};
+  participant_options.handler_attempts = 3;
+  participant_options.on_error = [](const std::string& what) { log(Level::error, what); };
+
+  std::unique_ptr<saga::Participant> participant;
+  CommandLog command_log;
+  try {
+    participant = std::make_unique<saga::Participant>(participant_options, *ledger);
+    service.handlers(*participant, command_log);
+  } catch (const std::exception& error) {
+    log(Level::error, error.what());
+    return 1;
+  }
+  info("connected to " + options.orchestrator + "; ledger " + options.db);
+
+  std::atomic<bool> stopping{false};
+  {
+    SignalWatcher watcher([&](int signal) {
+      if (stopping.exchange(true)) return;
+      info(std::string("stopping on ") + (signal == SIGINT ? "SIGINT" : "SIGTERM"));
+      participant->stop();
+    });
+    // Participant::run() with one addition: the handler's log line is printed only once its
+    // reply was committed and sent, and a redelivered command is logged too.
+    while (!stopping.load()) {
+      command_log.clear();
+      auto duplicates = participant->stats().duplicates;
+      if (!participant->poll(std::chrono::milliseconds{100})) continue;
+      if (auto line = command_log.take())
+        log(line->first, line->second);
+      else if (participant->stats().duplicates > duplicates)
+        info("answered a redelivered command with the reply recorded the first time");
+    }
+  }
+  auto stats = participant->stats();
+  participant.reset();  // closes the connection
+  ledger.reset();
+  info("stopped: " + std::to_string(stats.handled) + " handled, " +
+       std::to_string(stats.duplicates) + " duplicates, " + std::to_string(stats.failures) +
+       " failed after retries, " + std::to_string(stats.errors) + " errors");
+  return 0;
+}
+
+// ---- SQL ---------------------------------------------------------------------------------
+
+Statement::Statement(sqlite3* db, std::string_view sql) : db_(db), sql_(sql) {
+  const char* tail = nullptr;
+  if (sqlite3_prepare_v2(db_, sql_.c_str(), static_cast<int>(sql_.size()), &statement_, &tail) !=
+      SQLITE_OK)
+    fail("prepare");
+  if (statement_ == nullptr) fail("prepare (no statement)");
+  for (; tail != nullptr && *tail != '\0'; ++tail)
+    if (!std::isspace(static_cast<unsigned char>(*tail)) && *tail != ';')
+      throw SqlError("more than one SQL statement in: " + sql_);
+}
+
+Statement::~Statement() {
+  sqlite3_finalize(statement_);
+}
+
+Statement& Statement::bind(int index, std::string_view value) {
+  if (sqlite3_bind_text(statement_, index, value.data(), static_cast<int>(value.size()),
+                        SQLITE_TRANSIENT) != SQLITE_OK)
+    fail("bind ?" + std::to_string(index));
+  return *this;
+}
+
+Statement& Statement::bind(int index, std::int64_t value) {
+  if (sqlite3_bind_int64(statement_, index, value) != SQLITE_OK)
+    fail("bind ?" + std::to_string(index));
+  return *this;
+}
+
+bool Statement::step() {
+  int rc = sqlite3_step(statement_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  fail("step");
+}
+
+int Statement::run() {
+  while (step()) {
+  }
+  return sqlite3_changes(db_);
+}
+
+void Statement::reset() {
+  sqlite3_reset(statement_);
+  sqlite3_clear_bindings(statement_);
+}
+
+std::int64_t Statement::integer(int column) const {
+  return sqlite3_column_int64(statement_, column);
+}
+
+std::string Statement::text(int column) const {
+  const auto* data = sqlite3_column_text(statement_, column);
+  if (data == nullptr) return {};
+  return std::string(reinterpret_cast<const char*>(data),
+                     static_cast<std::size_t>(sqlite3_column_bytes(statement_, column)));
+}
+
+void Statement::fail(const std::string& what) const {
+  throw SqlError("SQLite " + what + " failed: " + sqlite3_errmsg(db_) + " (in: " + sql_ + ")");
+}
+
+void in_transaction(sqlite3* db, const std::function<void()>& work) {
+  execute(db, "BEGIN IMMEDIATE");
+  try {
+    work();
+    execute(db, "COMMIT");
+  } catch (...) {
+    sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
+}
+
+}  // namespace services
