@@ -8,6 +8,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -109,6 +110,13 @@ struct Engine::Impl {
     std::string poison_reason;
   };
 
+  std::string next_id() {
+    if (!options.id_generator) return new_uuid();
+    std::lock_guard lock(id_mutex);  // start() may run on any thread
+    return options.id_generator();
+  }
+  std::mutex id_mutex;
+
   const SagaType* find_type(std::string_view name, int version) const {
     auto found = types.find(std::pair<std::string, int>(std::string(name), version));
     return found == types.end() ? nullptr : found->second.get();
@@ -204,7 +212,7 @@ struct Engine::Impl {
       journal(turn, saga_id, JournalKind::user_error, cause_id, "", "", "", error);
     for (const auto& command : reaction.commands) {
       Envelope envelope;
-      envelope.event_id = new_uuid();
+      envelope.event_id = next_id();
       envelope.event_type = std::string(command.type);
       envelope.timestamp = clock.now();
       envelope.version = command.version;
@@ -249,7 +257,7 @@ struct Engine::Impl {
     SagaStatus after = saga.instance->status();
     auto event = [&](std::string type) {
       Envelope envelope;
-      envelope.event_id = new_uuid();
+      envelope.event_id = next_id();
       envelope.event_type = std::move(type);
       envelope.timestamp = clock.now();
       envelope.source = options.source;
@@ -449,7 +457,10 @@ struct Engine::Impl {
     for (const auto& [id, flight] : in_flight)
       if (flight.deadline <= now) overdue.push_back(id);
     std::sort(overdue.begin(), overdue.end(), [this](const auto& a, const auto& b) {
-      return in_flight.at(a).row.created_at < in_flight.at(b).row.created_at;
+      const auto& left = in_flight.at(a).row;
+      const auto& right = in_flight.at(b).row;
+      return std::tie(left.created_at, left.message_id) <
+             std::tie(right.created_at, right.message_id);
     });
     for (const auto& id : overdue) {
       unsent.push_back(in_flight.at(id).row);
@@ -678,7 +689,7 @@ std::string Engine::start(std::string_view saga_type, const nlohmann::json& data
     throw std::invalid_argument("start: saga type '" + std::string(saga_type) +
                                 "' is not registered");
   auto request = std::make_shared<StartRequest>();
-  request->saga_id = new_uuid();
+  request->saga_id = impl_->next_id();
   request->type = found->second;
   request->data = data;
   try {

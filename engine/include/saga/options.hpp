@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <string>
 
 #include "saga/envelope.hpp"
@@ -67,6 +68,11 @@ struct Options {
   // saga.Completed, saga.Compensated, saga.Failed) through Transport::publish after each
   // commit. Default: true.
   bool publish_events = true;
+
+  // Generates saga ids and the eventIds of the messages the engine sends; each must be a UUID,
+  // unique for the database's lifetime. Called under a lock. Default: empty = random v4 UUIDs.
+  // The simulation sets a seeded generator so a run is reproducible byte for byte.
+  std::function<std::string()> id_generator = {};
 
   // After a failed commit (busy, I/O error, disk full) the turn is retried after this delay,
   // doubling up to max_commit_backoff. Default: 10 ms, capped at 1 s.
