@@ -6,6 +6,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <random>
 #include <stdexcept>
 #include <thread>
 #include <tuple>
@@ -36,6 +37,8 @@ struct StartRequest {
 struct Input {
   std::shared_ptr<StartRequest> start;
   InboundMessage message;
+  // A command whose retry policy ran out (set instead of start/message).
+  std::optional<OutboxMessage> expired = std::nullopt;
 };
 
 struct CachedSaga {
@@ -50,8 +53,8 @@ constexpr int kMaxDrainTurns = 100;
 struct Counters {
   std::atomic<std::uint64_t> sagas_started{0}, messages_received{0}, messages_applied{0},
       duplicates{0}, dead_letters{0}, commits{0}, commit_failures{0}, commands_sent{0},
-      send_retries{0}, command_resends{0}, sagas_completed{0}, sagas_compensated{0},
-      sagas_failed{0}, callback_errors{0};
+      send_retries{0}, command_resends{0}, command_timeouts{0}, sagas_completed{0},
+      sagas_compensated{0}, sagas_failed{0}, callback_errors{0};
 };
 
 std::string truncated(std::string_view bytes, std::size_t limit) {
@@ -89,6 +92,8 @@ struct Engine::Impl {
   };
   std::unordered_map<std::string, InFlight> in_flight;
   std::unordered_map<std::string, std::vector<std::string>> in_flight_by_saga;
+  std::vector<Input> expired;  // commands whose retry policy ran out, for the next turn
+  std::mt19937_64 jitter{options.random_seed != 0 ? options.random_seed : std::random_device{}()};
   std::vector<std::string> dispatched_marks;
   std::vector<Input> retry_inputs;
   std::chrono::milliseconds backoff{0};
@@ -100,6 +105,8 @@ struct Engine::Impl {
     std::unordered_map<std::string, std::size_t> saga_writes;  // saga id -> index in batch.sagas
     std::unordered_set<std::string> inbox;
     std::vector<SagaOutcome> outcomes;
+    std::vector<OutboxMessage> rearm;  // commands of retriable steps to send again
+    std::uint64_t timeouts = 0;
     std::uint64_t started = 0;
     std::uint64_t received = 0;
     std::uint64_t applied = 0;
@@ -228,6 +235,7 @@ struct Engine::Impl {
       row.message_type = envelope.event_type;
       row.payload = encode_envelope(envelope);
       row.created_at = envelope.timestamp;
+      row.compensation = command.role == CommandRole::compensation;
       journal(turn, saga_id, JournalKind::message_out, row.message_id, row.message_type, "", "",
               command.role == CommandRole::compensation ? "compensation " + command.payload.dump()
                                                         : command.payload.dump());
@@ -423,17 +431,22 @@ struct Engine::Impl {
     counters.send_retries.fetch_add(refused, std::memory_order_relaxed);
   }
 
-  std::chrono::milliseconds timeout_after(int attempts) const {
-    double wait = static_cast<double>(options.command_timeout.count());
-    for (int i = 1; i < attempts && wait < static_cast<double>(options.max_command_timeout.count());
-         ++i)
-      wait *= options.command_timeout_backoff;
-    return std::min(std::chrono::milliseconds{static_cast<std::int64_t>(wait)},
-                    options.max_command_timeout);
+  const RetryPolicy& policy_for(const OutboxMessage& row) const {
+    return row.compensation ? options.compensation_retry : options.command_retry;
+  }
+
+  std::chrono::milliseconds timeout_after(const RetryPolicy& policy, int attempts) {
+    double cap = static_cast<double>(policy.max_timeout.count());
+    double wait = static_cast<double>(policy.timeout.count());
+    for (int i = 1; i < attempts && wait < cap; ++i) wait *= policy.backoff;
+    wait = std::min(wait, cap);
+    if (policy.jitter > 0)
+      wait *= 1.0 + std::uniform_real_distribution<double>(-policy.jitter, policy.jitter)(jitter);
+    return std::chrono::milliseconds{static_cast<std::int64_t>(std::max(wait, 1.0))};
   }
 
   void track(OutboxMessage row, Timestamp sent_at) {
-    Timestamp deadline = sent_at + timeout_after(std::max(row.attempts, 1));
+    Timestamp deadline = sent_at + timeout_after(policy_for(row), std::max(row.attempts, 1));
     std::string id = row.message_id;
     auto [slot, inserted] = in_flight.insert_or_assign(id, InFlight{std::move(row), deadline});
     if (inserted) in_flight_by_saga[slot->second.row.saga_id].push_back(id);
@@ -463,10 +476,45 @@ struct Engine::Impl {
              std::tie(right.created_at, right.message_id);
     });
     for (const auto& id : overdue) {
-      unsent.push_back(in_flight.at(id).row);
+      OutboxMessage row = in_flight.at(id).row;
       untrack(id);
+      const RetryPolicy& policy = policy_for(row);
+      if (policy.max_attempts > 0 && row.attempts >= policy.max_attempts) {
+        expired.push_back(Input{nullptr, {}, std::move(row)});
+        continue;
+      }
+      unsent.push_back(std::move(row));
       counters.command_resends.fetch_add(1, std::memory_order_relaxed);
     }
+  }
+
+  // A command whose retry policy ran out. If its reply was applied earlier in this turn, the
+  // reply won. Otherwise the step fails (a compensation runs out: the saga is parked), unless
+  // the command belongs to a retriable step, which is re-sent for ever.
+  void process_expiry(Turn& turn, const OutboxMessage& row) {
+    if (std::find(turn.batch.replied.begin(), turn.batch.replied.end(), row.message_id) !=
+        turn.batch.replied.end())
+      return;
+    std::string code, reason;
+    CachedSaga* saga = load(turn, row.saga_id, code, reason);
+    if (!saga || is_terminal(saga->instance->status())) {
+      turn.batch.replied.push_back(row.message_id);  // nothing waits for it any more
+      return;
+    }
+    if (saga->type->is_retriable(row.message_type)) {
+      turn.rearm.push_back(row);
+      return;
+    }
+    std::string why = "no reply to " + row.message_type + " " + row.message_id + " after " +
+                      std::to_string(row.attempts) + " attempt(s)";
+    journal(turn, row.saga_id, JournalKind::timed_out, row.message_id, row.message_type, "", "",
+            why);
+    SagaStatus before = saga->instance->status();
+    turn.touched.push_back(row.saga_id);
+    Reaction reaction = saga->instance->fail_step(why);
+    turn.batch.replied.push_back(row.message_id);
+    record_reaction(turn, row.saga_id, *saga, reaction, before, row.message_id);
+    ++turn.timeouts;
   }
 
   std::vector<Input> take_queued_starts(std::size_t limit) {
@@ -508,7 +556,9 @@ struct Engine::Impl {
   std::optional<std::size_t> process_inputs(Turn& turn, std::vector<Input>& inputs) {
     for (std::size_t i = 0; i < inputs.size(); ++i) {
       try {
-        if (inputs[i].start)
+        if (inputs[i].expired)
+          process_expiry(turn, *inputs[i].expired);
+        else if (inputs[i].start)
           process_start(turn, *inputs[i].start);
         else
           process_message(turn, inputs[i].message);
@@ -561,6 +611,8 @@ struct Engine::Impl {
       resend_overdue();
       send_unsent();
       inputs = retry_inputs.empty() ? gather_inputs() : std::exchange(retry_inputs, {});
+      for (auto& input : expired) inputs.push_back(std::move(input));  // after the replies
+      expired.clear();
     } catch (const TurnAborted& aborted) {
       fail_turn(aborted.error, {});
       return 0;
@@ -585,6 +637,8 @@ struct Engine::Impl {
     turn.batch.at = clock.now();
     if (turn.batch.empty()) {
       discard_loaded_terminal(turn);
+      for (auto& row : turn.rearm) unsent.push_back(std::move(row));
+      if (!turn.rearm.empty()) send_unsent();
       return 0;
     }
     StoreStatus status = store.commit(turn.batch);
@@ -615,6 +669,8 @@ struct Engine::Impl {
     discard_loaded_terminal(turn);
     for (const auto& id : turn.batch.replied) untrack(id);
     for (auto& row : turn.batch.outbox) unsent.push_back(std::move(row));
+    for (auto& row : turn.rearm) unsent.push_back(std::move(row));
+    counters.command_timeouts.fetch_add(turn.timeouts, std::memory_order_relaxed);
     send_unsent();
     for (const auto& [type, bytes] : turn.events) transport.publish(type, bytes);
     notify(turn);
@@ -746,11 +802,11 @@ EngineStats Engine::stats() const {
   auto get = [](const std::atomic<std::uint64_t>& value) {
     return value.load(std::memory_order_relaxed);
   };
-  return {get(c.sagas_started),   get(c.messages_received), get(c.messages_applied),
-          get(c.duplicates),      get(c.dead_letters),      get(c.commits),
-          get(c.commit_failures), get(c.commands_sent),     get(c.send_retries),
-          get(c.command_resends), get(c.sagas_completed),   get(c.sagas_compensated),
-          get(c.sagas_failed),    get(c.callback_errors)};
+  return {get(c.sagas_started),     get(c.messages_received), get(c.messages_applied),
+          get(c.duplicates),        get(c.dead_letters),      get(c.commits),
+          get(c.commit_failures),   get(c.commands_sent),     get(c.send_retries),
+          get(c.command_resends),   get(c.command_timeouts),  get(c.sagas_completed),
+          get(c.sagas_compensated), get(c.sagas_failed),      get(c.callback_errors)};
 }
 
 }  // namespace saga

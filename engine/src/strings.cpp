@@ -65,6 +65,8 @@ std::string_view to_string(JournalKind kind) noexcept {
       return "user_error";
     case JournalKind::status_changed:
       return "status_changed";
+    case JournalKind::timed_out:
+      return "timed_out";
   }
   return "unknown";
 }
@@ -72,7 +74,7 @@ std::string_view to_string(JournalKind kind) noexcept {
 std::optional<JournalKind> journal_kind_from_string(std::string_view text) noexcept {
   for (auto kind : {JournalKind::started, JournalKind::message_in, JournalKind::message_out,
                     JournalKind::transition, JournalKind::duplicate, JournalKind::unexpected,
-                    JournalKind::user_error, JournalKind::status_changed}) {
+                    JournalKind::user_error, JournalKind::status_changed, JournalKind::timed_out}) {
     if (to_string(kind) == text) return kind;
   }
   return std::nullopt;

@@ -149,7 +149,8 @@ int main(int argc, char** argv) {
                              : durability == "normal" ? saga::Durability::normal
                                                       : saga::Durability::off;
   options.max_batch_messages = batch;
-  options.command_timeout = std::chrono::milliseconds{command_timeout_ms};
+  options.command_retry.timeout = std::chrono::milliseconds{command_timeout_ms};
+  options.compensation_retry.timeout = std::chrono::milliseconds{command_timeout_ms};
   options.idle_wait = std::chrono::milliseconds{20};
   auto opened = saga::SqliteStore::open(options.store);
   if (!opened) {

@@ -166,8 +166,8 @@ class ZmqOrderFlowTest : public ::testing::Test {
     options.store.path = path("orchestrator.db");
     options.store.durability = saga::Durability::normal;
     options.idle_wait = 5ms;
-    options.command_timeout = 400ms;
-    options.max_command_timeout = 400ms;
+    options.command_retry = {400ms, 1.0, 400ms, 0.0, 0};
+    options.compensation_retry = options.command_retry;
     store_ = std::move(saga::SqliteStore::open(options.store).value());
     engine_ = std::make_unique<saga::Engine>(options, *store_, *transport_, clock_);
     engine_->register_saga<order::OrderSaga>();

@@ -235,9 +235,9 @@ Result run(const Config& config) {
                        std::to_string(config.seed) + ".db";
   options.store.durability = Durability::off;
   options.idle_wait = Millis{0};
-  options.command_timeout = Millis{1000};
-  options.command_timeout_backoff = 2.0;
-  options.max_command_timeout = Millis{4000};
+  options.command_retry = {Millis{1000}, 2.0, Millis{4000}, 0.2, 0};  // never give up: see
+  options.compensation_retry = options.command_retry;                 // docs/reliability.md
+  options.random_seed = config.seed;
   options.publish_events = false;
   const std::size_t batches[] = {1, 4, 64};
   options.max_batch_messages = batches[random() % 3];

@@ -23,9 +23,8 @@ class EngineDeliveryTest : public ::testing::Test {
   void SetUp() override {
     options.store.path = ":memory:";
     options.idle_wait = 0ms;
-    options.command_timeout = 10s;
-    options.command_timeout_backoff = 2.0;
-    options.max_command_timeout = 30s;
+    options.command_retry = {10s, 2.0, 30s, 0.0, 0};
+    options.compensation_retry = {10s, 2.0, 30s, 0.0, 0};
     store = std::move(saga::SqliteStore::open(options.store).value());
     make_engine();
   }
@@ -67,7 +66,7 @@ TEST_F(EngineDeliveryTest, CommandWithoutReplyIsResentUnchangedAfterTimeoutWithB
   clock.advance(2s);
   engine->run_once();
   EXPECT_EQ(take_commands(transport).size(), 1u);
-  for (int i = 0; i < 3; ++i) {  // capped at max_command_timeout
+  for (int i = 0; i < 3; ++i) {  // capped at max_timeout
     clock.advance(31s);
     engine->run_once();
     EXPECT_EQ(take_commands(transport).size(), 1u);
@@ -162,6 +161,158 @@ TEST_F(EngineDeliveryTest, NoEventsWhenPublishingIsOff) {
   start();
   engine->run_once();
   EXPECT_TRUE(transport.take_events().empty());
+}
+
+}  // namespace
+
+namespace {
+
+// Retry policies running out, on simulated time: 10 s per attempt, no backoff, no jitter.
+class EngineTimeoutTest : public EngineDeliveryTest {
+ protected:
+  void SetUp() override {
+    EngineDeliveryTest::SetUp();
+    options.command_retry = {10s, 1.0, 10s, 0.0, 3};
+    options.compensation_retry = {10s, 1.0, 10s, 0.0, 2};
+    make_engine();
+    engine->on_outcome([this](const saga::SagaOutcome& outcome) { outcomes.push_back(outcome); });
+  }
+
+  // Starts a saga and answers the reservation; returns the payment.Charge command.
+  saga::test::SentCommand reserved(std::string& id) {
+    id = start();
+    engine->run_once();
+    auto reserve = take_commands(transport).at(0);
+    transport.deliver(
+        reply_bytes(reserve.envelope, "inventory.Reserved", {{"reservation_id", "r-1"}}));
+    engine->run_once();
+    return take_commands(transport).at(0);
+  }
+
+  std::size_t journal_count(const std::string& id, saga::JournalKind kind) {
+    std::size_t n = 0;
+    for (const auto& entry : store->journal(id).value()) n += entry.kind == kind ? 1 : 0;
+    return n;
+  }
+
+  std::vector<saga::SagaOutcome> outcomes;
+};
+
+TEST_F(EngineTimeoutTest, StepWhoseRepliesNeverComeFailsAndTheSagaCompensates) {
+  std::string id;
+  auto charge = reserved(id);
+  ASSERT_EQ(charge.envelope.event_type, "payment.Charge");
+  for (int attempt = 2; attempt <= 3; ++attempt) {
+    clock.advance(11s);
+    engine->run_once();
+    ASSERT_EQ(take_commands(transport).size(), 1u) << "attempt " << attempt;
+  }
+  clock.advance(11s);
+  engine->run_once();  // the third wait ran out: the step fails
+  auto release = take_commands(transport);
+  ASSERT_EQ(release.size(), 1u);
+  EXPECT_EQ(release[0].envelope.event_type, "inventory.Release");
+  EXPECT_EQ(journal_count(id, saga::JournalKind::timed_out), 1u);
+  EXPECT_EQ(engine->stats().command_timeouts, 1u);
+  transport.deliver(
+      reply_bytes(release[0].envelope, "inventory.Released", {{"reservation_id", "r-1"}}));
+  engine->run_once();
+  ASSERT_EQ(outcomes.size(), 1u);
+  EXPECT_EQ(outcomes[0].status, saga::SagaStatus::Compensated);
+  clock.advance(60s);
+  engine->run_once();
+  EXPECT_TRUE(take_commands(transport).empty()) << "an ended saga's command was re-sent";
+}
+
+TEST_F(EngineTimeoutTest, CompensationWhoseRepliesNeverComeParksTheSagaAsFailed) {
+  std::string id;
+  auto charge = reserved(id);
+  transport.deliver(reply_bytes(charge.envelope, "payment.Declined", {{"reason", "no"}}));
+  engine->run_once();
+  ASSERT_EQ(take_commands(transport).size(), 1u);  // inventory.Release, attempt 1
+  clock.advance(11s);
+  engine->run_once();
+  ASSERT_EQ(take_commands(transport).size(), 1u);  // attempt 2
+  clock.advance(11s);
+  engine->run_once();
+  ASSERT_EQ(outcomes.size(), 1u);
+  EXPECT_EQ(outcomes[0].status, saga::SagaStatus::Failed);
+  EXPECT_NE(outcomes[0].reason.find("no reply to inventory.Release"), std::string::npos)
+      << outcomes[0].reason;
+  auto record = store->load_saga(id).value();
+  EXPECT_EQ(record->status, saga::SagaStatus::Failed);
+  EXPECT_EQ(record->state, "Failed");
+}
+
+TEST_F(EngineTimeoutTest, ReplyCommittedBeforeTheTimeoutWins) {
+  std::string id;
+  auto charge = reserved(id);
+  clock.advance(11s);
+  engine->run_once();
+  clock.advance(11s);
+  engine->run_once();
+  take_commands(transport);
+  // The reply arrives in the same turn in which the last wait runs out: replies go first.
+  transport.deliver(reply_bytes(charge.envelope, "payment.Charged", {{"payment_id", "p-1"}}));
+  clock.advance(11s);
+  engine->run_once();
+  auto next = take_commands(transport);
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].envelope.event_type, "shipping.Ship");
+  EXPECT_EQ(journal_count(id, saga::JournalKind::timed_out), 0u);
+  EXPECT_EQ(engine->stats().command_timeouts, 0u);
+}
+
+TEST_F(EngineTimeoutTest, TimeoutCommittedBeforeTheReplyWinsAndTheLateReplyIsJournaled) {
+  std::string id;
+  auto charge = reserved(id);
+  for (int i = 0; i < 3; ++i) {
+    clock.advance(11s);
+    engine->run_once();
+  }
+  ASSERT_EQ(store->load_saga(id).value()->status, saga::SagaStatus::Compensating);
+  take_commands(transport);
+  transport.deliver(reply_bytes(charge.envelope, "payment.Charged", {{"payment_id", "p-1"}}));
+  engine->run_once();
+  EXPECT_TRUE(take_commands(transport).empty());
+  EXPECT_EQ(store->load_saga(id).value()->state, "compensating:inventory.Release");
+  EXPECT_EQ(journal_count(id, saga::JournalKind::unexpected), 1u);
+  auto letters = store->dead_letters(10).value();
+  ASSERT_EQ(letters.size(), 1u);
+  EXPECT_EQ(letters[0].reason_code, "unexpected");
+}
+
+TEST_F(EngineTimeoutTest, JitterKeepsEachWaitWithinItsBounds) {
+  options.command_retry = {10s, 1.0, 10s, 0.2, 0};
+  options.random_seed = 7;
+  make_engine();
+  start();
+  engine->run_once();
+  take_commands(transport);
+  clock.advance(7999ms);  // below 10 s - 20%
+  engine->run_once();
+  EXPECT_TRUE(take_commands(transport).empty());
+  clock.advance(4002ms);  // past 10 s + 20%
+  engine->run_once();
+  EXPECT_EQ(take_commands(transport).size(), 1u);
+}
+
+TEST_F(EngineTimeoutTest, ExpiredCommandIsGivenUpOnAfterARestartToo) {
+  std::string id;
+  reserved(id);
+  engine->run_once();  // dispatch mark
+  for (int i = 0; i < 2; ++i) {
+    clock.advance(11s);
+    engine->run_once();
+    engine->run_once();
+  }
+  make_engine();  // restart: the command has been sent 3 times
+  engine->on_outcome([this](const saga::SagaOutcome& outcome) { outcomes.push_back(outcome); });
+  clock.advance(11s);
+  engine->run_once();
+  engine->run_once();
+  EXPECT_EQ(store->load_saga(id).value()->status, saga::SagaStatus::Compensating);
+  EXPECT_EQ(journal_count(id, saga::JournalKind::timed_out), 1u);
 }
 
 }  // namespace

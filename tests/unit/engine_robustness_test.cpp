@@ -63,8 +63,9 @@ void apply_reply(Data& data, const Written& reply) {
   data.text = reply.text.substr(0, 1);
 }
 
-struct NotesSaga : saga::definition<"notes", 1, Data, saga::step<Write>::on_success<Written>,
-                                    saga::step<Publish>::on_success<Published>> {};
+// Writing is the pivot; publishing is retriable: re-sent until it is answered.
+struct NotesSaga : saga::definition<"notes", 1, Data, saga::pivot<Write>::on_success<Written>,
+                                    saga::retriable<Publish>::on_success<Published>> {};
 
 // A hand-written table that forgot its start row.
 struct Headless : saga::machine<Headless, Data> {
@@ -95,6 +96,14 @@ class EngineRobustnessTest : public ::testing::Test {
     engine->register_saga<notes::NotesSaga>();
     engine->register_saga<order::OrderSaga>();
     engine->on_outcome([this](const saga::SagaOutcome& outcome) { outcomes.push_back(outcome); });
+  }
+
+  static saga::Options options_for_timeouts() {
+    saga::Options options;
+    options.store.path = ":memory:";
+    options.idle_wait = 0ms;
+    options.command_retry = {10s, 1.0, 10s, 0.0, 2};
+    return options;
   }
 
   saga::Options options;
@@ -227,6 +236,25 @@ TEST_F(EngineVersioningTest, ThrowingUpcasterIsDeadLettered) {
   auto letters = store->dead_letters(10).value();
   ASSERT_EQ(letters.size(), 1u);
   EXPECT_EQ(letters[0].reason_code, "upcaster_failed");
+}
+
+TEST_F(EngineRobustnessTest, RetriableStepIsNeverGivenUp) {
+  saga::Options options = options_for_timeouts();
+  engine = std::make_unique<saga::Engine>(options, *store, transport, clock);
+  engine->register_saga<notes::NotesSaga>();
+  std::string id = engine->start<notes::NotesSaga>({"hello"});
+  engine->run_once();
+  auto write = take_commands(transport).at(0);
+  transport.deliver(reply_bytes(write.envelope, "notes.Written", {{"text", "hello"}}));
+  engine->run_once();
+  ASSERT_EQ(take_commands(transport).size(), 1u);  // notes.Publish
+  for (int i = 0; i < 6; ++i) {                    // three times the step policy's attempts
+    clock.advance(11s);
+    engine->run_once();
+    EXPECT_EQ(take_commands(transport).size(), 1u) << "re-send " << i;
+  }
+  EXPECT_EQ(store->load_saga(id).value()->status, saga::SagaStatus::Running);
+  EXPECT_EQ(engine->stats().command_timeouts, 0u);
 }
 
 TEST(SagaRegistration, TableWithoutAStartRowIsRefused) {

@@ -191,8 +191,8 @@ std::vector<std::string> ids_of(const std::vector<OutboxMessage>& messages) {
 
 // --- Opening and migrations -------------------------------------------------------------------
 
-TEST(SqliteStoreOpen, LatestSchemaVersionIsOne) {
-  EXPECT_EQ(SqliteStore::latest_schema_version(), 2);
+TEST(SqliteStoreOpen, LatestSchemaVersionIsTheNumberOfMigrations) {
+  EXPECT_EQ(SqliteStore::latest_schema_version(), 3);
 }
 
 TEST(SqliteStoreOpen, InMemoryDatabaseOpensAndIsIntact) {

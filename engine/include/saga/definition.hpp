@@ -46,6 +46,7 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "saga/machine.hpp"
 
@@ -338,6 +339,13 @@ struct definition : machine<definition<Name, Version, Data, Steps...>, Data> {
   static constexpr std::string_view name = Name.view();
   static constexpr int version = Version;
   using initial_state = states::Initial;
+
+  // Commands of retriable steps: the engine re-sends them until answered.
+  static std::vector<std::string_view> retriable_commands() {
+    std::vector<std::string_view> types;
+    ((Steps::kind == StepKind::retriable ? types.push_back(Steps::command::type) : void()), ...);
+    return types;
+  }
   using transition_table = typename detail::to_table<typename linear::rows>::type;
 };
 

@@ -23,8 +23,12 @@
 // - Nothing is sent that is not committed; a committed command not yet sent is sent after a
 //   restart (pending outbox rows are re-read on the first turn).
 // - A command stays "awaiting reply" until a reply with its eventId as causationId is applied;
-//   until then it is re-sent (same bytes, same eventId) after Options::command_timeout, with
-//   backoff. Commands awaiting replies survive restarts.
+//   until then it is re-sent (same bytes, same eventId) per Options::command_retry (or
+//   compensation_retry), with backoff and jitter. When the policy runs out, the step fails and
+//   the saga compensates; a compensation that runs out parks the saga as Failed; commands of
+//   retriable steps are re-sent for ever. A reply and a timeout racing for the same command:
+//   whichever is committed first wins, the other is journaled and ignored. Commands awaiting
+//   replies survive restarts.
 // - Replies of an older version are upgraded by registered upcasters before the saga sees them.
 // - A message whose eventId is already in the inbox has no effect; it is journaled as duplicate.
 // - Bad input never crashes the loop: it is dead-lettered with a reason code and its raw bytes
@@ -79,8 +83,9 @@ struct EngineStats {
   std::uint64_t commits = 0;
   std::uint64_t commit_failures = 0;
   std::uint64_t commands_sent = 0;
-  std::uint64_t send_retries = 0;     // sends refused by the transport (would block, unroutable)
-  std::uint64_t command_resends = 0;  // commands re-sent because their reply timed out
+  std::uint64_t send_retries = 0;      // sends refused by the transport (would block, unroutable)
+  std::uint64_t command_resends = 0;   // commands re-sent because their reply timed out
+  std::uint64_t command_timeouts = 0;  // commands given up on (retry policy ran out)
   std::uint64_t sagas_completed = 0;
   std::uint64_t sagas_compensated = 0;
   std::uint64_t sagas_failed = 0;

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <string>
 
@@ -33,6 +34,19 @@ struct StoreOptions {
   bool exclusive_writer = true;
 };
 
+// How often a command is re-sent while its reply does not come, and when to give up. The n-th wait
+// is timeout * backoff^(n-1), capped at max_timeout, then shifted by up to +/- jitter of itself.
+struct RetryPolicy {
+  std::chrono::milliseconds timeout{10000};
+  double backoff = 2.0;
+  std::chrono::milliseconds max_timeout{300000};
+  double jitter = 0.1;
+  // Sends before giving up; 0 = never give up. Giving up on a step's command fails the step (its
+  // saga compensates); giving up on a compensation parks the saga as Failed. Commands of
+  // retriable steps never give up.
+  int max_attempts = 0;
+};
+
 struct Options {
   StoreOptions store;
 
@@ -58,11 +72,16 @@ struct Options {
   std::size_t dead_letter_max_bytes = 64 * 1024;
 
   // A dispatched command whose reply has not been applied is re-sent (same eventId, so the
-  // participant deduplicates it) after command_timeout; each further wait is multiplied by
-  // command_timeout_backoff, up to max_command_timeout. Default: 10 s, x2, 5 min.
-  std::chrono::milliseconds command_timeout{10000};
-  double command_timeout_backoff = 2.0;
-  std::chrono::milliseconds max_command_timeout{300000};
+  // participant deduplicates it) per this policy. Default: after 10 s, x2 each time, at most
+  // 5 min, +/-10% jitter, 8 sends, then the step fails and the saga compensates.
+  RetryPolicy command_retry{std::chrono::milliseconds{10000}, 2.0,
+                            std::chrono::milliseconds{300000}, 0.1, 8};
+  // The same for compensating commands. Default: as above but 20 sends, then the saga is
+  // parked as Failed for an operator.
+  RetryPolicy compensation_retry{std::chrono::milliseconds{10000}, 2.0,
+                                 std::chrono::milliseconds{300000}, 0.1, 20};
+  // Seeds the jitter. Default: 0 = from std::random_device.
+  std::uint64_t random_seed = 0;
 
   // Publish saga lifecycle events (saga.Started, saga.StepCompleted, saga.Compensating,
   // saga.Completed, saga.Compensated, saga.Failed) through Transport::publish after each

@@ -59,6 +59,10 @@ class SagaInstance {
   virtual Reaction begin() = 0;
   // Applies one inbound message (already validated and upcast) to this saga.
   virtual Reaction handle(std::string_view message_type, const nlohmann::json& payload) = 0;
+  // The step the saga waits on failed without a reply (its command's retry policy ran out):
+  // raises StepFailed like a user-code failure. With no transition for it, the saga is parked
+  // as Failed.
+  virtual Reaction fail_step(const std::string& reason) = 0;
 
   virtual std::string_view state() const = 0;
   virtual SagaStatus status() const = 0;
@@ -87,6 +91,8 @@ class SagaType {
   virtual std::vector<std::string_view> message_types() const = 0;
   // The schema version of a message type this saga consumes; 0 when it does not consume it.
   virtual int message_version(std::string_view message_type) const = 0;
+  // True for the commands of retriable steps: they are re-sent until answered, never given up.
+  virtual bool is_retriable(std::string_view command_type) const = 0;
 };
 
 template <class Definition>

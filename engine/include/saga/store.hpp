@@ -47,6 +47,7 @@ enum class JournalKind {
   unexpected,      // a message the current state does not expect; dead-lettered
   user_error,      // user code (command builder, reply handler) threw (detail: what())
   status_changed,  // the status changed (detail: new status)
+  timed_out,       // a command's retry policy ran out without a reply (detail: the reason)
 };
 
 std::string_view to_string(JournalKind kind) noexcept;
@@ -74,6 +75,7 @@ struct OutboxMessage {
   std::string payload;  // the encoded envelope, sent as is
   int attempts = 0;     // how many times it was handed to the transport
   bool dispatched = false;
+  bool compensation = false;  // a compensating command (it has its own retry policy)
   Timestamp created_at{};
   std::optional<Timestamp> dispatched_at;  // last hand-over to the transport
   std::optional<Timestamp> replied_at;     // when a reply to it was applied

@@ -296,6 +296,7 @@ StoreResult<OutboxMessage> read_outbox(const Use& row) {
   message.created_at = row.time(7);
   message.dispatched_at = row.optional_time(8);
   message.replied_at = row.optional_time(9);
+  message.compensation = row.integer(10) != 0;
   return message;
 }
 
@@ -448,7 +449,7 @@ Error SqliteStore::Impl::prepare_statements() {
   const std::string select_sagas = std::string("SELECT ") + kSagaColumns + " FROM sagas ";
   const std::string select_outbox_rows =
       "SELECT message_id, saga_id, destination, message_type, payload, attempts, dispatched, "
-      "created_at, dispatched_at, replied_at FROM outbox ";
+      "created_at, dispatched_at, replied_at, compensation FROM outbox ";
   const std::string select_saga_sql = select_sagas + "WHERE id = ?1";
   const std::string select_by_status_sql =
       select_sagas + "WHERE status = ?1 ORDER BY created_at, rowid LIMIT ?2";
@@ -472,7 +473,7 @@ Error SqliteStore::Impl::prepare_statements() {
        "detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"},
       {&insert_outbox,
        "INSERT INTO outbox (message_id, saga_id, destination, message_type, payload, attempts, "
-       "dispatched, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)"},
+       "dispatched, created_at, compensation) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8)"},
       {&insert_inbox, "INSERT INTO inbox (message_id, processed_at) VALUES (?1, ?2)"},
       {&insert_dead_letter,
        "INSERT INTO dead_letters (at, reason_code, reason, message_id, message_type, saga_id, "
@@ -565,7 +566,8 @@ Error SqliteStore::Impl::write_outbox(const OutboxMessage& m) {
       .text(4, m.message_type)
       .text(5, m.payload)
       .integer(6, m.attempts)
-      .time(7, m.created_at);
+      .time(7, m.created_at)
+      .integer(8, m.compensation ? 1 : 0);
   const int rc = use.step();
   if (rc == SQLITE_DONE) return std::nullopt;
   if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {

@@ -69,6 +69,17 @@ class saga_instance final : public SagaInstance {
 
   Reaction begin() override { return drive(Begin{}); }
 
+  Reaction fail_step(const std::string& reason) override {
+    Reaction reaction = drive(StepFailed{reason});
+    if (reaction.outcome == Reaction::Outcome::unexpected && !is_terminal(status())) {
+      parked_ = true;  // nothing in the table handles it: park for an operator
+      reaction.outcome = Reaction::Outcome::applied;
+      reaction.path.push_back(std::string(state()));
+    }
+    reaction.user_errors.insert(reaction.user_errors.begin(), reason);
+    return reaction;
+  }
+
   Reaction handle(std::string_view message_type, const nlohmann::json& payload) override {
     auto handler = type_.handler_for(message_type);
     if (handler == nullptr) {
@@ -275,6 +286,14 @@ class saga_type_impl final : public SagaType {
     std::vector<std::string_view> types;
     for (const auto& [type, unused] : handlers_) types.push_back(type);
     return types;
+  }
+
+  bool is_retriable(std::string_view command_type) const override {
+    if constexpr (requires { Def::retriable_commands(); }) {
+      for (std::string_view type : Def::retriable_commands())
+        if (type == command_type) return true;
+    }
+    return false;
   }
 
   int message_version(std::string_view message_type) const override {
