@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <deque>
+#include <future>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -33,12 +34,24 @@ struct StartRequest {
   nlohmann::json data;
 };
 
+struct OperatorRequest {
+  enum class Kind { retry, resolve, replay } kind;
+  std::string saga_id;
+  SagaStatus status = SagaStatus::Compensated;
+  std::string note;
+  std::int64_t dead_letter_id = 0;
+  std::promise<OperatorResult> promise;
+  OperatorResult result;  // decided in the turn, delivered after its commit
+};
+
 // Either a saga start (start set) or an inbound message.
 struct Input {
   std::shared_ptr<StartRequest> start;
   InboundMessage message;
   // A command whose retry policy ran out (set instead of start/message).
   std::optional<OutboxMessage> expired = std::nullopt;
+  // An operator action (set instead of start/message).
+  std::shared_ptr<OperatorRequest> operation = nullptr;
 };
 
 struct CachedSaga {
@@ -106,6 +119,7 @@ struct Engine::Impl {
     std::unordered_set<std::string> inbox;
     std::vector<SagaOutcome> outcomes;
     std::vector<OutboxMessage> rearm;  // commands of retriable steps to send again
+    std::vector<OperatorRequest*> operations;
     std::uint64_t timeouts = 0;
     std::uint64_t started = 0;
     std::uint64_t received = 0;
@@ -488,6 +502,94 @@ struct Engine::Impl {
     }
   }
 
+  void process_operation(Turn& turn, OperatorRequest& request) {
+    turn.operations.push_back(&request);
+    auto refuse = [&](std::string why) { request.result = {false, std::move(why)}; };
+    if (request.kind == OperatorRequest::Kind::replay) {
+      auto loaded = store.dead_letter(request.dead_letter_id);
+      if (!loaded) throw TurnAborted{loaded.error()};
+      const auto& letter = loaded.value();
+      std::string name = "dead letter " + std::to_string(request.dead_letter_id);
+      if (!letter) return refuse(name + " does not exist");
+      if (letter->replayed_at) return refuse(name + " was already replayed");
+      if (letter->raw.size() != letter->raw_size)
+        return refuse(name + " kept only " + std::to_string(letter->raw.size()) + " of its " +
+                      std::to_string(letter->raw_size) + " bytes; it cannot be replayed");
+      std::size_t letters_before = turn.batch.dead_letters.size();
+      process_message(turn, InboundMessage{letter->raw, "replay of " + name});
+      turn.batch.replayed.push_back(request.dead_letter_id);
+      bool failed_again = turn.batch.dead_letters.size() > letters_before;
+      request.result = {!failed_again,
+                        failed_again
+                            ? name + " was refused again: " + turn.batch.dead_letters.back().reason
+                            : name + " replayed"};
+      return;
+    }
+    std::string code, reason;
+    CachedSaga* saga = load(turn, request.saga_id, code, reason);
+    if (!saga) return refuse(reason);
+    if (saga->instance->status() != SagaStatus::Failed)
+      return refuse("saga " + request.saga_id + " is " +
+                    std::string(to_string(saga->instance->status())) + ", not Failed");
+    turn.touched.push_back(request.saga_id);
+    if (request.kind == OperatorRequest::Kind::resolve) {
+      if (request.status != SagaStatus::Completed && request.status != SagaStatus::Compensated)
+        return refuse("a saga is resolved as Completed or Compensated");
+      saga->instance->resolve(request.status);
+      journal(
+          turn, request.saga_id, JournalKind::status_changed, "", "", "", "",
+          std::string(to_string(request.status)) + ": resolved by an operator: " + request.note);
+      write_saga(turn, request.saga_id, *saga);
+      turn.outcomes.push_back({request.saga_id, std::string(saga->type->name()), request.status,
+                               std::string(saga->instance->state()), saga->instance->data(),
+                               "resolved by an operator: " + request.note});
+      request.result = {true, "saga " + request.saga_id + " resolved as " +
+                                  std::string(to_string(request.status))};
+      return;
+    }
+    // retry: the command whose policy ran out is the one named by the last timed_out entry.
+    auto entries = store.journal(request.saga_id);
+    if (!entries) throw TurnAborted{entries.error()};
+    std::string command_id;
+    for (const auto& entry : entries.value())
+      if (entry.kind == JournalKind::timed_out) command_id = entry.message_id;
+    for (const auto& entry : turn.batch.journal)
+      if (entry.saga_id == request.saga_id && entry.kind == JournalKind::timed_out)
+        command_id = entry.message_id;
+    auto rows = store.outbox(request.saga_id);
+    if (!rows) throw TurnAborted{rows.error()};
+    std::optional<OutboxMessage> command;
+    for (auto& row : rows.value())
+      if (row.message_id == command_id) command = row;
+    if (!command || !saga->instance->unpark())
+      return refuse("saga " + request.saga_id +
+                    " was parked by a failure its state cannot wait out (see its journal); fix "
+                    "the cause and resolve it");
+    journal(turn, request.saga_id, JournalKind::status_changed, command->message_id,
+            command->message_type, "", "",
+            std::string(to_string(saga->instance->status())) + ": retried by an operator");
+    write_saga(turn, request.saga_id, *saga);
+    turn.batch.reopened.push_back(command->message_id);
+    command->attempts = 0;
+    turn.rearm.push_back(*command);
+    request.result = {
+        true, "saga " + request.saga_id + " retried: " + command->message_type + " sent again"};
+  }
+
+  std::future<OperatorResult> queue_operation(std::shared_ptr<OperatorRequest> request) {
+    auto future = request->promise.get_future();
+    {
+      std::lock_guard lock(starts_mutex);
+      if (stopping.load()) {
+        request->promise.set_value({false, "the engine is stopping"});
+        return future;
+      }
+      queued_starts.push_back(Input{nullptr, {}, std::nullopt, std::move(request)});
+    }
+    transport.wake();
+    return future;
+  }
+
   // A command whose retry policy ran out. If its reply was applied earlier in this turn, the
   // reply won. Otherwise the step fails (a compensation runs out: the saga is parked), unless
   // the command belongs to a retriable step, which is re-sent for ever.
@@ -556,7 +658,9 @@ struct Engine::Impl {
   std::optional<std::size_t> process_inputs(Turn& turn, std::vector<Input>& inputs) {
     for (std::size_t i = 0; i < inputs.size(); ++i) {
       try {
-        if (inputs[i].expired)
+        if (inputs[i].operation)
+          process_operation(turn, *inputs[i].operation);
+        else if (inputs[i].expired)
           process_expiry(turn, *inputs[i].expired);
         else if (inputs[i].start)
           process_start(turn, *inputs[i].start);
@@ -579,6 +683,15 @@ struct Engine::Impl {
   // start is dropped and reported Failed. The other inputs are retried without it.
   void quarantine(Input poisoned, const std::string& reason, std::vector<Input> others) {
     Turn turn;
+    if (poisoned.operation) {
+      poisoned.operation->promise.set_value({false, "the operation failed: " + reason});
+      retry_inputs = std::move(others);
+      return;
+    }
+    if (poisoned.expired) {  // the command stays awaiting its reply; a restart re-arms it
+      retry_inputs = std::move(others);
+      return;
+    }
     if (poisoned.start) {
       auto& request = *poisoned.start;
       dead_letter(turn, request.data.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
@@ -637,6 +750,7 @@ struct Engine::Impl {
     turn.batch.at = clock.now();
     if (turn.batch.empty()) {
       discard_loaded_terminal(turn);
+      for (auto* operation : turn.operations) operation->promise.set_value(operation->result);
       for (auto& row : turn.rearm) unsent.push_back(std::move(row));
       if (!turn.rearm.empty()) send_unsent();
       return 0;
@@ -671,6 +785,7 @@ struct Engine::Impl {
     for (auto& row : turn.batch.outbox) unsent.push_back(std::move(row));
     for (auto& row : turn.rearm) unsent.push_back(std::move(row));
     counters.command_timeouts.fetch_add(turn.timeouts, std::memory_order_relaxed);
+    for (auto* operation : turn.operations) operation->promise.set_value(operation->result);
     send_unsent();
     for (const auto& [type, bytes] : turn.events) transport.publish(type, bytes);
     notify(turn);
@@ -768,6 +883,30 @@ std::string Engine::start(std::string_view saga_type, const nlohmann::json& data
   }
   impl_->transport.wake();
   return id;
+}
+
+std::future<OperatorResult> Engine::retry(std::string saga_id) {
+  auto request = std::make_shared<OperatorRequest>();
+  request->kind = OperatorRequest::Kind::retry;
+  request->saga_id = std::move(saga_id);
+  return impl_->queue_operation(std::move(request));
+}
+
+std::future<OperatorResult> Engine::resolve(std::string saga_id, SagaStatus status,
+                                            std::string note) {
+  auto request = std::make_shared<OperatorRequest>();
+  request->kind = OperatorRequest::Kind::resolve;
+  request->saga_id = std::move(saga_id);
+  request->status = status;
+  request->note = std::move(note);
+  return impl_->queue_operation(std::move(request));
+}
+
+std::future<OperatorResult> Engine::replay_dead_letter(std::int64_t dead_letter_id) {
+  auto request = std::make_shared<OperatorRequest>();
+  request->kind = OperatorRequest::Kind::replay;
+  request->dead_letter_id = dead_letter_id;
+  return impl_->queue_operation(std::move(request));
 }
 
 void Engine::on_outcome(std::function<void(const SagaOutcome&)> callback) {

@@ -241,7 +241,7 @@ TEST_F(EngineTimeoutTest, CompensationWhoseRepliesNeverComeParksTheSagaAsFailed)
       << outcomes[0].reason;
   auto record = store->load_saga(id).value();
   EXPECT_EQ(record->status, saga::SagaStatus::Failed);
-  EXPECT_EQ(record->state, "Failed");
+  EXPECT_EQ(record->state, "compensating:inventory.Release") << "parked in place";
 }
 
 TEST_F(EngineTimeoutTest, ReplyCommittedBeforeTheTimeoutWins) {
@@ -313,6 +313,99 @@ TEST_F(EngineTimeoutTest, ExpiredCommandIsGivenUpOnAfterARestartToo) {
   engine->run_once();
   EXPECT_EQ(store->load_saga(id).value()->status, saga::SagaStatus::Compensating);
   EXPECT_EQ(journal_count(id, saga::JournalKind::timed_out), 1u);
+}
+
+}  // namespace
+
+namespace {
+
+class EngineOperatorTest : public EngineTimeoutTest {
+ protected:
+  // Drives a saga to a declined payment whose compensation is never acknowledged: parked.
+  std::string parked_saga(saga::test::SentCommand& release) {
+    std::string id;
+    auto charge = reserved(id);
+    transport.deliver(reply_bytes(charge.envelope, "payment.Declined", {{"reason", "no"}}));
+    engine->run_once();
+    release = take_commands(transport).at(0);
+    for (int i = 0; i < 2; ++i) {
+      clock.advance(11s);
+      engine->run_once();
+      take_commands(transport);
+    }
+    EXPECT_EQ(store->load_saga(id).value()->status, saga::SagaStatus::Failed);
+    return id;
+  }
+
+  saga::OperatorResult apply(std::future<saga::OperatorResult> future) {
+    engine->run_once();
+    EXPECT_EQ(future.wait_for(0s), std::future_status::ready);
+    return future.get();
+  }
+};
+
+TEST_F(EngineOperatorTest, RetryResendsTheCommandAParkedSagaWaitsForAndItCarriesOn) {
+  saga::test::SentCommand release;
+  std::string id = parked_saga(release);
+  auto result = apply(engine->retry(id));
+  EXPECT_TRUE(result.ok) << result.message;
+  auto resent = take_commands(transport);
+  ASSERT_EQ(resent.size(), 1u);
+  EXPECT_EQ(resent[0].envelope.event_id, release.envelope.event_id) << "same command, same id";
+  EXPECT_EQ(store->load_saga(id).value()->status, saga::SagaStatus::Compensating);
+  transport.deliver(
+      reply_bytes(resent[0].envelope, "inventory.Released", {{"reservation_id", "r-1"}}));
+  engine->run_once();
+  EXPECT_EQ(store->load_saga(id).value()->status, saga::SagaStatus::Compensated);
+}
+
+TEST_F(EngineOperatorTest, RetryOfASagaThatIsNotFailedIsRefused) {
+  std::string id;
+  reserved(id);
+  auto result = apply(engine->retry(id));
+  EXPECT_FALSE(result.ok);
+  EXPECT_NE(result.message.find("not Failed"), std::string::npos) << result.message;
+}
+
+TEST_F(EngineOperatorTest, ResolveClosesAFailedSagaAndJournalsTheNote) {
+  saga::test::SentCommand release;
+  std::string id = parked_saga(release);
+  outcomes.clear();
+  auto result = apply(engine->resolve(id, saga::SagaStatus::Compensated, "released by hand"));
+  EXPECT_TRUE(result.ok) << result.message;
+  EXPECT_EQ(store->load_saga(id).value()->status, saga::SagaStatus::Compensated);
+  ASSERT_EQ(outcomes.size(), 1u);
+  EXPECT_EQ(outcomes[0].status, saga::SagaStatus::Compensated);
+  bool journaled = false;
+  for (const auto& entry : store->journal(id).value())
+    journaled |= entry.detail.find("released by hand") != std::string::npos;
+  EXPECT_TRUE(journaled);
+  EXPECT_FALSE(apply(engine->resolve(id, saga::SagaStatus::Completed, "again")).ok);
+}
+
+TEST_F(EngineOperatorTest, ReplayingADeadLetterTakesEffectExactlyOnce) {
+  std::string id = start();
+  engine->run_once();
+  auto reserve = take_commands(transport).at(0);
+  // An engine that does not (yet) know the order saga dead-letters the reply...
+  auto unaware = std::make_unique<saga::Engine>(options, *store, transport, clock);
+  transport.deliver(reply_bytes(reserve.envelope, "inventory.Reserved", {{"reservation_id", "r"}}));
+  unaware->run_once();
+  unaware.reset();
+  take_commands(transport);  // the unaware engine re-sent the pending Reserve on its start
+  auto letters = store->dead_letters(10).value();
+  ASSERT_EQ(letters.size(), 1u);
+  EXPECT_EQ(letters[0].reason_code, "unknown_saga_type");
+  // ... and once the saga type is deployed, the operator replays it.
+  auto result = apply(engine->replay_dead_letter(letters[0].id));
+  EXPECT_TRUE(result.ok) << result.message;
+  EXPECT_EQ(store->load_saga(id).value()->state, "awaiting:payment.Charge");
+  EXPECT_EQ(take_commands(transport).size(), 1u);
+  auto again = apply(engine->replay_dead_letter(letters[0].id));
+  EXPECT_FALSE(again.ok);
+  EXPECT_NE(again.message.find("already replayed"), std::string::npos);
+  EXPECT_TRUE(take_commands(transport).empty());
+  EXPECT_FALSE(apply(engine->replay_dead_letter(9999)).ok);
 }
 
 }  // namespace

@@ -26,13 +26,14 @@
 //
 // Semantics of the generated machine:
 // - States: "awaiting:<command type>" per step and "compensating:<compensation type>" per
-//   compensation, plus Initial, Completed, Compensated, Failed (saga::states).
+//   compensation, plus Initial, Completed and Compensated (saga::states).
 // - A success reply advances; the last one completes the saga.
 // - A failure reply (or StepFailed) at step k sends the compensations of the completed
 //   compensatable steps k-1..1 in reverse order, one at a time, each awaiting its
 //   acknowledgement; then the saga is Compensated. With nothing to undo it is Compensated at
 //   once.
-// - StepFailed while compensating, or after the pivot, parks the saga as Failed.
+// - StepFailed while compensating, or after the pivot, parks the saga as Failed in place: its
+//   state is still the one waiting for the command, so an operator can retry it.
 //
 // Misuse is a compile error with a readable message: an empty saga, a step without on_success,
 // compensate_with without its acknowledgement, a reply type claimed twice, a compensatable or
@@ -260,10 +261,11 @@ struct linear_machine {
   struct compensation_rows<J, true> {
     using own = step_at<J>;
     using undo_next = undo_from<previous_undoable(J)>;
+    // No row for StepFailed: a compensation that cannot be carried out parks the saga as Failed
+    // in place, still waiting for its acknowledgement, so an operator can retry it.
     using type = type_list<
         transition<compensating<typename own::compensation>, typename own::compensation_ack,
-                   typename undo_next::target, typename undo_next::action>,
-        transition<compensating<typename own::compensation>, StepFailed, states::Failed>>;
+                   typename undo_next::target, typename undo_next::action>>;
   };
 
   template <int I>
@@ -271,14 +273,16 @@ struct linear_machine {
     using spec = step_at<I>;
     using next = next_after<I>;
     using undo = undo_from<previous_undoable(I)>;
+    // After the pivot nothing can be undone: with no row for StepFailed the saga is parked as
+    // Failed in place, still waiting for its command, so an operator can retry it.
     using on_user_error =
-        std::conditional_t<spec::kind == StepKind::retriable,
-                           transition<awaiting<typename spec::command>, StepFailed, states::Failed>,
-                           transition<awaiting<typename spec::command>, StepFailed,
-                                      typename undo::target, typename undo::action>>;
-    using forward = type_list<transition<awaiting<typename spec::command>, typename spec::success,
-                                         typename next::target, typename next::action>,
-                              on_user_error>;
+        std::conditional_t<spec::kind == StepKind::retriable, type_list<>,
+                           type_list<transition<awaiting<typename spec::command>, StepFailed,
+                                                typename undo::target, typename undo::action>>>;
+    using forward = typename concat<
+        type_list<transition<awaiting<typename spec::command>, typename spec::success,
+                             typename next::target, typename next::action>>,
+        on_user_error>::type;
     using type = typename concat<forward, typename failure_rows<I, typename spec::failures>::type,
                                  typename compensation_rows<I, spec::has_compensation>::type>::type;
   };

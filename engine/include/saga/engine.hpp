@@ -48,6 +48,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -71,6 +72,12 @@ struct SagaOutcome {
   std::string state;
   nlohmann::json data;
   std::string reason;  // for Failed: what parked it
+};
+
+// The answer to an operator action. `ok` false: refused, nothing changed; `message` says why.
+struct OperatorResult {
+  bool ok = false;
+  std::string message;
 };
 
 // Counters since construction. Snapshot; safe from any thread.
@@ -120,6 +127,20 @@ class Engine {
   std::string start(const typename Definition::data_type& data) {
     return start(Definition::name, nlohmann::json(data));
   }
+
+  // Operator actions, safe from any thread (and while run() runs). Each is applied in a loop turn
+  // and committed like any message; the future is ready after that commit.
+  //
+  // retry: a saga parked as Failed because a command's retry policy ran out goes back to waiting
+  //   for that command, which is re-sent (same eventId) with a fresh retry policy. Refused for a
+  //   saga parked by a failure of user code (fix the cause, then resolve it) or not Failed.
+  // resolve: an operator closes a Failed saga as Completed or Compensated (after fixing things
+  //   by hand); the note is journaled.
+  // replay_dead_letter: feeds a dead letter's original bytes to the engine again, once: the
+  //   replay is recorded in the same transaction as its effect, and a second replay is refused.
+  std::future<OperatorResult> retry(std::string saga_id);
+  std::future<OperatorResult> resolve(std::string saga_id, SagaStatus status, std::string note);
+  std::future<OperatorResult> replay_dead_letter(std::int64_t dead_letter_id);
 
   // Called on the loop thread after the commit that ended a saga. Callbacks should not throw;
   // an exception is caught and counted (EngineStats::callback_errors).

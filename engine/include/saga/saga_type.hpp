@@ -65,6 +65,11 @@ class SagaInstance {
   virtual Reaction fail_step(const std::string& reason) = 0;
 
   virtual std::string_view state() const = 0;
+  // A saga parked as Failed in a state that still waits for something goes back to that state's
+  // status (an operator retries it). False when it is not parked that way.
+  virtual bool unpark() = 0;
+  // An operator closes the saga with this status, whatever its state.
+  virtual void resolve(SagaStatus status) = 0;
   virtual SagaStatus status() const = 0;
   virtual nlohmann::json data() const = 0;
 };

@@ -90,8 +90,9 @@ struct DeadLetter {
   std::string message_id;   // when the envelope got far enough to have one
   std::string message_type;
   std::string saga_id;
-  std::string raw;           // the original bytes, truncated to the configured bound
-  std::size_t raw_size = 0;  // the original length before truncation
+  std::string raw;                       // the original bytes, truncated to the configured bound
+  std::size_t raw_size = 0;              // the original length before truncation
+  std::optional<Timestamp> replayed_at;  // set once an operator replayed it
 };
 
 // A saga row to write: inserted when expected_row_version is nullopt, otherwise updated only if
@@ -110,11 +111,14 @@ struct WriteBatch {
   std::vector<std::string> dispatched;  // outbox ids handed to the transport since
                                         // the last commit: attempts += 1, dispatched
   std::vector<std::string> replied;     // outbox ids whose reply was applied
+  std::vector<std::string> reopened;    // outbox ids to await a reply again (attempts = 0)
+  std::vector<std::int64_t> replayed;   // dead letters replayed by this batch
   Timestamp at{};                       // commit time, for inbox/outbox bookkeeping
 
   bool empty() const noexcept {
     return sagas.empty() && journal.empty() && outbox.empty() && inbox.empty() &&
-           dead_letters.empty() && dispatched.empty() && replied.empty();
+           dead_letters.empty() && dispatched.empty() && replied.empty() && reopened.empty() &&
+           replayed.empty();
   }
   void clear() { *this = WriteBatch{}; }
 };
@@ -138,6 +142,7 @@ class Store {
   // Read side, for tests, tools and operators.
   virtual StoreResult<std::vector<JournalEntry>> journal(const std::string& saga_id) = 0;
   virtual StoreResult<std::vector<DeadLetter>> dead_letters(std::size_t limit) = 0;
+  virtual StoreResult<std::optional<DeadLetter>> dead_letter(std::int64_t id) = 0;
   virtual StoreResult<std::vector<OutboxMessage>> outbox(const std::string& saga_id) = 0;
   virtual StoreResult<std::vector<SagaRecord>> sagas_with_status(SagaStatus status,
                                                                  std::size_t limit) = 0;

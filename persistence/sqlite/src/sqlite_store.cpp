@@ -331,6 +331,7 @@ StoreResult<DeadLetter> read_dead_letter(const Use& row) {
   letter.saga_id = row.text(6);
   letter.raw = row.blob(7);
   letter.raw_size = static_cast<std::size_t>(row.integer(8));
+  letter.replayed_at = row.optional_time(9);
   return letter;
 }
 
@@ -358,9 +359,9 @@ struct SqliteStore::Impl {
 
   Statement begin, commit, rollback;
   Statement insert_saga, update_saga, insert_journal, insert_outbox, insert_inbox,
-      insert_dead_letter, mark_dispatched, mark_replied;
+      insert_dead_letter, mark_dispatched, mark_replied, mark_replayed, reopen_outbox;
   Statement select_saga, select_inbox, select_pending_outbox, select_journal, select_dead_letters,
-      select_outbox, select_sagas_by_status, select_awaiting_reply;
+      select_outbox, select_sagas_by_status, select_awaiting_reply, select_dead_letter;
 
   Transaction transaction() noexcept {
     return Transaction(db.get(), begin.get(), commit.get(), rollback.get());
@@ -491,8 +492,14 @@ Error SqliteStore::Impl::prepare_statements() {
        "SELECT sequence, saga_id, at, kind, message_id, message_type, from_state, to_state, "
        "detail FROM journal WHERE saga_id = ?1 ORDER BY sequence"},
       {&select_dead_letters,
-       "SELECT id, at, reason_code, reason, message_id, message_type, saga_id, raw, raw_size "
-       "FROM dead_letters ORDER BY id LIMIT ?1"},
+       "SELECT id, at, reason_code, reason, message_id, message_type, saga_id, raw, raw_size, "
+       "replayed_at FROM dead_letters ORDER BY id LIMIT ?1"},
+      {&select_dead_letter,
+       "SELECT id, at, reason_code, reason, message_id, message_type, saga_id, raw, raw_size, "
+       "replayed_at FROM dead_letters WHERE id = ?1"},
+      {&mark_replayed,
+       "UPDATE dead_letters SET replayed_at = ?2 WHERE id = ?1 AND replayed_at IS NULL"},
+      {&reopen_outbox, "UPDATE outbox SET replied_at = NULL, attempts = 0 WHERE message_id = ?1"},
       {&select_outbox, select_outbox_sql.c_str()},
       {&select_sagas_by_status, select_by_status_sql.c_str()},
   };
@@ -685,6 +692,21 @@ StoreStatus SqliteStore::commit(const WriteBatch& batch) {
   for (const std::string& message_id : batch.replied) {
     if (Error error = s.write_replied(message_id, batch.at)) return {std::move(error)};
   }
+  for (const std::string& message_id : batch.reopened) {
+    Use use(s.reopen_outbox.get());
+    use.text(1, message_id);
+    if (int rc = use.step(); rc != SQLITE_DONE)
+      return {sqlite_error(s.db.get(), rc, "reopening outbox message " + message_id)};
+  }
+  for (std::int64_t id : batch.replayed) {
+    Use use(s.mark_replayed.get());
+    use.integer(1, id).time(2, batch.at);
+    if (int rc = use.step(); rc != SQLITE_DONE)
+      return {sqlite_error(s.db.get(), rc, "marking dead letter " + std::to_string(id))};
+    if (sqlite3_changes(s.db.get()) != 1)
+      return StoreStatus::failure(StoreErrorCode::conflict,
+                                  "dead letter " + std::to_string(id) + " was already replayed");
+  }
   if (Error error = tx.commit()) return {std::move(error)};
   return StoreStatus::success();
 }
@@ -733,6 +755,18 @@ StoreResult<std::vector<DeadLetter>> SqliteStore::dead_letters(std::size_t limit
   Use use(impl_->select_dead_letters.get());
   use.integer(1, to_limit(limit));
   return read_all<DeadLetter>(impl_->db.get(), use, "reading dead letters", read_dead_letter);
+}
+
+StoreResult<std::optional<DeadLetter>> SqliteStore::dead_letter(std::int64_t id) {
+  Use use(impl_->select_dead_letter.get());
+  use.integer(1, id);
+  const int rc = use.step();
+  if (rc == SQLITE_DONE) return std::optional<DeadLetter>();
+  if (rc != SQLITE_ROW)
+    return sqlite_error(impl_->db.get(), rc, "loading dead letter " + std::to_string(id));
+  StoreResult<DeadLetter> letter = read_dead_letter(use);
+  if (!letter) return letter.error();
+  return std::optional<DeadLetter>(std::move(letter).value());
 }
 
 StoreResult<std::vector<OutboxMessage>> SqliteStore::outbox(const std::string& saga_id) {

@@ -61,10 +61,10 @@ class saga_instance final : public SagaInstance {
       : type_(type), data_(std::move(data)) {}
 
   void enter_initial_state() { machine_.start(); }
-  void restore_state(int state_id, bool parked) {
+  void restore_state(int state_id, std::optional<SagaStatus> status_override) {
     active_state_writer writer{state_id};
     machine_.serialize(writer, 0);
-    parked_ = parked;
+    override_ = status_override;
   }
 
   Reaction begin() override { return drive(Begin{}); }
@@ -72,7 +72,7 @@ class saga_instance final : public SagaInstance {
   Reaction fail_step(const std::string& reason) override {
     Reaction reaction = drive(StepFailed{reason});
     if (reaction.outcome == Reaction::Outcome::unexpected && !is_terminal(status())) {
-      parked_ = true;  // nothing in the table handles it: park for an operator
+      override_ = SagaStatus::Failed;  // nothing in the table handles it: park for an operator
       reaction.outcome = Reaction::Outcome::applied;
       reaction.path.push_back(std::string(state()));
     }
@@ -93,8 +93,16 @@ class saga_instance final : public SagaInstance {
   }
 
   std::string_view state() const override { return type_.state_at(active_id()).name; }
+
+  bool unpark() override {
+    if (override_ != SagaStatus::Failed || type_.state_at(active_id()).status == SagaStatus::Failed)
+      return false;
+    override_.reset();
+    return true;
+  }
+  void resolve(SagaStatus status) override { override_ = status; }
   SagaStatus status() const override {
-    return parked_ ? SagaStatus::Failed : type_.state_at(active_id()).status;
+    return override_ ? *override_ : type_.state_at(active_id()).status;
   }
   nlohmann::json data() const override { return nlohmann::json(data_); }
 
@@ -119,7 +127,7 @@ class saga_instance final : public SagaInstance {
   Reaction drive(const Event& event) {
     Reaction reaction;
     reaction.path.emplace_back(state());
-    if (parked_ || is_terminal(status())) {
+    if (is_terminal(status())) {
       reaction.outcome = Reaction::Outcome::unexpected;
       reaction.reason = "saga is " + std::string(to_string(status())) + " in state '" +
                         std::string(state()) + "' and takes no more messages";
@@ -155,12 +163,12 @@ class saga_instance final : public SagaInstance {
       machine_.take_recorded();
       reaction.user_errors.push_back(*failure);
       if (attempt == kMaxFailureTransitions) {
-        parked_ = true;
+        override_ = SagaStatus::Failed;
         break;
       }
       machine_.process_event(StepFailed{*failure});
       if (machine_.take_no_transition()) {
-        parked_ = true;
+        override_ = SagaStatus::Failed;
         break;
       }
       reaction.path.emplace_back(state());
@@ -205,7 +213,9 @@ class saga_instance final : public SagaInstance {
   const saga_type_impl<Def>& type_;
   backend machine_;
   data_type data_;
-  bool parked_ = false;
+  // Set when the status is not the current state's: parked as Failed in place, or resolved by
+  // an operator.
+  std::optional<SagaStatus> override_;
 };
 
 template <class Def>
@@ -268,8 +278,9 @@ class saga_type_impl final : public SagaType {
              std::string(Def::name) + "' version " + std::to_string(Def::version);
     try {
       auto restored = std::make_unique<instance>(*this, data.get<typename Def::data_type>());
-      bool parked = status == SagaStatus::Failed && states_[found->second].status != status;
-      restored->restore_state(found->second, parked);
+      std::optional<SagaStatus> status_override;
+      if (states_[found->second].status != status) status_override = status;
+      restored->restore_state(found->second, status_override);
       return std::unique_ptr<SagaInstance>(std::move(restored));
     } catch (const std::exception& error) {
       return "data of saga '" + std::string(Def::name) +

@@ -40,6 +40,7 @@ class SqliteStore final : public Store {
   StoreResult<std::vector<OutboxMessage>> awaiting_reply(std::size_t limit) override;
   StoreResult<std::vector<JournalEntry>> journal(const std::string& saga_id) override;
   StoreResult<std::vector<DeadLetter>> dead_letters(std::size_t limit) override;
+  StoreResult<std::optional<DeadLetter>> dead_letter(std::int64_t id) override;
   StoreResult<std::vector<OutboxMessage>> outbox(const std::string& saga_id) override;
   StoreResult<std::vector<SagaRecord>> sagas_with_status(SagaStatus status,
                                                          std::size_t limit) override;
