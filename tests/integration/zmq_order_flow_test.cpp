@@ -16,6 +16,7 @@
 #include <mutex>
 #include <thread>
 
+#include "../support/participant.hpp"
 #include "order/order_saga.hpp"
 #include "saga/engine.hpp"
 #include "saga/participant.hpp"
@@ -316,15 +317,8 @@ TEST_F(ZmqOrderFlowTest, ParticipantRestartedAfterItsCommitAnswersTheResentComma
                       ->process_once(command.event_id,
                                      [&](saga::ParticipantLedger::Unit& unit) {
                                        record_effect(unit, "charge", "order-1");
-                                       saga::Envelope reply;
-                                       reply.event_id = saga::new_uuid();
-                                       reply.event_type = "payment.Charged";
-                                       reply.timestamp = std::chrono::system_clock::now();
-                                       reply.correlation_id = command.correlation_id;
-                                       reply.causation_id = command.event_id;
-                                       reply.kind = saga::MessageKind::reply;
-                                       reply.data = {{"payment_id", "pay-1"}};
-                                       return saga::encode_envelope(reply);
+                                       return saga::test::reply_bytes(command, "payment.Charged",
+                                                                      {{"payment_id", "pay-1"}});
                                      })
                       .ok());
       charged.store(true);  // ... and the process dies here, reply unsent
@@ -357,15 +351,8 @@ TEST_F(ZmqOrderFlowTest, DuplicatedAndLateRepliesHaveNoEffect) {
   while (!bytes && std::chrono::steady_clock::now() < deadline) bytes = inventory.receive(20ms);
   ASSERT_TRUE(bytes);
   auto command = std::get<saga::Envelope>(saga::decode_envelope(*bytes));
-  saga::Envelope reply;
-  reply.event_id = saga::new_uuid();
-  reply.event_type = "inventory.Reserved";
-  reply.timestamp = std::chrono::system_clock::now();
-  reply.correlation_id = command.correlation_id;
-  reply.causation_id = command.event_id;
-  reply.kind = saga::MessageKind::reply;
-  reply.data = {{"reservation_id", "res-1"}};
-  std::string encoded = saga::encode_envelope(reply);
+  std::string encoded =
+      saga::test::reply_bytes(command, "inventory.Reserved", {{"reservation_id", "res-1"}});
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(inventory.send(encoded));
   ASSERT_TRUE(wait_outcomes(1));
   EXPECT_EQ(outcomes().at(id), saga::SagaStatus::Completed);
