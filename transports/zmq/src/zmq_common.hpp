@@ -1,8 +1,10 @@
 // Private to saga_zmq_transport: frame types and CURVE key files shared by both ends.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cctype>
+#include <chrono>
 #include <cstdint>
 #include <fstream>
 #include <iterator>
@@ -20,6 +22,13 @@ inline constexpr std::string_view kHeartbeat = "HEARTBEAT";
 inline constexpr std::string_view kMessage = "MESSAGE";
 inline constexpr std::string_view kError = "ERROR";
 inline constexpr int kProtocolVersion = 1;
+
+// When a receive(wait) gives up: now + wait, with wait clamped to [0, 24 h].
+inline std::chrono::steady_clock::time_point deadline_after(std::chrono::milliseconds wait) {
+  return std::chrono::steady_clock::now() +
+         std::clamp(wait, std::chrono::milliseconds(0),
+                    std::chrono::milliseconds(std::chrono::hours(24)));
+}
 
 // Reads a Z85 key (40 characters, whitespace ignored) from `path`. The error names the file,
 // never its content.

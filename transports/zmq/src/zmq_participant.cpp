@@ -126,9 +126,7 @@ ZmqParticipantConnection::~ZmqParticipantConnection() = default;
 
 std::optional<std::string> ZmqParticipantConnection::receive(std::chrono::milliseconds wait) {
   auto& s = *impl_;
-  const auto deadline =
-      Clock::now() + std::clamp(wait, std::chrono::milliseconds(0),
-                                std::chrono::milliseconds(std::chrono::hours(24)));
+  const auto deadline = deadline_after(wait);
   int past_deadline = 0;
   while (true) {
     auto now = Clock::now();

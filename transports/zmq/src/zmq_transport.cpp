@@ -447,9 +447,7 @@ SendResult ZmqTransport::send(std::string_view destination, std::string_view byt
 
 std::optional<InboundMessage> ZmqTransport::receive(std::chrono::milliseconds wait) {
   auto& s = *impl_;
-  const auto deadline =
-      Clock::now() + std::clamp(wait, std::chrono::milliseconds(0),
-                                std::chrono::milliseconds(std::chrono::hours(24)));
+  const auto deadline = deadline_after(wait);
   int past_deadline = 0;
   while (true) {
     auto now = Clock::now();
