@@ -749,6 +749,14 @@ TEST(OrderSagaDiagram, CheckedInPictureIsWhatTheDefinitionDraws) {
       << "  dot -Tsvg docs/order_saga.dot -o docs/order_saga.svg";
 }
 
+TEST(OrderSagaDiagram, MermaidInTheDocsIsWhatTheDefinitionDraws) {
+  EXPECT_NE(
+      checked_in("diagrams.md").find("```mermaid\n" + saga::to_mermaid(order_graph()) + "```"),
+      std::string::npos)
+      << "docs/diagrams.md shows an outdated Mermaid picture; paste the output of\n"
+      << "  build/default/tools/saga_diagram/saga_diagram --format mermaid";
+}
+
 TEST(OrderSagaDiagram, CheckedInDeclinedPaymentPictureIsWhatTheGeneratorDraws) {
   saga::Path path = declined_payment_path();
   path.instance.clear();

@@ -20,7 +20,7 @@
 //   compensated one (the whole way back); a `failure` edge is raised by StepFailed (user code
 //   threw, or a step's retry policy ran out). A row with a guard is marked `guarded`.
 // - A linear saga has no Failed state: StepFailed where nothing can be undone parks the saga as
-//   Failed in the state it waits in (see saga/definition.hpp). Only drawn edges are in the table.
+//   Failed in the state it waits in (see saga/definition.hpp); the graph has the table's rows only.
 //
 // JSON shape (to_json/from_json; "format" is 1):
 //   {"format": 1, "saga": "order", "version": 1,
