@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "saga/detail/crash_point.hpp"
+#include "saga/diagram.hpp"
 #include "saga/envelope.hpp"
 
 namespace saga {
@@ -490,7 +491,18 @@ struct Engine::Impl {
     ++turn.applied;
   }
 
+  // Each registered definition's graph goes into the store, for tools that draw sagas.
+  void record_definitions() {
+    WriteBatch batch;
+    batch.at = clock.now();
+    for (const auto& [key, type] : types)
+      batch.definitions.push_back({key.first, key.second, nlohmann::json(type->graph()).dump()});
+    if (batch.empty()) return;
+    if (auto status = store.commit(batch); !status) throw TurnAborted{*status.error};
+  }
+
   void recover() {
+    record_definitions();
     auto pending = store.pending_outbox(std::numeric_limits<std::size_t>::max());
     if (!pending) throw TurnAborted{pending.error()};
     for (auto& row : pending.value()) unsent.push_back(std::move(row));
