@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <deque>
 #include <future>
 #include <limits>
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
 #include <stdexcept>
 #include <thread>
 #include <tuple>
@@ -17,6 +19,7 @@
 #include <variant>
 #include <vector>
 
+#include "saga/detail/crash_point.hpp"
 #include "saga/envelope.hpp"
 
 namespace saga {
@@ -29,20 +32,61 @@ struct TurnAborted {
 
 struct StartRequest {
   std::string saga_id;
+  std::string correlation_id;
   const SagaType* type;
   std::unique_ptr<SagaInstance> instance;
   nlohmann::json data;
 };
 
 struct OperatorRequest {
-  enum class Kind { retry, resolve, replay } kind;
+  enum class Kind { retry, resolve, replay, discard, invalid } kind;
   std::string saga_id;
   SagaStatus status = SagaStatus::Compensated;
   std::string note;
   std::int64_t dead_letter_id = 0;
   std::promise<OperatorResult> promise;
-  OperatorResult result;  // decided in the turn, delivered after its commit
+  OperatorResult result;       // decided in the turn, delivered after its commit
+  std::int64_t stored_id = 0;  // operator_requests row it came from; 0 = the C++ API
 };
+
+std::shared_ptr<OperatorRequest> from_stored(const StoredOperatorRequest& stored) {
+  auto request = std::make_shared<OperatorRequest>();
+  request->stored_id = stored.id;
+  request->note = stored.note;
+  request->saga_id = stored.target;
+  auto dead_letter_id = [&]() -> std::optional<std::int64_t> {
+    std::int64_t id = 0;
+    auto [end, error] =
+        std::from_chars(stored.target.data(), stored.target.data() + stored.target.size(), id);
+    if (error != std::errc{} || end != stored.target.data() + stored.target.size() || id <= 0)
+      return std::nullopt;
+    return id;
+  };
+  using Kind = OperatorRequest::Kind;
+  request->kind = Kind::invalid;
+  if (stored.action == "retry") {
+    request->kind = Kind::retry;
+  } else if (stored.action == "resolve") {
+    auto status = saga_status_from_string(stored.status);
+    if (status) {
+      request->kind = Kind::resolve;
+      request->status = *status;
+    } else {
+      request->result = {
+          false, "resolve needs a status (Completed or Compensated), got '" + stored.status + "'"};
+    }
+  } else if (stored.action == "replay_dead_letter" || stored.action == "discard_dead_letter") {
+    if (auto id = dead_letter_id()) {
+      request->kind = stored.action == "replay_dead_letter" ? Kind::replay : Kind::discard;
+      request->dead_letter_id = *id;
+    } else {
+      request->result = {false, "'" + stored.target + "' is not a dead-letter id"};
+    }
+  } else {
+    request->result = {false, "unknown operator action '" + stored.action + "'"};
+  }
+  return request;
+}
 
 // Either a saga start (start set) or an inbound message.
 struct Input {
@@ -52,6 +96,15 @@ struct Input {
   std::optional<OutboxMessage> expired = std::nullopt;
   // An operator action (set instead of start/message).
   std::shared_ptr<OperatorRequest> operation = nullptr;
+  int failed_attempts = 0;  // times its processing threw (poison messages)
+};
+
+// Processing a message threw for a reason that may pass (user code, an upcaster): it is retried
+// per Options::poison_attempts before being dead-lettered with this code.
+struct PoisonError : std::runtime_error {
+  PoisonError(std::string code_in, const std::string& reason)
+      : std::runtime_error(reason), code(std::move(code_in)) {}
+  std::string code;
 };
 
 struct CachedSaga {
@@ -104,13 +157,17 @@ struct Engine::Impl {
     Timestamp deadline;
   };
   std::unordered_map<std::string, InFlight> in_flight;
+  std::set<std::pair<Timestamp, std::string>> deadlines;  // of in_flight, soonest first
   std::unordered_map<std::string, std::vector<std::string>> in_flight_by_saga;
   std::vector<Input> expired;  // commands whose retry policy ran out, for the next turn
   std::mt19937_64 jitter{options.random_seed != 0 ? options.random_seed : std::random_device{}()};
   std::vector<std::string> dispatched_marks;
   std::vector<Input> retry_inputs;
+  std::vector<std::pair<Timestamp, Input>> deferred;  // poison messages waiting for another try
   std::chrono::milliseconds backoff{0};
   bool recovered = false;
+  Timestamp next_operator_poll{};
+  std::unordered_set<std::int64_t> stored_requests_queued;
 
   // State of the turn being built.
   struct Turn {
@@ -128,6 +185,7 @@ struct Engine::Impl {
     std::vector<std::string> loaded;   // sagas loaded from the store this turn
     std::vector<std::string> touched;  // sagas a message or start was applied to this turn
     std::vector<std::pair<std::string, std::string>> events;  // (event type, encoded envelope)
+    std::string poison_code;
     std::string poison_reason;
   };
 
@@ -144,7 +202,7 @@ struct Engine::Impl {
   }
 
   void dead_letter(Turn& turn, std::string_view raw, std::string reason_code, std::string reason,
-                   const Envelope* envelope) {
+                   const Envelope* envelope, std::string_view saga_id = {}) {
     DeadLetter letter;
     letter.at = clock.now();
     letter.reason_code = std::move(reason_code);
@@ -154,6 +212,7 @@ struct Engine::Impl {
       letter.message_type = envelope->event_type;
       letter.saga_id = envelope->correlation_id;
     }
+    if (!saga_id.empty()) letter.saga_id = std::string(saga_id);
     letter.raw = truncated(raw, options.dead_letter_max_bytes);
     letter.raw_size = raw.size();
     turn.batch.dead_letters.push_back(std::move(letter));
@@ -208,6 +267,21 @@ struct Engine::Impl {
     return &entry;
   }
 
+  static const std::string& correlation_of(const std::string& saga_id, const CachedSaga& saga) {
+    return saga.record.correlation_id.empty() ? saga_id : saga.record.correlation_id;
+  }
+
+  // The saga a reply belongs to: the one that sent the command named by its causationId; for a
+  // reply without one (or naming no command), the saga whose id is its correlationId.
+  std::string route(const Envelope& envelope) {
+    if (envelope.causation_id.empty()) return envelope.correlation_id;
+    if (auto flight = in_flight.find(envelope.causation_id); flight != in_flight.end())
+      return flight->second.row.saga_id;
+    auto row = store.outbox_message(envelope.causation_id);
+    if (!row) throw TurnAborted{row.error()};
+    return row.value() ? row.value()->saga_id : envelope.correlation_id;
+  }
+
   void write_saga(Turn& turn, const std::string& saga_id, CachedSaga& saga) {
     SagaRecord record = saga.record;
     record.state = std::string(saga.instance->state());
@@ -238,7 +312,7 @@ struct Engine::Impl {
       envelope.timestamp = clock.now();
       envelope.version = command.version;
       envelope.source = options.source;
-      envelope.correlation_id = saga_id;
+      envelope.correlation_id = correlation_of(saga_id, saga);
       envelope.causation_id = cause_id;
       envelope.kind = MessageKind::command;
       envelope.data = command.payload;
@@ -283,7 +357,7 @@ struct Engine::Impl {
       envelope.event_type = std::move(type);
       envelope.timestamp = clock.now();
       envelope.source = options.source;
-      envelope.correlation_id = saga_id;
+      envelope.correlation_id = correlation_of(saga_id, saga);
       envelope.causation_id = cause_id;
       envelope.kind = MessageKind::event;
       envelope.data = {{"sagaId", saga_id},
@@ -315,6 +389,7 @@ struct Engine::Impl {
     saga.committed = false;
     saga.record = SagaRecord{};
     saga.record.id = request.saga_id;
+    saga.record.correlation_id = request.correlation_id;
     saga.record.type = std::string(request.type->name());
     saga.record.definition_version = request.type->version();
     saga.record.created_at = clock.now();
@@ -357,17 +432,25 @@ struct Engine::Impl {
       if (!seen) throw TurnAborted{seen.error()};
       duplicate = seen.value();
     }
+    const std::string saga_id = route(envelope);
     std::string code, reason;
-    CachedSaga* saga = load(turn, envelope.correlation_id, code, reason);
+    CachedSaga* saga = load(turn, saga_id, code, reason);
     if (duplicate) {
       ++turn.duplicates;
       if (saga)
-        journal(turn, envelope.correlation_id, JournalKind::duplicate, envelope.event_id,
-                envelope.event_type, "", "", "already processed; no effect");
+        journal(turn, saga_id, JournalKind::duplicate, envelope.event_id, envelope.event_type, "",
+                "", "already processed; no effect");
       return;
     }
     if (!saga) {
       dead_letter(turn, message.bytes, code, reason, &envelope);
+      return;
+    }
+    if (envelope.correlation_id != correlation_of(saga_id, *saga)) {
+      dead_letter(turn, message.bytes, "correlation_mismatch",
+                  "the reply's correlationId '" + envelope.correlation_id + "' is not saga " +
+                      saga_id + "'s ('" + correlation_of(saga_id, *saga) + "')",
+                  &envelope, saga_id);
       return;
     }
     const nlohmann::json* payload = &envelope.data;
@@ -377,32 +460,33 @@ struct Engine::Impl {
       auto upgraded =
           upcasters.upgrade(envelope.event_type, envelope.version, known_version, envelope.data);
       if (auto* refusal = std::get_if<Upcasters::Refusal>(&upgraded)) {
-        journal(turn, envelope.correlation_id, JournalKind::unexpected, envelope.event_id,
-                envelope.event_type, "", "", refusal->reason);
-        dead_letter(turn, message.bytes, refusal->code, refusal->reason, &envelope);
+        if (refusal->code == "upcaster_failed") throw PoisonError(refusal->code, refusal->reason);
+        journal(turn, saga_id, JournalKind::unexpected, envelope.event_id, envelope.event_type, "",
+                "", refusal->reason);
+        dead_letter(turn, message.bytes, refusal->code, refusal->reason, &envelope, saga_id);
         return;
       }
       upcast = std::move(std::get<nlohmann::json>(upgraded));
       payload = &upcast;
     }
     SagaStatus before = saga->instance->status();
-    turn.touched.push_back(envelope.correlation_id);
+    turn.touched.push_back(saga_id);
     Reaction reaction = saga->instance->handle(envelope.event_type, *payload);
     if (!reaction.applied()) {
       static constexpr const char* kCodes[] = {"applied", "unexpected", "undecodable",
                                                "unknown_type"};
-      journal(turn, envelope.correlation_id, JournalKind::unexpected, envelope.event_id,
-              envelope.event_type, std::string(saga->instance->state()), "", reaction.reason);
+      journal(turn, saga_id, JournalKind::unexpected, envelope.event_id, envelope.event_type,
+              std::string(saga->instance->state()), "", reaction.reason);
       dead_letter(turn, message.bytes, kCodes[static_cast<int>(reaction.outcome)], reaction.reason,
-                  &envelope);
+                  &envelope, saga_id);
       return;
     }
     turn.inbox.insert(envelope.event_id);
     turn.batch.inbox.push_back(envelope.event_id);
     if (!envelope.causation_id.empty()) turn.batch.replied.push_back(envelope.causation_id);
-    journal(turn, envelope.correlation_id, JournalKind::message_in, envelope.event_id,
-            envelope.event_type, "", "", envelope.data.dump());
-    record_reaction(turn, envelope.correlation_id, *saga, reaction, before, envelope.event_id);
+    journal(turn, saga_id, JournalKind::message_in, envelope.event_id, envelope.event_type, "", "",
+            envelope.data.dump());
+    record_reaction(turn, saga_id, *saga, reaction, before, envelope.event_id);
     ++turn.applied;
   }
 
@@ -431,6 +515,7 @@ struct Engine::Impl {
         continue;
       }
       if (transport.send(row.destination, row.payload) == SendResult::sent) {
+        if (!dispatched_marks.empty()) detail::crash_point("engine.mid_send");
         dispatched_marks.push_back(row.message_id);
         counters.commands_sent.fetch_add(1, std::memory_order_relaxed);
         ++row.attempts;
@@ -446,6 +531,9 @@ struct Engine::Impl {
   }
 
   const RetryPolicy& policy_for(const OutboxMessage& row) const {
+    if (auto found = options.retry_by_command.find(row.message_type);
+        found != options.retry_by_command.end())
+      return found->second;
     return row.compensation ? options.compensation_retry : options.command_retry;
   }
 
@@ -462,6 +550,9 @@ struct Engine::Impl {
   void track(OutboxMessage row, Timestamp sent_at) {
     Timestamp deadline = sent_at + timeout_after(policy_for(row), std::max(row.attempts, 1));
     std::string id = row.message_id;
+    if (auto old = in_flight.find(id); old != in_flight.end())
+      deadlines.erase({old->second.deadline, id});
+    deadlines.emplace(deadline, id);
     auto [slot, inserted] = in_flight.insert_or_assign(id, InFlight{std::move(row), deadline});
     if (inserted) in_flight_by_saga[slot->second.row.saga_id].push_back(id);
   }
@@ -474,6 +565,7 @@ struct Engine::Impl {
       std::erase(by_saga->second, message_id);
       if (by_saga->second.empty()) in_flight_by_saga.erase(by_saga);
     }
+    deadlines.erase({found->second.deadline, message_id});
     in_flight.erase(found);
   }
 
@@ -481,8 +573,8 @@ struct Engine::Impl {
   void resend_overdue() {
     Timestamp now = clock.now();
     std::vector<std::string> overdue;
-    for (const auto& [id, flight] : in_flight)
-      if (flight.deadline <= now) overdue.push_back(id);
+    for (auto it = deadlines.begin(); it != deadlines.end() && it->first <= now; ++it)
+      overdue.push_back(it->second);
     std::sort(overdue.begin(), overdue.end(), [this](const auto& a, const auto& b) {
       const auto& left = in_flight.at(a).row;
       const auto& right = in_flight.at(b).row;
@@ -504,14 +596,32 @@ struct Engine::Impl {
 
   void process_operation(Turn& turn, OperatorRequest& request) {
     turn.operations.push_back(&request);
+    if (request.kind != OperatorRequest::Kind::invalid) apply_operation(turn, request);
+    if (request.stored_id != 0)
+      turn.batch.answers.push_back({request.stored_id, request.result.ok, request.result.message});
+  }
+
+  void apply_operation(Turn& turn, OperatorRequest& request) {
     auto refuse = [&](std::string why) { request.result = {false, std::move(why)}; };
-    if (request.kind == OperatorRequest::Kind::replay) {
+    if (request.kind == OperatorRequest::Kind::replay ||
+        request.kind == OperatorRequest::Kind::discard) {
       auto loaded = store.dead_letter(request.dead_letter_id);
       if (!loaded) throw TurnAborted{loaded.error()};
       const auto& letter = loaded.value();
       std::string name = "dead letter " + std::to_string(request.dead_letter_id);
+      auto in_turn = [&](const std::vector<std::int64_t>& ids) {
+        return std::find(ids.begin(), ids.end(), request.dead_letter_id) != ids.end();
+      };
       if (!letter) return refuse(name + " does not exist");
-      if (letter->replayed_at) return refuse(name + " was already replayed");
+      if (letter->replayed_at || in_turn(turn.batch.replayed))
+        return refuse(name + " was already replayed");
+      if (letter->discarded_at || in_turn(turn.batch.discarded))
+        return refuse(name + " was discarded");
+      if (request.kind == OperatorRequest::Kind::discard) {
+        turn.batch.discarded.push_back(request.dead_letter_id);
+        request.result = {true, name + " discarded"};
+        return;
+      }
       if (letter->raw.size() != letter->raw_size)
         return refuse(name + " kept only " + std::to_string(letter->raw.size()) + " of its " +
                       std::to_string(letter->raw_size) + " bytes; it cannot be replayed");
@@ -574,6 +684,19 @@ struct Engine::Impl {
     turn.rearm.push_back(*command);
     request.result = {
         true, "saga " + request.saga_id + " retried: " + command->message_type + " sent again"};
+  }
+
+  // Operator requests a tool queued in the store join the next turn like API calls.
+  void poll_operator_requests() {
+    Timestamp now = clock.now();
+    if (now < next_operator_poll || stopping.load()) return;
+    next_operator_poll = now + options.operator_poll_interval;
+    auto pending = store.pending_operator_requests(options.max_batch_messages);
+    if (!pending) throw TurnAborted{pending.error()};
+    std::lock_guard lock(starts_mutex);
+    for (const auto& stored : pending.value())
+      if (stored_requests_queued.insert(stored.id).second)
+        queued_starts.push_back(Input{nullptr, {}, std::nullopt, from_stored(stored)});
   }
 
   std::future<OperatorResult> queue_operation(std::shared_ptr<OperatorRequest> request) {
@@ -668,7 +791,12 @@ struct Engine::Impl {
           process_message(turn, inputs[i].message);
       } catch (const TurnAborted&) {
         throw;
+      } catch (const PoisonError& error) {
+        turn.poison_code = error.code;
+        turn.poison_reason = error.what();
+        return i;
       } catch (const std::exception& error) {
+        turn.poison_code = "processing_error";
         turn.poison_reason = error.what();
         return i;
       } catch (...) {
@@ -681,11 +809,23 @@ struct Engine::Impl {
 
   // An input that cannot be processed is taken out of the turn: a message is dead-lettered, a
   // start is dropped and reported Failed. The other inputs are retried without it.
-  void quarantine(Input poisoned, const std::string& reason, std::vector<Input> others) {
+  void quarantine(Input poisoned, const std::string& code, const std::string& reason,
+                  std::vector<Input> others) {
     Turn turn;
     if (poisoned.operation) {
-      poisoned.operation->promise.set_value({false, "the operation failed: " + reason});
+      OperatorRequest& request = *poisoned.operation;
       retry_inputs = std::move(others);
+      OperatorResult failed{false, "the operation failed: " + reason};
+      if (request.stored_id != 0) {
+        turn.batch.answers.push_back({request.stored_id, false, failed.message});
+        turn.batch.at = clock.now();
+        if (!store.commit(turn.batch)) {
+          retry_inputs.push_back(std::move(poisoned));
+          return;
+        }
+        stored_requests_queued.erase(request.stored_id);
+      }
+      request.promise.set_value(std::move(failed));
       return;
     }
     if (poisoned.expired) {  // the command stays awaiting its reply; a restart re-arms it
@@ -702,10 +842,25 @@ struct Engine::Impl {
       turn.outcomes.push_back({request.saga_id, std::string(request.type->name()),
                                SagaStatus::Failed, "", request.data, reason});
     } else {
+      if (++poisoned.failed_attempts < options.poison_attempts) {
+        auto wait = options.commit_backoff * (1 << std::min(poisoned.failed_attempts - 1, 16));
+        deferred.emplace_back(clock.now() + std::min(wait, options.max_commit_backoff),
+                              std::move(poisoned));
+        retry_inputs = std::move(others);
+        return;
+      }
       DecodeResult decoded = decode_envelope(poisoned.message.bytes, options.max_message_bytes);
       const Envelope* envelope = std::get_if<Envelope>(&decoded);
-      dead_letter(turn, poisoned.message.bytes, "processing_error",
-                  "processing the message threw: " + reason, envelope);
+      std::string saga_id;
+      if (envelope && !envelope->causation_id.empty())
+        if (auto flight = in_flight.find(envelope->causation_id); flight != in_flight.end())
+          saga_id = flight->second.row.saga_id;
+      std::string why =
+          code == "processing_error" ? "processing the message threw: " + reason : reason;
+      dead_letter(turn, poisoned.message.bytes, code,
+                  why + " (" + std::to_string(poisoned.failed_attempts) + " attempts)", envelope,
+                  saga_id);
+      turn.batch.dead_letters.back().attempts = poisoned.failed_attempts;
     }
     retry_inputs = std::move(others);
     if (!store.commit(turn.batch)) {
@@ -723,9 +878,11 @@ struct Engine::Impl {
       if (!recovered) recover();
       resend_overdue();
       send_unsent();
+      poll_operator_requests();
       inputs = retry_inputs.empty() ? gather_inputs() : std::exchange(retry_inputs, {});
       for (auto& input : expired) inputs.push_back(std::move(input));  // after the replies
       expired.clear();
+      take_due_deferred(inputs);
     } catch (const TurnAborted& aborted) {
       fail_turn(aborted.error, {});
       return 0;
@@ -737,7 +894,7 @@ struct Engine::Impl {
         discard_turn(turn);
         Input bad = std::move(inputs[*poisoned]);
         inputs.erase(inputs.begin() + static_cast<std::ptrdiff_t>(*poisoned));
-        quarantine(std::move(bad), turn.poison_reason, std::move(inputs));
+        quarantine(std::move(bad), turn.poison_code, turn.poison_reason, std::move(inputs));
         return 0;
       }
     } catch (const TurnAborted& aborted) {
@@ -755,12 +912,17 @@ struct Engine::Impl {
       if (!turn.rearm.empty()) send_unsent();
       return 0;
     }
+    detail::crash_point("engine.before_commit");
     StoreStatus status = store.commit(turn.batch);
     if (!status) {
       discard_turn(turn);
       fail_turn(*status.error, std::move(inputs));
       return 0;
     }
+    detail::crash_point("engine.after_commit");
+    if (std::any_of(turn.batch.outbox.begin(), turn.batch.outbox.end(),
+                    [](const OutboxMessage& row) { return row.compensation; }))
+      detail::crash_point("engine.compensation_commit");
     backoff = std::chrono::milliseconds{0};
     counters.commits.fetch_add(1, std::memory_order_relaxed);
     counters.sagas_started.fetch_add(turn.started, std::memory_order_relaxed);
@@ -785,11 +947,28 @@ struct Engine::Impl {
     for (auto& row : turn.batch.outbox) unsent.push_back(std::move(row));
     for (auto& row : turn.rearm) unsent.push_back(std::move(row));
     counters.command_timeouts.fetch_add(turn.timeouts, std::memory_order_relaxed);
-    for (auto* operation : turn.operations) operation->promise.set_value(operation->result);
+    for (auto* operation : turn.operations) {
+      stored_requests_queued.erase(operation->stored_id);
+      operation->promise.set_value(operation->result);
+    }
     send_unsent();
+    if (!dispatched_marks.empty()) detail::crash_point("engine.after_send");
     for (const auto& [type, bytes] : turn.events) transport.publish(type, bytes);
     notify(turn);
     return inputs.size();
+  }
+
+  void take_due_deferred(std::vector<Input>& inputs) {
+    if (deferred.empty()) return;
+    Timestamp now = clock.now();
+    for (auto it = deferred.begin(); it != deferred.end();) {
+      if (it->first > now) {
+        ++it;
+        continue;
+      }
+      inputs.push_back(std::move(it->second));
+      it = deferred.erase(it);
+    }
   }
 
   // Sagas loaded only to journal a late or duplicate message do not stay cached once ended.
@@ -854,13 +1033,15 @@ void Engine::register_upcaster(std::string_view message_type, int from_version, 
   impl_->upcasters.add(message_type, from_version, std::move(upcaster));
 }
 
-std::string Engine::start(std::string_view saga_type, const nlohmann::json& data) {
+std::string Engine::start(std::string_view saga_type, const nlohmann::json& data,
+                          std::string_view correlation_id) {
   auto found = impl_->latest.find(std::string(saga_type));
   if (found == impl_->latest.end())
     throw std::invalid_argument("start: saga type '" + std::string(saga_type) +
                                 "' is not registered");
   auto request = std::make_shared<StartRequest>();
   request->saga_id = impl_->next_id();
+  request->correlation_id = correlation_id.empty() ? request->saga_id : std::string(correlation_id);
   request->type = found->second;
   request->data = data;
   try {
@@ -905,6 +1086,13 @@ std::future<OperatorResult> Engine::resolve(std::string saga_id, SagaStatus stat
 std::future<OperatorResult> Engine::replay_dead_letter(std::int64_t dead_letter_id) {
   auto request = std::make_shared<OperatorRequest>();
   request->kind = OperatorRequest::Kind::replay;
+  request->dead_letter_id = dead_letter_id;
+  return impl_->queue_operation(std::move(request));
+}
+
+std::future<OperatorResult> Engine::discard_dead_letter(std::int64_t dead_letter_id) {
+  auto request = std::make_shared<OperatorRequest>();
+  request->kind = OperatorRequest::Kind::discard;
   request->dead_letter_id = dead_letter_id;
   return impl_->queue_operation(std::move(request));
 }
