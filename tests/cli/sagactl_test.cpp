@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -102,6 +103,12 @@ json parse(const Result& result) {
   return parsed;
 }
 
+std::vector<std::string> ids(const json& list) {
+  std::vector<std::string> result;
+  for (const auto& item : list) result.push_back(item["id"]);
+  return result;
+}
+
 std::size_t count_lines(const std::string& text) {
   return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
 }
@@ -135,9 +142,10 @@ class Orchestrator {
   // Starts an order and answers its commands with `replies` in turn, 150 ms apart. Returns the
   // saga id; the commands still unanswered are in `pending`.
   std::string drive(const std::string& order_id,
-                    const std::vector<std::pair<std::string, json>>& replies) {
+                    const std::vector<std::pair<std::string, json>>& replies,
+                    const std::string& correlation_id = "") {
     std::string id = engine->start<order::OrderSaga>(
-        {order_id, "customer-7", "1 Main St", {{"sku-lamp", 2, 4500}}});
+        {order_id, "customer-7", "1 Main St", {{"sku-lamp", 2, 4500}}}, correlation_id);
     engine->run_once();
     pending = take_commands(transport);
     for (const auto& [type, data] : replies) {
@@ -221,20 +229,6 @@ Scenario run_scenario(Orchestrator& o) {
   return s;
 }
 
-// The brief's schema of migration 0005's table, for databases of an older schema.
-void ensure_operator_requests_table(const std::string& path) {
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  sqlite3_busy_timeout(db, 5000);
-  const char* sql =
-      "CREATE TABLE IF NOT EXISTS operator_requests (id INTEGER PRIMARY KEY, requested_at "
-      "INTEGER NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, status TEXT NOT NULL "
-      "DEFAULT '', note TEXT NOT NULL DEFAULT '', requested_by TEXT NOT NULL DEFAULT '', done_at "
-      "INTEGER, ok INTEGER, result TEXT NOT NULL DEFAULT '') STRICT;";
-  EXPECT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
-  sqlite3_close(db);
-}
-
 class SagactlTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -263,12 +257,6 @@ class SagactlTest : public ::testing::Test {
   static Result ctl(std::vector<std::string> args) {
     args.insert(args.begin(), {"--db", *db});
     return run_sagactl(args);
-  }
-
-  static std::vector<std::string> ids(const json& list) {
-    std::vector<std::string> result;
-    for (const auto& item : list) result.push_back(item["id"]);
-    return result;
   }
 
   static inline std::filesystem::path* directory = nullptr;
@@ -414,7 +402,7 @@ TEST_F(SagactlTest, ShowDrawsThePathAsDotAndMermaid) {
   Result mermaid = ctl({"show", scenario->compensated, "--mermaid"});
   ASSERT_EQ(mermaid.code, 0) << mermaid.err;
   for (const char* expected :
-       {"flowchart LR", "-->|\"1. start / inventory.Reserve\"|",
+       {"flowchart TD", "-->|\"1. start / inventory.Reserve\"|",
         "-.->|\"3. payment.Declined / inventory.Release\"|", "classDef compensated", "linkStyle"})
     EXPECT_NE(mermaid.out.find(expected), std::string::npos) << expected << "\n" << mermaid.out;
 
@@ -656,8 +644,8 @@ TEST_F(SagactlTest, ReadCommandsNeverWriteTheDatabase) {
 }
 
 // Operator requests, on a database of their own with no orchestrator attached: sagactl queues the
-// request and waits; a stand-in for the engine answers it (the engine's side is tested in
-// EngineOperatorTest and by the end-to-end test once the engine polls the table).
+// request and waits; a stand-in for the engine answers it, so each answer can be chosen. The
+// end-to-end tests below have a real engine answer.
 class SagactlRequestTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -671,7 +659,6 @@ class SagactlRequestTest : public ::testing::Test {
       Orchestrator orchestrator(db);
       scenario = run_scenario(orchestrator);
     }
-    ensure_operator_requests_table(db);
   }
   void TearDown() override { std::filesystem::remove_all(directory); }
 
@@ -815,6 +802,7 @@ TEST_F(SagactlRequestTest, RequestsThatCannotApplyAreRefusedBeforeTheyAreQueued)
 }
 
 TEST_F(SagactlRequestTest, ADatabaseWithoutTheRequestsTableIsExit3) {
+  // A database of schema version 4 or older has no operator_requests table.
   sqlite3* handle = nullptr;
   sqlite3_open(db.c_str(), &handle);
   sqlite3_exec(handle, "DROP TABLE operator_requests", nullptr, nullptr, nullptr);
@@ -822,6 +810,155 @@ TEST_F(SagactlRequestTest, ADatabaseWithoutTheRequestsTableIsExit3) {
   Result r = ctl({"retry", scenario.failed});
   EXPECT_EQ(r.code, 3);
   EXPECT_NE(r.err.find("has no operator_requests table"), std::string::npos) << r.err;
+}
+
+// The orchestrator of a real deployment: an engine loop running on its own thread with the
+// system clock, polling operator_requests every 10 ms.
+class RunningEngine {
+ public:
+  explicit RunningEngine(const std::string& path) {
+    saga::Options options;
+    options.store.path = path;
+    options.store.durability = saga::Durability::off;
+    options.idle_wait = 5ms;
+    options.operator_poll_interval = 10ms;
+    options.compensation_retry = {60s, 1.0, 60s, 0.0, 0};
+    store = std::move(saga::SqliteStore::open(options.store).value());
+    engine = std::make_unique<saga::Engine>(options, *store, transport, clock);
+    engine->register_saga<order::OrderSaga>();
+    loop = std::thread([this] { engine->run(); });
+  }
+  ~RunningEngine() {
+    engine->stop();
+    loop.join();
+  }
+
+  // The first command of `type` the engine sends within 10 s.
+  std::optional<saga::test::SentCommand> sent(const std::string& type) {
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      for (auto& command : take_commands(transport))
+        if (command.envelope.event_type == type) return command;
+      std::this_thread::sleep_for(5ms);  // waiting for the engine's next send, not a timeout
+    }
+    return std::nullopt;
+  }
+
+  saga::SystemClock clock;
+  saga::MemoryTransport transport;
+  std::unique_ptr<saga::SqliteStore> store;
+  std::unique_ptr<saga::Engine> engine;
+  std::thread loop;
+};
+
+using SagactlEndToEndTest = SagactlRequestTest;
+
+TEST_F(SagactlEndToEndTest, RetryIsAppliedByTheRunningOrchestratorAndTheSagaCarriesOn) {
+  RunningEngine orchestrator(db);
+  Result r = ctl({"retry", scenario.failed, "--note", "inventory service is back", "--wait", "20"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "request 1 applied: saga " + scenario.failed +
+                       " retried: inventory.Release sent again\n");
+  auto release = orchestrator.sent("inventory.Release");
+  ASSERT_TRUE(release.has_value()) << "the retried compensation was not sent";
+  EXPECT_EQ(release->envelope.correlation_id, scenario.failed);
+
+  orchestrator.transport.deliver(
+      reply_bytes(release->envelope, "inventory.Released", {{"reservation_id", "res-3"}}));
+  json shown;
+  for (auto deadline = std::chrono::steady_clock::now() + 10s;
+       std::chrono::steady_clock::now() < deadline;) {
+    shown = parse(ctl({"show", scenario.failed, "--json"}));
+    if (shown["saga"]["status"] == "Compensated") break;
+    std::this_thread::sleep_for(10ms);  // waiting for the engine to apply the reply
+  }
+  EXPECT_EQ(shown["saga"]["status"], "Compensated");
+  bool retried = false;
+  for (const auto& entry : shown["timeline"])
+    retried |= entry["detail"] == "Compensating: retried by an operator";
+  EXPECT_TRUE(retried) << shown["timeline"].dump(2);
+  ASSERT_EQ(shown["operator_requests"].size(), 1u);
+  EXPECT_EQ(shown["operator_requests"][0]["state"], "applied");
+  EXPECT_EQ(shown["operator_requests"][0]["note"], "inventory service is back");
+  Result dot = ctl({"show", scenario.failed, "--dot"});
+  EXPECT_NE(dot.out.find("operator retry / inventory.Release\", style=dotted"), std::string::npos)
+      << dot.out;
+}
+
+TEST_F(SagactlEndToEndTest, ResolveDiscardAndARefusedReplayThroughTheRunningOrchestrator) {
+  RunningEngine orchestrator(db);
+  Result resolved = ctl({"resolve", scenario.failed.substr(0, 8), "--as", "compensated", "--note",
+                         "released res-3 by hand"});
+  ASSERT_EQ(resolved.code, 0) << resolved.err;
+  EXPECT_EQ(resolved.out,
+            "request 1 applied: saga " + scenario.failed + " resolved as Compensated\n");
+  Result shown = ctl({"show", scenario.failed});
+  EXPECT_NE(shown.out.find("Status             Compensated"), std::string::npos) << shown.out;
+  EXPECT_NE(shown.out.find("Compensated: resolved by an operator: released res-3 by hand"),
+            std::string::npos)
+      << shown.out;
+
+  json letters = parse(ctl({"dead-letters", "--json"}));
+  std::map<std::string, std::string> by_reason;
+  for (const auto& letter : letters["dead_letters"])
+    by_reason[letter["reason_code"]] = std::to_string(letter["id"].get<std::int64_t>());
+  Result discarded = ctl({"dead-letters", "discard", by_reason["not_json"], "--json"});
+  ASSERT_EQ(discarded.code, 0) << discarded.err;
+  EXPECT_EQ(parse(discarded)["result"], "dead letter " + by_reason["not_json"] + " discarded");
+  EXPECT_EQ(parse(ctl({"dead-letters", "--json"}))["total"], 2);
+  Result all = ctl({"dead-letters", "--all"});
+  EXPECT_NE(all.out.find("discarded"), std::string::npos) << all.out;
+
+  // The late reply to a compensated saga is still unexpected: the engine refuses the replay.
+  Result replay = ctl({"dead-letters", "retry", by_reason["unexpected"]});
+  EXPECT_EQ(replay.code, 1);
+  EXPECT_NE(replay.err.find("sagactl: request 3 refused: dead letter " + by_reason["unexpected"] +
+                            " was refused again"),
+            std::string::npos)
+      << replay.err;
+  Result again = ctl({"dead-letters", "discard", by_reason["not_json"]});
+  EXPECT_EQ(again.code, 1);
+  EXPECT_NE(again.err.find("was already discarded"), std::string::npos) << again.err;
+
+  json requests = parse(ctl({"requests", "--json"}));
+  std::vector<std::string> states;
+  for (const auto& request : requests["operator_requests"]) states.push_back(request["state"]);
+  EXPECT_EQ(states, (std::vector<std::string>{"refused", "applied", "applied"}));
+  EXPECT_EQ(parse(ctl({"stats", "--json"}))["operator_requests"]["queued"], 0);
+}
+
+TEST(SagactlTrace, FollowsOneCorrelationAcrossSagas) {
+  auto directory =
+      std::filesystem::temp_directory_path() / ("sagactl-trace-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(directory);
+  std::filesystem::create_directories(directory);
+  std::string db = (directory / "orchestrator.db").string();
+  std::string first, second;
+  {
+    Orchestrator o(db);
+    first =
+        o.drive("order-a", {{"inventory.Reserved", {{"reservation_id", "res-a"}}}}, "request-42");
+    second =
+        o.drive("order-b", {{"inventory.OutOfStock", {{"sku", "sku-lamp"}, {"reason", "0 left"}}}},
+                "request-42");
+    o.drive("order-c", {});
+  }
+  Result r = run_sagactl({"--db", db, "trace", "request-42", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  json trace = parse(r);
+  EXPECT_EQ(ids(trace["sagas"]), (std::vector<std::string>{first, second}));
+  std::vector<std::string> flow;
+  for (const auto& message : trace["messages"])
+    flow.push_back((message["saga_id"] == first ? "a " : "b ") +
+                   message["message_type"].get<std::string>());
+  EXPECT_EQ(flow, (std::vector<std::string>{"a inventory.Reserve", "a inventory.Reserved",
+                                            "a payment.Charge", "b inventory.Reserve",
+                                            "b inventory.OutOfStock"}));
+  Result table = run_sagactl({"--db", db, "trace", "request-42"});
+  EXPECT_NE(table.out.find("5 messages across 2 sagas"), std::string::npos) << table.out;
+  json listed = parse(run_sagactl({"--db", db, "list", "--json"}));
+  EXPECT_EQ(listed["sagas"][2]["correlation_id"], "request-42");
+  std::filesystem::remove_all(directory);
 }
 
 // sagactl reads while an engine commits on another thread, as it would beside a running
