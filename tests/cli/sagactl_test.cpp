@@ -407,7 +407,7 @@ TEST_F(SagactlTest, ShowDrawsThePathAsDotAndMermaid) {
     EXPECT_NE(mermaid.out.find(expected), std::string::npos) << expected << "\n" << mermaid.out;
 
   Result failed = ctl({"show", scenario->failed, "--dot"});
-  for (const char* expected : {"label=\"compensating:inventory.Release\\n(Failed)\"",
+  for (const char* expected : {"label=\"Failed\\nparked in compensating:inventory.Release\"",
                                "4. timeout of inventory.Release", "fillcolor=\"#ffcdd2\""})
     EXPECT_NE(failed.out.find(expected), std::string::npos) << expected << "\n" << failed.out;
 

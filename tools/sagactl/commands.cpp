@@ -328,12 +328,13 @@ int show_saga(const Context& context, const std::string& saga_id, Picture pictur
   key_value(
       out, "Created",
       format_time(saga->created_at) + " (" + format_duration(now - saga->created_at) + " ago)");
-  key_value(out, "Updated",
-            format_time(saga->updated_at) +
-                (is_terminal(saga->status)
-                     ? " (ended " + format_duration(saga->updated_at - saga->created_at) +
-                           " after it started)"
-                     : " (" + format_duration(now - saga->updated_at) + " ago)"));
+  key_value(
+      out, "Updated",
+      format_time(saga->updated_at) +
+          (is_terminal(saga->status)
+               ? std::string(saga->status == "Failed" ? " (parked " : " (ended ") +
+                     format_duration(saga->updated_at - saga->created_at) + " after it started)"
+               : " (" + format_duration(now - saga->updated_at) + " ago)"));
 
   out << "\nTimeline\n";
   Table timeline({"SEQ", "AT", "+PREV", "KIND", "MESSAGE", "DETAIL"});

@@ -25,8 +25,13 @@ struct Edge {
   }
 };
 
+struct Node {
+  std::string label;
+  bool parked = false;  // a pseudo-state: the saga was parked as Failed here
+};
+
 struct Path {
-  std::vector<std::string> states;
+  std::vector<Node> nodes;
   std::vector<Edge> edges;
   std::size_t current = 0;
   std::string current_label;
@@ -37,13 +42,20 @@ bool is_compensation_state(const std::string& state) {
   return state.rfind("compensating:", 0) == 0 || state == "Compensated";
 }
 
+// Walks the journal: transitions become edges between state nodes, the commands a reaction sent
+// label its last edge, parking as Failed leads to a pseudo-node "Failed", and operator actions
+// lead out of it (retry: back to the state; resolve: to a pseudo-node "resolved as ...").
 Path build_path(const SagaRow& saga, const std::vector<JournalRow>& journal) {
   Path path;
   std::map<std::string, std::size_t> index;
   const auto node = [&](const std::string& state) {
-    auto [slot, inserted] = index.emplace(state, path.states.size());
-    if (inserted) path.states.push_back(state);
+    auto [slot, inserted] = index.emplace(state, path.nodes.size());
+    if (inserted) path.nodes.push_back({state});
     return slot->second;
+  };
+  const auto pseudo_node = [&](std::string label, bool parked) {
+    path.nodes.push_back({std::move(label), parked});
+    return path.nodes.size() - 1;
   };
   std::map<std::string, std::string> causes;
   for (const auto& entry : journal) {
@@ -52,48 +64,63 @@ Path build_path(const SagaRow& saga, const std::vector<JournalRow>& journal) {
   }
   std::optional<std::size_t> reaction_edge;
   std::optional<std::size_t> at;
+  std::string state = saga.state;
   int number = 0;
+  const auto add_edge = [&](std::size_t from, std::size_t to, std::string cause) -> Edge& {
+    Edge edge;
+    edge.from = from;
+    edge.to = to;
+    edge.cause = std::move(cause);
+    edge.number = ++number;
+    path.edges.push_back(std::move(edge));
+    at = to;
+    return path.edges.back();
+  };
   for (const auto& entry : journal) {
     if (entry.kind == "started" || entry.kind == "message_in" || entry.kind == "timed_out") {
       reaction_edge.reset();
     } else if (entry.kind == "transition") {
-      Edge edge;
-      edge.from = node(entry.from_state);
-      edge.to = node(entry.to_state);
       auto cause = causes.find(entry.message_id);
-      edge.cause = entry.message_id.empty() ? "start"
-                   : cause != causes.end()  ? cause->second
-                                            : entry.message_id;
+      Edge& edge = add_edge(node(entry.from_state), node(entry.to_state),
+                            entry.message_id.empty() ? "start"
+                            : cause != causes.end()  ? cause->second
+                                                     : entry.message_id);
       edge.compensation =
           is_compensation_state(entry.from_state) || is_compensation_state(entry.to_state);
-      edge.number = ++number;
-      path.edges.push_back(std::move(edge));
       reaction_edge = path.edges.size() - 1;
-      at = path.edges.back().to;
+      state = entry.to_state;
     } else if (entry.kind == "message_out" && reaction_edge) {
       Edge& edge = path.edges[*reaction_edge];
       edge.sends.push_back(entry.message_type);
       if (entry.detail.rfind("compensation ", 0) == 0) edge.compensation = true;
+    } else if (entry.kind == "status_changed" && entry.detail.rfind("Failed", 0) == 0) {
+      std::size_t parked = pseudo_node("Failed\nparked in " + state, true);
+      if (reaction_edge) {
+        path.edges[*reaction_edge].to = parked;
+        at = parked;
+      } else {
+        add_edge(at ? *at : node(state), parked, "parked");
+      }
+      reaction_edge.reset();
     } else if (entry.kind == "status_changed" &&
                entry.detail.find("by an operator") != std::string::npos) {
-      std::size_t here = at ? *at : node(saga.state);
-      Edge edge;
-      edge.from = edge.to = here;
+      std::size_t from = at ? *at : node(state);
       std::string status = entry.detail.substr(0, entry.detail.find(':'));
-      edge.cause = entry.detail.find("resolved") != std::string::npos
-                       ? "operator resolved as " + status
-                       : "operator retry";
+      bool resolved = entry.detail.find("resolved") != std::string::npos;
+      std::size_t to =
+          resolved ? pseudo_node(status + "\nresolved by an operator", false) : node(state);
+      Edge& edge = add_edge(from, to, resolved ? "operator resolve" : "operator retry");
       if (!entry.message_type.empty()) edge.sends.push_back(entry.message_type);
       edge.operator_action = true;
-      edge.number = ++number;
-      path.edges.push_back(std::move(edge));
       reaction_edge.reset();
     }
   }
-  path.current = node(saga.state);
-  path.current_label = saga.state == saga.status || saga.status.empty()
-                           ? saga.state
-                           : saga.state + "\n(" + saga.status + ")";
+  bool ended_on_pseudo_node =
+      at && (path.nodes[*at].parked || index.count(path.nodes[*at].label) == 0);
+  path.current = ended_on_pseudo_node ? *at : node(saga.state);
+  path.current_label = path.nodes[path.current].label;
+  if (!ended_on_pseudo_node && saga.state != saga.status && !saga.status.empty())
+    path.current_label += "\n(" + saga.status + ")";
   path.status_class = saga.status == "Completed"     ? "completed"
                       : saga.status == "Compensated" ? "compensated"
                       : saga.status == "Failed"      ? "failed"
@@ -164,18 +191,22 @@ std::string render_dot(const SagaRow& saga, const std::vector<JournalRow>& journ
   Style style = style_of(path.status_class);
   std::ostringstream out;
   out << "digraph saga {\n"
-      << "  graph [rankdir=LR, labelloc=t, fontname=\"Helvetica\", label="
+      << "  graph [rankdir=TB, labelloc=t, fontname=\"Helvetica\", label="
       << dot_quote(saga.type + " saga " + saga.id + ": " + saga.status) << "];\n"
       << "  node [shape=box, style=rounded, fontname=\"Helvetica\"];\n"
       << "  edge [fontname=\"Helvetica\", fontsize=10];\n"
       << "  start [shape=point, width=0.15];\n";
-  for (std::size_t i = 0; i < path.states.size(); ++i) {
+  for (std::size_t i = 0; i < path.nodes.size(); ++i) {
     out << "  s" << i << " [label=";
     if (i == path.current) {
       out << dot_label(path.current_label) << ", style=\"rounded,filled,bold\", fillcolor=\""
           << style.fill << "\", color=\"" << style.stroke << "\", penwidth=2";
+    } else if (path.nodes[i].parked) {
+      Style failed = style_of("failed");
+      out << dot_label(path.nodes[i].label) << ", style=\"rounded,filled,dashed\", fillcolor=\""
+          << failed.fill << "\", color=\"" << failed.stroke << "\"";
     } else {
-      out << dot_label(path.states[i]);
+      out << dot_label(path.nodes[i].label);
     }
     out << "];\n";
   }
@@ -201,11 +232,14 @@ std::string render_mermaid(const SagaRow& saga, const std::vector<JournalRow>& j
   std::ostringstream out;
   out << "---\ntitle: \"" << mermaid_text(saga.type + " saga " + saga.id + ": " + saga.status)
       << "\"\n---\n"
-      << "flowchart LR\n"
+      << "flowchart TD\n"
       << "  start((\" \"))\n";
-  for (std::size_t i = 0; i < path.states.size(); ++i)
+  std::vector<std::size_t> parked;
+  for (std::size_t i = 0; i < path.nodes.size(); ++i) {
     out << "  s" << i << "[\""
-        << mermaid_text(i == path.current ? path.current_label : path.states[i]) << "\"]\n";
+        << mermaid_text(i == path.current ? path.current_label : path.nodes[i].label) << "\"]\n";
+    if (path.nodes[i].parked && i != path.current) parked.push_back(i);
+  }
   std::size_t link = 0;
   std::vector<std::size_t> compensation_links, operator_links;
   if (!path.edges.empty()) {
@@ -226,6 +260,13 @@ std::string render_mermaid(const SagaRow& saga, const std::vector<JournalRow>& j
   out << "  classDef " << path.status_class << " fill:" << style.fill << ",stroke:" << style.stroke
       << ",stroke-width:3px\n"
       << "  class s" << path.current << " " << path.status_class << "\n";
+  if (!parked.empty()) {
+    Style failed = style_of("failed");
+    out << "  classDef parked fill:" << failed.fill << ",stroke:" << failed.stroke
+        << ",stroke-dasharray:4\n  class ";
+    for (std::size_t i = 0; i < parked.size(); ++i) out << (i ? "," : "") << "s" << parked[i];
+    out << " parked\n";
+  }
   const auto link_style = [&](const std::vector<std::size_t>& links, const char* color) {
     if (links.empty()) return;
     out << "  linkStyle ";
