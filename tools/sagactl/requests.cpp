@@ -7,8 +7,12 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <optional>
 #include <ostream>
+#include <string>
 #include <thread>
 
 #include "commands.hpp"
