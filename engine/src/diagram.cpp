@@ -7,6 +7,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "saga/detail/diagram_walk.hpp"
@@ -47,11 +48,17 @@ bool is_end(StateKind kind) {
          kind == StateKind::failed;
 }
 
+// How the current state is drawn when the saga's last step left it parked or resolved.
+enum class Ending { none, parked, resolved };
+
 // Which edges and states a Path touches.
 struct Overlay {
   std::vector<std::vector<std::size_t>> edge_steps;  // per edge: 1-based step numbers
   std::vector<bool> visited;                         // per state
+  std::vector<std::size_t> loops;  // 0-based indexes of steps drawn as loops, in order
   std::size_t current = static_cast<std::size_t>(-1);
+  Ending ending = Ending::none;
+  std::string resolved_as;  // Ending::resolved: the status
 };
 
 std::size_t state_index(const Graph& graph, std::string_view name) {
@@ -72,6 +79,10 @@ Overlay overlay_of(const Graph& graph, const Path& path) {
     const PathStep& taken = path.steps[step];
     visit(taken.from);
     visit(taken.to);
+    if (taken.kind != PathStepKind::transition) {
+      if (state_index(graph, taken.from) < graph.states.size()) overlay.loops.push_back(step);
+      continue;
+    }
     auto between = [&](const GraphEdge& edge) {
       return edge.from == taken.from && edge.to == taken.to;
     };
@@ -88,9 +99,50 @@ Overlay overlay_of(const Graph& graph, const Path& path) {
   std::string_view current = path.current;
   if (current.empty() && !path.steps.empty()) current = path.steps.back().to;
   overlay.current = state_index(graph, current);
-  if (overlay.current < overlay.visited.size()) overlay.visited[overlay.current] = true;
+  if (overlay.current < overlay.visited.size()) {
+    overlay.visited[overlay.current] = true;
+    const PathStep* last = path.steps.empty() ? nullptr : &path.steps.back();
+    if (last && last->from == current) {
+      if (last->kind == PathStepKind::parked) overlay.ending = Ending::parked;
+      if (last->kind == PathStepKind::resolved) {
+        overlay.ending = Ending::resolved;
+        overlay.resolved_as = last->event;
+      }
+    }
+  }
   return overlay;
 }
+
+// The annotation of the current state, or "".
+std::string ending_text(const Overlay& overlay) {
+  switch (overlay.ending) {
+    case Ending::parked:
+      return "(parked as Failed)";
+    case Ending::resolved:
+      return "(resolved as " + overlay.resolved_as + ")";
+    case Ending::none:
+      break;
+  }
+  return "";
+}
+
+// The lines of a step that is not a transition, after its number.
+std::vector<std::string> loop_lines(const PathStep& step) {
+  switch (step.kind) {
+    case PathStepKind::parked:
+      return {"parked as Failed"};
+    case PathStepKind::retried:
+      if (step.event.empty()) return {"operator retry"};
+      return {"operator retry", "send " + step.event};
+    case PathStepKind::resolved:
+      return {"operator resolve as " + step.event};
+    case PathStepKind::transition:
+      break;
+  }
+  return {};
+}
+
+constexpr std::string_view kOperatorColor = "purple3";
 
 std::string step_numbers(const std::vector<std::size_t>& steps) {
   if (steps.empty()) return "";
@@ -116,8 +168,8 @@ std::string state_label(const GraphState& state, std::string_view separator) {
 std::vector<std::string> edge_lines(const GraphEdge& edge) {
   std::vector<std::string> lines{edge.event + (edge.guarded ? " [guard]" : "")};
   for (const GraphCommand& command : edge.commands)
-    lines.push_back((command.compensation ? "compensate " : "send ") + command.type + " to " +
-                    command.destination);
+    lines.push_back((command.compensation ? "compensate " : "send ") + command.type +
+                    (command.destination.empty() ? "" : " to " + command.destination));
   return lines;
 }
 
@@ -173,14 +225,26 @@ Attributes dot_state_attributes(const GraphState& state, const Overlay* overlay,
       break;
   }
   std::string penwidth = state.pivot ? "2" : "";
+  std::string label = state.pivot || state.after_pivot ? state_label(state, "\n") : "";
   if (overlay && overlay->visited[index]) fill = "lightblue";
   if (overlay && overlay->current == index) {
     fill = "gold";
     penwidth = "3";
+    if (overlay->ending == Ending::parked) {
+      fill = "lightpink";
+      color = "red3";
+    } else if (overlay->ending == Ending::resolved) {
+      fill = overlay->resolved_as == "Completed"     ? "palegreen"
+             : overlay->resolved_as == "Compensated" ? "khaki"
+                                                     : "gold";
+      color = kOperatorColor;
+    }
+    if (overlay->ending != Ending::none)
+      label = state_label(state, "\n") + "\n" + ending_text(*overlay);
   }
   if (!fill.empty()) style.push_back("filled");
   if (shape != "box") attributes.push_back({"shape", shape});
-  if (state.pivot || state.after_pivot) attributes.push_back({"label", state_label(state, "\n")});
+  if (!label.empty()) attributes.push_back({"label", label});
   if (style != std::vector<std::string>{"rounded"}) {
     std::string joined;
     for (const auto& token : style) joined += (joined.empty() ? "" : ",") + token;
@@ -217,6 +281,18 @@ Attributes dot_edge_attributes(const GraphEdge& edge, const Overlay* overlay, st
   return attributes;
 }
 
+Attributes dot_loop_attributes(const PathStep& step, std::size_t number) {
+  std::string label = step_numbers({number});
+  auto lines = loop_lines(step);
+  for (std::size_t i = 0; i < lines.size(); ++i) label += (i ? "\n" : "") + lines[i];
+  std::string color(step.kind == PathStepKind::parked ? "red3" : kOperatorColor);
+  return {{"label", label},
+          {"style", "dashed"},
+          {"color", color},
+          {"fontcolor", color},
+          {"penwidth", "3"}};
+}
+
 std::string mermaid_text(std::string_view text) {
   std::string out;
   for (char c : text) {
@@ -232,6 +308,116 @@ std::string mermaid_text(std::string_view text) {
 
 std::string mermaid_id(std::size_t index) {
   return "s" + std::to_string(index);
+}
+
+// The journal read once: the path, and per step what graph_from_journal needs.
+struct JournalWalk {
+  Path path;
+  std::vector<std::vector<GraphCommand>> commands;  // sent by the reaction that ended there
+  std::vector<SagaStatus> status_after;             // the saga's status once at `to`
+  std::vector<bool> settles;                        // the last transition of its reaction
+};
+
+constexpr std::string_view kRetriedByAnOperator = "retried by an operator";
+constexpr std::string_view kResolvedByAnOperator = "resolved by an operator";
+
+// One input's entries: its transitions, then its user errors, commands and status change.
+struct ReactionReading {
+  bool open = false;
+  std::string cause;  // the message id of the input
+  std::size_t first = 0;
+  int failures = 0;       // user_error entries
+  int step_failures = 0;  // transitions raised by StepFailed
+};
+
+JournalWalk walk_journal(const std::vector<JournalEntry>& journal) {
+  std::map<std::string, std::string, std::less<>> message_types;
+  std::set<std::string, std::less<>> timed_out;
+  for (const JournalEntry& entry : journal) {
+    if (entry.kind == JournalKind::message_in)
+      message_types.emplace(entry.message_id, entry.message_type);
+    if (entry.kind == JournalKind::timed_out) timed_out.insert(entry.message_id);
+  }
+  JournalWalk walk;
+  std::vector<PathStep>& steps = walk.path.steps;
+  auto add = [&](PathStep step, SagaStatus status) {
+    steps.push_back(std::move(step));
+    walk.commands.emplace_back();
+    walk.status_after.push_back(status);
+    walk.settles.push_back(true);
+  };
+  SagaStatus status = SagaStatus::Running;
+  ReactionReading reaction;
+  const JournalEntry* previous = nullptr;  // the entry before, when it is a transition
+  for (const JournalEntry& entry : journal) {
+    if (entry.kind == JournalKind::transition) {
+      PathStep step{entry.from_state, entry.to_state, ""};
+      bool continues = previous && previous->message_id == entry.message_id;
+      if (continues)
+        step.event = kStepFailedEvent;  // the same input failed again in the state just reached
+      else if (auto found = message_types.find(entry.message_id); found != message_types.end())
+        step.event = found->second;
+      else if (entry.message_id.empty())
+        step.event = kBeginEvent;
+      else if (timed_out.contains(entry.message_id))
+        step.event = kStepFailedEvent;
+      if (continues)
+        walk.settles.back() = false;
+      else
+        reaction = {true, entry.message_id, steps.size(), 0, 0};
+      if (step.event == kStepFailedEvent) ++reaction.step_failures;
+      add(std::move(step), status);
+      previous = &entry;
+      continue;
+    }
+    previous = nullptr;
+    bool in_reaction = reaction.open && reaction.first < steps.size();
+    switch (entry.kind) {
+      case JournalKind::user_error:
+        if (in_reaction && entry.message_id == reaction.cause) ++reaction.failures;
+        break;
+      case JournalKind::message_out:
+        if (in_reaction)
+          walk.commands.back().push_back(
+              {entry.message_type, "", entry.detail.starts_with("compensation ")});
+        break;
+      case JournalKind::status_changed: {
+        std::string_view detail = entry.detail;
+        std::optional<SagaStatus> changed =
+            saga_status_from_string(detail.substr(0, detail.find(':')));
+        std::string here = steps.empty() ? "" : steps.back().to;
+        if (detail.find(kRetriedByAnOperator) != std::string_view::npos) {
+          add({here, here, entry.message_type, PathStepKind::retried}, changed.value_or(status));
+          reaction.open = false;
+        } else if (detail.find(kResolvedByAnOperator) != std::string_view::npos) {
+          add({here, here, std::string(detail.substr(0, detail.find(':'))), PathStepKind::resolved},
+              changed.value_or(status));
+          reaction.open = false;
+        } else if (in_reaction && entry.message_id == reaction.cause && changed) {
+          PathStep& last = steps.back();
+          bool in_place = last.kind == PathStepKind::transition && last.from == last.to;
+          if (*changed == SagaStatus::Failed &&
+              (in_place || reaction.failures > reaction.step_failures)) {
+            if (in_place) {
+              last.kind = PathStepKind::parked;
+              last.event = kStepFailedEvent;
+            } else {
+              add({here, here, std::string(kStepFailedEvent), PathStepKind::parked}, status);
+            }
+          } else {
+            walk.status_after.back() = *changed;
+          }
+          reaction.open = false;
+        }
+        if (changed) status = *changed;
+        break;
+      }
+      default:
+        reaction.open = false;
+        break;
+    }
+  }
+  return walk;
 }
 
 }  // namespace
@@ -306,33 +492,47 @@ Graph GraphBuilder::finish() {
 }  // namespace detail
 
 Path path_from_journal(const std::vector<JournalEntry>& journal) {
-  std::map<std::string, std::string, std::less<>> message_types;
-  std::set<std::string, std::less<>> timed_out;
-  for (const JournalEntry& entry : journal) {
-    if (entry.kind == JournalKind::message_in)
-      message_types.emplace(entry.message_id, entry.message_type);
-    if (entry.kind == JournalKind::timed_out) timed_out.insert(entry.message_id);
+  return walk_journal(journal).path;
+}
+
+Graph graph_from_journal(const std::vector<JournalEntry>& journal, std::string_view saga,
+                         int version) {
+  JournalWalk walk = walk_journal(journal);
+  const std::vector<PathStep>& steps = walk.path.steps;
+  // A state's status: the one the saga had once a reaction ended there, else on the way through.
+  struct Seen {
+    std::optional<SagaStatus> status;
+    bool settled = false;
+  };
+  std::vector<std::string> order;
+  std::map<std::string, Seen, std::less<>> seen;
+  std::string initial;
+  auto note = [&](const std::string& name) -> Seen& {
+    auto [slot, inserted] = seen.try_emplace(name);
+    if (inserted) order.push_back(name);
+    return slot->second;
+  };
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    const PathStep& step = steps[i];
+    if (step.kind != PathStepKind::transition) continue;
+    if (initial.empty() && step.event == kBeginEvent) initial = step.from;
+    note(step.from);
+    Seen& to = note(step.to);
+    if (!to.status || walk.settles[i] || !to.settled)
+      to = {walk.status_after[i], walk.settles[i] || to.settled};
   }
-  Path path;
-  const JournalEntry* previous = nullptr;
-  for (const JournalEntry& entry : journal) {
-    if (entry.kind != JournalKind::transition) {
-      previous = nullptr;
-      continue;
-    }
-    PathStep step{entry.from_state, entry.to_state, ""};
-    if (previous && previous->message_id == entry.message_id)
-      step.event = kStepFailedEvent;  // the same input failed again in the state just reached
-    else if (auto found = message_types.find(entry.message_id); found != message_types.end())
-      step.event = found->second;
-    else if (entry.message_id.empty())
-      step.event = kBeginEvent;
-    else if (timed_out.contains(entry.message_id))
-      step.event = kStepFailedEvent;
-    path.steps.push_back(std::move(step));
-    previous = &entry;
+  detail::GraphBuilder builder(saga, version);
+  for (const auto& name : order)
+    builder.add_state(name, seen[name].status.value_or(SagaStatus::Running), name == initial,
+                      std::nullopt);
+  std::set<std::tuple<std::string, std::string, std::string>> edges;
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    const PathStep& step = steps[i];
+    if (step.kind == PathStepKind::transition &&
+        edges.emplace(step.from, step.to, step.event).second)
+      builder.add_edge(step.from, step.to, step.event, false, walk.commands[i]);
   }
-  return path;
+  return builder.finish();
 }
 
 std::string to_dot(const Graph& graph, const Path* path) {
@@ -353,6 +553,12 @@ std::string to_dot(const Graph& graph, const Path* path) {
     out += "  " + dot_quoted(edge.from) + " -> " + dot_quoted(edge.to) +
            dot_attributes(dot_edge_attributes(edge, drawn, i)) + ";\n";
   }
+  if (drawn)
+    for (std::size_t step : drawn->loops) {
+      const PathStep& loop = path->steps[step];
+      out += "  " + dot_quoted(loop.from) + " -> " + dot_quoted(loop.from) +
+             dot_attributes(dot_loop_attributes(loop, step + 1)) + ";\n";
+    }
   return out + "}\n";
 }
 
@@ -362,9 +568,12 @@ std::string to_mermaid(const Graph& graph, const Path* path) {
 
   std::string out = "---\ntitle: \"" + mermaid_text(title_of(graph, path)) + "\"\n---\n";
   out += "stateDiagram-v2\n";
-  for (std::size_t i = 0; i < graph.states.size(); ++i)
-    out += "  state \"" + mermaid_text(state_label(graph.states[i], " ")) + "\" as " +
-           mermaid_id(i) + "\n";
+  for (std::size_t i = 0; i < graph.states.size(); ++i) {
+    std::string label = state_label(graph.states[i], " ");
+    if (overlay && overlay->current == i && overlay->ending != Ending::none)
+      label += " " + ending_text(*overlay);
+    out += "  state \"" + mermaid_text(label) + "\" as " + mermaid_id(i) + "\n";
+  }
   for (std::size_t i = 0; i < graph.states.size(); ++i)
     if (graph.states[i].kind == StateKind::initial) out += "  [*] --> " + mermaid_id(i) + "\n";
   for (std::size_t e = 0; e < graph.edges.size(); ++e) {
@@ -377,11 +586,25 @@ std::string to_mermaid(const Graph& graph, const Path* path) {
       label += (i == 0 ? "" : i == 1 ? " / " : ", ") + lines[i];
     out += "  " + mermaid_id(from) + " --> " + mermaid_id(to) + " : " + mermaid_text(label) + "\n";
   }
+  if (overlay)
+    for (std::size_t step : overlay->loops) {
+      const PathStep& loop = path->steps[step];
+      std::string label = step_numbers({step + 1});
+      auto lines = loop_lines(loop);
+      for (std::size_t i = 0; i < lines.size(); ++i) label += (i ? " / " : "") + lines[i];
+      std::string id = mermaid_id(state_index(graph, loop.from));
+      out += "  " + id + " --> " + id + " : " + mermaid_text(label) + "\n";
+    }
   for (std::size_t i = 0; i < graph.states.size(); ++i)
     if (is_end(graph.states[i].kind)) out += "  " + mermaid_id(i) + " --> [*]\n";
 
   // One class per state: the overlay's, else its kind's, else the pivot's.
-  static const std::array<std::pair<std::string_view, std::string_view>, 7> styles = {{
+  std::string resolved_style =
+      std::string(!overlay || overlay->resolved_as == "Completed" ? "fill:#98fb98"
+                  : overlay->resolved_as == "Compensated"         ? "fill:#f0e68c"
+                                                                  : "fill:#ffd700") +
+      ",stroke:#7d26cd,stroke-width:3px";
+  const std::array<std::pair<std::string_view, std::string_view>, 9> styles = {{
       {"compensating", "fill:#ffe4b5,stroke:#ff8c00"},
       {"completed", "fill:#98fb98"},
       {"compensated", "fill:#f0e68c"},
@@ -389,13 +612,17 @@ std::string to_mermaid(const Graph& graph, const Path* path) {
       {"pivot", "stroke-width:3px"},
       {"visited", "fill:#add8e6"},
       {"current", "fill:#ffd700,stroke-width:3px"},
+      {"parked", "fill:#ffb6c1,stroke:#cd0000,stroke-width:3px"},
+      {"resolved", resolved_style},
   }};
   std::map<std::string_view, std::vector<std::size_t>> members;
   for (std::size_t i = 0; i < graph.states.size(); ++i) {
     const GraphState& state = graph.states[i];
     std::string_view cls;
     if (overlay && overlay->current == i)
-      cls = "current";
+      cls = overlay->ending == Ending::parked     ? "parked"
+            : overlay->ending == Ending::resolved ? "resolved"
+                                                  : "current";
     else if (overlay && overlay->visited[i])
       cls = "visited";
     else if (state.kind != StateKind::initial && state.kind != StateKind::waiting)

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <future>
 #include <map>
 #include <memory>
 #include <regex>
@@ -674,6 +675,8 @@ class DiagramJournalTest : public ::testing::Test {
     saga::Options options;
     options.store.path = ":memory:";
     options.idle_wait = std::chrono::milliseconds(0);
+    // A compensation gives up after two sends: the saga is parked as Failed.
+    options.compensation_retry = {std::chrono::seconds(10), 1.0, std::chrono::seconds(10), 0.0, 2};
     store = std::move(saga::SqliteStore::open(options.store).value());
     engine = std::make_unique<saga::Engine>(options, *store, transport, clock);
     engine->register_saga<order::OrderSaga>();
@@ -689,6 +692,28 @@ class DiagramJournalTest : public ::testing::Test {
 
   saga::Path path_of(const std::string& id) {
     return saga::path_from_journal(store->journal(id).value());
+  }
+
+  // An order whose payment was declined and whose inventory.Release is never acknowledged.
+  std::string parked_saga() {
+    std::string id = engine->start<order::OrderSaga>(
+        order::OrderData{"order-9", "customer-1", "1 Main St", {{"sku-1", 1, 500}}});
+    engine->run_once();
+    answer("inventory.Reserved", {{"reservation_id", "r-9"}});
+    answer("payment.Declined", {{"reason", "card expired"}});
+    for (int turn = 0; turn < 3; ++turn) {
+      clock.advance(std::chrono::seconds(11));
+      engine->run_once();
+      saga::test::take_commands(transport);
+    }
+    EXPECT_EQ(store->load_saga(id).value()->status, saga::SagaStatus::Failed);
+    return id;
+  }
+
+  saga::OperatorResult apply(std::future<saga::OperatorResult> future) {
+    engine->run_once();
+    EXPECT_EQ(future.wait_for(std::chrono::seconds(0)), std::future_status::ready);
+    return future.get();
   }
 
   saga::ManualClock clock;
@@ -732,6 +757,260 @@ TEST_F(DiagramJournalTest, ATransitionRaisedByAFailingBuilderIsAStepFailure) {
   Steps expected = {{"Initial", "awaiting:inventory.Reserve", "Begin"},
                     {"awaiting:inventory.Reserve", "Compensated", "StepFailed"}};
   EXPECT_EQ(steps_of(path_of(id)), expected);
+}
+
+using KindedSteps =
+    std::vector<std::tuple<std::string, std::string, std::string, saga::PathStepKind>>;
+
+KindedSteps kinded_steps_of(const saga::Path& path) {
+  KindedSteps steps;
+  for (const auto& step : path.steps) steps.emplace_back(step.from, step.to, step.event, step.kind);
+  return steps;
+}
+
+const Dot::Statement* find_edge(const Dot& dot, const std::string& from, const std::string& to,
+                                const std::string& label_start) {
+  for (const auto& edge : dot.edges)
+    if (edge.from == from && edge.to == to && edge.attributes.at("label").starts_with(label_start))
+      return &edge;
+  return nullptr;
+}
+
+const Dot::Statement* find_node(const Dot& dot, const std::string& name) {
+  for (const auto& node : dot.nodes)
+    if (node.from == name) return &node;
+  return nullptr;
+}
+
+constexpr auto kTransition = saga::PathStepKind::transition;
+const std::string kRelease = "compensating:inventory.Release";
+
+TEST_F(DiagramJournalTest, ACompensationThatRunsOutIsParkedInPlaceAndTheOperatorsRetryIsAStep) {
+  std::string id = parked_saga();
+  KindedSteps expected = {
+      {"Initial", "awaiting:inventory.Reserve", "Begin", kTransition},
+      {"awaiting:inventory.Reserve", "awaiting:payment.Charge", "inventory.Reserved", kTransition},
+      {"awaiting:payment.Charge", kRelease, "payment.Declined", kTransition},
+      {kRelease, kRelease, "StepFailed", saga::PathStepKind::parked}};
+  saga::Path path = path_of(id);
+  EXPECT_EQ(kinded_steps_of(path), expected);
+
+  Dot dot = parse_dot(saga::to_dot(order_graph(), &path));
+  const auto* parked = find_node(dot, kRelease);
+  ASSERT_NE(parked, nullptr);
+  EXPECT_EQ(parked->attributes.at("fillcolor"), "lightpink");
+  EXPECT_EQ(parked->attributes.at("color"), "red3");
+  EXPECT_EQ(parked->attributes.at("label"), kRelease + "\\n(parked as Failed)");
+  const auto* loop = find_edge(dot, kRelease, kRelease, "(4) parked as Failed");
+  ASSERT_NE(loop, nullptr) << saga::to_dot(order_graph(), &path);
+  EXPECT_EQ(loop->attributes.at("color"), "red3");
+  EXPECT_EQ(dot.edges.size(), order_graph().edges.size() + 1) << "one loop beside the definition";
+  for (const auto& node : dot.nodes) {
+    if (node.from == kRelease || !node.attributes.count("fillcolor")) continue;
+    EXPECT_NE(node.attributes.at("fillcolor"), "gold") << node.from;
+  }
+
+  std::string mermaid = saga::to_mermaid(order_graph(), &path);
+  EXPECT_NE(mermaid.find("  state \"" + kRelease + " (parked as Failed)\" as s4\n"),
+            std::string::npos)
+      << mermaid;
+  EXPECT_NE(mermaid.find("  s4 --> s4 : (4) parked as Failed\n"), std::string::npos) << mermaid;
+  EXPECT_NE(mermaid.find("  class s4 parked\n"), std::string::npos) << mermaid;
+  EXPECT_EQ(mermaid.find("current"), std::string::npos) << mermaid;
+
+  ASSERT_TRUE(apply(engine->retry(id)).ok);
+  answer("inventory.Released", {{"reservation_id", "r-9"}});
+  expected.push_back({kRelease, kRelease, "inventory.Release", saga::PathStepKind::retried});
+  expected.push_back({kRelease, "Compensated", "inventory.Released", kTransition});
+  path = path_of(id);
+  EXPECT_EQ(kinded_steps_of(path), expected);
+
+  dot = parse_dot(saga::to_dot(order_graph(), &path));
+  EXPECT_NE(find_edge(dot, kRelease, kRelease, "(4) parked as Failed"), nullptr);
+  const auto* retry = find_edge(dot, kRelease, kRelease, "(5) operator retry");
+  ASSERT_NE(retry, nullptr);
+  EXPECT_EQ(label_lines(retry->attributes.at("label")),
+            (std::vector<std::string>{"(5) operator retry", "send inventory.Release"}));
+  EXPECT_EQ(retry->attributes.at("color"), "purple3");
+  const auto* released = find_edge(dot, kRelease, "Compensated", "(6) inventory.Released");
+  ASSERT_NE(released, nullptr);
+  EXPECT_EQ(released->attributes.at("color"), "blue3");
+  EXPECT_EQ(find_node(dot, kRelease)->attributes.at("fillcolor"), "lightblue")
+      << "no longer parked";
+  EXPECT_EQ(find_node(dot, "Compensated")->attributes.at("fillcolor"), "gold");
+}
+
+TEST_F(DiagramJournalTest, AResolvedSagaIsDrawnWithTheStatusTheOperatorGaveIt) {
+  std::string id = parked_saga();
+  ASSERT_TRUE(apply(engine->resolve(id, saga::SagaStatus::Compensated, "released by hand")).ok);
+  saga::Path path = path_of(id);
+  ASSERT_EQ(path.steps.size(), 5u);
+  EXPECT_EQ(kinded_steps_of(path).back(),
+            std::make_tuple(kRelease, kRelease, std::string("Compensated"),
+                            saga::PathStepKind::resolved));
+
+  Dot dot = parse_dot(saga::to_dot(order_graph(), &path));
+  const auto* node = find_node(dot, kRelease);
+  ASSERT_NE(node, nullptr);
+  EXPECT_EQ(node->attributes.at("label"), kRelease + "\\n(resolved as Compensated)");
+  EXPECT_EQ(node->attributes.at("fillcolor"), "khaki");
+  EXPECT_EQ(node->attributes.at("color"), "purple3");
+  const auto* loop = find_edge(dot, kRelease, kRelease, "(5) operator resolve as Compensated");
+  ASSERT_NE(loop, nullptr);
+  EXPECT_EQ(loop->attributes.at("color"), "purple3");
+
+  std::string mermaid = saga::to_mermaid(order_graph(), &path);
+  EXPECT_NE(mermaid.find("  s4 --> s4 : (5) operator resolve as Compensated\n"), std::string::npos)
+      << mermaid;
+  EXPECT_NE(mermaid.find("  classDef resolved fill:#f0e68c,stroke:#7d26cd,stroke-width:3px\n"
+                         "  class s4 resolved\n"),
+            std::string::npos)
+      << mermaid;
+}
+
+TEST_F(DiagramJournalTest, GraphFromTheJournalHasTheStatesAndEdgesTheSagaWentThrough) {
+  std::string id = engine->start<order::OrderSaga>(
+      order::OrderData{"order-7", "customer-1", "1 Main St", {{"sku-1", 1, 500}}});
+  engine->run_once();
+  answer("inventory.Reserved", {{"reservation_id", "r-1"}});
+  answer("payment.Declined", {{"reason", "card expired"}});
+  answer("inventory.Released", {{"reservation_id", "r-1"}});
+  saga::Graph graph = saga::graph_from_journal(store->journal(id).value(), "order", 1);
+
+  saga::Graph definition = order_graph();
+  EXPECT_EQ(graph.saga, "order");
+  EXPECT_EQ(graph.version, 1);
+  std::vector<std::string> names;
+  for (const auto& state : graph.states) {
+    names.push_back(state.name);
+    const saga::GraphState* defined = definition.find_state(state.name);
+    ASSERT_NE(defined, nullptr) << state.name;
+    EXPECT_EQ(state.kind, defined->kind) << state.name;
+    EXPECT_FALSE(state.pivot);
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"Initial", "awaiting:inventory.Reserve",
+                                             "awaiting:payment.Charge", kRelease, "Compensated"}));
+  // Every edge is the definition's edge, without the destinations the journal does not know.
+  ASSERT_EQ(graph.edges.size(), 4u);
+  for (const auto& edge : graph.edges) {
+    saga::GraphEdge without_destinations = edge;
+    bool found = false;
+    for (auto defined : definition.edges) {
+      for (auto& command : defined.commands) command.destination.clear();
+      found |= defined == without_destinations;
+    }
+    EXPECT_TRUE(found) << edge.from << " --" << edge.event << "--> " << edge.to;
+  }
+  saga::Path path = path_of(id);
+  std::string dot = saga::to_dot(graph, &path);
+  EXPECT_NE(dot.find("label=\"(1) Begin\\nsend inventory.Reserve\""), std::string::npos) << dot;
+  EXPECT_EQ(dot.find("gray70"), std::string::npos) << "every edge was taken";
+}
+
+TEST_F(DiagramJournalTest, GraphFromTheJournalOfAParkedSagaKeepsTheKindOfTheStateItWaitsIn) {
+  std::string id = parked_saga();
+  ASSERT_TRUE(apply(engine->retry(id)).ok);
+  answer("inventory.Released", {{"reservation_id", "r-9"}});
+  saga::Graph graph = saga::graph_from_journal(store->journal(id).value(), "order", 1);
+  ASSERT_NE(graph.find_state(kRelease), nullptr);
+  EXPECT_EQ(graph.find_state(kRelease)->kind, StateKind::compensating);
+  EXPECT_EQ(graph.find_state("Compensated")->kind, StateKind::compensated);
+  for (const auto& edge : graph.edges)
+    EXPECT_NE(edge.from, edge.to) << "parking and the retry are not transitions of the saga";
+  EXPECT_EQ(graph.edges.size(), 4u);
+}
+
+// Journals written by hand, for what the order saga cannot do.
+saga::JournalEntry entry(saga::JournalKind kind, std::string message_id, std::string type,
+                         std::string from, std::string to, std::string detail) {
+  saga::JournalEntry made;
+  made.kind = kind;
+  made.message_id = std::move(message_id);
+  made.message_type = std::move(type);
+  made.from_state = std::move(from);
+  made.to_state = std::move(to);
+  made.detail = std::move(detail);
+  return made;
+}
+
+using saga::JournalKind;
+
+TEST(DiagramJournal, AFailureThatFindsNoTransitionParksTheSagaInTheStateItReached) {
+  // A reply moved the saga on; the next command's builder threw and StepFailed had no row.
+  std::vector<saga::JournalEntry> journal = {
+      entry(JournalKind::started, "", "", "", "", "{}"),
+      entry(JournalKind::transition, "", "", "Initial", "A", ""),
+      entry(JournalKind::message_in, "m1", "x.Done", "", "", "{}"),
+      entry(JournalKind::transition, "m1", "", "A", "B", ""),
+      entry(JournalKind::user_error, "m1", "", "", "", "boom"),
+      entry(JournalKind::status_changed, "m1", "", "", "", "Failed: boom")};
+  KindedSteps expected = {{"Initial", "A", "Begin", kTransition},
+                          {"A", "B", "x.Done", kTransition},
+                          {"B", "B", "StepFailed", saga::PathStepKind::parked}};
+  EXPECT_EQ(kinded_steps_of(saga::path_from_journal(journal)), expected);
+  saga::Graph graph = saga::graph_from_journal(journal, "x", 1);
+  EXPECT_EQ(graph.find_state("Initial")->kind, StateKind::initial);
+  EXPECT_EQ(graph.find_state("B")->kind, StateKind::waiting) << "parked, not a Failed state";
+}
+
+TEST(DiagramJournal, AFailedStateReachedByStepFailedIsATransitionNotParking) {
+  // LoanSaga: Releasing --StepFailed--> Failed, after the release timed out.
+  std::vector<saga::JournalEntry> journal = {
+      entry(JournalKind::transition, "", "", "Initial", "Checking", ""),
+      entry(JournalKind::message_in, "m1", "credit.Ok", "", "", "{}"),
+      entry(JournalKind::transition, "m1", "", "Checking", "Holding", ""),
+      entry(JournalKind::message_in, "m2", "funds.Held", "", "", "{}"),
+      entry(JournalKind::transition, "m2", "", "Holding", "Disbursing", ""),
+      entry(JournalKind::message_in, "m3", "funds.DisburseFailed", "", "", "{}"),
+      entry(JournalKind::transition, "m3", "", "Disbursing", "Releasing", ""),
+      entry(JournalKind::message_out, "c1", "funds.ReleaseHold", "", "", "compensation {}"),
+      entry(JournalKind::status_changed, "m3", "", "", "", "Compensating"),
+      entry(JournalKind::timed_out, "c1", "funds.ReleaseHold", "", "", "no reply"),
+      entry(JournalKind::transition, "c1", "", "Releasing", "Failed", ""),
+      entry(JournalKind::user_error, "c1", "", "", "", "no reply"),
+      entry(JournalKind::status_changed, "c1", "", "", "", "Failed: no reply")};
+  saga::Path path = saga::path_from_journal(journal);
+  for (const auto& step : path.steps) EXPECT_EQ(step.kind, kTransition) << step.from;
+  EXPECT_EQ(kinded_steps_of(path).back(),
+            std::make_tuple(std::string("Releasing"), std::string("Failed"),
+                            std::string("StepFailed"), kTransition));
+
+  saga::Graph graph = saga::graph_from_journal(journal, "loan", 3);
+  EXPECT_EQ(graph.find_state("Releasing")->kind, StateKind::compensating);
+  EXPECT_EQ(graph.find_state("Failed")->kind, StateKind::failed);
+  const auto& release = graph.edges.at(3);
+  EXPECT_EQ(release.commands, (std::vector<saga::GraphCommand>{{"funds.ReleaseHold", "", true}}));
+  EXPECT_TRUE(release.compensation);
+  EXPECT_TRUE(graph.edges.at(4).failure);
+
+  Dot dot = parse_dot(saga::to_dot(saga::detail::graph_of<diagram::LoanSaga>(), &path));
+  EXPECT_EQ(find_node(dot, "Failed")->attributes.at("fillcolor"), "gold");
+  EXPECT_NE(find_edge(dot, "Releasing", "Failed", "(5) StepFailed"), nullptr);
+  EXPECT_EQ(dot.edges.size(), saga::detail::graph_of<diagram::LoanSaga>().edges.size());
+}
+
+TEST(DiagramJournal, ATransitionTakenTwiceIsOneEdgeOfTheJournalGraph) {
+  std::vector<saga::JournalEntry> journal = {
+      entry(JournalKind::transition, "", "", "Initial", "awaiting:tiny.Notify", ""),
+      entry(JournalKind::message_in, "m1", "tiny.Bounced", "", "", "{}"),
+      entry(JournalKind::transition, "m1", "", "awaiting:tiny.Notify", "awaiting:tiny.Notify", ""),
+      entry(JournalKind::message_out, "c2", "tiny.Notify", "", "", "{}"),
+      entry(JournalKind::message_in, "m2", "tiny.Bounced", "", "", "{}"),
+      entry(JournalKind::transition, "m2", "", "awaiting:tiny.Notify", "awaiting:tiny.Notify", ""),
+      entry(JournalKind::message_out, "c3", "tiny.Notify", "", "", "{}"),
+      entry(JournalKind::message_in, "m3", "tiny.Notified", "", "", "{}"),
+      entry(JournalKind::transition, "m3", "", "awaiting:tiny.Notify", "Completed", ""),
+      entry(JournalKind::status_changed, "m3", "", "", "", "Completed")};
+  saga::Graph graph = saga::graph_from_journal(journal, "tiny", 2);
+  ASSERT_EQ(graph.edges.size(), 3u);
+  EXPECT_EQ(graph.edges[1].event, "tiny.Bounced");
+  EXPECT_EQ(graph.edges[1].commands, (std::vector<saga::GraphCommand>{{"tiny.Notify", "", false}}));
+  EXPECT_EQ(graph.find_state("Completed")->kind, StateKind::completed);
+  saga::Path path = saga::path_from_journal(journal);
+  std::string mermaid = saga::to_mermaid(graph, &path);
+  EXPECT_NE(mermaid.find("  s1 --> s1 : (2, 3) tiny.Bounced / send tiny.Notify\n"),
+            std::string::npos)
+      << mermaid;
 }
 
 std::string checked_in(const std::string& name) {

@@ -248,12 +248,10 @@ int show_saga(const Context& context, const std::string& saga_id, Picture pictur
     saga->created_at = saga->updated_at = journal.front().at;
   }
   std::ostream& out = *context.out;
-  if (picture == Picture::dot) {
-    out << render_dot(*saga, journal);
-    return kOk;
-  }
-  if (picture == Picture::mermaid) {
-    out << render_mermaid(*saga, journal);
+  if (picture != Picture::none) {
+    Drawing drawing = draw_saga(db, *saga, journal, picture);
+    out << drawing.text;
+    if (!drawing.note.empty() && context.err) *context.err << "sagactl: " << drawing.note << '\n';
     return kOk;
   }
   auto outbox = read_outbox(db, id);

@@ -20,6 +20,7 @@ struct Context {
   std::string db_path;
   bool json = false;
   std::ostream* out = nullptr;
+  std::ostream* err = nullptr;  // notes that are not errors (the command still succeeds)
 };
 
 struct ListOptions {

@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
 
   Context context;
   context.out = &std::cout;
+  context.err = &std::cerr;
   app.add_option("--db", context.db_path, "The orchestrator's SQLite file (default: $SAGA_DB)")
       ->envname("SAGA_DB");
   app.add_flag("--json", context.json, "Print JSON with stable field names instead of tables");
@@ -70,10 +71,12 @@ int main(int argc, char** argv) {
       "retries, data");
   show->add_option("id", saga_id, "Saga id, or a unique prefix of at least 4 characters")
       ->required();
-  auto* dot_flag =
-      show->add_flag("--dot", dot, "Print the path the saga took as Graphviz DOT instead");
+  auto* dot_flag = show->add_flag(
+      "--dot", dot,
+      "Print the saga's definition as Graphviz DOT instead, with the path this saga took on it");
   show->add_flag("--mermaid", mermaid,
-                 "Print the path the saga took as a Mermaid flowchart instead")
+                 "Print the saga's definition as a Mermaid state diagram instead, with the path "
+                 "this saga took on it")
       ->excludes(dot_flag);
 
   std::string correlation_id;
