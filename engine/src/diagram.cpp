@@ -281,16 +281,53 @@ Attributes dot_edge_attributes(const GraphEdge& edge, const Overlay* overlay, st
   return attributes;
 }
 
-Attributes dot_loop_attributes(const PathStep& step, std::size_t number) {
-  std::string label = step_numbers({number});
-  auto lines = loop_lines(step);
-  for (std::size_t i = 0; i < lines.size(); ++i) label += (i ? "\n" : "") + lines[i];
-  std::string color(step.kind == PathStepKind::parked ? "red3" : kOperatorColor);
-  return {{"label", label},
-          {"style", "dashed"},
-          {"color", color},
-          {"fontcolor", color},
-          {"penwidth", "3"}};
+std::string html_text(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+// The steps that are not transitions, one loop per state (Graphviz draws several loops on one
+// node over each other): each step its lines in its colour, the loop in the last step's colour.
+std::string dot_loops(const Graph& graph, const Path& path, const Overlay& overlay) {
+  std::map<std::size_t, std::vector<std::size_t>> by_state;  // in the graph's state order
+  for (std::size_t step : overlay.loops)
+    by_state[state_index(graph, path.steps[step].from)].push_back(step);
+  std::string out;
+  for (const auto& [state, steps] : by_state) {
+    std::string label, color;
+    for (std::size_t step : steps) {
+      const PathStep& loop = path.steps[step];
+      color = loop.kind == PathStepKind::parked ? "red3" : std::string(kOperatorColor);
+      auto lines = loop_lines(loop);
+      lines.front() = step_numbers({step + 1}) + lines.front();
+      label += std::string(label.empty() ? "" : "<br/>") + "<font color=\"" + color + "\">";
+      for (std::size_t i = 0; i < lines.size(); ++i)
+        label += (i ? "<br/>" : "") + html_text(lines[i]);
+      label += "</font>";
+    }
+    std::string name = dot_quoted(graph.states[state].name);
+    out += "  " + name + " -> " + name + " [label=<" + label + ">, style=\"dashed\", color=\"" +
+           color + "\", penwidth=\"3\"];\n";
+  }
+  return out;
 }
 
 std::string mermaid_text(std::string_view text) {
@@ -553,12 +590,7 @@ std::string to_dot(const Graph& graph, const Path* path) {
     out += "  " + dot_quoted(edge.from) + " -> " + dot_quoted(edge.to) +
            dot_attributes(dot_edge_attributes(edge, drawn, i)) + ";\n";
   }
-  if (drawn)
-    for (std::size_t step : drawn->loops) {
-      const PathStep& loop = path->steps[step];
-      out += "  " + dot_quoted(loop.from) + " -> " + dot_quoted(loop.from) +
-             dot_attributes(dot_loop_attributes(loop, step + 1)) + ";\n";
-    }
+  if (drawn) out += dot_loops(graph, *path, *drawn);
   return out + "}\n";
 }
 

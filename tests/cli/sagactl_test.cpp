@@ -26,6 +26,7 @@
 
 #include "../support/participant.hpp"
 #include "order/order_saga.hpp"
+#include "saga/diagram.hpp"
 #include "saga/engine.hpp"
 #include "saga/memory_transport.hpp"
 #include "saga/sqlite_store.hpp"
@@ -386,29 +387,54 @@ TEST_F(SagactlTest, ShowAcceptsAUniquePrefixAndRefusesUnknownIds) {
   EXPECT_TRUE(missing.out.empty());
 }
 
-TEST_F(SagactlTest, ShowDrawsThePathAsDotAndMermaid) {
+// What the engine's renderer draws for a saga over its definition: sagactl must print exactly this.
+std::string engine_picture(saga::Store& store, const std::string& id, bool mermaid) {
+  saga::Graph graph = saga::make_saga_type<order::OrderSaga>()->graph();
+  saga::Path path = saga::path_from_journal(store.journal(id).value());
+  path.instance = id;
+  path.current = store.load_saga(id).value()->state;
+  return mermaid ? saga::to_mermaid(graph, &path) : saga::to_dot(graph, &path);
+}
+
+TEST_F(SagactlTest, ShowDrawsTheSagaOverItsFullDefinitionWithTheEnginesRenderer) {
   Result dot = ctl({"show", scenario->compensated, "--dot"});
   ASSERT_EQ(dot.code, 0) << dot.err;
-  EXPECT_EQ(dot.out.rfind("digraph saga {", 0), 0u) << dot.out;
-  for (const char* expected : {"label=\"Initial\"", "1. start / inventory.Reserve",
-                               "2. inventory.Reserved / payment.Charge",
-                               "3. payment.Declined / inventory.Release\", style=dashed",
-                               "4. inventory.Released", "fillcolor=\"#ffe0b2\""})
+  EXPECT_EQ(dot.err, "") << "the stored definition was used";
+  EXPECT_EQ(dot.out, engine_picture(*orchestrator->store, scenario->compensated, false));
+  // States of the definition the saga never reached are drawn too.
+  for (const char* expected :
+       {"\n  \"awaiting:shipping.Ship\" [label=\"awaiting:shipping.Ship\\n(pivot)\"",
+        "\n  \"compensating:payment.Refund\" [", "\n  \"Completed\" [",
+        "\n  \"Compensated\" [style=\"rounded,filled\", fillcolor=\"gold\""})
     EXPECT_NE(dot.out.find(expected), std::string::npos) << expected << "\n" << dot.out;
-  EXPECT_EQ(dot.out.back(), '\n');
-  EXPECT_EQ(std::count(dot.out.begin(), dot.out.end(), '{'),
-            std::count(dot.out.begin(), dot.out.end(), '}'));
+  // The path is highlighted: taken edges numbered, bold and blue; the others grey.
+  for (const char* expected :
+       {"[label=\"(1) Begin\\nsend inventory.Reserve to inventory\", color=\"blue3\"",
+        "[label=\"(2) inventory.Reserved\\nsend payment.Charge to payment\", color=\"blue3\"",
+        "[label=\"(3) payment.Declined\\ncompensate inventory.Release to inventory\", "
+        "style=\"dashed\", color=\"blue3\"",
+        "[label=\"(4) inventory.Released\", style=\"dashed\", color=\"blue3\"",
+        "[label=\"payment.Charged\\nsend shipping.Ship to shipping\", color=\"gray70\""})
+    EXPECT_NE(dot.out.find(expected), std::string::npos) << expected << "\n" << dot.out;
 
   Result mermaid = ctl({"show", scenario->compensated, "--mermaid"});
   ASSERT_EQ(mermaid.code, 0) << mermaid.err;
+  EXPECT_EQ(mermaid.out, engine_picture(*orchestrator->store, scenario->compensated, true));
   for (const char* expected :
-       {"flowchart TD", "-->|\"1. start / inventory.Reserve\"|",
-        "-.->|\"3. payment.Declined / inventory.Release\"|", "classDef compensated", "linkStyle"})
+       {"stateDiagram-v2\n", "  state \"awaiting:shipping.Ship (pivot)\" as s5\n",
+        "  s0 --> s1 : (1) Begin / send inventory.Reserve to inventory\n",
+        "  s2 --> s5 : payment.Charged / send shipping.Ship to shipping\n", "  class s3 current\n"})
     EXPECT_NE(mermaid.out.find(expected), std::string::npos) << expected << "\n" << mermaid.out;
 
   Result failed = ctl({"show", scenario->failed, "--dot"});
-  for (const char* expected : {"label=\"Failed\\nparked in compensating:inventory.Release\"",
-                               "4. timeout of inventory.Release", "fillcolor=\"#ffcdd2\""})
+  ASSERT_EQ(failed.code, 0) << failed.err;
+  EXPECT_EQ(failed.out, engine_picture(*orchestrator->store, scenario->failed, false));
+  for (const char* expected :
+       {"label=\"compensating:inventory.Release\\n(parked as Failed)\", style=\"rounded,filled\", "
+        "fillcolor=\"lightpink\", color=\"red3\"",
+        "  \"compensating:inventory.Release\" -> \"compensating:inventory.Release\" "
+        "[label=<<font color=\"red3\">(4) parked as Failed</font>>, style=\"dashed\", "
+        "color=\"red3\""})
     EXPECT_NE(failed.out.find(expected), std::string::npos) << expected << "\n" << failed.out;
 
   Result both = ctl({"show", scenario->compensated, "--dot", "--mermaid"});
@@ -660,7 +686,12 @@ class SagactlRequestTest : public ::testing::Test {
       scenario = run_scenario(orchestrator);
     }
   }
-  void TearDown() override { std::filesystem::remove_all(directory); }
+  void TearDown() override {
+    if (std::getenv("SAGACTL_TEST_KEEP") != nullptr)
+      std::cout << "kept the database: " << db << "\n";
+    else
+      std::filesystem::remove_all(directory);
+  }
 
   Result ctl(std::vector<std::string> args) {
     args.insert(args.begin(), {"--db", db});
@@ -812,6 +843,54 @@ TEST_F(SagactlRequestTest, ADatabaseWithoutTheRequestsTableIsExit3) {
   EXPECT_NE(r.err.find("has no operator_requests table"), std::string::npos) << r.err;
 }
 
+// `show --dot` on databases where the definition's graph cannot be used: the graph is built from
+// the journal alone, and a note on stderr says why.
+using SagactlPictureTest = SagactlRequestTest;
+
+TEST_F(SagactlPictureTest, WithoutTheStoredDefinitionTheJournalAloneIsDrawn) {
+  const auto execute = [&](const std::string& sql) {
+    sqlite3* handle = nullptr;
+    sqlite3_open(db.c_str(), &handle);
+    EXPECT_EQ(sqlite3_exec(handle, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK) << sql;
+    sqlite3_close(handle);
+  };
+  const auto check_journal_only = [&](const std::string& why) {
+    Result dot = ctl({"show", scenario.failed, "--dot"});
+    ASSERT_EQ(dot.code, 0) << dot.err;
+    EXPECT_NE(dot.err.find(why), std::string::npos) << dot.err;
+    EXPECT_NE(dot.err.find("drawing only what this saga went through"), std::string::npos);
+    EXPECT_EQ(dot.out.rfind("digraph \"order\" {", 0), 0u) << dot.out;
+    for (const char* expected :
+         {"  \"Initial\" [shape=\"circle\"",
+          "[label=\"(1) Begin\\nsend inventory.Reserve to inventory\", color=\"blue3\"",
+          "[label=\"(3) payment.Declined\\ncompensate inventory.Release to inventory\", "
+          "style=\"dashed\", color=\"blue3\"",
+          "label=\"compensating:inventory.Release\\n(parked as Failed)\"",
+          "[label=<<font color=\"red3\">(4) parked as Failed</font>>"})
+      EXPECT_NE(dot.out.find(expected), std::string::npos) << expected << "\n" << dot.out;
+    for (const char* absent : {"awaiting:shipping.Ship", "Completed", "gray70"})
+      EXPECT_EQ(dot.out.find(absent), std::string::npos) << absent << "\n" << dot.out;
+    Result mermaid = ctl({"show", scenario.failed, "--mermaid"});
+    ASSERT_EQ(mermaid.code, 0) << mermaid.err;
+    EXPECT_NE(mermaid.out.find("  s3 --> s3 : (4) parked as Failed\n"), std::string::npos)
+        << mermaid.out;
+  };
+
+  execute("UPDATE saga_definitions SET graph = 'not json'");
+  check_journal_only("the stored graph of order version 1 cannot be read");
+  execute(
+      "UPDATE saga_definitions SET graph = '{\"format\": 1, \"saga\": \"order\", \"version\": 1, "
+      "\"states\": [{\"name\": \"Initial\", \"kind\": \"initial\", \"pivot\": false, "
+      "\"after_pivot\": false}], \"edges\": []}'");
+  check_journal_only(
+      "the stored graph of order version 1 has no state 'compensating:inventory.Release'");
+  execute("DELETE FROM saga_definitions");
+  check_journal_only("no graph of order version 1 in saga_definitions");
+  // A database of schema version 5 or older has no saga_definitions table.
+  execute("DROP TABLE saga_definitions");
+  check_journal_only("the database has no saga_definitions table");
+}
+
 // The orchestrator of a real deployment: an engine loop running on its own thread with the
 // system clock, polling operator_requests every 10 ms.
 class RunningEngine {
@@ -881,8 +960,13 @@ TEST_F(SagactlEndToEndTest, RetryIsAppliedByTheRunningOrchestratorAndTheSagaCarr
   EXPECT_EQ(shown["operator_requests"][0]["state"], "applied");
   EXPECT_EQ(shown["operator_requests"][0]["note"], "inventory service is back");
   Result dot = ctl({"show", scenario.failed, "--dot"});
-  EXPECT_NE(dot.out.find("operator retry / inventory.Release\", style=dotted"), std::string::npos)
-      << dot.out;
+  for (const char* expected :
+       {"[label=<<font color=\"red3\">(4) parked as Failed</font><br/><font "
+        "color=\"purple3\">(5) operator retry<br/>send inventory.Release</font>>, "
+        "style=\"dashed\", color=\"purple3\"",
+        "[label=\"(6) inventory.Released\", style=\"dashed\", color=\"blue3\"",
+        "\"Compensated\" [style=\"rounded,filled\", fillcolor=\"gold\""})
+    EXPECT_NE(dot.out.find(expected), std::string::npos) << expected << "\n" << dot.out;
 }
 
 TEST_F(SagactlEndToEndTest, ResolveDiscardAndARefusedReplayThroughTheRunningOrchestrator) {

@@ -1,5 +1,6 @@
 #include "picture.hpp"
 
+#include <map>
 #include <optional>
 
 #include <nlohmann/json.hpp>
@@ -104,6 +105,14 @@ Drawing draw_saga(Database& db, const SagaRow& saga, const std::vector<JournalRo
   std::optional<saga::Graph> graph = definition_graph(db, saga, path, drawing.note);
   if (!graph) {
     graph = saga::graph_from_journal(entries, saga.type, static_cast<int>(saga.definition_version));
+    // The journal does not name the services; the outbox does.
+    std::map<std::string, std::string> destinations;
+    for (const auto& row : read_outbox(db, saga.id))
+      destinations[row.message_type] = row.destination;
+    for (auto& edge : graph->edges)
+      for (auto& command : edge.commands)
+        if (auto found = destinations.find(command.type); found != destinations.end())
+          command.destination = found->second;
     drawing.note += "; drawing only what this saga went through";
   }
   make_printable(*graph);

@@ -7,7 +7,8 @@
 // database of an older schema, a definition no engine registered on this database), when it
 // cannot be read, or when it lacks a state the saga was in (a definition changed without a new
 // version), the graph is built from the journal alone (saga::graph_from_journal): the states and
-// transitions this saga went through. Drawing::note then says why, for stderr.
+// transitions this saga went through, with the commands' destinations from its outbox.
+// Drawing::note then says why, for stderr.
 //
 // Every name from the database goes through printable() before it is drawn, so the output is safe
 // to print to a terminal. Errors: Failure (exit 3) from the database. Thread safety: one thread.

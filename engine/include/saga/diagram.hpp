@@ -120,7 +120,8 @@ struct PathStep {
 // numbered in order, visited states filled, the current state marked. Transition steps that match
 // no edge only mark their states; states the graph does not know are ignored. The other steps are
 // numbered in the same sequence and drawn as loops on their state (parked red, operator actions
-// purple), since they are not transitions of the definition. When the last step is `parked` or
+// purple), since they are not transitions of the definition; in DOT, one loop per state lists
+// them all (an HTML-like label, one colour per step). When the last step is `parked` or
 // `resolved` and its state is the current one, the current state is drawn as parked as Failed
 // (red), or as resolved with its new status (that status's colour, purple border), instead of
 // gold, and says so in its label.
