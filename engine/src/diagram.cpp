@@ -361,8 +361,7 @@ constexpr std::string_view kResolvedByAnOperator = "resolved by an operator";
 // One input's entries: its transitions, then its user errors, commands and status change.
 struct ReactionReading {
   bool open = false;
-  std::string cause;  // the message id of the input
-  std::size_t first = 0;
+  std::string cause;      // the message id of the input
   int failures = 0;       // user_error entries
   int step_failures = 0;  // transitions raised by StepFailed
 };
@@ -401,14 +400,14 @@ JournalWalk walk_journal(const std::vector<JournalEntry>& journal) {
       if (continues)
         walk.settles.back() = false;
       else
-        reaction = {true, entry.message_id, steps.size(), 0, 0};
+        reaction = {true, entry.message_id, 0, 0};
       if (step.event == kStepFailedEvent) ++reaction.step_failures;
       add(std::move(step), status);
       previous = &entry;
       continue;
     }
     previous = nullptr;
-    bool in_reaction = reaction.open && reaction.first < steps.size();
+    bool in_reaction = reaction.open;  // then its transitions are the last steps
     switch (entry.kind) {
       case JournalKind::user_error:
         if (in_reaction && entry.message_id == reaction.cause) ++reaction.failures;

@@ -158,7 +158,8 @@ Graph graph_from_journal(const std::vector<JournalEntry>& journal, std::string_v
 std::string to_dot(const Graph& graph, const Path* overlay = nullptr);
 
 // Mermaid stateDiagram-v2. Mermaid cannot style single transitions: the overlay numbers the
-// taken ones in their labels and styles visited and current states with classes.
+// taken ones in their labels and styles visited and current states with classes (`visited`,
+// `current`, or `parked` / `resolved`); steps that are not transitions are self transitions.
 std::string to_mermaid(const Graph& graph, const Path* overlay = nullptr);
 
 void to_json(nlohmann::json& json, const Graph& graph);
