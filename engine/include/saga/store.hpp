@@ -95,6 +95,13 @@ struct DeadLetter {
   std::optional<Timestamp> replayed_at;  // set once an operator replayed it
 };
 
+// How many sagas of one type are in one status.
+struct SagaCount {
+  std::string type;
+  SagaStatus status = SagaStatus::Running;
+  std::int64_t count = 0;
+};
+
 // A saga row to write: inserted when expected_row_version is nullopt, otherwise updated only if
 // the stored row_version equals it (the store then stores row_version = expected + 1).
 struct SagaWrite {
@@ -146,6 +153,12 @@ class Store {
   virtual StoreResult<std::vector<OutboxMessage>> outbox(const std::string& saga_id) = 0;
   virtual StoreResult<std::vector<SagaRecord>> sagas_with_status(SagaStatus status,
                                                                  std::size_t limit) = 0;
+
+  // Monitoring, read once when an engine with metrics starts: the number of sagas per type and
+  // status (one aggregate query; pairs without sagas are absent), and the dead-letter queue
+  // depth (dead letters not yet replayed).
+  virtual StoreResult<std::vector<SagaCount>> count_sagas() = 0;
+  virtual StoreResult<std::int64_t> count_open_dead_letters() = 0;
 };
 
 }  // namespace saga
