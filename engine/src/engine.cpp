@@ -327,27 +327,26 @@ struct Engine::Impl {
       metrics->lag_alert_level.with({"pending"}).set(pending_level);
       metrics->lag_alert_level.with({"delay"}).set(delay_level);
     }
-    auto report = [&](int& current, int level, std::string_view kind, double value,
-                      double warning, double critical) {
+    auto report = [&](int& current, int level, std::string_view kind, LogValue value,
+                      std::int64_t warning, std::int64_t critical) {
       if (level == current) return;
       LogLevel severity = level == 2 ? LogLevel::error : level == 1 ? LogLevel::warn : LogLevel::info;
       if (logs(severity)) {
         LogRecord line(severity, level == 0 ? "lag alert cleared" : "lag alert", now);
         line.with("kind", kind)
-            .with("level", kAlertLevels[level])
-            .with("previousLevel", kAlertLevels[current])
-            .with("value", value)
-            .with("warningAbove", warning)
-            .with("criticalAbove", critical);
+            .with("alert", kAlertLevels[level])
+            .with("previousAlert", kAlertLevels[current]);
+        line.fields.push_back({"value", std::move(value)});
+        line.with("warningAbove", warning).with("criticalAbove", critical);
         logger->write(line);
       }
       current = level;
     };
-    report(pending_alert, pending_level, "pending", static_cast<double>(lag),
-           static_cast<double>(alerts.pending_warning), static_cast<double>(alerts.pending_critical));
-    report(delay_alert, delay_level, "delay", delay,
-           static_cast<double>(alerts.delay_warning.count()),
-           static_cast<double>(alerts.delay_critical.count()));
+    report(pending_alert, pending_level, "pending", static_cast<std::int64_t>(lag),
+           static_cast<std::int64_t>(alerts.pending_warning),
+           static_cast<std::int64_t>(alerts.pending_critical));
+    report(delay_alert, delay_level, "delay", delay, alerts.delay_warning.count(),
+           alerts.delay_critical.count());
   }
 
   // The store's counts, once, when an engine with metrics starts.

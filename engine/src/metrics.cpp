@@ -61,8 +61,12 @@ void write_sample(std::string& out, const Gauge& gauge) {
 std::string format_metric_value(double value) {
   if (std::isnan(value)) return "NaN";
   if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
+  // Shortest round-trip digits; plain decimals between 1e-4 and 1e21 ("0.0005", not "5e-04").
   char buffer[64];
-  auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
+  double magnitude = std::fabs(value);
+  auto result = magnitude == 0.0 || (magnitude >= 1e-4 && magnitude < 1e21)
+                    ? std::to_chars(buffer, buffer + sizeof buffer, value, std::chars_format::fixed)
+                    : std::to_chars(buffer, buffer + sizeof buffer, value);
   return std::string(buffer, result.ptr);
 }
 

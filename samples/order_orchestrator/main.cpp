@@ -124,6 +124,9 @@ int main(int argc, char** argv) {
   std::string metrics_listen;
   std::string log_format = "console";
   std::string log_level = "info";
+  saga::LagAlerts lag;
+  std::int64_t lag_delay_warning_s = lag.delay_warning.count();
+  std::int64_t lag_delay_critical_s = lag.delay_critical.count();
   app.add_option("--router", router, "ROUTER endpoint participants connect to ('*' port = any)")
       ->capture_default_str();
   app.add_option("--events", events, "PUB endpoint for saga lifecycle events ('' = off)")
@@ -163,7 +166,23 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "Lowest level logged: debug, info, warn or error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
       ->capture_default_str();
+  app.add_option("--lag-pending-warning", lag.pending_warning,
+                 "Lag alert: warning above this many unanswered commands (pending + awaiting)")
+      ->capture_default_str();
+  app.add_option("--lag-pending-critical", lag.pending_critical,
+                 "Lag alert: critical above this many unanswered commands")
+      ->capture_default_str();
+  app.add_option("--lag-delay-warning-s", lag_delay_warning_s,
+                 "Lag alert: warning when the oldest unanswered command is older (seconds)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--lag-delay-critical-s", lag_delay_critical_s,
+                 "Lag alert: critical when the oldest unanswered command is older (seconds)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  lag.delay_warning = std::chrono::seconds{lag_delay_warning_s};
+  lag.delay_critical = std::chrono::seconds{lag_delay_critical_s};
 
   auto logger = saga::make_stream_logger(std::cerr, *saga::log_format_from_string(log_format),
                                          *saga::log_level_from_string(log_level));
@@ -181,6 +200,7 @@ int main(int argc, char** argv) {
   options.compensation_retry.timeout = std::chrono::milliseconds{command_timeout_ms};
   options.idle_wait = std::chrono::milliseconds{20};
   options.logger = logger;
+  options.lag_alerts = lag;
   if (!metrics_listen.empty()) options.metrics = std::make_shared<saga::Metrics>();
   auto opened = saga::SqliteStore::open(options.store);
   if (!opened) {

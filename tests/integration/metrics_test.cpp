@@ -151,6 +151,58 @@ std::string text_field(const saga::LogRecord& record, std::string_view key) {
   return value && std::holds_alternative<std::string>(*value) ? std::get<std::string>(*value) : "";
 }
 
+// Delegates to a real store; fails the next commit(s) on demand.
+class FailingStore final : public saga::Store {
+ public:
+  explicit FailingStore(saga::Store& inner) : inner_(inner) {}
+  int fail_commits = 0;
+
+  saga::StoreStatus commit(const saga::WriteBatch& batch) override {
+    if (fail_commits > 0) {
+      --fail_commits;
+      return saga::StoreStatus::failure(saga::StoreErrorCode::io_error, "injected: disk I/O error");
+    }
+    return inner_.commit(batch);
+  }
+  saga::StoreResult<std::optional<saga::SagaRecord>> load_saga(const std::string& id) override {
+    return inner_.load_saga(id);
+  }
+  saga::StoreResult<bool> inbox_contains(const std::string& id) override {
+    return inner_.inbox_contains(id);
+  }
+  saga::StoreResult<std::vector<saga::OutboxMessage>> pending_outbox(std::size_t limit) override {
+    return inner_.pending_outbox(limit);
+  }
+  saga::StoreResult<std::vector<saga::OutboxMessage>> awaiting_reply(std::size_t limit) override {
+    return inner_.awaiting_reply(limit);
+  }
+  saga::StoreResult<std::vector<saga::JournalEntry>> journal(const std::string& id) override {
+    return inner_.journal(id);
+  }
+  saga::StoreResult<std::vector<saga::DeadLetter>> dead_letters(std::size_t limit) override {
+    return inner_.dead_letters(limit);
+  }
+  saga::StoreResult<std::optional<saga::DeadLetter>> dead_letter(std::int64_t id) override {
+    return inner_.dead_letter(id);
+  }
+  saga::StoreResult<std::vector<saga::OutboxMessage>> outbox(const std::string& id) override {
+    return inner_.outbox(id);
+  }
+  saga::StoreResult<std::vector<saga::SagaRecord>> sagas_with_status(saga::SagaStatus status,
+                                                                     std::size_t limit) override {
+    return inner_.sagas_with_status(status, limit);
+  }
+  saga::StoreResult<std::vector<saga::SagaCount>> count_sagas() override {
+    return inner_.count_sagas();
+  }
+  saga::StoreResult<std::int64_t> count_open_dead_letters() override {
+    return inner_.count_open_dead_letters();
+  }
+
+ private:
+  saga::Store& inner_;
+};
+
 order::OrderData an_order(std::string id) {
   return {std::move(id), "customer-1", "1 Main St", {{"sku-1", 1, 100}}};
 }
@@ -440,12 +492,15 @@ TEST_F(MetricsEndpointTest, ScrapesDuringAndAfterARunMatchWhatWasSent) {
     auto alerts = logger->records("lag alert");
     ASSERT_EQ(alerts.size(), 3u);  // pending warning, delay warning, delay critical
     EXPECT_EQ(text_field(alerts[0], "kind"), "pending");
-    EXPECT_EQ(text_field(alerts[0], "level"), "warning");
+    EXPECT_EQ(text_field(alerts[0], "alert"), "warning");
     EXPECT_EQ(alerts[0].level, saga::LogLevel::warn);
     EXPECT_EQ(text_field(alerts[1], "kind"), "delay");
-    EXPECT_EQ(text_field(alerts[1], "level"), "warning");
+    EXPECT_EQ(text_field(alerts[1], "alert"), "warning");
     EXPECT_EQ(text_field(alerts[2], "kind"), "delay");
-    EXPECT_EQ(text_field(alerts[2], "level"), "critical");
+    EXPECT_EQ(text_field(alerts[2], "alert"), "critical");
+    EXPECT_EQ(std::get<std::int64_t>(*alerts[0].field("value")), 3);
+    EXPECT_EQ(std::get<double>(*alerts[2].field("value")), 780.0);
+    EXPECT_EQ(std::get<std::int64_t>(*alerts[2].field("criticalAbove")), 600);
     EXPECT_EQ(alerts[2].level, saga::LogLevel::error);
     auto cleared = logger->records("lag alert cleared");
     ASSERT_EQ(cleared.size(), 1u);
@@ -524,6 +579,47 @@ TEST_F(MetricsEndpointTest, SagaCountsAndDeadLetterDepthAreReadFromTheStoreAtSta
   Scrape replayed = scrape();
   EXPECT_EQ(replayed("saga_dead_letter_queue_depth"), 1);
   EXPECT_EQ(replayed("saga_dead_letters_total", {{"reason", "not_json"}}), 1);
+}
+
+TEST_F(MetricsEndpointTest, FailedCommitsAreCountedByCodeAndChangeNoOtherFamily) {
+  options.commit_backoff = 1ms;
+  open();
+  FailingStore failing(*store);
+  engine = std::make_unique<saga::Engine>(options, failing, transport, clock);
+  engine->register_saga<order::OrderSaga>();
+  failing.fail_commits = 2;
+  engine->start<order::OrderSaga>(an_order("o-1"));
+  transport.deliver("not json");
+  engine->run_once();
+  engine->run_once();
+  Scrape failed = scrape();
+  {
+    SCOPED_TRACE("saga_commit_failures_total, and nothing counted of the failed turns");
+    EXPECT_EQ(failed("saga_commit_failures_total", {{"code", "io_error"}}), 2);
+    EXPECT_EQ(failed("saga_commits_total"), 0);
+    EXPECT_EQ(failed("saga_sagas", {{"saga_type", "order"}, {"status", "Running"}}), 0);
+    EXPECT_FALSE(failed.find("saga_sagas_started_total", {{"saga_type", "order"}}));
+    EXPECT_FALSE(failed.find("saga_dead_letters_total", {{"reason", "not_json"}}));
+    EXPECT_EQ(failed("saga_dead_letter_queue_depth"), 0);
+    EXPECT_EQ(failed.sum("saga_messages_published_total"), 0);
+    auto lines = logger->records("store transaction failed; the turn is retried");
+    ASSERT_EQ(lines.size(), 2u);
+    EXPECT_EQ(lines[0].level, saga::LogLevel::error);
+    EXPECT_EQ(text_field(lines[0], "code"), "io_error");
+  }
+  engine->run_once();  // the same inputs, committed this time
+  Scrape committed = scrape();
+  {
+    SCOPED_TRACE("after the retry");
+    EXPECT_EQ(committed("saga_commits_total"), 1);
+    EXPECT_EQ(committed("saga_commit_batch_size_sum"), 2);
+    EXPECT_EQ(committed("saga_sagas", {{"saga_type", "order"}, {"status", "Running"}}), 1);
+    EXPECT_EQ(committed("saga_dead_letters_total", {{"reason", "not_json"}}), 1);
+    EXPECT_EQ(committed("saga_dead_letter_queue_depth"), 1);
+    EXPECT_EQ(committed("saga_messages_consumed_total",
+                        {{"type", ""}, {"consumer", ""}, {"result", "dead_lettered"}}),
+              1);
+  }
 }
 
 // The engine loop in its own thread, participants answering in another, and scrapes in between.

@@ -85,6 +85,10 @@ TEST(MetricsRegistry, HistogramWithoutLabelsPutsOnlyLeInBraces) {
 TEST(MetricsRegistry, ValuesUseShortestRoundTripAndSpecialNames) {
   EXPECT_EQ(saga::format_metric_value(3), "3");
   EXPECT_EQ(saga::format_metric_value(0.1), "0.1");
+  EXPECT_EQ(saga::format_metric_value(0.0005), "0.0005");
+  EXPECT_EQ(saga::format_metric_value(1e-5), "1e-05");
+  EXPECT_EQ(saga::format_metric_value(123456789), "123456789");
+  EXPECT_EQ(saga::format_metric_value(-2.5), "-2.5");
   EXPECT_EQ(saga::format_metric_value(1e21), "1e+21");
   EXPECT_EQ(saga::format_metric_value(std::numeric_limits<double>::infinity()), "+Inf");
   EXPECT_EQ(saga::format_metric_value(-std::numeric_limits<double>::infinity()), "-Inf");
