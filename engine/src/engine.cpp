@@ -216,8 +216,7 @@ struct Engine::Impl {
   }
 
   void write_later(Turn& turn, LogRecord record) {
-    turn.after_commit.push_back(
-        [this, record = std::move(record)] { logger->write(record); });
+    turn.after_commit.push_back([this, record = std::move(record)] { logger->write(record); });
   }
 
   // A handled inbound message: counted, timed and (debug) logged once its turn commits.
@@ -259,8 +258,9 @@ struct Engine::Impl {
       if (metrics) {
         std::string type(saga.type->name());
         auto errors = reaction.user_errors.size();
-        turn.after_commit.push_back(
-            [this, type, errors] { metrics->user_errors.with({type}).inc(static_cast<double>(errors)); });
+        turn.after_commit.push_back([this, type, errors] {
+          metrics->user_errors.with({type}).inc(static_cast<double>(errors));
+        });
       }
       if (logs(LogLevel::warn))
         for (const auto& error : reaction.user_errors)
@@ -314,9 +314,9 @@ struct Engine::Impl {
     std::size_t lag = unsent.size() + in_flight.size();
     double delay = std::max(pending_age, awaiting_age);
     const LagAlerts& alerts = options.lag_alerts;
-    int pending_level = alert_level(static_cast<double>(lag),
-                                    static_cast<double>(alerts.pending_warning),
-                                    static_cast<double>(alerts.pending_critical));
+    int pending_level =
+        alert_level(static_cast<double>(lag), static_cast<double>(alerts.pending_warning),
+                    static_cast<double>(alerts.pending_critical));
     int delay_level = alert_level(delay, static_cast<double>(alerts.delay_warning.count()),
                                   static_cast<double>(alerts.delay_critical.count()));
     if (metrics) {
@@ -330,7 +330,9 @@ struct Engine::Impl {
     auto report = [&](int& current, int level, std::string_view kind, LogValue value,
                       std::int64_t warning, std::int64_t critical) {
       if (level == current) return;
-      LogLevel severity = level == 2 ? LogLevel::error : level == 1 ? LogLevel::warn : LogLevel::info;
+      LogLevel severity = level == 2   ? LogLevel::error
+                          : level == 1 ? LogLevel::warn
+                                       : LogLevel::info;
       if (logs(severity)) {
         LogRecord line(severity, level == 0 ? "lag alert cleared" : "lag alert", now);
         line.with("kind", kind)
@@ -360,7 +362,8 @@ struct Engine::Impl {
                           SagaStatus::Compensated, SagaStatus::Failed})
         metrics->sagas.with({name, to_string(status)}).set(0);
     for (const auto& count : sagas.value())
-      metrics->sagas.with({count.type, to_string(count.status)}).set(static_cast<double>(count.count));
+      metrics->sagas.with({count.type, to_string(count.status)})
+          .set(static_cast<double>(count.count));
     metrics->dead_letter_depth.set(static_cast<double>(letters.value()));
   }
 
@@ -635,7 +638,8 @@ struct Engine::Impl {
     CachedSaga* saga = load(turn, envelope.correlation_id, code, reason);
     if (duplicate) {
       ++turn.duplicates;
-      if (instrumented()) consumed(turn, &envelope, "duplicate", saga ? envelope.correlation_id : "");
+      if (instrumented())
+        consumed(turn, &envelope, "duplicate", saga ? envelope.correlation_id : "");
       if (saga)
         journal(turn, envelope.correlation_id, JournalKind::duplicate, envelope.event_id,
                 envelope.event_type, "", "", "already processed; no effect");
@@ -787,8 +791,8 @@ struct Engine::Impl {
       }
       if (metrics) metrics->resends.with({row.message_type}).inc();
       if (logs(LogLevel::info))
-        logger->write(command_line(LogLevel::info, "command re-sent", row)
-                          .with("attempt", row.attempts + 1));
+        logger->write(
+            command_line(LogLevel::info, "command re-sent", row).with("attempt", row.attempts + 1));
       unsent.push_back(std::move(row));
       counters.command_resends.fetch_add(1, std::memory_order_relaxed);
     }
@@ -1158,12 +1162,12 @@ struct Engine::Impl {
     backoff = backoff.count() == 0 ? options.commit_backoff
                                    : std::min(backoff * 2, options.max_commit_backoff);
     if (logs(LogLevel::error))
-      logger->write(LogRecord(LogLevel::error, "store transaction failed; the turn is retried",
-                              clock.now())
-                        .with("code", to_string(error.code))
-                        .with("error", error.message)
-                        .with("inputs", retry_inputs.size())
-                        .with("retryInMs", backoff.count()));
+      logger->write(
+          LogRecord(LogLevel::error, "store transaction failed; the turn is retried", clock.now())
+              .with("code", to_string(error.code))
+              .with("error", error.message)
+              .with("inputs", retry_inputs.size())
+              .with("retryInMs", backoff.count()));
   }
 
   // One loop turn, then the lag gauges and alerts.
@@ -1269,8 +1273,7 @@ std::size_t Engine::run_once() {
 void Engine::run() {
   while (!impl_->stopping.load()) impl_->turn();
   // Drain: commit the starts already accepted, retry a failed turn, flush dispatch marks.
-  for (int turn = 0; turn < kMaxDrainTurns && impl_->has_unfinished_work(); ++turn)
-    impl_->turn();
+  for (int turn = 0; turn < kMaxDrainTurns && impl_->has_unfinished_work(); ++turn) impl_->turn();
 }
 
 void Engine::stop() {

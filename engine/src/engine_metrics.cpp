@@ -30,8 +30,8 @@ EngineMetrics::EngineMetrics(Metrics& r)
                               "Sends the transport refused (back-pressure, no live peer); the "
                               "command stays pending. By destination.",
                               {"destination"})),
-      dead_letters(r.counter("saga_dead_letters_total",
-                             "Messages dead-lettered, by reason code.", {"reason"})),
+      dead_letters(r.counter("saga_dead_letters_total", "Messages dead-lettered, by reason code.",
+                             {"reason"})),
       dead_letter_depth(r.gauge("saga_dead_letter_queue_depth",
                                 "Dead letters not yet replayed (read from the store at start, "
                                 "then kept current).")
@@ -40,8 +40,7 @@ EngineMetrics::EngineMetrics(Metrics& r)
                             "Exceptions from saga user code (command builders, reply handlers), "
                             "by saga type.",
                             {"saga_type"})),
-      started(r.counter("saga_sagas_started_total", "Sagas started, by saga type.",
-                        {"saga_type"})),
+      started(r.counter("saga_sagas_started_total", "Sagas started, by saga type.", {"saga_type"})),
       sagas(r.gauge("saga_sagas",
                     "Sagas in the store by saga type and status (counted at start, then kept "
                     "current).",
@@ -50,8 +49,8 @@ EngineMetrics::EngineMetrics(Metrics& r)
                                 "Time from a saga's start to its end, by saga type and outcome "
                                 "(Completed, Compensated, Failed).",
                                 {"saga_type", "outcome"}, Metrics::long_seconds_buckets())),
-      commits(r.counter("saga_commits_total", "Store transactions committed by the loop.")
-                  .with({})),
+      commits(
+          r.counter("saga_commits_total", "Store transactions committed by the loop.").with({})),
       commit_failures(r.counter("saga_commit_failures_total",
                                 "Loop turns whose store transaction or read failed (retried after "
                                 "a backoff), by error code.",

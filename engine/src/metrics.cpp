@@ -11,10 +11,12 @@ namespace {
 bool valid_name(std::string_view name, bool allow_colon) {
   if (name.empty()) return false;
   auto letter = [&](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (allow_colon && c == ':');
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+           (allow_colon && c == ':');
   };
   if (!letter(name.front())) return false;
-  return std::all_of(name.begin(), name.end(), [&](char c) { return letter(c) || (c >= '0' && c <= '9'); });
+  return std::all_of(name.begin(), name.end(),
+                     [&](char c) { return letter(c) || (c >= '0' && c <= '9'); });
 }
 
 void check_label_names(const std::string& metric, const std::vector<std::string>& labels,

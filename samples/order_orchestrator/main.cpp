@@ -147,8 +147,9 @@ int main(int argc, char** argv) {
   app.add_option("--heartbeat-ms", heartbeat_ms, "Heartbeat interval; 3 missed = dead")
       ->check(CLI::Range(10, 60000))
       ->capture_default_str();
-  app.add_option("--endpoints-file", endpoints_file,
-                 "Write the bound endpoints here (router=..., events=..., intake=..., metrics=...)");
+  app.add_option(
+      "--endpoints-file", endpoints_file,
+      "Write the bound endpoints here (router=..., events=..., intake=..., metrics=...)");
   app.add_option("--metrics-listen", metrics_listen,
                  "Serve Prometheus metrics at http://HOST:PORT/metrics (port 0 = any free port); "
                  "off when not given")
@@ -245,10 +246,10 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  std::string metrics_url =
-      metrics_server ? "http://" + metrics_listen.substr(0, metrics_listen.rfind(':')) + ":" +
-                           std::to_string(metrics_server->port()) + "/metrics"
-                     : "";
+  std::string metrics_url = metrics_server
+                                ? "http://" + metrics_listen.substr(0, metrics_listen.rfind(':')) +
+                                      ":" + std::to_string(metrics_server->port()) + "/metrics"
+                                : "";
 
   if (!endpoints_file.empty()) {
     std::ofstream out(endpoints_file + ".tmp");

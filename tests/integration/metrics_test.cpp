@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
 #include <atomic>
 #include <cmath>
 #include <filesystem>
@@ -12,7 +13,6 @@
 #include <optional>
 #include <string>
 #include <thread>
-#include <unistd.h>
 #include <vector>
 
 #include "../support/participant.hpp"
@@ -324,8 +324,8 @@ TEST_F(MetricsEndpointTest, ScrapesDuringAndAfterARunMatchWhatWasSent) {
     EXPECT_EQ(during("saga_messages_published_total",
                      {{"kind", "command"}, {"type", "inventory.Reserve"}}),
               3);
-    EXPECT_EQ(during("saga_messages_published_total", {{"kind", "event"}, {"type", "saga.Started"}}),
-              3);
+    EXPECT_EQ(
+        during("saga_messages_published_total", {{"kind", "event"}, {"type", "saga.Started"}}), 3);
     EXPECT_EQ(during("saga_sagas_started_total", {{"saga_type", "order"}}), 3);
     EXPECT_EQ(during("saga_sagas", {{"saga_type", "order"}, {"status", "Running"}}), 3);
     EXPECT_EQ(during("saga_sagas", {{"saga_type", "order"}, {"status", "Completed"}}), 0);
@@ -373,7 +373,7 @@ TEST_F(MetricsEndpointTest, ScrapesDuringAndAfterARunMatchWhatWasSent) {
   transport.deliver(reply(thirds[a], "shipping.Shipped", {{"tracking_number", "t-a"}}));
   transport.deliver(reply(thirds[b], "inventory.Released", {{"reservation_id", "r-b"}}));
   turn();
-  turn();  // flushes the dispatch marks
+  turn();                // flushes the dispatch marks
   clock.advance(10min);  // C has now waited 13 minutes
   turn();
 
@@ -430,8 +430,9 @@ TEST_F(MetricsEndpointTest, ScrapesDuringAndAfterARunMatchWhatWasSent) {
     SCOPED_TRACE("saga_command_reply_seconds (by the manual clock)");
     EXPECT_EQ(after("saga_command_reply_seconds_count", {{"type", "inventory.Reserve"}}), 2);
     EXPECT_EQ(after("saga_command_reply_seconds_sum", {{"type", "inventory.Reserve"}}), 240);
-    EXPECT_EQ(after("saga_command_reply_seconds_bucket", {{"type", "inventory.Reserve"}, {"le", "60"}}),
-              0);
+    EXPECT_EQ(
+        after("saga_command_reply_seconds_bucket", {{"type", "inventory.Reserve"}, {"le", "60"}}),
+        0);
     EXPECT_EQ(
         after("saga_command_reply_seconds_bucket", {{"type", "inventory.Reserve"}, {"le", "300"}}),
         2);
@@ -465,8 +466,8 @@ TEST_F(MetricsEndpointTest, ScrapesDuringAndAfterARunMatchWhatWasSent) {
     EXPECT_EQ(after("saga_duration_seconds_sum", completed), 180);
     EXPECT_EQ(after("saga_duration_seconds_count", compensated), 1);
     EXPECT_EQ(after("saga_duration_seconds_sum", compensated), 180);
-    EXPECT_FALSE(after.find("saga_duration_seconds_count",
-                            {{"saga_type", "order"}, {"outcome", "Failed"}}));
+    EXPECT_FALSE(
+        after.find("saga_duration_seconds_count", {{"saga_type", "order"}, {"outcome", "Failed"}}));
   }
   {
     SCOPED_TRACE("saga_commits_total, batch size, commit duration, failures");
@@ -543,9 +544,9 @@ TEST_F(MetricsEndpointTest, CommandsTheTransportRefusesAreGaugedAsPendingWithThe
     EXPECT_EQ(sent("saga_outbox_pending_messages"), 0);
     EXPECT_EQ(sent("saga_commands_awaiting_reply"), 6);
     EXPECT_EQ(sent("saga_oldest_awaiting_reply_age_seconds"), 420);
-    EXPECT_EQ(sent("saga_messages_published_total",
-                   {{"kind", "command"}, {"type", "inventory.Reserve"}}),
-              6);
+    EXPECT_EQ(
+        sent("saga_messages_published_total", {{"kind", "command"}, {"type", "inventory.Reserve"}}),
+        6);
   }
 }
 
@@ -555,7 +556,8 @@ TEST_F(MetricsEndpointTest, SagaCountsAndDeadLetterDepthAreReadFromTheStoreAtSta
   engine->start<order::OrderSaga>(an_order("waiting"));
   engine->run_once();
   auto first = commands();
-  transport.deliver(reply(first[done], "inventory.OutOfStock", {{"sku", "sku-1"}, {"reason", "none"}}));
+  transport.deliver(
+      reply(first[done], "inventory.OutOfStock", {{"sku", "sku-1"}, {"reason", "none"}}));
   transport.deliver("{\"broken\": ");
   engine->run_once();
 
@@ -683,7 +685,8 @@ TEST_F(MetricsEndpointTest, ScrapesWhileTheLoopRunsInItsOwnThread) {
     EXPECT_EQ(final_scrape("saga_messages_published_total", {{"kind", "command"}, {"type", type}}),
               kOrders)
         << type;
-  EXPECT_EQ(final_scrape("saga_duration_seconds_count", {{"saga_type", "order"}, {"outcome", "Completed"}}),
+  EXPECT_EQ(final_scrape("saga_duration_seconds_count",
+                         {{"saga_type", "order"}, {"outcome", "Completed"}}),
             kOrders);
   EXPECT_EQ(final_scrape("saga_commits_total"), engine->stats().commits);
   EXPECT_EQ(final_scrape("saga_commands_awaiting_reply"), 0);
@@ -708,7 +711,8 @@ TEST(MetricsHttpServer, HealthCheckReportsAProblemWith503) {
 }
 
 TEST(ListenAddress, ParsesHostAndPortAndRefusesTheRest) {
-  EXPECT_EQ(saga::parse_listen_address("127.0.0.1:9464"), std::make_pair(std::string("127.0.0.1"), 9464));
+  EXPECT_EQ(saga::parse_listen_address("127.0.0.1:9464"),
+            std::make_pair(std::string("127.0.0.1"), 9464));
   EXPECT_EQ(saga::parse_listen_address("[::1]:0"), std::make_pair(std::string("::1"), 0));
   EXPECT_THROW(saga::parse_listen_address("127.0.0.1"), std::invalid_argument);
   EXPECT_THROW(saga::parse_listen_address(":9464"), std::invalid_argument);

@@ -78,7 +78,8 @@ TEST_F(EngineLogsTest, EveryLineAboutAMessageOrASagaCarriesItsIds) {
   engine->run_once();
   auto reserve = take_commands(transport).at(0);
   const std::string correlation = reserve.envelope.correlation_id;
-  std::string reserved = reply_bytes(reserve.envelope, "inventory.Reserved", {{"reservation_id", "r"}});
+  std::string reserved =
+      reply_bytes(reserve.envelope, "inventory.Reserved", {{"reservation_id", "r"}});
   auto reserved_envelope = std::get<saga::Envelope>(saga::decode_envelope(reserved));
   transport.deliver(reserved);
   engine->run_once();

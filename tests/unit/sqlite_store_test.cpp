@@ -753,7 +753,9 @@ TEST(SqliteStoreRead, CountsSagasByTypeAndStatusAndDeadLettersNotReplayed) {
   for (const auto& count : counts.value()) rows.emplace_back(count.type, count.status, count.count);
   const std::string type = make_saga("x").type;
   std::vector<std::tuple<std::string, SagaStatus, std::int64_t>> expected = {
-      {"loan", SagaStatus::Running, 1}, {type, SagaStatus::Failed, 1}, {type, SagaStatus::Running, 2}};
+      {"loan", SagaStatus::Running, 1},
+      {type, SagaStatus::Failed, 1},
+      {type, SagaStatus::Running, 2}};
   std::sort(rows.begin(), rows.end());
   std::sort(expected.begin(), expected.end());
   EXPECT_EQ(rows, expected);

@@ -7,7 +7,8 @@
 //
 // Two line formats (format_log_line):
 //   json     one JSON object per line: {"ts":"<RFC 3339>","level":"info","msg":"...", fields...}
-//            (fields in the order given; a field named ts, level or msg is written as field.ts, ...)
+//            (fields in the order given; a field named ts, level or msg is written as field.ts,
+//            ...)
 //   console  2020-07-06T10:30:00.123Z INFO  saga ended sagaId=... status=Completed reason="a b"
 //            (values with spaces, quotes or '=' are quoted with JSON string escaping)
 //
@@ -95,7 +96,6 @@ std::optional<LogFormat> log_format_from_string(std::string_view text) noexcept;
 std::string format_log_line(const LogRecord& record, LogFormat format);
 
 // Writes records at `threshold` or above to `out`, one line each, flushed, under a mutex.
-std::shared_ptr<Logger> make_stream_logger(std::ostream& out, LogFormat format,
-                                           LogLevel threshold);
+std::shared_ptr<Logger> make_stream_logger(std::ostream& out, LogFormat format, LogLevel threshold);
 
 }  // namespace saga

@@ -77,8 +77,8 @@ class Histogram {
   void observe(double value);
 
   struct Snapshot {
-    std::vector<double> upper_bounds;         // without +Inf
-    std::vector<std::uint64_t> cumulative;    // one per bound, then +Inf (== count)
+    std::vector<double> upper_bounds;       // without +Inf
+    std::vector<std::uint64_t> cumulative;  // one per bound, then +Inf (== count)
     double sum = 0.0;
     std::uint64_t count = 0;
   };

@@ -4,8 +4,8 @@
 #include <sys/socket.h>
 
 #include <charconv>
-#include <mutex>
 #include <chrono>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 

@@ -361,8 +361,8 @@ struct SqliteStore::Impl {
   Statement insert_saga, update_saga, insert_journal, insert_outbox, insert_inbox,
       insert_dead_letter, mark_dispatched, mark_replied, mark_replayed, reopen_outbox;
   Statement select_saga, select_inbox, select_pending_outbox, select_journal, select_dead_letters,
-      select_outbox, select_sagas_by_status, select_awaiting_reply, select_dead_letter,
-      count_sagas, count_open_dead_letters;
+      select_outbox, select_sagas_by_status, select_awaiting_reply, select_dead_letter, count_sagas,
+      count_open_dead_letters;
 
   Transaction transaction() noexcept {
     return Transaction(db.get(), begin.get(), commit.get(), rollback.get());
@@ -791,15 +791,14 @@ StoreResult<std::vector<SagaRecord>> SqliteStore::sagas_with_status(SagaStatus s
 
 StoreResult<std::vector<SagaCount>> SqliteStore::count_sagas() {
   Use use(impl_->count_sagas.get());
-  return read_all<SagaCount>(impl_->db.get(), use, "counting sagas",
-                             [](const Use& row) -> StoreResult<SagaCount> {
-                               std::string status = row.text(1);
-                               auto parsed = saga_status_from_string(status);
-                               if (!parsed)
-                                 return StoreError{StoreErrorCode::corrupt,
-                                                   "unknown saga status '" + status + "'"};
-                               return SagaCount{row.text(0), *parsed, row.integer(2)};
-                             });
+  return read_all<SagaCount>(
+      impl_->db.get(), use, "counting sagas", [](const Use& row) -> StoreResult<SagaCount> {
+        std::string status = row.text(1);
+        auto parsed = saga_status_from_string(status);
+        if (!parsed)
+          return StoreError{StoreErrorCode::corrupt, "unknown saga status '" + status + "'"};
+        return SagaCount{row.text(0), *parsed, row.integer(2)};
+      });
 }
 
 StoreResult<std::int64_t> SqliteStore::count_open_dead_letters() {
