@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <deque>
 #include <future>
 #include <limits>
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
 #include <stdexcept>
 #include <thread>
 #include <tuple>
@@ -18,6 +20,7 @@
 #include <vector>
 
 #include "engine_metrics.hpp"
+#include "saga/detail/crash_point.hpp"
 #include "saga/envelope.hpp"
 #include "saga/log.hpp"
 #include "saga/metrics.hpp"
@@ -32,20 +35,61 @@ struct TurnAborted {
 
 struct StartRequest {
   std::string saga_id;
+  std::string correlation_id;
   const SagaType* type;
   std::unique_ptr<SagaInstance> instance;
   nlohmann::json data;
 };
 
 struct OperatorRequest {
-  enum class Kind { retry, resolve, replay } kind;
+  enum class Kind { retry, resolve, replay, discard, invalid } kind;
   std::string saga_id;
   SagaStatus status = SagaStatus::Compensated;
   std::string note;
   std::int64_t dead_letter_id = 0;
   std::promise<OperatorResult> promise;
-  OperatorResult result;  // decided in the turn, delivered after its commit
+  OperatorResult result;       // decided in the turn, delivered after its commit
+  std::int64_t stored_id = 0;  // operator_requests row it came from; 0 = the C++ API
 };
+
+std::shared_ptr<OperatorRequest> from_stored(const StoredOperatorRequest& stored) {
+  auto request = std::make_shared<OperatorRequest>();
+  request->stored_id = stored.id;
+  request->note = stored.note;
+  request->saga_id = stored.target;
+  auto dead_letter_id = [&]() -> std::optional<std::int64_t> {
+    std::int64_t id = 0;
+    auto [end, error] =
+        std::from_chars(stored.target.data(), stored.target.data() + stored.target.size(), id);
+    if (error != std::errc{} || end != stored.target.data() + stored.target.size() || id <= 0)
+      return std::nullopt;
+    return id;
+  };
+  using Kind = OperatorRequest::Kind;
+  request->kind = Kind::invalid;
+  if (stored.action == "retry") {
+    request->kind = Kind::retry;
+  } else if (stored.action == "resolve") {
+    auto status = saga_status_from_string(stored.status);
+    if (status) {
+      request->kind = Kind::resolve;
+      request->status = *status;
+    } else {
+      request->result = {
+          false, "resolve needs a status (Completed or Compensated), got '" + stored.status + "'"};
+    }
+  } else if (stored.action == "replay_dead_letter" || stored.action == "discard_dead_letter") {
+    if (auto id = dead_letter_id()) {
+      request->kind = stored.action == "replay_dead_letter" ? Kind::replay : Kind::discard;
+      request->dead_letter_id = *id;
+    } else {
+      request->result = {false, "'" + stored.target + "' is not a dead-letter id"};
+    }
+  } else {
+    request->result = {false, "unknown operator action '" + stored.action + "'"};
+  }
+  return request;
+}
 
 // Either a saga start (start set) or an inbound message.
 struct Input {
@@ -55,7 +99,16 @@ struct Input {
   std::optional<OutboxMessage> expired = std::nullopt;
   // An operator action (set instead of start/message).
   std::shared_ptr<OperatorRequest> operation = nullptr;
+  int failed_attempts = 0;  // times its processing threw (poison messages)
   std::chrono::steady_clock::time_point received_at = std::chrono::steady_clock::now();
+};
+
+// Processing a message threw for a reason that may pass (user code, an upcaster): it is retried
+// per Options::poison_attempts before being dead-lettered with this code.
+struct PoisonError : std::runtime_error {
+  PoisonError(std::string code_in, const std::string& reason)
+      : std::runtime_error(reason), code(std::move(code_in)) {}
+  std::string code;
 };
 
 struct CachedSaga {
@@ -139,13 +192,18 @@ struct Engine::Impl {
     Timestamp deadline;
   };
   std::unordered_map<std::string, InFlight> in_flight;
+  std::set<std::pair<Timestamp, std::string>> deadlines;         // of in_flight, soonest first
+  std::set<std::pair<Timestamp, std::string>> in_flight_by_age;  // by created_at, oldest first
   std::unordered_map<std::string, std::vector<std::string>> in_flight_by_saga;
   std::vector<Input> expired;  // commands whose retry policy ran out, for the next turn
   std::mt19937_64 jitter{options.random_seed != 0 ? options.random_seed : std::random_device{}()};
   std::vector<std::string> dispatched_marks;
   std::vector<Input> retry_inputs;
+  std::vector<std::pair<Timestamp, Input>> deferred;  // poison messages waiting for another try
   std::chrono::milliseconds backoff{0};
   bool recovered = false;
+  Timestamp next_operator_poll{};
+  std::unordered_set<std::int64_t> stored_requests_queued;
 
   // State of the turn being built.
   struct Turn {
@@ -163,6 +221,7 @@ struct Engine::Impl {
     std::vector<std::string> loaded;   // sagas loaded from the store this turn
     std::vector<std::string> touched;  // sagas a message or start was applied to this turn
     std::vector<std::pair<std::string, std::string>> events;  // (event type, encoded envelope)
+    std::string poison_code;
     std::string poison_reason;
     // Metrics and log lines of this turn, applied once it committed (dropped with it otherwise).
     std::vector<std::function<void()>> after_commit;
@@ -172,15 +231,12 @@ struct Engine::Impl {
   bool instrumented() const noexcept { return metrics || logger; }
   bool logs(LogLevel level) const noexcept { return logger && logger->enabled(level); }
 
-  // The correlation id of a saga's messages and log lines. The one place that decides it.
-  static const std::string& correlation_of(const CachedSaga& saga) { return saga.record.id; }
-
   LogRecord saga_line(LogLevel level, std::string message, const std::string& saga_id,
                       const CachedSaga& saga, std::string_view causation_id) const {
     LogRecord record(level, std::move(message), clock.now());
     record.with("sagaId", saga_id)
         .with("sagaType", saga.type->name())
-        .with("correlationId", correlation_of(saga))
+        .with("correlationId", correlation_of(saga_id, saga))
         .with("causationId", causation_id);
     return record;
   }
@@ -305,10 +361,11 @@ struct Engine::Impl {
   void observe_lag() {
     if (!instrumented()) return;
     Timestamp now = clock.now();
-    Timestamp oldest_pending = now, oldest_awaiting = now;
+    // The send queue is walked by every send_unsent() anyway; commands in flight are indexed.
+    Timestamp oldest_pending = now;
     for (const auto& row : unsent) oldest_pending = std::min(oldest_pending, row.created_at);
-    for (const auto& [id, flight] : in_flight)
-      oldest_awaiting = std::min(oldest_awaiting, flight.row.created_at);
+    Timestamp oldest_awaiting =
+        in_flight_by_age.empty() ? now : std::min(now, in_flight_by_age.begin()->first);
     double pending_age = seconds_between(oldest_pending, now);
     double awaiting_age = seconds_between(oldest_awaiting, now);
     std::size_t lag = unsent.size() + in_flight.size();
@@ -367,14 +424,17 @@ struct Engine::Impl {
     metrics->dead_letter_depth.set(static_cast<double>(letters.value()));
   }
 
-  // Operator actions are answered (and logged) once their turn is over.
-  void finish_operations(const Turn& turn) {
-    static constexpr std::string_view kActions[] = {"retry", "resolve", "replay_dead_letter"};
+  // Operator actions are answered (and logged) once their turn is over (`committed`: by a commit).
+  void finish_operations(const Turn& turn, bool committed) {
+    static constexpr std::string_view kActions[] = {"retry", "resolve", "replay_dead_letter",
+                                                    "discard_dead_letter", "invalid"};
     for (auto* operation : turn.operations) {
+      if (committed) stored_requests_queued.erase(operation->stored_id);
       if (logs(LogLevel::info)) {
         LogRecord line(LogLevel::info, "operator action", clock.now());
         line.with("action", kActions[static_cast<int>(operation->kind)]);
-        if (operation->kind == OperatorRequest::Kind::replay)
+        if (operation->kind == OperatorRequest::Kind::replay ||
+            operation->kind == OperatorRequest::Kind::discard)
           line.with("deadLetterId", operation->dead_letter_id);
         else
           line.with("sagaId", operation->saga_id);
@@ -399,8 +459,8 @@ struct Engine::Impl {
 
   // `message` false: not an inbound message (a saga start that could not be started).
   void dead_letter(Turn& turn, std::string_view raw, std::string reason_code, std::string reason,
-                   const Envelope* envelope, bool message = true) {
-    if (instrumented()) observe_dead_letter(turn, reason_code, reason, envelope, message);
+                   const Envelope* envelope, std::string_view saga_id = {}, bool message = true) {
+    if (instrumented()) observe_dead_letter(turn, reason_code, reason, envelope, saga_id, message);
     DeadLetter letter;
     letter.at = clock.now();
     letter.reason_code = std::move(reason_code);
@@ -410,13 +470,14 @@ struct Engine::Impl {
       letter.message_type = envelope->event_type;
       letter.saga_id = envelope->correlation_id;
     }
+    if (!saga_id.empty()) letter.saga_id = std::string(saga_id);
     letter.raw = truncated(raw, options.dead_letter_max_bytes);
     letter.raw_size = raw.size();
     turn.batch.dead_letters.push_back(std::move(letter));
   }
 
   void observe_dead_letter(Turn& turn, const std::string& code, const std::string& reason,
-                           const Envelope* envelope, bool message) {
+                           const Envelope* envelope, std::string_view saga_id, bool message) {
     if (message) consumed(turn, envelope, "dead_lettered", "");
     if (metrics)
       turn.after_commit.push_back([this, code] {
@@ -425,7 +486,7 @@ struct Engine::Impl {
       });
     if (!logs(LogLevel::warn)) return;
     LogRecord line = envelope ? message_line(LogLevel::warn, "message dead-lettered", *envelope,
-                                             envelope->correlation_id)
+                                             saga_id.empty() ? envelope->correlation_id : saga_id)
                               : LogRecord(LogLevel::warn, "message dead-lettered", clock.now());
     line.with("reasonCode", code).with("reason", reason);
     write_later(turn, std::move(line));
@@ -480,6 +541,21 @@ struct Engine::Impl {
     return &entry;
   }
 
+  static const std::string& correlation_of(const std::string& saga_id, const CachedSaga& saga) {
+    return saga.record.correlation_id.empty() ? saga_id : saga.record.correlation_id;
+  }
+
+  // The saga a reply belongs to: the one that sent the command named by its causationId; for a
+  // reply without one (or naming no command), the saga whose id is its correlationId.
+  std::string route(const Envelope& envelope) {
+    if (envelope.causation_id.empty()) return envelope.correlation_id;
+    if (auto flight = in_flight.find(envelope.causation_id); flight != in_flight.end())
+      return flight->second.row.saga_id;
+    auto row = store.outbox_message(envelope.causation_id);
+    if (!row) throw TurnAborted{row.error()};
+    return row.value() ? row.value()->saga_id : envelope.correlation_id;
+  }
+
   void write_saga(Turn& turn, const std::string& saga_id, CachedSaga& saga) {
     SagaRecord record = saga.record;
     record.state = std::string(saga.instance->state());
@@ -511,7 +587,7 @@ struct Engine::Impl {
       envelope.timestamp = clock.now();
       envelope.version = command.version;
       envelope.source = options.source;
-      envelope.correlation_id = saga_id;
+      envelope.correlation_id = correlation_of(saga_id, saga);
       envelope.causation_id = cause_id;
       envelope.kind = MessageKind::command;
       envelope.data = command.payload;
@@ -558,7 +634,7 @@ struct Engine::Impl {
       envelope.event_type = std::move(type);
       envelope.timestamp = clock.now();
       envelope.source = options.source;
-      envelope.correlation_id = saga_id;
+      envelope.correlation_id = correlation_of(saga_id, saga);
       envelope.causation_id = cause_id;
       envelope.kind = MessageKind::event;
       envelope.data = {{"sagaId", saga_id},
@@ -590,6 +666,7 @@ struct Engine::Impl {
     saga.committed = false;
     saga.record = SagaRecord{};
     saga.record.id = request.saga_id;
+    saga.record.correlation_id = request.correlation_id;
     saga.record.type = std::string(request.type->name());
     saga.record.definition_version = request.type->version();
     saga.record.created_at = clock.now();
@@ -634,19 +711,26 @@ struct Engine::Impl {
       if (!seen) throw TurnAborted{seen.error()};
       duplicate = seen.value();
     }
+    const std::string saga_id = route(envelope);
     std::string code, reason;
-    CachedSaga* saga = load(turn, envelope.correlation_id, code, reason);
+    CachedSaga* saga = load(turn, saga_id, code, reason);
     if (duplicate) {
       ++turn.duplicates;
-      if (instrumented())
-        consumed(turn, &envelope, "duplicate", saga ? envelope.correlation_id : "");
+      if (instrumented()) consumed(turn, &envelope, "duplicate", saga ? saga_id : "");
       if (saga)
-        journal(turn, envelope.correlation_id, JournalKind::duplicate, envelope.event_id,
-                envelope.event_type, "", "", "already processed; no effect");
+        journal(turn, saga_id, JournalKind::duplicate, envelope.event_id, envelope.event_type, "",
+                "", "already processed; no effect");
       return;
     }
     if (!saga) {
       dead_letter(turn, message.bytes, code, reason, &envelope);
+      return;
+    }
+    if (envelope.correlation_id != correlation_of(saga_id, *saga)) {
+      dead_letter(turn, message.bytes, "correlation_mismatch",
+                  "the reply's correlationId '" + envelope.correlation_id + "' is not saga " +
+                      saga_id + "'s ('" + correlation_of(saga_id, *saga) + "')",
+                  &envelope, saga_id);
       return;
     }
     const nlohmann::json* payload = &envelope.data;
@@ -656,30 +740,31 @@ struct Engine::Impl {
       auto upgraded =
           upcasters.upgrade(envelope.event_type, envelope.version, known_version, envelope.data);
       if (auto* refusal = std::get_if<Upcasters::Refusal>(&upgraded)) {
-        journal(turn, envelope.correlation_id, JournalKind::unexpected, envelope.event_id,
-                envelope.event_type, "", "", refusal->reason);
-        dead_letter(turn, message.bytes, refusal->code, refusal->reason, &envelope);
+        if (refusal->code == "upcaster_failed") throw PoisonError(refusal->code, refusal->reason);
+        journal(turn, saga_id, JournalKind::unexpected, envelope.event_id, envelope.event_type, "",
+                "", refusal->reason);
+        dead_letter(turn, message.bytes, refusal->code, refusal->reason, &envelope, saga_id);
         return;
       }
       upcast = std::move(std::get<nlohmann::json>(upgraded));
       payload = &upcast;
     }
     SagaStatus before = saga->instance->status();
-    turn.touched.push_back(envelope.correlation_id);
+    turn.touched.push_back(saga_id);
     Reaction reaction = saga->instance->handle(envelope.event_type, *payload);
     if (!reaction.applied()) {
       static constexpr const char* kCodes[] = {"applied", "unexpected", "undecodable",
                                                "unknown_type"};
-      journal(turn, envelope.correlation_id, JournalKind::unexpected, envelope.event_id,
-              envelope.event_type, std::string(saga->instance->state()), "", reaction.reason);
+      journal(turn, saga_id, JournalKind::unexpected, envelope.event_id, envelope.event_type,
+              std::string(saga->instance->state()), "", reaction.reason);
       dead_letter(turn, message.bytes, kCodes[static_cast<int>(reaction.outcome)], reaction.reason,
-                  &envelope);
+                  &envelope, saga_id);
       return;
     }
     turn.inbox.insert(envelope.event_id);
     turn.batch.inbox.push_back(envelope.event_id);
     if (instrumented()) {
-      consumed(turn, &envelope, "applied", envelope.correlation_id);
+      consumed(turn, &envelope, "applied", saga_id);
       if (auto command = in_flight.find(envelope.causation_id);
           metrics && command != in_flight.end()) {
         std::string type = command->second.row.message_type;
@@ -689,9 +774,9 @@ struct Engine::Impl {
       }
     }
     if (!envelope.causation_id.empty()) turn.batch.replied.push_back(envelope.causation_id);
-    journal(turn, envelope.correlation_id, JournalKind::message_in, envelope.event_id,
-            envelope.event_type, "", "", envelope.data.dump());
-    record_reaction(turn, envelope.correlation_id, *saga, reaction, before, envelope.event_id);
+    journal(turn, saga_id, JournalKind::message_in, envelope.event_id, envelope.event_type, "", "",
+            envelope.data.dump());
+    record_reaction(turn, saga_id, *saga, reaction, before, envelope.event_id);
     ++turn.applied;
   }
 
@@ -721,6 +806,7 @@ struct Engine::Impl {
         continue;
       }
       if (transport.send(row.destination, row.payload) == SendResult::sent) {
+        if (!dispatched_marks.empty()) detail::crash_point("engine.mid_send");
         if (metrics) metrics->published.with({"command", row.message_type}).inc();
         dispatched_marks.push_back(row.message_id);
         counters.commands_sent.fetch_add(1, std::memory_order_relaxed);
@@ -738,6 +824,9 @@ struct Engine::Impl {
   }
 
   const RetryPolicy& policy_for(const OutboxMessage& row) const {
+    if (auto found = options.retry_by_command.find(row.message_type);
+        found != options.retry_by_command.end())
+      return found->second;
     return row.compensation ? options.compensation_retry : options.command_retry;
   }
 
@@ -754,6 +843,12 @@ struct Engine::Impl {
   void track(OutboxMessage row, Timestamp sent_at) {
     Timestamp deadline = sent_at + timeout_after(policy_for(row), std::max(row.attempts, 1));
     std::string id = row.message_id;
+    if (auto old = in_flight.find(id); old != in_flight.end()) {
+      deadlines.erase({old->second.deadline, id});
+      in_flight_by_age.erase({old->second.row.created_at, id});
+    }
+    deadlines.emplace(deadline, id);
+    in_flight_by_age.emplace(row.created_at, id);
     auto [slot, inserted] = in_flight.insert_or_assign(id, InFlight{std::move(row), deadline});
     if (inserted) in_flight_by_saga[slot->second.row.saga_id].push_back(id);
   }
@@ -766,6 +861,8 @@ struct Engine::Impl {
       std::erase(by_saga->second, message_id);
       if (by_saga->second.empty()) in_flight_by_saga.erase(by_saga);
     }
+    deadlines.erase({found->second.deadline, message_id});
+    in_flight_by_age.erase({found->second.row.created_at, message_id});
     in_flight.erase(found);
   }
 
@@ -773,8 +870,8 @@ struct Engine::Impl {
   void resend_overdue() {
     Timestamp now = clock.now();
     std::vector<std::string> overdue;
-    for (const auto& [id, flight] : in_flight)
-      if (flight.deadline <= now) overdue.push_back(id);
+    for (auto it = deadlines.begin(); it != deadlines.end() && it->first <= now; ++it)
+      overdue.push_back(it->second);
     std::sort(overdue.begin(), overdue.end(), [this](const auto& a, const auto& b) {
       const auto& left = in_flight.at(a).row;
       const auto& right = in_flight.at(b).row;
@@ -800,14 +897,32 @@ struct Engine::Impl {
 
   void process_operation(Turn& turn, OperatorRequest& request) {
     turn.operations.push_back(&request);
+    if (request.kind != OperatorRequest::Kind::invalid) apply_operation(turn, request);
+    if (request.stored_id != 0)
+      turn.batch.answers.push_back({request.stored_id, request.result.ok, request.result.message});
+  }
+
+  void apply_operation(Turn& turn, OperatorRequest& request) {
     auto refuse = [&](std::string why) { request.result = {false, std::move(why)}; };
-    if (request.kind == OperatorRequest::Kind::replay) {
+    if (request.kind == OperatorRequest::Kind::replay ||
+        request.kind == OperatorRequest::Kind::discard) {
       auto loaded = store.dead_letter(request.dead_letter_id);
       if (!loaded) throw TurnAborted{loaded.error()};
       const auto& letter = loaded.value();
       std::string name = "dead letter " + std::to_string(request.dead_letter_id);
+      auto in_turn = [&](const std::vector<std::int64_t>& ids) {
+        return std::find(ids.begin(), ids.end(), request.dead_letter_id) != ids.end();
+      };
       if (!letter) return refuse(name + " does not exist");
-      if (letter->replayed_at) return refuse(name + " was already replayed");
+      if (letter->replayed_at || in_turn(turn.batch.replayed))
+        return refuse(name + " was already replayed");
+      if (letter->discarded_at || in_turn(turn.batch.discarded))
+        return refuse(name + " was discarded");
+      if (request.kind == OperatorRequest::Kind::discard) {
+        turn.batch.discarded.push_back(request.dead_letter_id);
+        request.result = {true, name + " discarded"};
+        return;
+      }
       if (letter->raw.size() != letter->raw_size)
         return refuse(name + " kept only " + std::to_string(letter->raw.size()) + " of its " +
                       std::to_string(letter->raw_size) + " bytes; it cannot be replayed");
@@ -873,6 +988,19 @@ struct Engine::Impl {
     turn.rearm.push_back(*command);
     request.result = {
         true, "saga " + request.saga_id + " retried: " + command->message_type + " sent again"};
+  }
+
+  // Operator requests a tool queued in the store join the next turn like API calls.
+  void poll_operator_requests() {
+    Timestamp now = clock.now();
+    if (now < next_operator_poll || stopping.load()) return;
+    next_operator_poll = now + options.operator_poll_interval;
+    auto pending = store.pending_operator_requests(options.max_batch_messages);
+    if (!pending) throw TurnAborted{pending.error()};
+    std::lock_guard lock(starts_mutex);
+    for (const auto& stored : pending.value())
+      if (stored_requests_queued.insert(stored.id).second)
+        queued_starts.push_back(Input{nullptr, {}, std::nullopt, from_stored(stored)});
   }
 
   std::future<OperatorResult> queue_operation(std::shared_ptr<OperatorRequest> request) {
@@ -976,7 +1104,12 @@ struct Engine::Impl {
           process_message(turn, inputs[i].message);
       } catch (const TurnAborted&) {
         throw;
+      } catch (const PoisonError& error) {
+        turn.poison_code = error.code;
+        turn.poison_reason = error.what();
+        return i;
       } catch (const std::exception& error) {
+        turn.poison_code = "processing_error";
         turn.poison_reason = error.what();
         return i;
       } catch (...) {
@@ -989,11 +1122,23 @@ struct Engine::Impl {
 
   // An input that cannot be processed is taken out of the turn: a message is dead-lettered, a
   // start is dropped and reported Failed. The other inputs are retried without it.
-  void quarantine(Input poisoned, const std::string& reason, std::vector<Input> others) {
+  void quarantine(Input poisoned, const std::string& code, const std::string& reason,
+                  std::vector<Input> others) {
     Turn turn;
     if (poisoned.operation) {
-      poisoned.operation->promise.set_value({false, "the operation failed: " + reason});
+      OperatorRequest& request = *poisoned.operation;
       retry_inputs = std::move(others);
+      OperatorResult failed{false, "the operation failed: " + reason};
+      if (request.stored_id != 0) {
+        turn.batch.answers.push_back({request.stored_id, false, failed.message});
+        turn.batch.at = clock.now();
+        if (!store.commit(turn.batch)) {
+          retry_inputs.push_back(std::move(poisoned));
+          return;
+        }
+        stored_requests_queued.erase(request.stored_id);
+      }
+      request.promise.set_value(std::move(failed));
       return;
     }
     if (poisoned.expired) {  // the command stays awaiting its reply; a restart re-arms it
@@ -1004,17 +1149,32 @@ struct Engine::Impl {
       auto& request = *poisoned.start;
       dead_letter(turn, request.data.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
                   "start_failed", "saga '" + request.saga_id + "' could not be started: " + reason,
-                  nullptr, false);
+                  nullptr, request.saga_id, false);
       turn.batch.dead_letters.back().saga_id = request.saga_id;
       turn.batch.dead_letters.back().message_type = std::string(request.type->name());
       turn.outcomes.push_back({request.saga_id, std::string(request.type->name()),
                                SagaStatus::Failed, "", request.data, reason});
     } else {
+      if (++poisoned.failed_attempts < options.poison_attempts) {
+        auto wait = options.commit_backoff * (1 << std::min(poisoned.failed_attempts - 1, 16));
+        deferred.emplace_back(clock.now() + std::min(wait, options.max_commit_backoff),
+                              std::move(poisoned));
+        retry_inputs = std::move(others);
+        return;
+      }
       DecodeResult decoded = decode_envelope(poisoned.message.bytes, options.max_message_bytes);
       const Envelope* envelope = std::get_if<Envelope>(&decoded);
       turn.input_received = poisoned.received_at;
-      dead_letter(turn, poisoned.message.bytes, "processing_error",
-                  "processing the message threw: " + reason, envelope);
+      std::string saga_id;
+      if (envelope && !envelope->causation_id.empty())
+        if (auto flight = in_flight.find(envelope->causation_id); flight != in_flight.end())
+          saga_id = flight->second.row.saga_id;
+      std::string why =
+          code == "processing_error" ? "processing the message threw: " + reason : reason;
+      dead_letter(turn, poisoned.message.bytes, code,
+                  why + " (" + std::to_string(poisoned.failed_attempts) + " attempts)", envelope,
+                  saga_id);
+      turn.batch.dead_letters.back().attempts = poisoned.failed_attempts;
     }
     retry_inputs = std::move(others);
     if (!store.commit(turn.batch)) {
@@ -1032,9 +1192,11 @@ struct Engine::Impl {
       if (!recovered) recover();
       resend_overdue();
       send_unsent();
+      poll_operator_requests();
       inputs = retry_inputs.empty() ? gather_inputs() : std::exchange(retry_inputs, {});
       for (auto& input : expired) inputs.push_back(std::move(input));  // after the replies
       expired.clear();
+      take_due_deferred(inputs);
     } catch (const TurnAborted& aborted) {
       fail_turn(aborted.error, {});
       return 0;
@@ -1046,7 +1208,7 @@ struct Engine::Impl {
         discard_turn(turn);
         Input bad = std::move(inputs[*poisoned]);
         inputs.erase(inputs.begin() + static_cast<std::ptrdiff_t>(*poisoned));
-        quarantine(std::move(bad), turn.poison_reason, std::move(inputs));
+        quarantine(std::move(bad), turn.poison_code, turn.poison_reason, std::move(inputs));
         return 0;
       }
     } catch (const TurnAborted& aborted) {
@@ -1060,11 +1222,12 @@ struct Engine::Impl {
     if (turn.batch.empty()) {
       discard_loaded_terminal(turn);
       for (const auto& action : turn.after_commit) action();
-      finish_operations(turn);
+      finish_operations(turn, false);
       for (auto& row : turn.rearm) unsent.push_back(std::move(row));
       if (!turn.rearm.empty()) send_unsent();
       return 0;
     }
+    detail::crash_point("engine.before_commit");
     auto commit_started = std::chrono::steady_clock::now();
     StoreStatus status = store.commit(turn.batch);
     if (!status) {
@@ -1072,11 +1235,16 @@ struct Engine::Impl {
       fail_turn(*status.error, std::move(inputs));
       return 0;
     }
+    detail::crash_point("engine.after_commit");
+    if (std::any_of(turn.batch.outbox.begin(), turn.batch.outbox.end(),
+                    [](const OutboxMessage& row) { return row.compensation; }))
+      detail::crash_point("engine.compensation_commit");
     if (metrics) {
       metrics->commit_duration.observe(seconds_since(commit_started));
       metrics->commits.inc();
       metrics->batch_size.observe(static_cast<double>(inputs.size()));
-      metrics->dead_letter_depth.dec(static_cast<double>(turn.batch.replayed.size()));
+      metrics->dead_letter_depth.dec(
+          static_cast<double>(turn.batch.replayed.size() + turn.batch.discarded.size()));
     }
     backoff = std::chrono::milliseconds{0};
     counters.commits.fetch_add(1, std::memory_order_relaxed);
@@ -1103,8 +1271,9 @@ struct Engine::Impl {
     for (auto& row : turn.batch.outbox) unsent.push_back(std::move(row));
     for (auto& row : turn.rearm) unsent.push_back(std::move(row));
     counters.command_timeouts.fetch_add(turn.timeouts, std::memory_order_relaxed);
-    finish_operations(turn);
+    finish_operations(turn, true);
     send_unsent();
+    if (!dispatched_marks.empty()) detail::crash_point("engine.after_send");
     for (const auto& [type, bytes] : turn.events) {
       transport.publish(type, bytes);
       if (metrics) metrics->published.with({"event", type}).inc();
@@ -1123,6 +1292,19 @@ struct Engine::Impl {
       metrics->sagas.with({type, to_string(before.record.status)}).dec();
     }
     metrics->sagas.with({type, to_string(write.record.status)}).inc();
+  }
+
+  void take_due_deferred(std::vector<Input>& inputs) {
+    if (deferred.empty()) return;
+    Timestamp now = clock.now();
+    for (auto it = deferred.begin(); it != deferred.end();) {
+      if (it->first > now) {
+        ++it;
+        continue;
+      }
+      inputs.push_back(std::move(it->second));
+      it = deferred.erase(it);
+    }
   }
 
   // Sagas loaded only to journal a late or duplicate message do not stay cached once ended.
@@ -1203,13 +1385,15 @@ void Engine::register_upcaster(std::string_view message_type, int from_version, 
   impl_->upcasters.add(message_type, from_version, std::move(upcaster));
 }
 
-std::string Engine::start(std::string_view saga_type, const nlohmann::json& data) {
+std::string Engine::start(std::string_view saga_type, const nlohmann::json& data,
+                          std::string_view correlation_id) {
   auto found = impl_->latest.find(std::string(saga_type));
   if (found == impl_->latest.end())
     throw std::invalid_argument("start: saga type '" + std::string(saga_type) +
                                 "' is not registered");
   auto request = std::make_shared<StartRequest>();
   request->saga_id = impl_->next_id();
+  request->correlation_id = correlation_id.empty() ? request->saga_id : std::string(correlation_id);
   request->type = found->second;
   request->data = data;
   try {
@@ -1254,6 +1438,13 @@ std::future<OperatorResult> Engine::resolve(std::string saga_id, SagaStatus stat
 std::future<OperatorResult> Engine::replay_dead_letter(std::int64_t dead_letter_id) {
   auto request = std::make_shared<OperatorRequest>();
   request->kind = OperatorRequest::Kind::replay;
+  request->dead_letter_id = dead_letter_id;
+  return impl_->queue_operation(std::move(request));
+}
+
+std::future<OperatorResult> Engine::discard_dead_letter(std::int64_t dead_letter_id) {
+  auto request = std::make_shared<OperatorRequest>();
+  request->kind = OperatorRequest::Kind::discard;
   request->dead_letter_id = dead_letter_id;
   return impl_->queue_operation(std::move(request));
 }

@@ -176,6 +176,14 @@ class FailingStore final : public saga::Store {
   saga::StoreResult<std::vector<saga::OutboxMessage>> awaiting_reply(std::size_t limit) override {
     return inner_.awaiting_reply(limit);
   }
+  saga::StoreResult<std::optional<saga::OutboxMessage>> outbox_message(
+      const std::string& id) override {
+    return inner_.outbox_message(id);
+  }
+  saga::StoreResult<std::vector<saga::StoredOperatorRequest>> pending_operator_requests(
+      std::size_t limit) override {
+    return inner_.pending_operator_requests(limit);
+  }
   saga::StoreResult<std::vector<saga::JournalEntry>> journal(const std::string& id) override {
     return inner_.journal(id);
   }
@@ -308,7 +316,7 @@ class MetricsEndpointTest : public ::testing::Test {
 };
 
 // Three orders: A completes, B is declined and compensates, C waits for ever. Plus a message
-// that is not JSON, a reply for a saga that does not exist, and a duplicate reply.
+// that is not JSON, a reply with the wrong correlation id, one for no saga, and a duplicate reply.
 TEST_F(MetricsEndpointTest, ScrapesDuringAndAfterARunMatchWhatWasSent) {
   open();
   std::string a = engine->start<order::OrderSaga>(an_order("A"));
@@ -347,7 +355,8 @@ TEST_F(MetricsEndpointTest, ScrapesDuringAndAfterARunMatchWhatWasSent) {
     EXPECT_EQ(waiting("saga_lag_alert_level", {{"kind", "delay"}}), 1);  // 120 s > 60 s
   }
 
-  // Replies to A and B, a message that is not JSON, a reply for a saga that does not exist.
+  // Replies to A and B, a message that is not JSON, a reply to C's command with another
+  // correlation id, and a reply naming neither a command nor a saga.
   std::string a_reserved = reply(reserves[a], "inventory.Reserved", {{"reservation_id", "r-a"}});
   transport.deliver(a_reserved);
   transport.deliver(reply(reserves[b], "inventory.Reserved", {{"reservation_id", "r-b"}}));
@@ -355,6 +364,9 @@ TEST_F(MetricsEndpointTest, ScrapesDuringAndAfterARunMatchWhatWasSent) {
   saga::test::SentCommand stranger = reserves[c];
   stranger.envelope.correlation_id = saga::new_uuid();
   transport.deliver(reply(stranger, "inventory.Reserved", {{"reservation_id", "r-x"}}));
+  saga::test::SentCommand orphan = stranger;
+  orphan.envelope.event_id = saga::new_uuid();
+  transport.deliver(reply(orphan, "inventory.Reserved", {{"reservation_id", "r-y"}}));
   turn();
   auto charges = commands();
   ASSERT_EQ(charges.size(), 2u);
@@ -406,7 +418,7 @@ TEST_F(MetricsEndpointTest, ScrapesDuringAndAfterARunMatchWhatWasSent) {
     };
     EXPECT_EQ(consumed("inventory.Reserved", "inventory", "applied"), 2);
     EXPECT_EQ(consumed("inventory.Reserved", "inventory", "duplicate"), 1);
-    EXPECT_EQ(consumed("inventory.Reserved", "inventory", "dead_lettered"), 1);
+    EXPECT_EQ(consumed("inventory.Reserved", "inventory", "dead_lettered"), 2);
     EXPECT_EQ(consumed("", "", "dead_lettered"), 1);
     EXPECT_EQ(consumed("payment.Charged", "payment", "applied"), 1);
     EXPECT_EQ(consumed("payment.Declined", "payment", "applied"), 1);
@@ -418,13 +430,13 @@ TEST_F(MetricsEndpointTest, ScrapesDuringAndAfterARunMatchWhatWasSent) {
   }
   {
     SCOPED_TRACE("saga_message_processing_seconds");
-    EXPECT_EQ(after("saga_message_processing_seconds_count", {{"type", "inventory.Reserved"}}), 4);
+    EXPECT_EQ(after("saga_message_processing_seconds_count", {{"type", "inventory.Reserved"}}), 5);
     EXPECT_EQ(after("saga_message_processing_seconds_count", {{"type", "payment.Declined"}}), 1);
     EXPECT_EQ(after("saga_message_processing_seconds_count", {{"type", ""}}), 1);
     EXPECT_GT(after("saga_message_processing_seconds_sum", {{"type", "inventory.Reserved"}}), 0);
     EXPECT_EQ(after("saga_message_processing_seconds_bucket",
                     {{"type", "inventory.Reserved"}, {"le", "+Inf"}}),
-              4);
+              5);
   }
   {
     SCOPED_TRACE("saga_command_reply_seconds (by the manual clock)");
@@ -442,9 +454,10 @@ TEST_F(MetricsEndpointTest, ScrapesDuringAndAfterARunMatchWhatWasSent) {
   {
     SCOPED_TRACE("saga_dead_letters_total and saga_dead_letter_queue_depth");
     EXPECT_EQ(after("saga_dead_letters_total", {{"reason", "not_json"}}), 1);
+    EXPECT_EQ(after("saga_dead_letters_total", {{"reason", "correlation_mismatch"}}), 1);
     EXPECT_EQ(after("saga_dead_letters_total", {{"reason", "unknown_saga"}}), 1);
     EXPECT_EQ(after.sum("saga_dead_letters_total"), stats.dead_letters);
-    EXPECT_EQ(after("saga_dead_letter_queue_depth"), 2);
+    EXPECT_EQ(after("saga_dead_letter_queue_depth"), 3);
   }
   {
     SCOPED_TRACE("saga_sagas and saga_sagas_started_total");
@@ -581,6 +594,13 @@ TEST_F(MetricsEndpointTest, SagaCountsAndDeadLetterDepthAreReadFromTheStoreAtSta
   Scrape replayed = scrape();
   EXPECT_EQ(replayed("saga_dead_letter_queue_depth"), 1);
   EXPECT_EQ(replayed("saga_dead_letters_total", {{"reason", "not_json"}}), 1);
+  // Discarding the new one empties the queue.
+  letters = store->dead_letters(10).value();
+  ASSERT_EQ(letters.size(), 2u);
+  auto discarded = engine->discard_dead_letter(letters[1].id);
+  engine->run_once();
+  EXPECT_TRUE(discarded.get().ok);
+  EXPECT_EQ(scrape()("saga_dead_letter_queue_depth"), 0);
 }
 
 TEST_F(MetricsEndpointTest, FailedCommitsAreCountedByCodeAndChangeNoOtherFamily) {

@@ -74,10 +74,11 @@ class EngineLogsTest : public ::testing::Test {
 
 TEST_F(EngineLogsTest, EveryLineAboutAMessageOrASagaCarriesItsIds) {
   open();
-  std::string id = engine->start<order::OrderSaga>(an_order());
+  std::string id = engine->start<order::OrderSaga>(an_order(), "request-42");
   engine->run_once();
   auto reserve = take_commands(transport).at(0);
   const std::string correlation = reserve.envelope.correlation_id;
+  EXPECT_EQ(correlation, "request-42");
   std::string reserved =
       reply_bytes(reserve.envelope, "inventory.Reserved", {{"reservation_id", "r"}});
   auto reserved_envelope = std::get<saga::Envelope>(saga::decode_envelope(reserved));

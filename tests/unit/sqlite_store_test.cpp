@@ -194,7 +194,7 @@ std::vector<std::string> ids_of(const std::vector<OutboxMessage>& messages) {
 // --- Opening and migrations -------------------------------------------------------------------
 
 TEST(SqliteStoreOpen, LatestSchemaVersionIsTheNumberOfMigrations) {
-  EXPECT_EQ(SqliteStore::latest_schema_version(), 4);
+  EXPECT_EQ(SqliteStore::latest_schema_version(), 5);
 }
 
 TEST(SqliteStoreOpen, InMemoryDatabaseOpensAndIsIntact) {
@@ -724,7 +724,7 @@ TEST(SqliteStoreRead, SagasWithStatusFiltersOrdersByCreationAndHonoursLimit) {
   EXPECT_TRUE(store->sagas_with_status(SagaStatus::Compensated, 10).value().empty());
 }
 
-TEST(SqliteStoreRead, CountsSagasByTypeAndStatusAndDeadLettersNotReplayed) {
+TEST(SqliteStoreRead, CountsSagasByTypeAndStatusAndDeadLettersNeitherReplayedNorDiscarded) {
   auto store = open_or_fail(memory_options());
   ASSERT_TRUE(store);
   WriteBatch batch;
@@ -743,9 +743,11 @@ TEST(SqliteStoreRead, CountsSagasByTypeAndStatusAndDeadLettersNotReplayed) {
     batch.dead_letters.push_back(letter);
   }
   ASSERT_TRUE(store->commit(batch));
-  WriteBatch replay;
-  replay.replayed = {store->dead_letters(1).value().at(0).id};
-  ASSERT_TRUE(store->commit(replay));
+  auto letters = store->dead_letters(3).value();
+  WriteBatch replay_and_discard;
+  replay_and_discard.replayed = {letters.at(0).id};
+  replay_and_discard.discarded = {letters.at(1).id};
+  ASSERT_TRUE(store->commit(replay_and_discard));
 
   auto counts = store->count_sagas();
   ASSERT_TRUE(counts) << counts.error().message;
@@ -759,7 +761,7 @@ TEST(SqliteStoreRead, CountsSagasByTypeAndStatusAndDeadLettersNotReplayed) {
   std::sort(rows.begin(), rows.end());
   std::sort(expected.begin(), expected.end());
   EXPECT_EQ(rows, expected);
-  EXPECT_EQ(store->count_open_dead_letters().value(), 2);
+  EXPECT_EQ(store->count_open_dead_letters().value(), 1);
 }
 
 // --- Failures and recovery --------------------------------------------------------------------

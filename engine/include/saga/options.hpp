@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -96,6 +97,16 @@ struct Options {
   // parked as Failed for an operator.
   RetryPolicy compensation_retry{std::chrono::milliseconds{10000}, 2.0,
                                  std::chrono::milliseconds{300000}, 0.1, 20};
+  // Per-step and per-compensation policies, by the command's wire type (e.g. "payment.Charge",
+  // "inventory.Release"); a command not listed uses command_retry or compensation_retry.
+  // Default: empty.
+  std::map<std::string, RetryPolicy, std::less<>> retry_by_command;
+  // A reply whose processing throws (an upcaster or other user code that fails, a bug) is tried
+  // this many times, in later turns with the commit backoff between tries, before it is
+  // dead-lettered with the error and the attempt count. Undecodable input is dead-lettered at
+  // once. Default: 3.
+  int poison_attempts = 3;
+
   // Seeds the jitter. Default: 0 = from std::random_device.
   std::uint64_t random_seed = 0;
 
@@ -108,6 +119,10 @@ struct Options {
   // unique for the database's lifetime. Called under a lock. Default: empty = random v4 UUIDs.
   // The simulation sets a seeded generator so a run is reproducible byte for byte.
   std::function<std::string()> id_generator = {};
+
+  // How often the loop looks for operator requests queued in the store by tools (sagactl).
+  // Default: 500 ms.
+  std::chrono::milliseconds operator_poll_interval{500};
 
   // After a failed commit (busy, I/O error, disk full) the turn is retried after this delay,
   // doubling up to max_commit_backoff. Default: 10 ms, capped at 1 s.

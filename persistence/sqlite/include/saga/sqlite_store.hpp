@@ -38,6 +38,9 @@ class SqliteStore final : public Store {
   StoreResult<bool> inbox_contains(const std::string& message_id) override;
   StoreResult<std::vector<OutboxMessage>> pending_outbox(std::size_t limit) override;
   StoreResult<std::vector<OutboxMessage>> awaiting_reply(std::size_t limit) override;
+  StoreResult<std::optional<OutboxMessage>> outbox_message(const std::string& message_id) override;
+  StoreResult<std::vector<StoredOperatorRequest>> pending_operator_requests(
+      std::size_t limit) override;
   StoreResult<std::vector<JournalEntry>> journal(const std::string& saga_id) override;
   StoreResult<std::vector<DeadLetter>> dead_letters(std::size_t limit) override;
   StoreResult<std::optional<DeadLetter>> dead_letter(std::int64_t id) override;
