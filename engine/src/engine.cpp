@@ -21,6 +21,7 @@
 
 #include "engine_metrics.hpp"
 #include "saga/detail/crash_point.hpp"
+#include "saga/diagram.hpp"
 #include "saga/envelope.hpp"
 #include "saga/log.hpp"
 #include "saga/metrics.hpp"
@@ -780,7 +781,18 @@ struct Engine::Impl {
     ++turn.applied;
   }
 
+  // Each registered definition's graph goes into the store, for tools that draw sagas.
+  void record_definitions() {
+    WriteBatch batch;
+    batch.at = clock.now();
+    for (const auto& [key, type] : types)
+      batch.definitions.push_back({key.first, key.second, nlohmann::json(type->graph()).dump()});
+    if (batch.empty()) return;
+    if (auto status = store.commit(batch); !status) throw TurnAborted{*status.error};
+  }
+
   void recover() {
+    record_definitions();
     if (metrics) count_from_store();
     auto pending = store.pending_outbox(std::numeric_limits<std::size_t>::max());
     if (!pending) throw TurnAborted{pending.error()};

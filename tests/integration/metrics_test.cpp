@@ -609,6 +609,7 @@ TEST_F(MetricsEndpointTest, FailedCommitsAreCountedByCodeAndChangeNoOtherFamily)
   FailingStore failing(*store);
   engine = std::make_unique<saga::Engine>(options, failing, transport, clock);
   engine->register_saga<order::OrderSaga>();
+  engine->run_once();  // recovery, and the definitions recorded for tools
   failing.fail_commits = 2;
   engine->start<order::OrderSaga>(an_order("o-1"));
   transport.deliver("not json");

@@ -9,6 +9,7 @@
 
 #include "../support/participant.hpp"
 #include "order/order_saga.hpp"
+#include "saga/diagram.hpp"
 #include "saga/engine.hpp"
 #include "saga/memory_transport.hpp"
 #include "saga/sqlite_store.hpp"
@@ -49,6 +50,16 @@ class ToolConnection {
     EXPECT_EQ(sqlite3_step(stmt), SQLITE_DONE) << sqlite3_errmsg(db_);
     sqlite3_finalize(stmt);
     return sqlite3_last_insert_rowid(db_);
+  }
+
+  std::string text(const char* sql) {
+    sqlite3_stmt* stmt = nullptr;
+    sqlite3_prepare_v2(db_, sql, -1, &stmt, nullptr);
+    std::string value;
+    if (sqlite3_step(stmt) == SQLITE_ROW)
+      value = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+    sqlite3_finalize(stmt);
+    return value;
   }
 
   Answer answer(std::int64_t id) {
@@ -214,6 +225,14 @@ TEST_F(OperatorRequestsTest, TheTableIsReadOncePerPollInterval) {
   EXPECT_FALSE(tool->answer(request).done);
   next_poll();
   EXPECT_TRUE(tool->answer(request).done);
+}
+
+TEST_F(OperatorRequestsTest, RegisteredDefinitionsAreRecordedForToolsToDraw) {
+  engine->run_once();
+  std::string stored = tool->text("SELECT graph FROM saga_definitions WHERE type = 'order'");
+  ASSERT_FALSE(stored.empty());
+  saga::Graph graph = nlohmann::json::parse(stored).get<saga::Graph>();
+  EXPECT_EQ(saga::to_dot(graph), saga::to_dot(saga::make_saga_type<order::OrderSaga>()->graph()));
 }
 
 }  // namespace

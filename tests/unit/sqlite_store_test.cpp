@@ -194,7 +194,7 @@ std::vector<std::string> ids_of(const std::vector<OutboxMessage>& messages) {
 // --- Opening and migrations -------------------------------------------------------------------
 
 TEST(SqliteStoreOpen, LatestSchemaVersionIsTheNumberOfMigrations) {
-  EXPECT_EQ(SqliteStore::latest_schema_version(), 5);
+  EXPECT_EQ(SqliteStore::latest_schema_version(), 6);
 }
 
 TEST(SqliteStoreOpen, InMemoryDatabaseOpensAndIsIntact) {

@@ -125,6 +125,13 @@ struct SagaCount {
   std::int64_t count = 0;
 };
 
+// A registered saga definition's graph (saga::Graph as JSON), for tools.
+struct SagaDefinitionRecord {
+  std::string type;
+  int version = 1;
+  std::string graph;
+};
+
 // A saga row to write: inserted when expected_row_version is nullopt, otherwise updated only if
 // the stored row_version equals it (the store then stores row_version = expected + 1).
 struct SagaWrite {
@@ -145,12 +152,13 @@ struct WriteBatch {
   std::vector<std::int64_t> replayed;   // dead letters replayed by this batch
   std::vector<std::int64_t> discarded;  // dead letters discarded by this batch
   std::vector<OperatorAnswer> answers;  // operator requests applied (or refused) by this batch
-  Timestamp at{};                       // commit time, for inbox/outbox bookkeeping
+  std::vector<SagaDefinitionRecord> definitions;  // inserted or replaced
+  Timestamp at{};                                 // commit time, for inbox/outbox bookkeeping
 
   bool empty() const noexcept {
     return sagas.empty() && journal.empty() && outbox.empty() && inbox.empty() &&
            dead_letters.empty() && dispatched.empty() && replied.empty() && reopened.empty() &&
-           replayed.empty() && discarded.empty() && answers.empty();
+           replayed.empty() && discarded.empty() && answers.empty() && definitions.empty();
   }
   void clear() { *this = WriteBatch{}; }
 };

@@ -376,7 +376,7 @@ struct SqliteStore::Impl {
   Statement begin, commit, rollback;
   Statement insert_saga, update_saga, insert_journal, insert_outbox, insert_inbox,
       insert_dead_letter, mark_dispatched, mark_replied, mark_replayed, reopen_outbox,
-      mark_discarded, answer_operator_request;
+      mark_discarded, answer_operator_request, upsert_definition;
   Statement select_saga, select_inbox, select_pending_outbox, select_journal, select_dead_letters,
       select_outbox, select_sagas_by_status, select_awaiting_reply, select_dead_letter,
       select_outbox_message, select_operator_requests, count_sagas, count_open_dead_letters;
@@ -522,6 +522,10 @@ Error SqliteStore::Impl::prepare_statements() {
       {&mark_discarded,
        "UPDATE dead_letters SET discarded_at = ?2 "
        "WHERE id = ?1 AND replayed_at IS NULL AND discarded_at IS NULL"},
+      {&upsert_definition,
+       "INSERT INTO saga_definitions (type, version, graph, registered_at) VALUES (?1, ?2, ?3, ?4) "
+       "ON CONFLICT (type, version) DO UPDATE SET graph = excluded.graph, registered_at = "
+       "excluded.registered_at WHERE graph <> excluded.graph"},
       {&answer_operator_request,
        "UPDATE operator_requests SET done_at = ?2, ok = ?3, result = ?4 "
        "WHERE id = ?1 AND done_at IS NULL"},
@@ -753,6 +757,15 @@ StoreStatus SqliteStore::commit(const WriteBatch& batch) {
       return StoreStatus::failure(
           StoreErrorCode::conflict,
           "dead letter " + std::to_string(id) + " was already replayed or discarded");
+  }
+  for (const SagaDefinitionRecord& definition : batch.definitions) {
+    Use use(s.upsert_definition.get());
+    use.text(1, definition.type)
+        .integer(2, definition.version)
+        .text(3, definition.graph)
+        .time(4, batch.at);
+    if (int rc = use.step(); rc != SQLITE_DONE)
+      return {sqlite_error(s.db.get(), rc, "recording saga definition " + definition.type)};
   }
   for (const OperatorAnswer& answer : batch.answers) {
     Use use(s.answer_operator_request.get());
