@@ -3,7 +3,8 @@
 // own service (docs/embedding.md walks through it).
 //
 // Intake protocol (ZeroMQ REQ/REP, one JSON object each way):
-//   {"op": "start", "order": {...OrderData...}}   -> {"ok": true, "sagaId": "<uuid>"}
+//   {"op": "start", "order": {...OrderData...}, "correlationId": "<request id, optional>"}
+//                                                -> {"ok": true, "sagaId": "<uuid>"}
 //   {"op": "status", "sagaIds": ["<uuid>", ...]} -> {"ok": true, "statuses": {"<uuid>": "Running"}}
 //   anything else                                -> {"ok": false, "error": "..."}
 // Statuses cover the sagas this process started since it began.
@@ -76,7 +77,8 @@ class Intake {
     try {
       if (op == "start") {
         auto order = request.at("order").get<order::OrderData>();
-        std::string id = engine_.start<order::OrderSaga>(order);
+        std::string id =
+            engine_.start<order::OrderSaga>(order, request.value("correlationId", std::string()));
         std::lock_guard lock(mutex_);
         statuses_.emplace(id, saga::SagaStatus::Running);
         return {{"ok", true}, {"sagaId", id}};
