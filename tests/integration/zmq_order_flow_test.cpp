@@ -265,6 +265,28 @@ TEST_F(ZmqOrderFlowTest, OrdersCompleteAndCompensateAcrossThreeParticipantServic
   EXPECT_TRUE(dead_letters().empty());
 }
 
+TEST_F(ZmqOrderFlowTest, RequestCorrelationIdTravelsThroughParticipantsAndBack) {
+  start_engine();
+  ParticipantThread inventory(endpoint_, "inventory", "inventory-1", path("inventory.db"));
+  ParticipantThread payment(endpoint_, "payment", "payment-1", path("payment.db"));
+  ParticipantThread shipping(endpoint_, "shipping", "shipping-1", path("shipping.db"));
+  std::string id = engine_->start<order::OrderSaga>(order("order-c", 1000), "request-7");
+  ASSERT_TRUE(wait_outcomes(1));
+  // Every reply carried the request's id back (a different one would be dead-lettered as
+  // correlation_mismatch), and every command the participants got carried it.
+  EXPECT_EQ(outcomes().at(id), saga::SagaStatus::Completed);
+  EXPECT_TRUE(dead_letters().empty());
+  engine_->stop();
+  loop_.join();
+  auto commands = store_->outbox(id).value();
+  ASSERT_EQ(commands.size(), 3u);
+  for (const auto& command : commands) {
+    auto envelope = std::get<saga::Envelope>(saga::decode_envelope(command.payload));
+    EXPECT_EQ(envelope.correlation_id, "request-7") << command.message_type;
+    EXPECT_TRUE(command.replied_at.has_value()) << command.message_type;
+  }
+}
+
 TEST_F(ZmqOrderFlowTest, CommandHeldByAKilledInstanceIsFinishedByAnotherInstance) {
   start_engine();
   // The first inventory instance takes the command and dies without answering.

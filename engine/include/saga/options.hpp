@@ -8,11 +8,15 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 
 #include "saga/envelope.hpp"
 
 namespace saga {
+
+class Metrics;
+class Logger;
 
 // How hard a store pushes each commit to the disk (SQLite's PRAGMA synchronous).
 enum class Durability {
@@ -46,6 +50,18 @@ struct RetryPolicy {
   // saga compensates); giving up on a compensation parks the saga as Failed. Commands of
   // retriable steps never give up.
   int max_attempts = 0;
+};
+
+// When consumer lag raises an alert (the saga_lag_alert_level metric, and a log line when the
+// level changes). "Pending" counts commands not yet answered: pending outbox rows plus commands
+// awaiting replies; "delay" is the age of the oldest of them. An alert is raised when the value
+// is above a threshold. Defaults (the seed's): warning above 1,000 pending messages, critical
+// above 10,000; delay warning above 5 minutes, critical above 30 minutes.
+struct LagAlerts {
+  std::size_t pending_warning = 1000;
+  std::size_t pending_critical = 10000;
+  std::chrono::seconds delay_warning{5 * 60};
+  std::chrono::seconds delay_critical{30 * 60};
 };
 
 struct Options {
@@ -112,6 +128,15 @@ struct Options {
   // doubling up to max_commit_backoff. Default: 10 ms, capped at 1 s.
   std::chrono::milliseconds commit_backoff{10};
   std::chrono::milliseconds max_commit_backoff{1000};
+
+  // Where the engine records its metrics (saga/metrics.hpp; the families are listed in the
+  // README's "Monitoring" section). Give each engine its own registry. Serve it over HTTP with
+  // saga::MetricsHttpServer (observability/http). Default: null = no metrics.
+  std::shared_ptr<Metrics> metrics = nullptr;
+  // Where the engine logs (saga/log.hpp). Default: null = the engine logs nothing.
+  std::shared_ptr<Logger> logger = nullptr;
+  // Consumer lag alert thresholds (used when metrics or a logger is set). Default: the seed's.
+  LagAlerts lag_alerts = {};
 };
 
 }  // namespace saga

@@ -118,6 +118,13 @@ struct OperatorAnswer {
   std::string result;
 };
 
+// How many sagas of one type are in one status.
+struct SagaCount {
+  std::string type;
+  SagaStatus status = SagaStatus::Running;
+  std::int64_t count = 0;
+};
+
 // A registered saga definition's graph (saga::Graph as JSON), for tools.
 struct SagaDefinitionRecord {
   std::string type;
@@ -186,6 +193,12 @@ class Store {
   virtual StoreResult<std::vector<OutboxMessage>> outbox(const std::string& saga_id) = 0;
   virtual StoreResult<std::vector<SagaRecord>> sagas_with_status(SagaStatus status,
                                                                  std::size_t limit) = 0;
+
+  // Monitoring, read once when an engine with metrics starts: the number of sagas per type and
+  // status (one aggregate query; pairs without sagas are absent), and the dead-letter queue
+  // depth (dead letters neither replayed nor discarded).
+  virtual StoreResult<std::vector<SagaCount>> count_sagas() = 0;
+  virtual StoreResult<std::int64_t> count_open_dead_letters() = 0;
 };
 
 }  // namespace saga

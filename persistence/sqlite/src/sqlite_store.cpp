@@ -379,7 +379,7 @@ struct SqliteStore::Impl {
       mark_discarded, answer_operator_request, upsert_definition;
   Statement select_saga, select_inbox, select_pending_outbox, select_journal, select_dead_letters,
       select_outbox, select_sagas_by_status, select_awaiting_reply, select_dead_letter,
-      select_outbox_message, select_operator_requests;
+      select_outbox_message, select_operator_requests, count_sagas, count_open_dead_letters;
 
   Transaction transaction() noexcept {
     return Transaction(db.get(), begin.get(), commit.get(), rollback.get());
@@ -536,6 +536,10 @@ Error SqliteStore::Impl::prepare_statements() {
       {&reopen_outbox, "UPDATE outbox SET replied_at = NULL, attempts = 0 WHERE message_id = ?1"},
       {&select_outbox, select_outbox_sql.c_str()},
       {&select_sagas_by_status, select_by_status_sql.c_str()},
+      {&count_sagas,
+       "SELECT type, status, COUNT(*) FROM sagas GROUP BY type, status ORDER BY type, status"},
+      {&count_open_dead_letters,
+       "SELECT COUNT(*) FROM dead_letters WHERE replayed_at IS NULL AND discarded_at IS NULL"},
   };
   for (const auto& [statement, sql] : statements) {
     if (Error error = prepare(handle, sql, *statement)) return error;
@@ -870,6 +874,25 @@ StoreResult<std::vector<SagaRecord>> SqliteStore::sagas_with_status(SagaStatus s
   return read_all<SagaRecord>(impl_->db.get(), use,
                               "reading sagas with status " + std::string(to_string(status)),
                               read_saga);
+}
+
+StoreResult<std::vector<SagaCount>> SqliteStore::count_sagas() {
+  Use use(impl_->count_sagas.get());
+  return read_all<SagaCount>(
+      impl_->db.get(), use, "counting sagas", [](const Use& row) -> StoreResult<SagaCount> {
+        std::string status = row.text(1);
+        auto parsed = saga_status_from_string(status);
+        if (!parsed)
+          return StoreError{StoreErrorCode::corrupt, "unknown saga status '" + status + "'"};
+        return SagaCount{row.text(0), *parsed, row.integer(2)};
+      });
+}
+
+StoreResult<std::int64_t> SqliteStore::count_open_dead_letters() {
+  Use use(impl_->count_open_dead_letters.get());
+  const int rc = use.step();
+  if (rc != SQLITE_ROW) return sqlite_error(impl_->db.get(), rc, "counting dead letters");
+  return use.integer(0);
 }
 
 StoreResult<bool> SqliteStore::integrity_ok() {

@@ -47,6 +47,8 @@ class SqliteStore final : public Store {
   StoreResult<std::vector<OutboxMessage>> outbox(const std::string& saga_id) override;
   StoreResult<std::vector<SagaRecord>> sagas_with_status(SagaStatus status,
                                                          std::size_t limit) override;
+  StoreResult<std::vector<SagaCount>> count_sagas() override;
+  StoreResult<std::int64_t> count_open_dead_letters() override;
 
   // PRAGMA integrity_check == "ok".
   StoreResult<bool> integrity_ok();
