@@ -563,10 +563,11 @@ RunResult run_cluster(const ClusterOptions& options, const RunPlan& plan) {
   return result;
 }
 
-InFlightResult measure_in_flight(const ClusterOptions& options, std::size_t sagas) {
+InFlightResult measure_in_flight(const ClusterOptions& options, std::size_t sagas,
+                                 double warmup_s) {
   say("  starting a fresh cluster in " + options.work_dir);
   Cluster cluster(options);
-  cluster.drive("warmup", {"--window", "200"}, 1.0, false);
+  cluster.drive("warmup", {"--window", "200"}, warmup_s, false);
   InFlightResult result;
   result.sagas = sagas;
   Child& inventory = cluster.service("inventory");

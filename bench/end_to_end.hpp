@@ -102,6 +102,6 @@ struct InFlightResult {
   bool all_completed = false;
 };
 
-InFlightResult measure_in_flight(const ClusterOptions& cluster, std::size_t sagas);
+InFlightResult measure_in_flight(const ClusterOptions& cluster, std::size_t sagas, double warmup_s);
 
 }  // namespace bench

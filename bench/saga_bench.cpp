@@ -168,9 +168,9 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (quick) {
     if (raw_option->count() == 0) raw_s = 0.2;
-    if (saturation_option->count() == 0) saturation_s = 2.5;
-    if (half_option->count() == 0) half_s = 2;
-    if (unbatched_option->count() == 0) unbatched_s = 1.5;
+    if (saturation_option->count() == 0) saturation_s = 2;
+    if (half_option->count() == 0) half_s = 1.5;
+    if (unbatched_option->count() == 0) unbatched_s = 1;
     if (profile_option->count() == 0) profile_s = 0;
     if (window_option->count() == 0) window = 200;
     if (in_flight_option->count() == 0) in_flight = 500;
@@ -253,12 +253,13 @@ int main(int argc, char** argv) {
     say("  " + fixed(z.round_trips_per_s, 0) + " round trips/s (window " +
         std::to_string(z.window) + "), unpipelined RTT p50 " + fixed(z.rtt_p50_us) + " us, p99 " +
         fixed(z.rtt_p99_us) + " us");
-    report["Z"] = {{"round_trips_per_s", bench::figure(z.round_trips_per_s, "round trips/s")},
-                   {"window", z.window},
-                   {"rtt_p50", bench::figure(z.rtt_p50_us, "us")},
-                   {"rtt_p99", bench::figure(z.rtt_p99_us, "us")},
-                   {"command_bytes", bench::figure(static_cast<double>(z.command_bytes), "bytes")},
-                   {"reply_bytes", bench::figure(static_cast<double>(z.reply_bytes), "bytes")}};
+    report["Z"] = {
+        {"round_trips_per_s", bench::figure(z.round_trips_per_s, "round trips/s")},
+        {"window", bench::figure(static_cast<double>(z.window), "round trips outstanding")},
+        {"rtt_p50", bench::figure(z.rtt_p50_us, "us")},
+        {"rtt_p99", bench::figure(z.rtt_p99_us, "us")},
+        {"command_bytes", bench::figure(static_cast<double>(z.command_bytes), "bytes")},
+        {"reply_bytes", bench::figure(static_cast<double>(z.reply_bytes), "bytes")}};
 
     say("[4/7] J: envelope decode + encode on one core, " + fixed(1.5 * raw_s) + " s");
     const auto j = bench::measure_codec(captured, 1.5 * raw_s);
@@ -277,14 +278,14 @@ int main(int argc, char** argv) {
     cluster.work_dir = (fs::path(work_dir) / "batched").string();
     bench::RunPlan plan;
     plan.window = window;
-    plan.warmup_s = quick ? 0.5 : 5;
+    plan.warmup_s = quick ? 0.3 : 5;
     plan.saturation_s = saturation_s;
     plan.half_s = half_s;
     plan.profile_s = profile_s;
     const bench::RunResult run = bench::run_cluster(cluster, plan);
     json e;
     e["saturation"] = phase_json(run.saturation);
-    e["saturation"]["window"] = window;
+    e["saturation"]["window"] = bench::figure(static_cast<double>(window), "sagas in flight");
     if (run.half) {
       e["half"] = phase_json(*run.half);
       e["half"]["offered_rate"] = bench::figure(run.saturation.engine.sagas_per_s() / 2, "sagas/s");
@@ -318,7 +319,7 @@ int main(int argc, char** argv) {
       single.max_batch = 1;
       bench::RunPlan single_plan;
       single_plan.window = window;
-      single_plan.warmup_s = quick ? 0.5 : 2;
+      single_plan.warmup_s = quick ? 0.3 : 2;
       single_plan.saturation_s = unbatched_s;
       single_plan.half_s = 0;
       single_plan.check_invariants = false;
@@ -336,7 +337,7 @@ int main(int argc, char** argv) {
       say("[7/7] RSS per in-flight saga: " + std::to_string(in_flight) + " sagas held in flight");
       bench::ClusterOptions held = cluster;
       held.work_dir = (fs::path(work_dir) / "in-flight").string();
-      const auto measured = bench::measure_in_flight(held, in_flight);
+      const auto measured = bench::measure_in_flight(held, in_flight, quick ? 0.5 : 2);
       e["in_flight"] = {
           {"sagas", measured.sagas},
           {"orchestrator_rss_before", bench::figure(measured.rss_before_kib / 1024.0, "MiB")},
