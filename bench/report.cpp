@@ -242,7 +242,9 @@ std::string markdown(const json& r) {
   };
   row("Saturation, " + fmt("/E/saturation/window") + " sagas in flight", "/E/saturation");
   row("Open loop at 50 % of saturation (" + fmt("/E/half/offered_rate") + " sagas/s)", "/E/half");
-  row("Batching disabled (`--batch 1`), saturation", "/E/batching_disabled");
+  row("Participants not durable (`--durability off`), saturation", "/E/participants_not_durable");
+  row("Batching disabled (`--batch 1`), " + fmt("/E/batching_disabled/window") + " sagas in flight",
+      "/E/batching_disabled");
   md << "\nE/C = **" << fmt("/E/E_over_C", 3)
      << "**. Batching disabled: " << fmt("/E/batching_disabled/steps_over_F", 3) << " x F.\n\n";
   if (has(r, "/E/saturation/processes")) {
@@ -331,6 +333,10 @@ std::string markdown(const json& r) {
   `VmRSS` growth is divided by N. It includes the engine's cache, the command held for re-sending
   and the sample intake's own map of statuses; then the service continues and every saga must
   complete.
+- **Participants not durable**: the same saturation run with the three services on
+  `--durability off`. Each service handles one command per transaction (the participant SDK's
+  `process_once`), so with durable ledgers every command costs the service an fsync; this run
+  shows how much of E that costs, and how fast the engine goes when participants are cheap.
 - **Batching disabled**: the same saturation run with `order_orchestrator --batch 1` (one input
   per transaction); its steps/s is compared with F.
 - **E/C**: E's steps/s at saturation over C's.

@@ -84,7 +84,9 @@ const char* name_of(saga::Durability durability) {
 
 json phase_json(const bench::PhaseResult& phase) {
   json processes = json::object();
+  double total_cpu = 0;
   for (const auto& [name, use] : phase.processes) {
+    total_cpu += use.cpu_percent;
     json entry = {{"cpu", bench::figure(use.cpu_percent, "% of one core")}};
     if (name != "driver") {
       entry["cpu_per_saga"] = bench::figure(use.cpu_us_per_saga, "us");
@@ -103,6 +105,7 @@ json phase_json(const bench::PhaseResult& phase) {
           {"latency_p999", bench::figure(latency.at("p999").get<double>(), "ms")},
           {"latency_max", bench::figure(latency.at("max").get<double>(), "ms")},
           {"processes", processes},
+          {"cpu_all_processes", bench::figure(total_cpu, "% of one core")},
           {"driver_summary", phase.driver}};
 }
 
@@ -119,8 +122,9 @@ int main(int argc, char** argv) {
   std::string work_dir = (exe_dir / "work").string();
   std::string durability = "full", participant_durability = "full";
   bool quick = false;
-  double raw_s = 2, saturation_s = 30, half_s = 30, unbatched_s = 15, profile_s = 8;
-  std::size_t window = 1000, in_flight = 20000;
+  double raw_s = 2, saturation_s = 30, half_s = 30, unbatched_s = 15, isolated_s = 15,
+         profile_s = 8;
+  std::size_t window = 1000, in_flight = 10000;
   app.add_flag("--quick", quick,
                "A tiny configuration (seconds, not minutes) that proves the benchmark works; its "
                "figures mean little. Explicit duration flags still win.");
@@ -153,6 +157,12 @@ int main(int argc, char** argv) {
                      "E with batching disabled (--batch 1) at saturation (0 = skip)")
           ->check(CLI::Range(0.0, 3600.0))
           ->capture_default_str();
+  auto* isolated_option =
+      app.add_option("--isolated-seconds", isolated_s,
+                     "E at saturation with the participants not durable, to see the engine's own "
+                     "bound (0 = skip)")
+          ->check(CLI::Range(0.0, 3600.0))
+          ->capture_default_str();
   auto* profile_option =
       app.add_option("--profile-seconds", profile_s,
                      "perf profile of the orchestrator at saturation (0 = none; needs perf)")
@@ -171,6 +181,7 @@ int main(int argc, char** argv) {
     if (saturation_option->count() == 0) saturation_s = 2;
     if (half_option->count() == 0) half_s = 1.5;
     if (unbatched_option->count() == 0) unbatched_s = 1;
+    if (isolated_option->count() == 0) isolated_s = 1;
     if (profile_option->count() == 0) profile_s = 0;
     if (window_option->count() == 0) window = 200;
     if (in_flight_option->count() == 0) in_flight = 500;
@@ -203,7 +214,7 @@ int main(int argc, char** argv) {
         std::to_string(std::thread::hardware_concurrency()) + " cores, load average " +
         report["load_average_at_start"].dump());
 
-    say("[1/7] capturing one order saga from the engine (its real batches and envelopes)");
+    say("[1/8] capturing one order saga from the engine (its real batches and envelopes)");
     const bench::CapturedSaga captured = bench::capture_order_saga();
     json sizes = {{"commands", json::array()}, {"replies", json::array()}, {"unit", "bytes"}};
     for (const auto& c : captured.commands) sizes["commands"].push_back(c.size());
@@ -215,7 +226,7 @@ int main(int argc, char** argv) {
                 step.dispatched.size() + step.replied.size();
     report["rows_written_per_saga"] = writes;
 
-    say("[2/7] S(B): SqliteStore::commit with the engine's batches, " + fixed(raw_s) +
+    say("[2/8] S(B): SqliteStore::commit with the engine's batches, " + fixed(raw_s) +
         " s per configuration");
     report["S_method"] =
         "saga::SqliteStore::commit driven with the WriteBatches the engine committed for a "
@@ -242,7 +253,7 @@ int main(int argc, char** argv) {
     report["S"] = s_list;
     report["F"] = bench::figure(full_single, "steps/s");
 
-    say("[3/7] Z: ZeroMQ DEALER/ROUTER round trips over tcp://127.0.0.1, " + fixed(2 * raw_s) +
+    say("[3/8] Z: ZeroMQ DEALER/ROUTER round trips over tcp://127.0.0.1, " + fixed(2 * raw_s) +
         " s");
     // The largest real command (inventory.Reserve, with the order lines) and its reply.
     std::size_t largest = 0;
@@ -261,7 +272,7 @@ int main(int argc, char** argv) {
         {"command_bytes", bench::figure(static_cast<double>(z.command_bytes), "bytes")},
         {"reply_bytes", bench::figure(static_cast<double>(z.reply_bytes), "bytes")}};
 
-    say("[4/7] J: envelope decode + encode on one core, " + fixed(1.5 * raw_s) + " s");
+    say("[4/8] J: envelope decode + encode on one core, " + fixed(1.5 * raw_s) + " s");
     const auto j = bench::measure_codec(captured, 1.5 * raw_s);
     say("  " + fixed(j.ops_per_s, 0) + " decode+encode/s (decode " + fixed(j.decode_per_s, 0) +
         "/s, encode " + fixed(j.encode_per_s, 0) + "/s)");
@@ -274,7 +285,7 @@ int main(int argc, char** argv) {
     cluster.durability = durability;
     cluster.participant_durability = participant_durability;
 
-    say("[5/7] E: orchestrator + inventory, payment, shipping as processes over tcp loopback");
+    say("[5/8] E: orchestrator + inventory, payment, shipping as processes over tcp loopback");
     cluster.work_dir = (fs::path(work_dir) / "batched").string();
     bench::RunPlan plan;
     plan.window = window;
@@ -312,29 +323,57 @@ int main(int argc, char** argv) {
         " steps/s) at B* = " + fixed(b_star, 2) + "; E/C = " + fixed(e_over_c, 3));
     if (run.profile) e["profile"] = bench::profile_json(*run.profile);
 
+    if (isolated_s > 0 && participant_durability != "off") {
+      say("[6/8] E with the participants not durable (services --durability off): the engine's "
+          "own bound");
+      bench::ClusterOptions light = cluster;
+      light.work_dir = (fs::path(work_dir) / "participants-off").string();
+      light.participant_durability = "off";
+      bench::RunPlan light_plan;
+      light_plan.window = window;
+      light_plan.warmup_s = quick ? 0.3 : 2;
+      light_plan.saturation_s = isolated_s;
+      light_plan.half_s = 0;
+      light_plan.check_invariants = false;
+      const bench::RunResult light_run = bench::run_cluster(light, light_plan);
+      json l = phase_json(light_run.saturation);
+      l["window"] = bench::figure(static_cast<double>(window), "sagas in flight");
+      l["E_over_C"] = bench::figure(light_run.saturation.engine.steps_per_s() / ceiling.steps_per_s,
+                                    "ratio (C at the batched run's B*)");
+      l["over_durable_participants"] =
+          bench::figure(light_run.saturation.engine.sagas_per_s() /
+                            std::max(run.saturation.engine.sagas_per_s(), 1e-9),
+                        "ratio");
+      e["participants_not_durable"] = l;
+    } else {
+      say("[6/8] E with the participants not durable: skipped");
+    }
+
     if (unbatched_s > 0) {
-      say("[6/7] E with batching disabled (orchestrator --batch 1)");
+      say("[7/8] E with batching disabled (orchestrator --batch 1)");
       bench::ClusterOptions single = cluster;
       single.work_dir = (fs::path(work_dir) / "unbatched").string();
       single.max_batch = 1;
       bench::RunPlan single_plan;
-      single_plan.window = window;
+      // One fsync per step: throughput does not grow with the window, the drain time does.
+      single_plan.window = std::min<std::size_t>(window, 200);
       single_plan.warmup_s = quick ? 0.3 : 2;
       single_plan.saturation_s = unbatched_s;
       single_plan.half_s = 0;
       single_plan.check_invariants = false;
       const bench::RunResult unbatched = bench::run_cluster(single, single_plan);
       json u = phase_json(unbatched.saturation);
+      u["window"] = bench::figure(static_cast<double>(single_plan.window), "sagas in flight");
       u["F"] = bench::figure(full_single, "steps/s");
       u["steps_over_F"] = bench::figure(
           unbatched.saturation.engine.steps_per_s() / std::max(full_single, 1e-9), "ratio");
       e["batching_disabled"] = u;
     } else {
-      say("[6/7] E with batching disabled: skipped");
+      say("[7/8] E with batching disabled: skipped");
     }
 
     if (in_flight > 0) {
-      say("[7/7] RSS per in-flight saga: " + std::to_string(in_flight) + " sagas held in flight");
+      say("[8/8] RSS per in-flight saga: " + std::to_string(in_flight) + " sagas held in flight");
       bench::ClusterOptions held = cluster;
       held.work_dir = (fs::path(work_dir) / "in-flight").string();
       const auto measured = bench::measure_in_flight(held, in_flight, quick ? 0.5 : 2);
@@ -349,7 +388,7 @@ int main(int argc, char** argv) {
       if (!measured.all_completed)
         throw std::runtime_error("the sagas held in flight did not all complete");
     } else {
-      say("[7/7] RSS per in-flight saga: skipped");
+      say("[8/8] RSS per in-flight saga: skipped");
     }
     report["E"] = e;
   } catch (const std::exception& error) {
