@@ -198,6 +198,7 @@ class Cluster {
     const fs::path work(options.work_dir);
     const fs::path samples(options.samples_dir);
     const std::string endpoints_file = (work / "endpoints").string();
+    if (options.prepare_database) options.prepare_database((work / "orchestrator.db").string());
     orchestrator_ = std::make_unique<Child>(
         "orchestrator",
         std::vector<std::string>{

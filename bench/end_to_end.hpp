@@ -18,6 +18,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -33,6 +34,8 @@ struct ClusterOptions {
   std::string durability = "full";  // the orchestrator's store
   std::string participant_durability = "full";  // the services' ledgers
   std::size_t max_batch = 256;                  // the orchestrator's --batch
+  // Called with the orchestrator's database path before the orchestrator starts (to fill it).
+  std::function<void(const std::string&)> prepare_database = {};
 };
 
 // Counters of the orchestrator's engine over a window of time.

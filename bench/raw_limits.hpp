@@ -25,6 +25,7 @@ struct StoreFigure {
   double steps_per_s = 0;
   double commits_per_s = 0;
   double db_bytes_per_saga = 0;  // database + WAL size after the run, per replayed saga
+  std::size_t warmup_sagas = 0;  // replayed before timing, until the WAL was being reused
 };
 
 // Commits replayed order sagas into a new database under `directory`: waves of `batch` sagas,

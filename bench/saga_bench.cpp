@@ -21,6 +21,7 @@
 #include "engine_capture.hpp"
 #include "raw_limits.hpp"
 #include "report.hpp"
+#include "saga/sqlite_store.hpp"
 
 namespace {
 
@@ -82,6 +83,38 @@ const char* name_of(saga::Durability durability) {
                                                   : "off";
 }
 
+// Commits `sagas` completed order sagas (the engine's captured batches, replayed) into a new
+// database at `path`, without fsync. Returns the database size in bytes.
+double prefill(const bench::CapturedSaga& captured, const std::string& path, std::size_t sagas) {
+  saga::StoreOptions options;
+  options.path = path;
+  options.durability = saga::Durability::off;
+  std::uintmax_t size = 0;
+  {
+    auto opened = saga::SqliteStore::open(options);
+    if (!opened) throw std::runtime_error("prefill: " + opened.error().message);
+    auto& store = *opened.value();
+    bench::StepReplayer replayer(captured);
+    constexpr std::size_t kChunk = 512;
+    std::size_t next_report = sagas / 10;
+    for (std::size_t first = 0; first < sagas; first += kChunk) {
+      const std::size_t last = std::min(sagas, first + kChunk);
+      for (std::size_t step = 0; step < replayer.steps_per_saga(); ++step) {
+        saga::WriteBatch writes;
+        for (std::size_t i = first; i < last; ++i) replayer.append(i, step, writes);
+        if (!store.commit(writes)) throw std::runtime_error("prefill: a commit failed");
+      }
+      if (last >= next_report && last < sagas) {
+        say("    " + std::to_string(last) + " / " + std::to_string(sagas) + " sagas");
+        next_report += sagas / 10;
+      }
+    }
+  }
+  std::error_code error;
+  size = fs::file_size(path, error);
+  return error ? 0 : static_cast<double>(size);
+}
+
 json phase_json(const bench::PhaseResult& phase) {
   json processes = json::object();
   double total_cpu = 0;
@@ -124,7 +157,8 @@ int main(int argc, char** argv) {
   bool quick = false;
   double raw_s = 2, saturation_s = 30, half_s = 30, unbatched_s = 15, isolated_s = 15,
          profile_s = 8;
-  std::size_t window = 1000, in_flight = 10000;
+  std::size_t window = 1000, in_flight = 10000, prefill_sagas = 100000;
+  double prefilled_s = 15;
   app.add_flag("--quick", quick,
                "A tiny configuration (seconds, not minutes) that proves the benchmark works; its "
                "figures mean little. Explicit duration flags still win.");
@@ -163,6 +197,15 @@ int main(int argc, char** argv) {
                      "bound (0 = skip)")
           ->check(CLI::Range(0.0, 3600.0))
           ->capture_default_str();
+  auto* prefill_option =
+      app.add_option("--prefill-sagas", prefill_sagas,
+                     "Completed sagas put in the database before one more saturation run, to see "
+                     "whether throughput depends on the database size (0 = skip)")
+          ->check(CLI::Range(0, 100000000))
+          ->capture_default_str();
+  app.add_option("--prefilled-seconds", prefilled_s, "That saturation run")
+      ->check(CLI::Range(0.5, 3600.0))
+      ->capture_default_str();
   auto* profile_option =
       app.add_option("--profile-seconds", profile_s,
                      "perf profile of the orchestrator at saturation (0 = none; needs perf)")
@@ -182,6 +225,7 @@ int main(int argc, char** argv) {
     if (half_option->count() == 0) half_s = 1.5;
     if (unbatched_option->count() == 0) unbatched_s = 1;
     if (isolated_option->count() == 0) isolated_s = 1;
+    if (prefill_option->count() == 0) prefill_sagas = 0;
     if (profile_option->count() == 0) profile_s = 0;
     if (window_option->count() == 0) window = 200;
     if (in_flight_option->count() == 0) in_flight = 500;
@@ -214,7 +258,7 @@ int main(int argc, char** argv) {
         std::to_string(std::thread::hardware_concurrency()) + " cores, load average " +
         report["load_average_at_start"].dump());
 
-    say("[1/8] capturing one order saga from the engine (its real batches and envelopes)");
+    say("[1/9] capturing one order saga from the engine (its real batches and envelopes)");
     const bench::CapturedSaga captured = bench::capture_order_saga();
     json sizes = {{"commands", json::array()}, {"replies", json::array()}, {"unit", "bytes"}};
     for (const auto& c : captured.commands) sizes["commands"].push_back(c.size());
@@ -226,7 +270,7 @@ int main(int argc, char** argv) {
                 step.dispatched.size() + step.replied.size();
     report["rows_written_per_saga"] = writes;
 
-    say("[2/8] S(B): SqliteStore::commit with the engine's batches, " + fixed(raw_s) +
+    say("[2/9] S(B): SqliteStore::commit with the engine's batches, " + fixed(raw_s) +
         " s per configuration");
     report["S_method"] =
         "saga::SqliteStore::commit driven with the WriteBatches the engine committed for a "
@@ -245,7 +289,8 @@ int main(int argc, char** argv) {
                           {"batch", batch},
                           {"steps_per_s", bench::figure(figure.steps_per_s, "steps/s")},
                           {"commits_per_s", bench::figure(figure.commits_per_s, "commits/s")},
-                          {"db_bytes_per_saga", bench::figure(figure.db_bytes_per_saga, "bytes")}});
+                          {"db_bytes_per_saga", bench::figure(figure.db_bytes_per_saga, "bytes")},
+                          {"warmup_sagas", figure.warmup_sagas}});
         if (mode == saga::Durability::full) full_by_batch[batch] = figure.steps_per_s;
         if (mode == saga::Durability::full && batch == 1) full_single = figure.steps_per_s;
       }
@@ -253,7 +298,7 @@ int main(int argc, char** argv) {
     report["S"] = s_list;
     report["F"] = bench::figure(full_single, "steps/s");
 
-    say("[3/8] Z: ZeroMQ DEALER/ROUTER round trips over tcp://127.0.0.1, " + fixed(2 * raw_s) +
+    say("[3/9] Z: ZeroMQ DEALER/ROUTER round trips over tcp://127.0.0.1, " + fixed(2 * raw_s) +
         " s");
     // The largest real command (inventory.Reserve, with the order lines) and its reply.
     std::size_t largest = 0;
@@ -272,7 +317,7 @@ int main(int argc, char** argv) {
         {"command_bytes", bench::figure(static_cast<double>(z.command_bytes), "bytes")},
         {"reply_bytes", bench::figure(static_cast<double>(z.reply_bytes), "bytes")}};
 
-    say("[4/8] J: envelope decode + encode on one core, " + fixed(1.5 * raw_s) + " s");
+    say("[4/9] J: envelope decode + encode on one core, " + fixed(1.5 * raw_s) + " s");
     const auto j = bench::measure_codec(captured, 1.5 * raw_s);
     say("  " + fixed(j.ops_per_s, 0) + " decode+encode/s (decode " + fixed(j.decode_per_s, 0) +
         "/s, encode " + fixed(j.encode_per_s, 0) + "/s)");
@@ -285,7 +330,7 @@ int main(int argc, char** argv) {
     cluster.durability = durability;
     cluster.participant_durability = participant_durability;
 
-    say("[5/8] E: orchestrator + inventory, payment, shipping as processes over tcp loopback");
+    say("[5/9] E: orchestrator + inventory, payment, shipping as processes over tcp loopback");
     cluster.work_dir = (fs::path(work_dir) / "batched").string();
     bench::RunPlan plan;
     plan.window = window;
@@ -324,7 +369,7 @@ int main(int argc, char** argv) {
     if (run.profile) e["profile"] = bench::profile_json(*run.profile);
 
     if (isolated_s > 0 && participant_durability != "off") {
-      say("[6/8] E with the participants not durable (services --durability off): the engine's "
+      say("[6/9] E with the participants not durable (services --durability off): the engine's "
           "own bound");
       bench::ClusterOptions light = cluster;
       light.work_dir = (fs::path(work_dir) / "participants-off").string();
@@ -346,11 +391,11 @@ int main(int argc, char** argv) {
                         "ratio");
       e["participants_not_durable"] = l;
     } else {
-      say("[6/8] E with the participants not durable: skipped");
+      say("[6/9] E with the participants not durable: skipped");
     }
 
     if (unbatched_s > 0) {
-      say("[7/8] E with batching disabled (orchestrator --batch 1)");
+      say("[7/9] E with batching disabled (orchestrator --batch 1)");
       bench::ClusterOptions single = cluster;
       single.work_dir = (fs::path(work_dir) / "unbatched").string();
       single.max_batch = 1;
@@ -369,11 +414,40 @@ int main(int argc, char** argv) {
           unbatched.saturation.engine.steps_per_s() / std::max(full_single, 1e-9), "ratio");
       e["batching_disabled"] = u;
     } else {
-      say("[7/8] E with batching disabled: skipped");
+      say("[7/9] E with batching disabled: skipped");
+    }
+
+    if (prefill_sagas > 0) {
+      say("[8/9] E with " + std::to_string(prefill_sagas) +
+          " completed sagas already in the database");
+      bench::ClusterOptions full = cluster;
+      full.work_dir = (fs::path(work_dir) / "prefilled").string();
+      double db_bytes = 0;
+      full.prepare_database = [&](const std::string& path) {
+        say("  filling " + path + " (the engine's batches, replayed, without fsync)");
+        db_bytes = prefill(captured, path, prefill_sagas);
+      };
+      bench::RunPlan full_plan;
+      full_plan.window = window;
+      full_plan.warmup_s = quick ? 0.3 : 2;
+      full_plan.saturation_s = prefilled_s;
+      full_plan.half_s = 0;
+      full_plan.check_invariants = false;
+      const bench::RunResult filled = bench::run_cluster(full, full_plan);
+      json p = phase_json(filled.saturation);
+      p["sagas_in_database"] = prefill_sagas;
+      p["database_bytes_before"] = bench::figure(db_bytes, "bytes");
+      p["over_fresh_database"] =
+          bench::figure(filled.saturation.engine.sagas_per_s() /
+                            std::max(run.saturation.engine.sagas_per_s(), 1e-9),
+                        "ratio");
+      e["prefilled"] = p;
+    } else {
+      say("[8/9] E with sagas already in the database: skipped");
     }
 
     if (in_flight > 0) {
-      say("[8/8] RSS per in-flight saga: " + std::to_string(in_flight) + " sagas held in flight");
+      say("[9/9] RSS per in-flight saga: " + std::to_string(in_flight) + " sagas held in flight");
       bench::ClusterOptions held = cluster;
       held.work_dir = (fs::path(work_dir) / "in-flight").string();
       const auto measured = bench::measure_in_flight(held, in_flight, quick ? 0.5 : 2);
@@ -388,7 +462,7 @@ int main(int argc, char** argv) {
       if (!measured.all_completed)
         throw std::runtime_error("the sagas held in flight did not all complete");
     } else {
-      say("[8/8] RSS per in-flight saga: skipped");
+      say("[9/9] RSS per in-flight saga: skipped");
     }
     report["E"] = e;
   } catch (const std::exception& error) {
