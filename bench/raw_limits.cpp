@@ -1,7 +1,10 @@
 #include "raw_limits.hpp"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <stdexcept>
@@ -37,6 +40,28 @@ std::uintmax_t size_or_zero(const std::filesystem::path& path) {
 }
 
 }  // namespace
+
+struct KeepCoresAwake::Impl {
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> spinners;
+};
+
+KeepCoresAwake::KeepCoresAwake(bool enabled) : impl_(std::make_unique<Impl>()) {
+  if (!enabled) return;
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  for (unsigned i = 0; i < cores; ++i)
+    impl_->spinners.emplace_back([stop = &impl_->stop] {
+      sched_param none{};
+      ::sched_setscheduler(0, SCHED_IDLE, &none);  // this thread only (Linux)
+      while (!stop->load(std::memory_order_relaxed)) {
+      }
+    });
+}
+
+KeepCoresAwake::~KeepCoresAwake() {
+  impl_->stop.store(true);
+  for (auto& spinner : impl_->spinners) spinner.join();
+}
 
 StoreFigure measure_store(const CapturedSaga& captured, saga::Durability durability,
                           std::size_t batch, double seconds, const std::string& directory) {

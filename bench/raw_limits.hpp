@@ -9,12 +9,31 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <string>
 
 #include "engine_capture.hpp"
 #include "saga/options.hpp"
 
 namespace bench {
+
+// While alive, one SCHED_IDLE thread per core spins, so no core halts. On a virtual machine a
+// halted vCPU takes milliseconds to wake for an I/O completion: a lone process waiting on fsync
+// then measures the wake-up, not the disk (on the machine this was written on, S(1) FULL went
+// from ~270 to thousands of commits/s). The E runs keep the cores busy by themselves; the raw
+// measurements use this to see the same machine. SCHED_IDLE threads only run when a core has
+// nothing else to do.
+class KeepCoresAwake {
+ public:
+  explicit KeepCoresAwake(bool enabled);
+  ~KeepCoresAwake();
+  KeepCoresAwake(const KeepCoresAwake&) = delete;
+  KeepCoresAwake& operator=(const KeepCoresAwake&) = delete;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 struct StoreFigure {
   saga::Durability durability = saga::Durability::full;

@@ -330,6 +330,12 @@ std::string markdown(const json& r) {
   Reads (the inbox lookup per reply) are not included.
 - **F**: S(1) with FULL: one step per durable transaction, the rate a one-message-per-transaction
   engine cannot beat.
+- **Cores kept awake**: S, F, Z and J are measured while one `SCHED_IDLE` thread per core spins
+  (it runs only when a core would otherwise halt; `--no-keep-awake` turns it off). On a virtual
+  machine a halted vCPU takes milliseconds to wake for an I/O completion, so a process alone
+  waiting on fsync measures the wake-up rather than the disk: on the 2-core VM this benchmark was
+  written on, S(1) FULL was ~270 commits/s alone and ~2,000–4,000 with the cores kept awake (or
+  with four processes committing at once). The E runs keep the cores busy by themselves.
 - **Z**: ZeroMQ round trips per second between a ROUTER (the orchestrator's socket) and a DEALER
   (a participant's) in two contexts over tcp://127.0.0.1, with the engine's framing
   (`[identity][MESSAGE][envelope]`) and its real, largest command (`inventory.Reserve`) out and
@@ -338,7 +344,8 @@ std::string markdown(const json& r) {
   (`saga::encode_envelope`), cycling over the saga's three steps, on one core.
 - **C** = 1 / (4/S(B*) + 3/Z + 3/J) sagas/s: the ceiling when a saga's store work, round trips
   and codec work are done one after the other, with S at the batch size B* the engine achieved
-  in the E run (measured again at exactly that B). Expressed in steps/s it is 4 x that.
+  in the E run (measured right after that run, at exactly that B). Expressed in steps/s it is 4 x
+  that.
 - **E**: `samples/order_orchestrator` (durable, `--durability full` unless told otherwise) and
   `inventory_service`, `payment_service`, `shipping_service` (each with its own SQLite ledger,
   all succeeding) as separate processes over tcp loopback; `samples/order_driver --track
@@ -362,7 +369,8 @@ std::string markdown(const json& r) {
   before the orchestrator starts); compared with the first run, which starts from an empty
   database (a few thousand sagas by the end of its warm-up).
 - **Batching disabled**: the same saturation run with `order_orchestrator --batch 1` (one input
-  per transaction); its steps/s is compared with F.
+  per transaction); its steps/s is compared with F measured again right after it (fsync times
+  drift with whatever else the machine does; the F in the raw-limits table is from the start).
 - **E/C**: E's steps/s at saturation over C's.
 
 The driver checks the business invariants in the services' ledgers after the saturation and

@@ -26,6 +26,8 @@
 namespace {
 
 namespace fs = std::filesystem;
+
+struct RawOnly {};  // thrown past the end-to-end part with --raw-only
 using nlohmann::json;
 
 void say(const std::string& line) {
@@ -154,7 +156,7 @@ int main(int argc, char** argv) {
   std::string samples_dir = (exe_dir.parent_path() / "samples").string();
   std::string work_dir = (exe_dir / "work").string();
   std::string durability = "full", participant_durability = "full";
-  bool quick = false;
+  bool quick = false, raw_only = false, no_keep_awake = false;
   double raw_s = 2, saturation_s = 30, half_s = 30, unbatched_s = 15, isolated_s = 15,
          profile_s = 8;
   std::size_t window = 1000, in_flight = 10000, prefill_sagas = 100000;
@@ -162,6 +164,9 @@ int main(int argc, char** argv) {
   app.add_flag("--quick", quick,
                "A tiny configuration (seconds, not minutes) that proves the benchmark works; its "
                "figures mean little. Explicit duration flags still win.");
+  app.add_flag("--no-keep-awake", no_keep_awake,
+               "Measure the raw limits without idle-priority spinners keeping the cores awake");
+  app.add_flag("--raw-only", raw_only, "Measure S, F, Z and J only (seconds), no end-to-end run");
   app.add_option("--json", json_path, "Where to write the JSON report")->capture_default_str();
   app.add_option("--md", md_path, "Where to write the markdown report")->capture_default_str();
   app.add_option("--samples", samples_dir, "Directory of the built sample programs")
@@ -250,6 +255,7 @@ int main(int argc, char** argv) {
   ::uname(&system);
   report["kernel"] = std::string(system.sysname) + " " + system.release;
   report["load_average_at_start"] = load_average();
+  report["raw_limits_with_cores_kept_awake"] = !no_keep_awake;
   report["durability"] = {{"orchestrator", durability}, {"participants", participant_durability}};
 
   try {
@@ -270,6 +276,8 @@ int main(int argc, char** argv) {
                 step.dispatched.size() + step.replied.size();
     report["rows_written_per_saga"] = writes;
 
+    // The raw limits are measured with every core kept awake (see KeepCoresAwake).
+    auto awake = std::make_unique<bench::KeepCoresAwake>(!no_keep_awake);
     say("[2/9] S(B): SqliteStore::commit with the engine's batches, " + fixed(raw_s) +
         " s per configuration");
     report["S_method"] =
@@ -278,7 +286,6 @@ int main(int argc, char** argv) {
         "refreshed per replayed saga; time inside commit only";
     json s_list = json::array();
     double full_single = 0;
-    std::map<std::size_t, double> full_by_batch;
     for (saga::Durability mode : {saga::Durability::full, saga::Durability::normal}) {
       for (std::size_t batch : {1, 8, 64, 256}) {
         auto figure = bench::measure_store(captured, mode, batch, raw_s, work_dir);
@@ -291,7 +298,6 @@ int main(int argc, char** argv) {
                           {"commits_per_s", bench::figure(figure.commits_per_s, "commits/s")},
                           {"db_bytes_per_saga", bench::figure(figure.db_bytes_per_saga, "bytes")},
                           {"warmup_sagas", figure.warmup_sagas}});
-        if (mode == saga::Durability::full) full_by_batch[batch] = figure.steps_per_s;
         if (mode == saga::Durability::full && batch == 1) full_single = figure.steps_per_s;
       }
     }
@@ -325,6 +331,8 @@ int main(int argc, char** argv) {
                    {"decode_per_s", bench::figure(j.decode_per_s, "ops/s")},
                    {"encode_per_s", bench::figure(j.encode_per_s, "ops/s")}};
 
+    awake.reset();
+    if (raw_only) throw RawOnly{};
     bench::ClusterOptions cluster;
     cluster.samples_dir = samples_dir;
     cluster.durability = durability;
@@ -347,19 +355,17 @@ int main(int argc, char** argv) {
       e["half"]["offered_rate"] = bench::figure(run.saturation.engine.sagas_per_s() / 2, "sagas/s");
     }
 
-    // C at the batch size the engine achieved, with S measured at exactly that size.
+    // C at the batch size the engine achieved, with S measured at exactly that size, right after
+    // the E run (other work on the machine changes fsync times from minute to minute).
     const double b_star = run.saturation.engine.batch();
     const std::size_t b_round =
         std::max<std::size_t>(1, static_cast<std::size_t>(std::lround(b_star)));
-    double s_at_b = 0;
-    if (auto found = full_by_batch.find(b_round);
-        found != full_by_batch.end() && durability == "full") {
-      s_at_b = found->second;
-    } else {
-      say("  S(B*) at B = " + std::to_string(b_round) + " (" + durability + ")");
-      s_at_b = bench::measure_store(captured, durability_of(durability), b_round, raw_s, work_dir)
-                   .steps_per_s;
-    }
+    say("  S(B*) at B = " + std::to_string(b_round) + " (" + durability + ")");
+    awake = std::make_unique<bench::KeepCoresAwake>(!no_keep_awake);
+    const double s_at_b =
+        bench::measure_store(captured, durability_of(durability), b_round, raw_s, work_dir)
+            .steps_per_s;
+    awake.reset();
     const bench::Ceiling ceiling = bench::ceiling(s_at_b, z.round_trips_per_s, j.ops_per_s);
     report["C"] = bench::ceiling_json(ceiling, b_star, b_round, durability);
     const double e_over_c = run.saturation.engine.steps_per_s() / ceiling.steps_per_s;
@@ -409,9 +415,16 @@ int main(int argc, char** argv) {
       const bench::RunResult unbatched = bench::run_cluster(single, single_plan);
       json u = phase_json(unbatched.saturation);
       u["window"] = bench::figure(static_cast<double>(single_plan.window), "sagas in flight");
-      u["F"] = bench::figure(full_single, "steps/s");
+      say("  F again, right after this run");
+      awake = std::make_unique<bench::KeepCoresAwake>(!no_keep_awake);
+      const double f_after =
+          bench::measure_store(captured, saga::Durability::full, 1, raw_s, work_dir).steps_per_s;
+      awake.reset();
+      say("  F = " + fixed(f_after, 0) + " steps/s (" + fixed(full_single, 0) +
+          " at the start of the run)");
+      u["F"] = bench::figure(f_after, "steps/s (S(1) FULL, measured right after this run)");
       u["steps_over_F"] = bench::figure(
-          unbatched.saturation.engine.steps_per_s() / std::max(full_single, 1e-9), "ratio");
+          unbatched.saturation.engine.steps_per_s() / std::max(f_after, 1e-9), "ratio");
       e["batching_disabled"] = u;
     } else {
       say("[7/9] E with batching disabled: skipped");
@@ -465,6 +478,8 @@ int main(int argc, char** argv) {
       say("[9/9] RSS per in-flight saga: skipped");
     }
     report["E"] = e;
+  } catch (const RawOnly&) {
+    say("[5-9/9] E: skipped (--raw-only)");
   } catch (const std::exception& error) {
     std::cerr << "saga_bench: " << error.what() << "\n";
     return 1;
