@@ -40,9 +40,11 @@ struct StoreFigure {
   std::size_t batch = 1;  // engine steps per transaction
   std::size_t steps = 0;
   std::size_t commits = 0;
-  double seconds = 0;  // time spent inside SqliteStore::commit only
+  double seconds = 0;      // time spent inside SqliteStore::commit only
+  double cpu_seconds = 0;  // CPU time (user + system) of those commits
   double steps_per_s = 0;
   double commits_per_s = 0;
+  double cpu_us_per_step = 0;
   double db_bytes_per_saga = 0;  // database + WAL size after the run, per replayed saga
   std::size_t warmup_sagas = 0;  // replayed before timing, until the WAL was being reused
 };

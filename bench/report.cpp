@@ -279,6 +279,60 @@ std::string markdown(const json& r) {
     }
     md << "\n(The driver's CPU is over its whole life, the others' over the measured window.)\n\n";
   }
+  if (has(r, "/E/saturation") && has(r, "/C")) {
+    // Where the time of one step goes, from this run's own figures.
+    const double cores = r.value("cores", 1);
+    const double cpu_all = at(r, "/E/saturation/cpu_all_processes");
+    const double orchestrator_us_per_step =
+        at(r, "/E/saturation/processes/orchestrator/cpu_per_saga") / kStepsPerSaga;
+    const double store_us_per_step = 1e6 / std::max(at(r, "/C/S_at_B_star"), 1e-9);
+    const double store_cpu_us_per_step = at(r, "/C/S_at_B_star_cpu_per_step");
+    const double codec_us_per_step =
+        1e6 * kCodecOpsPerSaga / kStepsPerSaga / std::max(at(r, "/J/decode_encode_per_s"), 1e-9);
+    md << "### What bounds E in this run\n\n"
+       << "- The ceiling C is bound by " << r["C"].value("bound_by", "?") << ": per saga the store "
+       << percent(at(r, "/C/share_store")) << ", the transport "
+       << percent(at(r, "/C/share_transport")) << ", the codec " << percent(at(r, "/C/share_codec"))
+       << ".\n"
+       << "- At saturation the orchestrator used " << number(orchestrator_us_per_step)
+       << " µs of CPU per step. The raw store at B* takes " << number(store_us_per_step)
+       << " µs per step, of which " << number(store_cpu_us_per_step)
+       << " µs CPU (the rest is waiting for fsync), and the codec " << number(codec_us_per_step, 1)
+       << " µs of CPU (3/4 of 1/J): about "
+       << number(
+              std::max(0.0, orchestrator_us_per_step - store_cpu_us_per_step - codec_us_per_step))
+       << " µs of CPU per step is the orchestrator's own work beyond them (state machine, saga "
+          "data and journal JSON, lifecycle events, bookkeeping, its ZeroMQ I/O thread and the "
+          "sample's intake thread).\n"
+       << "- All processes together used " << number(cpu_all) << " % of one core out of "
+       << number(cores * 100) << " % ("
+       << (cpu_all >= 0.85 * cores * 100 ? "the machine's CPU is the bound"
+                                         : "the CPU was not saturated: time goes to waiting — "
+                                           "fsync in four processes and the round trips between "
+                                           "them")
+       << ").\n";
+    if (has(r, "/E/participants_not_durable"))
+      md << "- With the participants not durable E reaches "
+         << fmt("/E/participants_not_durable/sagas_per_s") << " sagas/s, "
+         << fmt("/E/participants_not_durable/over_durable_participants", 2)
+         << "x the durable run: each service commits (and fsyncs) once per command, so durable "
+            "participants "
+         << (at(r, "/E/participants_not_durable/over_durable_participants") >= 1.3
+                 ? "are a large part of the bound."
+                 : "are not what bounds E here.")
+         << "\n";
+    if (has(r, "/E/profile"))
+      md << "- In the orchestrator's profile, `SqliteStore::commit` is on the stack in "
+         << percent([&] {
+              for (const auto& c : r["E"]["profile"]["components"])
+                if (c.value("name", "") == "saga::SqliteStore::commit")
+                  return c["share"]["value"].get<double>();
+              return 0.0;
+            }())
+         << " of the samples and JSON in " << percent(at(r, "/E/profile/json_share")) << ".\n";
+    md << "\n";
+  }
+
   if (has(r, "/E/in_flight"))
     md << "RSS per in-flight saga: **" << fmt("/E/in_flight/rss_per_in_flight_saga")
        << " bytes** (orchestrator " << fmt("/E/in_flight/orchestrator_rss_before", 1) << " MiB → "

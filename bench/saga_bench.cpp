@@ -296,6 +296,7 @@ int main(int argc, char** argv) {
                           {"batch", batch},
                           {"steps_per_s", bench::figure(figure.steps_per_s, "steps/s")},
                           {"commits_per_s", bench::figure(figure.commits_per_s, "commits/s")},
+                          {"cpu_per_step", bench::figure(figure.cpu_us_per_step, "us")},
                           {"db_bytes_per_saga", bench::figure(figure.db_bytes_per_saga, "bytes")},
                           {"warmup_sagas", figure.warmup_sagas}});
         if (mode == saga::Durability::full && batch == 1) full_single = figure.steps_per_s;
@@ -362,12 +363,13 @@ int main(int argc, char** argv) {
         std::max<std::size_t>(1, static_cast<std::size_t>(std::lround(b_star)));
     say("  S(B*) at B = " + std::to_string(b_round) + " (" + durability + ")");
     awake = std::make_unique<bench::KeepCoresAwake>(!no_keep_awake);
-    const double s_at_b =
-        bench::measure_store(captured, durability_of(durability), b_round, raw_s, work_dir)
-            .steps_per_s;
+    const bench::StoreFigure store_at_b =
+        bench::measure_store(captured, durability_of(durability), b_round, raw_s, work_dir);
+    const double s_at_b = store_at_b.steps_per_s;
     awake.reset();
     const bench::Ceiling ceiling = bench::ceiling(s_at_b, z.round_trips_per_s, j.ops_per_s);
     report["C"] = bench::ceiling_json(ceiling, b_star, b_round, durability);
+    report["C"]["S_at_B_star_cpu_per_step"] = bench::figure(store_at_b.cpu_us_per_step, "us");
     const double e_over_c = run.saturation.engine.steps_per_s() / ceiling.steps_per_s;
     e["E_over_C"] = bench::figure(e_over_c, "ratio");
     say("  C = " + fixed(ceiling.sagas_per_s) + " sagas/s (" + fixed(ceiling.steps_per_s) +
@@ -463,7 +465,7 @@ int main(int argc, char** argv) {
       say("[9/9] RSS per in-flight saga: " + std::to_string(in_flight) + " sagas held in flight");
       bench::ClusterOptions held = cluster;
       held.work_dir = (fs::path(work_dir) / "in-flight").string();
-      const auto measured = bench::measure_in_flight(held, in_flight, quick ? 0.5 : 2);
+      const auto measured = bench::measure_in_flight(held, in_flight, quick ? 0.3 : 2);
       e["in_flight"] = {
           {"sagas", measured.sagas},
           {"orchestrator_rss_before", bench::figure(measured.rss_before_kib / 1024.0, "MiB")},
