@@ -157,9 +157,9 @@ int main(int argc, char** argv) {
   std::string work_dir = (exe_dir / "work").string();
   std::string durability = "full", participant_durability = "full";
   bool quick = false, raw_only = false, no_keep_awake = false;
-  double raw_s = 2, saturation_s = 30, half_s = 30, unbatched_s = 15, isolated_s = 15,
+  double raw_s = 2, saturation_s = 30, half_s = 20, unbatched_s = 15, isolated_s = 15,
          profile_s = 8;
-  std::size_t window = 1000, in_flight = 10000, prefill_sagas = 100000;
+  std::size_t window = 1000, in_flight = 10000, prefill_sagas = 50000;
   double prefilled_s = 15;
   app.add_flag("--quick", quick,
                "A tiny configuration (seconds, not minutes) that proves the benchmark works; its "
