@@ -144,6 +144,23 @@ ProcSample sample_process(pid_t pid) {
   return sample;
 }
 
+// Machine-wide CPU time from /proc/stat, in clock ticks.
+struct MachineSample {
+  double busy = 0, iowait = 0, total = 0;
+};
+
+MachineSample sample_machine() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  double user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
+  in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal;
+  MachineSample sample;
+  sample.total = user + nice + system + idle + iowait + irq + softirq + steal;
+  sample.busy = sample.total - idle - iowait;
+  sample.iowait = iowait;
+  return sample;
+}
+
 // A REQ client of the orchestrator's intake socket.
 class IntakeClient {
  public:
@@ -316,10 +333,12 @@ class Cluster {
     };
     std::this_thread::sleep_until(at(margin));
     EngineSnapshot first = snapshot();
+    const MachineSample machine_first = sample_machine();
     std::map<std::string, ProcSample> cpu_first;
     for (Child* child : processes()) cpu_first[child->name()] = sample_process(child->pid());
     std::this_thread::sleep_until(at(duration_s - margin));
     EngineSnapshot second = snapshot();
+    const MachineSample machine_second = sample_machine();
     std::map<std::string, ProcSample> cpu_second;
     for (Child* child : processes()) cpu_second[child->name()] = sample_process(child->pid());
     auto [exit_code, driver_cpu] = driver.wait();
@@ -333,6 +352,11 @@ class Cluster {
     in >> result.driver;
     result.driver["exit_code"] = exit_code;
     result.engine = difference(first, second);
+    const double cores = std::max(1u, std::thread::hardware_concurrency());
+    const double ticks = std::max(machine_second.total - machine_first.total, 1.0);
+    result.machine_cpu_percent = 100 * cores * (machine_second.busy - machine_first.busy) / ticks;
+    result.machine_iowait_percent =
+        100 * cores * (machine_second.iowait - machine_first.iowait) / ticks;
     const double sagas = static_cast<double>(std::max<std::uint64_t>(result.engine.sagas_ended, 1));
     for (Child* child : processes()) {
       const auto& a = cpu_first[child->name()];

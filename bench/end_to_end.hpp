@@ -65,6 +65,8 @@ struct PhaseResult {
   EngineWindow engine;
   std::map<std::string, ProcessUse> processes;  // orchestrator, inventory, payment, shipping,
                                                 // driver
+  double machine_cpu_percent = 0;  // every process on the machine, % of one core (/proc/stat)
+  double machine_iowait_percent = 0;
 };
 
 struct ProfileResult {

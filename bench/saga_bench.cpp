@@ -141,6 +141,8 @@ json phase_json(const bench::PhaseResult& phase) {
           {"latency_max", bench::figure(latency.at("max").get<double>(), "ms")},
           {"processes", processes},
           {"cpu_all_processes", bench::figure(total_cpu, "% of one core")},
+          {"cpu_machine", bench::figure(phase.machine_cpu_percent, "% of one core")},
+          {"iowait_machine", bench::figure(phase.machine_iowait_percent, "% of one core")},
           {"driver_summary", phase.driver}};
 }
 
@@ -223,7 +225,26 @@ int main(int argc, char** argv) {
                                           "Sagas held in flight to measure RSS per saga (0 = skip)")
                                ->check(CLI::Range(0, 10000000))
                                ->capture_default_str();
+  std::string from_json;
+  app.add_option("--from-json", from_json,
+                 "Measure nothing: rewrite --json and --md from an earlier run's JSON (after "
+                 "changing the report's text or targets)");
   CLI11_PARSE(app, argc, argv);
+  if (!from_json.empty()) {
+    std::ifstream in(from_json);
+    json earlier;
+    try {
+      in >> earlier;
+    } catch (const std::exception& error) {
+      std::cerr << "saga_bench: cannot read " << from_json << ": " << error.what() << "\n";
+      return 1;
+    }
+    earlier["targets"] = bench::targets(earlier);
+    std::ofstream(json_path) << earlier.dump(2) << "\n";
+    std::ofstream(md_path) << bench::markdown(earlier);
+    say("rewrote " + json_path + " and " + md_path + " from " + from_json);
+    return 0;
+  }
   if (quick) {
     if (raw_option->count() == 0) raw_s = 0.2;
     if (saturation_option->count() == 0) saturation_s = 2;
