@@ -269,6 +269,13 @@ class Cluster {
   ~Cluster() {
     for (auto& service : services_) service->stop();
     if (orchestrator_) orchestrator_->stop();
+    if (options_.keep_databases) return;
+    std::error_code error;
+    for (const auto& entry : fs::directory_iterator(options_.work_dir, error)) {
+      const std::string name = entry.path().filename().string();
+      if (name.find(".db") != std::string::npos && name.find(".perf.") == std::string::npos)
+        fs::remove(entry.path(), error);
+    }
   }
 
   const std::string& intake() const { return intake_; }

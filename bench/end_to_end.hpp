@@ -34,6 +34,8 @@ struct ClusterOptions {
   std::string durability = "full";  // the orchestrator's store
   std::string participant_durability = "full";  // the services' ledgers
   std::size_t max_batch = 256;                  // the orchestrator's --batch
+  // Keep the SQLite files when the cluster stops (logs and the profile are always kept).
+  bool keep_databases = false;
   // Called with the orchestrator's database path before the orchestrator starts (to fill it).
   std::function<void(const std::string&)> prepare_database = {};
 };

@@ -158,7 +158,7 @@ int main(int argc, char** argv) {
   std::string samples_dir = (exe_dir.parent_path() / "samples").string();
   std::string work_dir = (exe_dir / "work").string();
   std::string durability = "full", participant_durability = "full";
-  bool quick = false, raw_only = false, no_keep_awake = false;
+  bool quick = false, raw_only = false, no_keep_awake = false, keep_databases = false;
   double raw_s = 2, saturation_s = 30, half_s = 20, unbatched_s = 15, isolated_s = 15,
          profile_s = 8;
   std::size_t window = 1000, in_flight = 10000, prefill_sagas = 50000;
@@ -168,6 +168,8 @@ int main(int argc, char** argv) {
                "figures mean little. Explicit duration flags still win.");
   app.add_flag("--no-keep-awake", no_keep_awake,
                "Measure the raw limits without idle-priority spinners keeping the cores awake");
+  app.add_flag("--keep-databases", keep_databases,
+               "Keep the SQLite files of the end-to-end runs in --work (logs are always kept)");
   app.add_flag("--raw-only", raw_only, "Measure S, F, Z and J only (seconds), no end-to-end run");
   app.add_option("--json", json_path, "Where to write the JSON report")->capture_default_str();
   app.add_option("--md", md_path, "Where to write the markdown report")->capture_default_str();
@@ -357,6 +359,7 @@ int main(int argc, char** argv) {
     if (raw_only) throw RawOnly{};
     bench::ClusterOptions cluster;
     cluster.samples_dir = samples_dir;
+    cluster.keep_databases = keep_databases;
     cluster.durability = durability;
     cluster.participant_durability = participant_durability;
 
