@@ -2,11 +2,12 @@
 // the raw-limit benchmarks (S, Z, J) and the micro-benchmarks use the engine's exact statements,
 // batch shapes and message sizes rather than a model of them.
 //
-// capture_order_saga() runs one order saga (the shape the order driver places: two order lines)
+// capture_order_saga() runs order sagas (the shape the order driver places: two order lines)
 // through a real saga::Engine with max_batch_messages = 1, on a saga::SqliteStore in memory and
 // the in-memory transport, answering each command with the reply the sample participant
-// services send. It records every WriteBatch the engine commits (one per input: the start and
-// each reply), and every command and reply envelope.
+// services send. It records every WriteBatch the engine commits for the second saga (one per
+// input: the start and each reply; the first saga's also carry the engine's one-time writes),
+// and its command and reply envelopes.
 //
 // StepReplayer turns the captured batches into an endless stream of fresh sagas: every UUID in
 // the captured batches (saga id, command and reply eventIds, also inside payloads and journal

@@ -9,6 +9,9 @@ install(TARGETS saga_engine saga_testing saga_sqlite saga_memory_transport saga_
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
         INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+if(SAGA_BUILD_TOOLS)
+  install(TARGETS sagactl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+endif()
 install(DIRECTORY engine/include/saga persistence/sqlite/include/saga
                   transports/memory/include/saga transports/zmq/include/saga
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})

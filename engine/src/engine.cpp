@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <deque>
 #include <future>
 #include <limits>
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
 #include <stdexcept>
 #include <thread>
 #include <tuple>
@@ -17,7 +19,12 @@
 #include <variant>
 #include <vector>
 
+#include "engine_metrics.hpp"
+#include "saga/detail/crash_point.hpp"
+#include "saga/diagram.hpp"
 #include "saga/envelope.hpp"
+#include "saga/log.hpp"
+#include "saga/metrics.hpp"
 
 namespace saga {
 namespace {
@@ -29,20 +36,61 @@ struct TurnAborted {
 
 struct StartRequest {
   std::string saga_id;
+  std::string correlation_id;
   const SagaType* type;
   std::unique_ptr<SagaInstance> instance;
   nlohmann::json data;
 };
 
 struct OperatorRequest {
-  enum class Kind { retry, resolve, replay } kind;
+  enum class Kind { retry, resolve, replay, discard, invalid } kind;
   std::string saga_id;
   SagaStatus status = SagaStatus::Compensated;
   std::string note;
   std::int64_t dead_letter_id = 0;
   std::promise<OperatorResult> promise;
-  OperatorResult result;  // decided in the turn, delivered after its commit
+  OperatorResult result;       // decided in the turn, delivered after its commit
+  std::int64_t stored_id = 0;  // operator_requests row it came from; 0 = the C++ API
 };
+
+std::shared_ptr<OperatorRequest> from_stored(const StoredOperatorRequest& stored) {
+  auto request = std::make_shared<OperatorRequest>();
+  request->stored_id = stored.id;
+  request->note = stored.note;
+  request->saga_id = stored.target;
+  auto dead_letter_id = [&]() -> std::optional<std::int64_t> {
+    std::int64_t id = 0;
+    auto [end, error] =
+        std::from_chars(stored.target.data(), stored.target.data() + stored.target.size(), id);
+    if (error != std::errc{} || end != stored.target.data() + stored.target.size() || id <= 0)
+      return std::nullopt;
+    return id;
+  };
+  using Kind = OperatorRequest::Kind;
+  request->kind = Kind::invalid;
+  if (stored.action == "retry") {
+    request->kind = Kind::retry;
+  } else if (stored.action == "resolve") {
+    auto status = saga_status_from_string(stored.status);
+    if (status) {
+      request->kind = Kind::resolve;
+      request->status = *status;
+    } else {
+      request->result = {
+          false, "resolve needs a status (Completed or Compensated), got '" + stored.status + "'"};
+    }
+  } else if (stored.action == "replay_dead_letter" || stored.action == "discard_dead_letter") {
+    if (auto id = dead_letter_id()) {
+      request->kind = stored.action == "replay_dead_letter" ? Kind::replay : Kind::discard;
+      request->dead_letter_id = *id;
+    } else {
+      request->result = {false, "'" + stored.target + "' is not a dead-letter id"};
+    }
+  } else {
+    request->result = {false, "unknown operator action '" + stored.action + "'"};
+  }
+  return request;
+}
 
 // Either a saga start (start set) or an inbound message.
 struct Input {
@@ -52,6 +100,16 @@ struct Input {
   std::optional<OutboxMessage> expired = std::nullopt;
   // An operator action (set instead of start/message).
   std::shared_ptr<OperatorRequest> operation = nullptr;
+  int failed_attempts = 0;  // times its processing threw (poison messages)
+  std::chrono::steady_clock::time_point received_at = std::chrono::steady_clock::now();
+};
+
+// Processing a message threw for a reason that may pass (user code, an upcaster): it is retried
+// per Options::poison_attempts before being dead-lettered with this code.
+struct PoisonError : std::runtime_error {
+  PoisonError(std::string code_in, const std::string& reason)
+      : std::runtime_error(reason), code(std::move(code_in)) {}
+  std::string code;
 };
 
 struct CachedSaga {
@@ -74,16 +132,47 @@ std::string truncated(std::string_view bytes, std::size_t limit) {
   return std::string(bytes.substr(0, std::min(bytes.size(), limit)));
 }
 
+double seconds_between(Timestamp from, Timestamp to) {
+  return std::max(0.0, std::chrono::duration<double>(to - from).count());
+}
+
+double seconds_since(std::chrono::steady_clock::time_point from) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - from).count();
+}
+
+// 0 ok, 1 warning, 2 critical.
+int alert_level(double value, double warning, double critical) {
+  return value > critical ? 2 : value > warning ? 1 : 0;
+}
+
+constexpr std::string_view kAlertLevels[] = {"ok", "warning", "critical"};
+
 }  // namespace
 
 struct Engine::Impl {
   Impl(Options options_in, Store& store_in, Transport& transport_in, const Clock& clock_in)
-      : options(std::move(options_in)), store(store_in), transport(transport_in), clock(clock_in) {}
+      : options(std::move(options_in)), store(store_in), transport(transport_in), clock(clock_in) {
+    if (options.metrics) {
+      metrics = std::make_unique<detail::EngineMetrics>(*options.metrics);
+      const LagAlerts& alerts = options.lag_alerts;
+      auto& threshold = metrics->lag_alert_threshold;
+      threshold.with({"pending", "warning"}).set(static_cast<double>(alerts.pending_warning));
+      threshold.with({"pending", "critical"}).set(static_cast<double>(alerts.pending_critical));
+      threshold.with({"delay", "warning"}).set(static_cast<double>(alerts.delay_warning.count()));
+      threshold.with({"delay", "critical"}).set(static_cast<double>(alerts.delay_critical.count()));
+      metrics->lag_alert_level.with({"pending"}).set(0);
+      metrics->lag_alert_level.with({"delay"}).set(0);
+    }
+    logger = options.logger.get();
+  }
 
   Options options;
   Store& store;
   Transport& transport;
   const Clock& clock;
+  std::unique_ptr<detail::EngineMetrics> metrics;  // null: no metrics
+  Logger* logger = nullptr;                        // null: no logs (owned by options.logger)
+  int pending_alert = 0, delay_alert = 0;
 
   std::map<std::pair<std::string, int>, std::unique_ptr<SagaType>, std::less<>> types;
   std::unordered_map<std::string, const SagaType*> latest;
@@ -104,13 +193,18 @@ struct Engine::Impl {
     Timestamp deadline;
   };
   std::unordered_map<std::string, InFlight> in_flight;
+  std::set<std::pair<Timestamp, std::string>> deadlines;         // of in_flight, soonest first
+  std::set<std::pair<Timestamp, std::string>> in_flight_by_age;  // by created_at, oldest first
   std::unordered_map<std::string, std::vector<std::string>> in_flight_by_saga;
   std::vector<Input> expired;  // commands whose retry policy ran out, for the next turn
   std::mt19937_64 jitter{options.random_seed != 0 ? options.random_seed : std::random_device{}()};
   std::vector<std::string> dispatched_marks;
   std::vector<Input> retry_inputs;
+  std::vector<std::pair<Timestamp, Input>> deferred;  // poison messages waiting for another try
   std::chrono::milliseconds backoff{0};
   bool recovered = false;
+  Timestamp next_operator_poll{};
+  std::unordered_set<std::int64_t> stored_requests_queued;
 
   // State of the turn being built.
   struct Turn {
@@ -128,8 +222,229 @@ struct Engine::Impl {
     std::vector<std::string> loaded;   // sagas loaded from the store this turn
     std::vector<std::string> touched;  // sagas a message or start was applied to this turn
     std::vector<std::pair<std::string, std::string>> events;  // (event type, encoded envelope)
+    std::string poison_code;
     std::string poison_reason;
+    // Metrics and log lines of this turn, applied once it committed (dropped with it otherwise).
+    std::vector<std::function<void()>> after_commit;
+    std::chrono::steady_clock::time_point input_received{};  // of the input being processed
   };
+
+  bool instrumented() const noexcept { return metrics || logger; }
+  bool logs(LogLevel level) const noexcept { return logger && logger->enabled(level); }
+
+  LogRecord saga_line(LogLevel level, std::string message, const std::string& saga_id,
+                      const CachedSaga& saga, std::string_view causation_id) const {
+    LogRecord record(level, std::move(message), clock.now());
+    record.with("sagaId", saga_id)
+        .with("sagaType", saga.type->name())
+        .with("correlationId", correlation_of(saga_id, saga))
+        .with("causationId", causation_id);
+    return record;
+  }
+
+  LogRecord message_line(LogLevel level, std::string message, const Envelope& envelope,
+                         std::string_view saga_id) const {
+    LogRecord record(level, std::move(message), clock.now());
+    record.with("messageId", envelope.event_id)
+        .with("messageType", envelope.event_type)
+        .with("source", envelope.source)
+        .with("sagaId", saga_id)
+        .with("correlationId", envelope.correlation_id)
+        .with("causationId", envelope.causation_id);
+    return record;
+  }
+
+  // A command from the outbox, with the ids its envelope carries (decoded: rare paths only).
+  LogRecord command_line(LogLevel level, std::string message, const OutboxMessage& row) const {
+    LogRecord record(level, std::move(message), clock.now());
+    std::string correlation, causation;
+    DecodeResult decoded = decode_envelope(row.payload, std::numeric_limits<std::size_t>::max());
+    if (auto* envelope = std::get_if<Envelope>(&decoded)) {
+      correlation = envelope->correlation_id;
+      causation = envelope->causation_id;
+    }
+    record.with("messageId", row.message_id)
+        .with("messageType", row.message_type)
+        .with("destination", row.destination)
+        .with("sagaId", row.saga_id)
+        .with("correlationId", correlation)
+        .with("causationId", causation);
+    return record;
+  }
+
+  void write_later(Turn& turn, LogRecord record) {
+    turn.after_commit.push_back([this, record = std::move(record)] { logger->write(record); });
+  }
+
+  // A handled inbound message: counted, timed and (debug) logged once its turn commits.
+  void consumed(Turn& turn, const Envelope* envelope, std::string_view result,
+                std::string_view saga_id) {
+    if (metrics) {
+      std::string type = envelope ? envelope->event_type : "";
+      std::string source = envelope ? envelope->source : "";
+      turn.after_commit.push_back([this, type, source, result, received = turn.input_received] {
+        metrics->consumed.with({type, source, result}).inc();
+        metrics->processing.with({type}).observe(seconds_since(received));
+      });
+    }
+    if (envelope && result != "dead_lettered" && logs(LogLevel::debug))
+      write_later(turn, message_line(LogLevel::debug,
+                                     result == "applied" ? "message applied" : "duplicate ignored",
+                                     *envelope, saga_id));
+  }
+
+  // Metrics and log lines of a saga's reaction, after record_reaction built it.
+  void observe_reaction(Turn& turn, const std::string& saga_id, const CachedSaga& saga,
+                        const Reaction& reaction, SagaStatus before, const std::string& cause_id,
+                        std::size_t first_command) {
+    if (logs(LogLevel::debug)) {
+      for (std::size_t i = 1; i < reaction.path.size(); ++i)
+        write_later(turn, saga_line(LogLevel::debug, "saga transition", saga_id, saga, cause_id)
+                              .with("from", reaction.path[i - 1])
+                              .with("to", reaction.path[i]));
+      for (std::size_t i = first_command; i < turn.batch.outbox.size(); ++i) {
+        const OutboxMessage& row = turn.batch.outbox[i];
+        write_later(turn, saga_line(LogLevel::debug, "command queued", saga_id, saga, cause_id)
+                              .with("messageId", row.message_id)
+                              .with("messageType", row.message_type)
+                              .with("destination", row.destination)
+                              .with("compensation", row.compensation));
+      }
+    }
+    if (!reaction.user_errors.empty()) {
+      if (metrics) {
+        std::string type(saga.type->name());
+        auto errors = reaction.user_errors.size();
+        turn.after_commit.push_back([this, type, errors] {
+          metrics->user_errors.with({type}).inc(static_cast<double>(errors));
+        });
+      }
+      if (logs(LogLevel::warn))
+        for (const auto& error : reaction.user_errors)
+          write_later(turn, saga_line(LogLevel::warn, "user code failed", saga_id, saga, cause_id)
+                                .with("state", saga.instance->state())
+                                .with("error", error));
+    }
+    SagaStatus after = saga.instance->status();
+    if (after == before) return;
+    if (is_terminal(after) && !is_terminal(before)) {
+      observe_end(turn, saga_id, saga, after, cause_id,
+                  reaction.user_errors.empty() ? "" : reaction.user_errors.back());
+    } else if (logs(LogLevel::debug)) {
+      write_later(turn, saga_line(LogLevel::debug, "saga status changed", saga_id, saga, cause_id)
+                            .with("status", to_string(after))
+                            .with("state", saga.instance->state()));
+    }
+  }
+
+  // A saga reached a terminal status: its duration, and the one info line per outcome.
+  void observe_end(Turn& turn, const std::string& saga_id, const CachedSaga& saga,
+                   SagaStatus status, std::string_view cause_id, std::string reason) {
+    double duration = seconds_between(saga.record.created_at, clock.now());
+    if (metrics) {
+      std::string type(saga.type->name());
+      turn.after_commit.push_back([this, type, status, duration] {
+        metrics->saga_duration.with({type, to_string(status)}).observe(duration);
+      });
+    }
+    LogLevel level = status == SagaStatus::Failed ? LogLevel::warn : LogLevel::info;
+    if (logs(level)) {
+      LogRecord line = saga_line(level, "saga ended", saga_id, saga, cause_id);
+      line.with("status", to_string(status))
+          .with("state", saga.instance->state())
+          .with("durationSeconds", duration);
+      if (!reason.empty()) line.with("reason", reason);
+      write_later(turn, std::move(line));
+    }
+  }
+
+  // The gauges of consumer lag, from what the loop holds in memory, and the lag alerts.
+  void observe_lag() {
+    if (!instrumented()) return;
+    Timestamp now = clock.now();
+    // The send queue is walked by every send_unsent() anyway; commands in flight are indexed.
+    Timestamp oldest_pending = now;
+    for (const auto& row : unsent) oldest_pending = std::min(oldest_pending, row.created_at);
+    Timestamp oldest_awaiting =
+        in_flight_by_age.empty() ? now : std::min(now, in_flight_by_age.begin()->first);
+    double pending_age = seconds_between(oldest_pending, now);
+    double awaiting_age = seconds_between(oldest_awaiting, now);
+    std::size_t lag = unsent.size() + in_flight.size();
+    double delay = std::max(pending_age, awaiting_age);
+    const LagAlerts& alerts = options.lag_alerts;
+    int pending_level =
+        alert_level(static_cast<double>(lag), static_cast<double>(alerts.pending_warning),
+                    static_cast<double>(alerts.pending_critical));
+    int delay_level = alert_level(delay, static_cast<double>(alerts.delay_warning.count()),
+                                  static_cast<double>(alerts.delay_critical.count()));
+    if (metrics) {
+      metrics->outbox_pending.set(static_cast<double>(unsent.size()));
+      metrics->awaiting_reply.set(static_cast<double>(in_flight.size()));
+      metrics->oldest_pending_age.set(pending_age);
+      metrics->oldest_awaiting_age.set(awaiting_age);
+      metrics->lag_alert_level.with({"pending"}).set(pending_level);
+      metrics->lag_alert_level.with({"delay"}).set(delay_level);
+    }
+    auto report = [&](int& current, int level, std::string_view kind, LogValue value,
+                      std::int64_t warning, std::int64_t critical) {
+      if (level == current) return;
+      LogLevel severity = level == 2   ? LogLevel::error
+                          : level == 1 ? LogLevel::warn
+                                       : LogLevel::info;
+      if (logs(severity)) {
+        LogRecord line(severity, level == 0 ? "lag alert cleared" : "lag alert", now);
+        line.with("kind", kind)
+            .with("alert", kAlertLevels[level])
+            .with("previousAlert", kAlertLevels[current]);
+        line.fields.push_back({"value", std::move(value)});
+        line.with("warningAbove", warning).with("criticalAbove", critical);
+        logger->write(line);
+      }
+      current = level;
+    };
+    report(pending_alert, pending_level, "pending", static_cast<std::int64_t>(lag),
+           static_cast<std::int64_t>(alerts.pending_warning),
+           static_cast<std::int64_t>(alerts.pending_critical));
+    report(delay_alert, delay_level, "delay", delay, alerts.delay_warning.count(),
+           alerts.delay_critical.count());
+  }
+
+  // The store's counts, once, when an engine with metrics starts.
+  void count_from_store() {
+    auto sagas = store.count_sagas();
+    if (!sagas) throw TurnAborted{sagas.error()};
+    auto letters = store.count_open_dead_letters();
+    if (!letters) throw TurnAborted{letters.error()};
+    for (const auto& [name, type] : latest)
+      for (auto status : {SagaStatus::Running, SagaStatus::Compensating, SagaStatus::Completed,
+                          SagaStatus::Compensated, SagaStatus::Failed})
+        metrics->sagas.with({name, to_string(status)}).set(0);
+    for (const auto& count : sagas.value())
+      metrics->sagas.with({count.type, to_string(count.status)})
+          .set(static_cast<double>(count.count));
+    metrics->dead_letter_depth.set(static_cast<double>(letters.value()));
+  }
+
+  // Operator actions are answered (and logged) once their turn is over (`committed`: by a commit).
+  void finish_operations(const Turn& turn, bool committed) {
+    static constexpr std::string_view kActions[] = {"retry", "resolve", "replay_dead_letter",
+                                                    "discard_dead_letter", "invalid"};
+    for (auto* operation : turn.operations) {
+      if (committed) stored_requests_queued.erase(operation->stored_id);
+      if (logs(LogLevel::info)) {
+        LogRecord line(LogLevel::info, "operator action", clock.now());
+        line.with("action", kActions[static_cast<int>(operation->kind)]);
+        if (operation->kind == OperatorRequest::Kind::replay ||
+            operation->kind == OperatorRequest::Kind::discard)
+          line.with("deadLetterId", operation->dead_letter_id);
+        else
+          line.with("sagaId", operation->saga_id);
+        line.with("ok", operation->result.ok).with("result", operation->result.message);
+        logger->write(line);
+      }
+      operation->promise.set_value(operation->result);
+    }
+  }
 
   std::string next_id() {
     if (!options.id_generator) return new_uuid();
@@ -143,8 +458,10 @@ struct Engine::Impl {
     return found == types.end() ? nullptr : found->second.get();
   }
 
+  // `message` false: not an inbound message (a saga start that could not be started).
   void dead_letter(Turn& turn, std::string_view raw, std::string reason_code, std::string reason,
-                   const Envelope* envelope) {
+                   const Envelope* envelope, std::string_view saga_id = {}, bool message = true) {
+    if (instrumented()) observe_dead_letter(turn, reason_code, reason, envelope, saga_id, message);
     DeadLetter letter;
     letter.at = clock.now();
     letter.reason_code = std::move(reason_code);
@@ -154,9 +471,26 @@ struct Engine::Impl {
       letter.message_type = envelope->event_type;
       letter.saga_id = envelope->correlation_id;
     }
+    if (!saga_id.empty()) letter.saga_id = std::string(saga_id);
     letter.raw = truncated(raw, options.dead_letter_max_bytes);
     letter.raw_size = raw.size();
     turn.batch.dead_letters.push_back(std::move(letter));
+  }
+
+  void observe_dead_letter(Turn& turn, const std::string& code, const std::string& reason,
+                           const Envelope* envelope, std::string_view saga_id, bool message) {
+    if (message) consumed(turn, envelope, "dead_lettered", "");
+    if (metrics)
+      turn.after_commit.push_back([this, code] {
+        metrics->dead_letters.with({code}).inc();
+        metrics->dead_letter_depth.inc();
+      });
+    if (!logs(LogLevel::warn)) return;
+    LogRecord line = envelope ? message_line(LogLevel::warn, "message dead-lettered", *envelope,
+                                             saga_id.empty() ? envelope->correlation_id : saga_id)
+                              : LogRecord(LogLevel::warn, "message dead-lettered", clock.now());
+    line.with("reasonCode", code).with("reason", reason);
+    write_later(turn, std::move(line));
   }
 
   void journal(Turn& turn, const std::string& saga_id, JournalKind kind, std::string message_id,
@@ -208,6 +542,21 @@ struct Engine::Impl {
     return &entry;
   }
 
+  static const std::string& correlation_of(const std::string& saga_id, const CachedSaga& saga) {
+    return saga.record.correlation_id.empty() ? saga_id : saga.record.correlation_id;
+  }
+
+  // The saga a reply belongs to: the one that sent the command named by its causationId; for a
+  // reply without one (or naming no command), the saga whose id is its correlationId.
+  std::string route(const Envelope& envelope) {
+    if (envelope.causation_id.empty()) return envelope.correlation_id;
+    if (auto flight = in_flight.find(envelope.causation_id); flight != in_flight.end())
+      return flight->second.row.saga_id;
+    auto row = store.outbox_message(envelope.causation_id);
+    if (!row) throw TurnAborted{row.error()};
+    return row.value() ? row.value()->saga_id : envelope.correlation_id;
+  }
+
   void write_saga(Turn& turn, const std::string& saga_id, CachedSaga& saga) {
     SagaRecord record = saga.record;
     record.state = std::string(saga.instance->state());
@@ -226,6 +575,7 @@ struct Engine::Impl {
 
   void record_reaction(Turn& turn, const std::string& saga_id, CachedSaga& saga,
                        const Reaction& reaction, SagaStatus before, const std::string& cause_id) {
+    std::size_t first_command = turn.batch.outbox.size();
     for (std::size_t i = 1; i < reaction.path.size(); ++i)
       journal(turn, saga_id, JournalKind::transition, cause_id, "", reaction.path[i - 1],
               reaction.path[i], "");
@@ -238,7 +588,7 @@ struct Engine::Impl {
       envelope.timestamp = clock.now();
       envelope.version = command.version;
       envelope.source = options.source;
-      envelope.correlation_id = saga_id;
+      envelope.correlation_id = correlation_of(saga_id, saga);
       envelope.causation_id = cause_id;
       envelope.kind = MessageKind::command;
       envelope.data = command.payload;
@@ -263,6 +613,8 @@ struct Engine::Impl {
       journal(turn, saga_id, JournalKind::status_changed, cause_id, "", "", "", detail);
     }
     write_saga(turn, saga_id, saga);
+    if (instrumented())
+      observe_reaction(turn, saga_id, saga, reaction, before, cause_id, first_command);
     if (options.publish_events) lifecycle_events(turn, saga_id, saga, reaction, before, cause_id);
     if (is_terminal(after) && !is_terminal(before)) {
       // A saga that ended awaits nothing more: what it still had in flight is closed with it.
@@ -283,7 +635,7 @@ struct Engine::Impl {
       envelope.event_type = std::move(type);
       envelope.timestamp = clock.now();
       envelope.source = options.source;
-      envelope.correlation_id = saga_id;
+      envelope.correlation_id = correlation_of(saga_id, saga);
       envelope.causation_id = cause_id;
       envelope.kind = MessageKind::event;
       envelope.data = {{"sagaId", saga_id},
@@ -315,10 +667,13 @@ struct Engine::Impl {
     saga.committed = false;
     saga.record = SagaRecord{};
     saga.record.id = request.saga_id;
+    saga.record.correlation_id = request.correlation_id;
     saga.record.type = std::string(request.type->name());
     saga.record.definition_version = request.type->version();
     saga.record.created_at = clock.now();
     journal(turn, request.saga_id, JournalKind::started, "", "", "", "", request.data.dump());
+    if (logs(LogLevel::debug))
+      write_later(turn, saga_line(LogLevel::debug, "saga started", request.saga_id, saga, ""));
     SagaStatus before = saga.instance->status();
     Reaction reaction = saga.instance->begin();
     record_reaction(turn, request.saga_id, saga, reaction, before, "");
@@ -357,17 +712,26 @@ struct Engine::Impl {
       if (!seen) throw TurnAborted{seen.error()};
       duplicate = seen.value();
     }
+    const std::string saga_id = route(envelope);
     std::string code, reason;
-    CachedSaga* saga = load(turn, envelope.correlation_id, code, reason);
+    CachedSaga* saga = load(turn, saga_id, code, reason);
     if (duplicate) {
       ++turn.duplicates;
+      if (instrumented()) consumed(turn, &envelope, "duplicate", saga ? saga_id : "");
       if (saga)
-        journal(turn, envelope.correlation_id, JournalKind::duplicate, envelope.event_id,
-                envelope.event_type, "", "", "already processed; no effect");
+        journal(turn, saga_id, JournalKind::duplicate, envelope.event_id, envelope.event_type, "",
+                "", "already processed; no effect");
       return;
     }
     if (!saga) {
       dead_letter(turn, message.bytes, code, reason, &envelope);
+      return;
+    }
+    if (envelope.correlation_id != correlation_of(saga_id, *saga)) {
+      dead_letter(turn, message.bytes, "correlation_mismatch",
+                  "the reply's correlationId '" + envelope.correlation_id + "' is not saga " +
+                      saga_id + "'s ('" + correlation_of(saga_id, *saga) + "')",
+                  &envelope, saga_id);
       return;
     }
     const nlohmann::json* payload = &envelope.data;
@@ -377,36 +741,59 @@ struct Engine::Impl {
       auto upgraded =
           upcasters.upgrade(envelope.event_type, envelope.version, known_version, envelope.data);
       if (auto* refusal = std::get_if<Upcasters::Refusal>(&upgraded)) {
-        journal(turn, envelope.correlation_id, JournalKind::unexpected, envelope.event_id,
-                envelope.event_type, "", "", refusal->reason);
-        dead_letter(turn, message.bytes, refusal->code, refusal->reason, &envelope);
+        if (refusal->code == "upcaster_failed") throw PoisonError(refusal->code, refusal->reason);
+        journal(turn, saga_id, JournalKind::unexpected, envelope.event_id, envelope.event_type, "",
+                "", refusal->reason);
+        dead_letter(turn, message.bytes, refusal->code, refusal->reason, &envelope, saga_id);
         return;
       }
       upcast = std::move(std::get<nlohmann::json>(upgraded));
       payload = &upcast;
     }
     SagaStatus before = saga->instance->status();
-    turn.touched.push_back(envelope.correlation_id);
+    turn.touched.push_back(saga_id);
     Reaction reaction = saga->instance->handle(envelope.event_type, *payload);
     if (!reaction.applied()) {
       static constexpr const char* kCodes[] = {"applied", "unexpected", "undecodable",
                                                "unknown_type"};
-      journal(turn, envelope.correlation_id, JournalKind::unexpected, envelope.event_id,
-              envelope.event_type, std::string(saga->instance->state()), "", reaction.reason);
+      journal(turn, saga_id, JournalKind::unexpected, envelope.event_id, envelope.event_type,
+              std::string(saga->instance->state()), "", reaction.reason);
       dead_letter(turn, message.bytes, kCodes[static_cast<int>(reaction.outcome)], reaction.reason,
-                  &envelope);
+                  &envelope, saga_id);
       return;
     }
     turn.inbox.insert(envelope.event_id);
     turn.batch.inbox.push_back(envelope.event_id);
+    if (instrumented()) {
+      consumed(turn, &envelope, "applied", saga_id);
+      if (auto command = in_flight.find(envelope.causation_id);
+          metrics && command != in_flight.end()) {
+        std::string type = command->second.row.message_type;
+        double waited = seconds_between(command->second.row.created_at, clock.now());
+        turn.after_commit.push_back(
+            [this, type, waited] { metrics->reply_wait.with({type}).observe(waited); });
+      }
+    }
     if (!envelope.causation_id.empty()) turn.batch.replied.push_back(envelope.causation_id);
-    journal(turn, envelope.correlation_id, JournalKind::message_in, envelope.event_id,
-            envelope.event_type, "", "", envelope.data.dump());
-    record_reaction(turn, envelope.correlation_id, *saga, reaction, before, envelope.event_id);
+    journal(turn, saga_id, JournalKind::message_in, envelope.event_id, envelope.event_type, "", "",
+            envelope.data.dump());
+    record_reaction(turn, saga_id, *saga, reaction, before, envelope.event_id);
     ++turn.applied;
   }
 
+  // Each registered definition's graph goes into the store, for tools that draw sagas.
+  void record_definitions() {
+    WriteBatch batch;
+    batch.at = clock.now();
+    for (const auto& [key, type] : types)
+      batch.definitions.push_back({key.first, key.second, nlohmann::json(type->graph()).dump()});
+    if (batch.empty()) return;
+    if (auto status = store.commit(batch); !status) throw TurnAborted{*status.error};
+  }
+
   void recover() {
+    record_definitions();
+    if (metrics) count_from_store();
     auto pending = store.pending_outbox(std::numeric_limits<std::size_t>::max());
     if (!pending) throw TurnAborted{pending.error()};
     for (auto& row : pending.value()) unsent.push_back(std::move(row));
@@ -431,12 +818,15 @@ struct Engine::Impl {
         continue;
       }
       if (transport.send(row.destination, row.payload) == SendResult::sent) {
+        if (!dispatched_marks.empty()) detail::crash_point("engine.mid_send");
+        if (metrics) metrics->published.with({"command", row.message_type}).inc();
         dispatched_marks.push_back(row.message_id);
         counters.commands_sent.fetch_add(1, std::memory_order_relaxed);
         ++row.attempts;
         track(std::move(row), clock.now());
       } else {
         ++refused;
+        if (metrics) metrics->send_refusals.with({row.destination}).inc();
         refusing.insert(row.destination);
         still_pending.push_back(std::move(row));
       }
@@ -446,6 +836,9 @@ struct Engine::Impl {
   }
 
   const RetryPolicy& policy_for(const OutboxMessage& row) const {
+    if (auto found = options.retry_by_command.find(row.message_type);
+        found != options.retry_by_command.end())
+      return found->second;
     return row.compensation ? options.compensation_retry : options.command_retry;
   }
 
@@ -462,6 +855,12 @@ struct Engine::Impl {
   void track(OutboxMessage row, Timestamp sent_at) {
     Timestamp deadline = sent_at + timeout_after(policy_for(row), std::max(row.attempts, 1));
     std::string id = row.message_id;
+    if (auto old = in_flight.find(id); old != in_flight.end()) {
+      deadlines.erase({old->second.deadline, id});
+      in_flight_by_age.erase({old->second.row.created_at, id});
+    }
+    deadlines.emplace(deadline, id);
+    in_flight_by_age.emplace(row.created_at, id);
     auto [slot, inserted] = in_flight.insert_or_assign(id, InFlight{std::move(row), deadline});
     if (inserted) in_flight_by_saga[slot->second.row.saga_id].push_back(id);
   }
@@ -474,6 +873,8 @@ struct Engine::Impl {
       std::erase(by_saga->second, message_id);
       if (by_saga->second.empty()) in_flight_by_saga.erase(by_saga);
     }
+    deadlines.erase({found->second.deadline, message_id});
+    in_flight_by_age.erase({found->second.row.created_at, message_id});
     in_flight.erase(found);
   }
 
@@ -481,8 +882,8 @@ struct Engine::Impl {
   void resend_overdue() {
     Timestamp now = clock.now();
     std::vector<std::string> overdue;
-    for (const auto& [id, flight] : in_flight)
-      if (flight.deadline <= now) overdue.push_back(id);
+    for (auto it = deadlines.begin(); it != deadlines.end() && it->first <= now; ++it)
+      overdue.push_back(it->second);
     std::sort(overdue.begin(), overdue.end(), [this](const auto& a, const auto& b) {
       const auto& left = in_flight.at(a).row;
       const auto& right = in_flight.at(b).row;
@@ -497,6 +898,10 @@ struct Engine::Impl {
         expired.push_back(Input{nullptr, {}, std::move(row)});
         continue;
       }
+      if (metrics) metrics->resends.with({row.message_type}).inc();
+      if (logs(LogLevel::info))
+        logger->write(
+            command_line(LogLevel::info, "command re-sent", row).with("attempt", row.attempts + 1));
       unsent.push_back(std::move(row));
       counters.command_resends.fetch_add(1, std::memory_order_relaxed);
     }
@@ -504,14 +909,32 @@ struct Engine::Impl {
 
   void process_operation(Turn& turn, OperatorRequest& request) {
     turn.operations.push_back(&request);
+    if (request.kind != OperatorRequest::Kind::invalid) apply_operation(turn, request);
+    if (request.stored_id != 0)
+      turn.batch.answers.push_back({request.stored_id, request.result.ok, request.result.message});
+  }
+
+  void apply_operation(Turn& turn, OperatorRequest& request) {
     auto refuse = [&](std::string why) { request.result = {false, std::move(why)}; };
-    if (request.kind == OperatorRequest::Kind::replay) {
+    if (request.kind == OperatorRequest::Kind::replay ||
+        request.kind == OperatorRequest::Kind::discard) {
       auto loaded = store.dead_letter(request.dead_letter_id);
       if (!loaded) throw TurnAborted{loaded.error()};
       const auto& letter = loaded.value();
       std::string name = "dead letter " + std::to_string(request.dead_letter_id);
+      auto in_turn = [&](const std::vector<std::int64_t>& ids) {
+        return std::find(ids.begin(), ids.end(), request.dead_letter_id) != ids.end();
+      };
       if (!letter) return refuse(name + " does not exist");
-      if (letter->replayed_at) return refuse(name + " was already replayed");
+      if (letter->replayed_at || in_turn(turn.batch.replayed))
+        return refuse(name + " was already replayed");
+      if (letter->discarded_at || in_turn(turn.batch.discarded))
+        return refuse(name + " was discarded");
+      if (request.kind == OperatorRequest::Kind::discard) {
+        turn.batch.discarded.push_back(request.dead_letter_id);
+        request.result = {true, name + " discarded"};
+        return;
+      }
       if (letter->raw.size() != letter->raw_size)
         return refuse(name + " kept only " + std::to_string(letter->raw.size()) + " of its " +
                       std::to_string(letter->raw_size) + " bytes; it cannot be replayed");
@@ -540,6 +963,9 @@ struct Engine::Impl {
           turn, request.saga_id, JournalKind::status_changed, "", "", "", "",
           std::string(to_string(request.status)) + ": resolved by an operator: " + request.note);
       write_saga(turn, request.saga_id, *saga);
+      if (instrumented())
+        observe_end(turn, request.saga_id, *saga, request.status, "",
+                    "resolved by an operator: " + request.note);
       turn.outcomes.push_back({request.saga_id, std::string(saga->type->name()), request.status,
                                std::string(saga->instance->state()), saga->instance->data(),
                                "resolved by an operator: " + request.note});
@@ -574,6 +1000,19 @@ struct Engine::Impl {
     turn.rearm.push_back(*command);
     request.result = {
         true, "saga " + request.saga_id + " retried: " + command->message_type + " sent again"};
+  }
+
+  // Operator requests a tool queued in the store join the next turn like API calls.
+  void poll_operator_requests() {
+    Timestamp now = clock.now();
+    if (now < next_operator_poll || stopping.load()) return;
+    next_operator_poll = now + options.operator_poll_interval;
+    auto pending = store.pending_operator_requests(options.max_batch_messages);
+    if (!pending) throw TurnAborted{pending.error()};
+    std::lock_guard lock(starts_mutex);
+    for (const auto& stored : pending.value())
+      if (stored_requests_queued.insert(stored.id).second)
+        queued_starts.push_back(Input{nullptr, {}, std::nullopt, from_stored(stored)});
   }
 
   std::future<OperatorResult> queue_operation(std::shared_ptr<OperatorRequest> request) {
@@ -611,6 +1050,14 @@ struct Engine::Impl {
                       std::to_string(row.attempts) + " attempt(s)";
     journal(turn, row.saga_id, JournalKind::timed_out, row.message_id, row.message_type, "", "",
             why);
+    if (metrics) {
+      std::string type = row.message_type;
+      turn.after_commit.push_back([this, type] { metrics->timeouts.with({type}).inc(); });
+    }
+    if (logs(LogLevel::warn))
+      write_later(turn, command_line(LogLevel::warn, "command timed out", row)
+                            .with("attempts", row.attempts)
+                            .with("sagaType", saga->type->name()));
     SagaStatus before = saga->instance->status();
     turn.touched.push_back(row.saga_id);
     Reaction reaction = saga->instance->fail_step(why);
@@ -657,6 +1104,7 @@ struct Engine::Impl {
   // something other than a store failure (a bug or poisonous data), or nullopt.
   std::optional<std::size_t> process_inputs(Turn& turn, std::vector<Input>& inputs) {
     for (std::size_t i = 0; i < inputs.size(); ++i) {
+      turn.input_received = inputs[i].received_at;
       try {
         if (inputs[i].operation)
           process_operation(turn, *inputs[i].operation);
@@ -668,7 +1116,12 @@ struct Engine::Impl {
           process_message(turn, inputs[i].message);
       } catch (const TurnAborted&) {
         throw;
+      } catch (const PoisonError& error) {
+        turn.poison_code = error.code;
+        turn.poison_reason = error.what();
+        return i;
       } catch (const std::exception& error) {
+        turn.poison_code = "processing_error";
         turn.poison_reason = error.what();
         return i;
       } catch (...) {
@@ -681,11 +1134,23 @@ struct Engine::Impl {
 
   // An input that cannot be processed is taken out of the turn: a message is dead-lettered, a
   // start is dropped and reported Failed. The other inputs are retried without it.
-  void quarantine(Input poisoned, const std::string& reason, std::vector<Input> others) {
+  void quarantine(Input poisoned, const std::string& code, const std::string& reason,
+                  std::vector<Input> others) {
     Turn turn;
     if (poisoned.operation) {
-      poisoned.operation->promise.set_value({false, "the operation failed: " + reason});
+      OperatorRequest& request = *poisoned.operation;
       retry_inputs = std::move(others);
+      OperatorResult failed{false, "the operation failed: " + reason};
+      if (request.stored_id != 0) {
+        turn.batch.answers.push_back({request.stored_id, false, failed.message});
+        turn.batch.at = clock.now();
+        if (!store.commit(turn.batch)) {
+          retry_inputs.push_back(std::move(poisoned));
+          return;
+        }
+        stored_requests_queued.erase(request.stored_id);
+      }
+      request.promise.set_value(std::move(failed));
       return;
     }
     if (poisoned.expired) {  // the command stays awaiting its reply; a restart re-arms it
@@ -696,16 +1161,32 @@ struct Engine::Impl {
       auto& request = *poisoned.start;
       dead_letter(turn, request.data.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
                   "start_failed", "saga '" + request.saga_id + "' could not be started: " + reason,
-                  nullptr);
+                  nullptr, request.saga_id, false);
       turn.batch.dead_letters.back().saga_id = request.saga_id;
       turn.batch.dead_letters.back().message_type = std::string(request.type->name());
       turn.outcomes.push_back({request.saga_id, std::string(request.type->name()),
                                SagaStatus::Failed, "", request.data, reason});
     } else {
+      if (++poisoned.failed_attempts < options.poison_attempts) {
+        auto wait = options.commit_backoff * (1 << std::min(poisoned.failed_attempts - 1, 16));
+        deferred.emplace_back(clock.now() + std::min(wait, options.max_commit_backoff),
+                              std::move(poisoned));
+        retry_inputs = std::move(others);
+        return;
+      }
       DecodeResult decoded = decode_envelope(poisoned.message.bytes, options.max_message_bytes);
       const Envelope* envelope = std::get_if<Envelope>(&decoded);
-      dead_letter(turn, poisoned.message.bytes, "processing_error",
-                  "processing the message threw: " + reason, envelope);
+      turn.input_received = poisoned.received_at;
+      std::string saga_id;
+      if (envelope && !envelope->causation_id.empty())
+        if (auto flight = in_flight.find(envelope->causation_id); flight != in_flight.end())
+          saga_id = flight->second.row.saga_id;
+      std::string why =
+          code == "processing_error" ? "processing the message threw: " + reason : reason;
+      dead_letter(turn, poisoned.message.bytes, code,
+                  why + " (" + std::to_string(poisoned.failed_attempts) + " attempts)", envelope,
+                  saga_id);
+      turn.batch.dead_letters.back().attempts = poisoned.failed_attempts;
     }
     retry_inputs = std::move(others);
     if (!store.commit(turn.batch)) {
@@ -723,9 +1204,11 @@ struct Engine::Impl {
       if (!recovered) recover();
       resend_overdue();
       send_unsent();
+      poll_operator_requests();
       inputs = retry_inputs.empty() ? gather_inputs() : std::exchange(retry_inputs, {});
       for (auto& input : expired) inputs.push_back(std::move(input));  // after the replies
       expired.clear();
+      take_due_deferred(inputs);
     } catch (const TurnAborted& aborted) {
       fail_turn(aborted.error, {});
       return 0;
@@ -737,7 +1220,7 @@ struct Engine::Impl {
         discard_turn(turn);
         Input bad = std::move(inputs[*poisoned]);
         inputs.erase(inputs.begin() + static_cast<std::ptrdiff_t>(*poisoned));
-        quarantine(std::move(bad), turn.poison_reason, std::move(inputs));
+        quarantine(std::move(bad), turn.poison_code, turn.poison_reason, std::move(inputs));
         return 0;
       }
     } catch (const TurnAborted& aborted) {
@@ -750,16 +1233,30 @@ struct Engine::Impl {
     turn.batch.at = clock.now();
     if (turn.batch.empty()) {
       discard_loaded_terminal(turn);
-      for (auto* operation : turn.operations) operation->promise.set_value(operation->result);
+      for (const auto& action : turn.after_commit) action();
+      finish_operations(turn, false);
       for (auto& row : turn.rearm) unsent.push_back(std::move(row));
       if (!turn.rearm.empty()) send_unsent();
       return 0;
     }
+    detail::crash_point("engine.before_commit");
+    auto commit_started = std::chrono::steady_clock::now();
     StoreStatus status = store.commit(turn.batch);
     if (!status) {
       discard_turn(turn);
       fail_turn(*status.error, std::move(inputs));
       return 0;
+    }
+    detail::crash_point("engine.after_commit");
+    if (std::any_of(turn.batch.outbox.begin(), turn.batch.outbox.end(),
+                    [](const OutboxMessage& row) { return row.compensation; }))
+      detail::crash_point("engine.compensation_commit");
+    if (metrics) {
+      metrics->commit_duration.observe(seconds_since(commit_started));
+      metrics->commits.inc();
+      metrics->batch_size.observe(static_cast<double>(inputs.size()));
+      metrics->dead_letter_depth.dec(
+          static_cast<double>(turn.batch.replayed.size() + turn.batch.discarded.size()));
     }
     backoff = std::chrono::milliseconds{0};
     counters.commits.fetch_add(1, std::memory_order_relaxed);
@@ -774,6 +1271,7 @@ struct Engine::Impl {
     for (auto& write : turn.batch.sagas) {
       auto found = cache.find(write.record.id);
       if (found == cache.end()) continue;
+      if (metrics) count_saga_write(write, found->second);
       found->second.record = write.record;
       found->second.record.row_version =
           write.expected_row_version ? *write.expected_row_version + 1 : write.record.row_version;
@@ -785,11 +1283,40 @@ struct Engine::Impl {
     for (auto& row : turn.batch.outbox) unsent.push_back(std::move(row));
     for (auto& row : turn.rearm) unsent.push_back(std::move(row));
     counters.command_timeouts.fetch_add(turn.timeouts, std::memory_order_relaxed);
-    for (auto* operation : turn.operations) operation->promise.set_value(operation->result);
+    finish_operations(turn, true);
     send_unsent();
-    for (const auto& [type, bytes] : turn.events) transport.publish(type, bytes);
+    if (!dispatched_marks.empty()) detail::crash_point("engine.after_send");
+    for (const auto& [type, bytes] : turn.events) {
+      transport.publish(type, bytes);
+      if (metrics) metrics->published.with({"event", type}).inc();
+    }
     notify(turn);
     return inputs.size();
+  }
+
+  // The saga gauges follow every committed saga row: a new one, or a change of status.
+  void count_saga_write(const SagaWrite& write, const CachedSaga& before) {
+    const std::string& type = write.record.type;
+    if (!write.expected_row_version) {
+      metrics->started.with({type}).inc();
+    } else {
+      if (before.record.status == write.record.status) return;
+      metrics->sagas.with({type, to_string(before.record.status)}).dec();
+    }
+    metrics->sagas.with({type, to_string(write.record.status)}).inc();
+  }
+
+  void take_due_deferred(std::vector<Input>& inputs) {
+    if (deferred.empty()) return;
+    Timestamp now = clock.now();
+    for (auto it = deferred.begin(); it != deferred.end();) {
+      if (it->first > now) {
+        ++it;
+        continue;
+      }
+      inputs.push_back(std::move(it->second));
+      it = deferred.erase(it);
+    }
   }
 
   // Sagas loaded only to journal a late or duplicate message do not stay cached once ended.
@@ -801,6 +1328,7 @@ struct Engine::Impl {
   }
 
   void notify(const Turn& turn) {
+    for (const auto& action : turn.after_commit) action();
     for (const auto& outcome : turn.outcomes) {
       auto& counter = outcome.status == SagaStatus::Completed     ? counters.sagas_completed
                       : outcome.status == SagaStatus::Compensated ? counters.sagas_compensated
@@ -821,11 +1349,26 @@ struct Engine::Impl {
     }
   }
 
-  void fail_turn(const StoreError&, std::vector<Input> inputs) {
+  void fail_turn(const StoreError& error, std::vector<Input> inputs) {
     counters.commit_failures.fetch_add(1, std::memory_order_relaxed);
+    if (metrics) metrics->commit_failures.with({to_string(error.code)}).inc();
     retry_inputs = std::move(inputs);
     backoff = backoff.count() == 0 ? options.commit_backoff
                                    : std::min(backoff * 2, options.max_commit_backoff);
+    if (logs(LogLevel::error))
+      logger->write(
+          LogRecord(LogLevel::error, "store transaction failed; the turn is retried", clock.now())
+              .with("code", to_string(error.code))
+              .with("error", error.message)
+              .with("inputs", retry_inputs.size())
+              .with("retryInMs", backoff.count()));
+  }
+
+  // One loop turn, then the lag gauges and alerts.
+  std::size_t turn() {
+    std::size_t committed = run_once();
+    observe_lag();
+    return committed;
   }
 
   bool has_unfinished_work() {
@@ -854,13 +1397,15 @@ void Engine::register_upcaster(std::string_view message_type, int from_version, 
   impl_->upcasters.add(message_type, from_version, std::move(upcaster));
 }
 
-std::string Engine::start(std::string_view saga_type, const nlohmann::json& data) {
+std::string Engine::start(std::string_view saga_type, const nlohmann::json& data,
+                          std::string_view correlation_id) {
   auto found = impl_->latest.find(std::string(saga_type));
   if (found == impl_->latest.end())
     throw std::invalid_argument("start: saga type '" + std::string(saga_type) +
                                 "' is not registered");
   auto request = std::make_shared<StartRequest>();
   request->saga_id = impl_->next_id();
+  request->correlation_id = correlation_id.empty() ? request->saga_id : std::string(correlation_id);
   request->type = found->second;
   request->data = data;
   try {
@@ -909,6 +1454,13 @@ std::future<OperatorResult> Engine::replay_dead_letter(std::int64_t dead_letter_
   return impl_->queue_operation(std::move(request));
 }
 
+std::future<OperatorResult> Engine::discard_dead_letter(std::int64_t dead_letter_id) {
+  auto request = std::make_shared<OperatorRequest>();
+  request->kind = OperatorRequest::Kind::discard;
+  request->dead_letter_id = dead_letter_id;
+  return impl_->queue_operation(std::move(request));
+}
+
 void Engine::on_outcome(std::function<void(const SagaOutcome&)> callback) {
   impl_->outcome_callbacks.push_back(std::move(callback));
 }
@@ -918,14 +1470,13 @@ void Engine::on_dead_letter(std::function<void(const DeadLetter&)> callback) {
 }
 
 std::size_t Engine::run_once() {
-  return impl_->run_once();
+  return impl_->turn();
 }
 
 void Engine::run() {
-  while (!impl_->stopping.load()) impl_->run_once();
+  while (!impl_->stopping.load()) impl_->turn();
   // Drain: commit the starts already accepted, retry a failed turn, flush dispatch marks.
-  for (int turn = 0; turn < kMaxDrainTurns && impl_->has_unfinished_work(); ++turn)
-    impl_->run_once();
+  for (int turn = 0; turn < kMaxDrainTurns && impl_->has_unfinished_work(); ++turn) impl_->turn();
 }
 
 void Engine::stop() {

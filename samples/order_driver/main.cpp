@@ -8,7 +8,6 @@
 // time each saga ended, and adds load shapes for benchmarks: open-loop --rate (latency counted
 // from each order's scheduled time, so a slow system cannot hide its queueing), a closed-loop
 // --window of sagas in flight, a --duration instead of a count, and a --json summary.
-#include <sqlite3.h>
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -25,6 +24,7 @@
 #include <unordered_map>
 #include <zmq.hpp>
 
+#include "ledger_check.hpp"
 #include "order/messages.hpp"
 #include "order/order_saga.hpp"
 
@@ -51,62 +51,6 @@ class Intake {
  private:
   zmq::context_t context_;
   zmq::socket_t socket_;
-};
-
-order::OrderData random_order(int n, std::mt19937_64& random) {
-  static const std::vector<std::pair<std::string, std::int64_t>> catalog = {{"sku-pen", 250},
-                                                                            {"sku-book", 1800},
-                                                                            {"sku-lamp", 4500},
-                                                                            {"sku-chair", 12900},
-                                                                            {"sku-gold", 24900}};
-  order::OrderData data;
-  data.order_id = "order-" + std::to_string(n);
-  data.customer_id = "customer-" + std::to_string(random() % 97);
-  data.address = std::to_string(1 + random() % 200) + " Main St";
-  int lines = 1 + static_cast<int>(random() % 3);
-  for (int i = 0; i < lines; ++i) {
-    const auto& [sku, price] = catalog[random() % catalog.size()];
-    bool present = std::any_of(data.items.begin(), data.items.end(),
-                               [&](const order::Item& item) { return item.sku == sku; });
-    if (!present) data.items.push_back({sku, 1 + static_cast<int>(random() % 2), price});
-  }
-  return data;
-}
-
-// Read-only access to a service's ledger.
-class Ledger {
- public:
-  explicit Ledger(const std::string& path) {
-    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK)
-      throw std::runtime_error("cannot open ledger " + path);
-  }
-  ~Ledger() { sqlite3_close(db_); }
-  // Runs a query with one text parameter (may be empty for none) and returns the rows.
-  std::vector<std::vector<std::string>> rows(const char* sql, const std::string& parameter = {}) {
-    sqlite3_stmt* statement = nullptr;
-    if (sqlite3_prepare_v2(db_, sql, -1, &statement, nullptr) != SQLITE_OK)
-      throw std::runtime_error(std::string("ledger query failed: ") + sqlite3_errmsg(db_));
-    if (sqlite3_bind_parameter_count(statement) > 0)
-      sqlite3_bind_text(statement, 1, parameter.c_str(), -1, SQLITE_TRANSIENT);
-    std::vector<std::vector<std::string>> out;
-    while (sqlite3_step(statement) == SQLITE_ROW) {
-      std::vector<std::string> row;
-      for (int i = 0; i < sqlite3_column_count(statement); ++i) {
-        const auto* text = sqlite3_column_text(statement, i);
-        row.emplace_back(text ? reinterpret_cast<const char*>(text) : "");
-      }
-      out.push_back(std::move(row));
-    }
-    sqlite3_finalize(statement);
-    return out;
-  }
-  long long number(const char* sql, const std::string& parameter = {}) {
-    auto result = rows(sql, parameter);
-    return result.empty() || result[0].empty() ? 0 : std::stoll(result[0][0]);
-  }
-
- private:
-  sqlite3* db_ = nullptr;
 };
 
 double percentile(std::vector<double> values, double p) {
@@ -201,7 +145,7 @@ Tracked run_tracked(Intake& intake, const Load& load, std::mt19937_64& random,
       std::vector<std::int64_t> at;
       const std::int64_t sent_us = now_us();
       for (std::int64_t i = 0; i < want; ++i, ++n) {
-        orders.push_back(random_order(load.first_order + static_cast<int>(n), random));
+        orders.push_back(order_check::random_order(load.first_order + static_cast<int>(n), random));
         batch.push_back(orders.back());
         at.push_back(load.rate > 0 ? begin_us + static_cast<std::int64_t>(static_cast<double>(n) *
                                                                           1e6 / load.rate)
@@ -346,7 +290,7 @@ int main(int argc, char** argv) {
               std::min(due, Clock::now() + std::chrono::milliseconds{20}));
         }
       }
-      auto data = random_order(first_order + n, random);
+      auto data = order_check::random_order(first_order + n, random);
       auto reply = intake.call({{"op", "start"}, {"order", data}});
       std::string id = reply["sagaId"];
       placed[id] = data;
@@ -366,62 +310,21 @@ int main(int argc, char** argv) {
   progress(true);
   double seconds = std::chrono::duration<double>(Clock::now() - begin).count();
 
-  std::vector<std::string> violations;
   std::map<std::string, int> by_status;
-  for (const auto& [id, status] : ended) by_status[status]++;
-  for (const auto& [id, data] : placed)
-    if (!ended.contains(id))
-      violations.push_back(data.order_id + " did not end within " + std::to_string(timeout_s) +
-                           " s");
-  try {
-    if (skip_invariants) throw std::logic_error("skipped");
-    Ledger inventory(inventory_db), payment(payment_db), shipping(shipping_db);
-    for (const auto& [id, data] : placed) {
-      auto status = ended.find(id);
-      if (status == ended.end()) continue;
-      long long held = inventory.number(
-          "SELECT count(*) FROM reservations WHERE order_id = ?1 AND released = 0", data.order_id);
-      long long reserved_lines =
-          inventory.number("SELECT count(*) FROM reservations WHERE order_id = ?1", data.order_id);
-      long long charges =
-          payment.number("SELECT count(*) FROM payments WHERE order_id = ?1", data.order_id);
-      long long net_cents = payment.number(
-          "SELECT coalesce(sum(amount_cents), 0) FROM payments WHERE order_id = ?1 AND refunded = "
-          "0",
-          data.order_id);
-      long long shipments =
-          shipping.number("SELECT count(*) FROM shipments WHERE order_id = ?1", data.order_id);
-      if (status->second == "Completed") {
-        if (held != static_cast<long long>(data.items.size()) || charges != 1 ||
-            net_cents != data.total_cents() || shipments != 1)
-          violations.push_back(data.order_id + " completed but reserved " + std::to_string(held) +
-                               "/" + std::to_string(data.items.size()) + " lines, charged " +
-                               std::to_string(charges) + " time(s), net " +
-                               std::to_string(net_cents) + " cents, shipped " +
-                               std::to_string(shipments) + " time(s)");
-      } else if (status->second == "Compensated") {
-        if (held != 0 || net_cents != 0 || shipments != 0)
-          violations.push_back(data.order_id + " compensated but holds " + std::to_string(held) +
-                               " reservation line(s), net " + std::to_string(net_cents) +
-                               " cents, " + std::to_string(shipments) + " shipment(s)");
-        (void)reserved_lines;
-      } else {
-        violations.push_back(data.order_id + " ended " + status->second);
-      }
-    }
-    for (const auto& row : inventory.rows("SELECT sku, units FROM stock_initial")) {
-      long long units = inventory.number("SELECT units FROM stock WHERE sku = ?1", row[0]);
-      long long held = inventory.number(
-          "SELECT coalesce(sum(quantity), 0) FROM reservations WHERE sku = ?1 AND released = 0",
-          row[0]);
-      if (units + held != std::stoll(row[1]))
-        violations.push_back("stock of " + row[0] + " not conserved: " + std::to_string(units) +
-                             " on hand + " + std::to_string(held) + " reserved != " + row[1]);
-    }
-  } catch (const std::logic_error&) {
-    // --skip-invariants
-  } catch (const std::exception& error) {
-    violations.push_back(std::string("cannot check the ledgers: ") + error.what());
+  std::vector<order_check::PlacedOrder> checked;
+  for (const auto& [id, data] : placed) {
+    auto status = ended.find(id);
+    checked.push_back({id, data, status == ended.end() ? "" : status->second});
+    if (status != ended.end()) by_status[status->second]++;
+  }
+  const std::string not_ended = "did not end within " + std::to_string(timeout_s) + " s";
+  std::vector<std::string> violations;
+  if (skip_invariants) {
+    for (const auto& order : checked)
+      if (order.status.empty()) violations.push_back(order.data.order_id + " " + not_ended);
+  } else {
+    violations =
+        order_check::check_ledgers(checked, {inventory_db, payment_db, shipping_db}, not_ended);
   }
 
   const double throughput =

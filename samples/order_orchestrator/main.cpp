@@ -12,6 +12,10 @@
 // Statuses cover the sagas this process started since it began. The outcome log records the
 // sagas that ended since its first "outcomes" request, each with the time its outcome was
 // reported; a request acknowledges (and frees) the entries before `after`.
+//
+// Logs go to stderr through the engine's logger (--log-format json|console, --log-level); the
+// engine writes one info line per saga outcome. With --metrics-listen HOST:PORT the engine's
+// metrics are served at http://HOST:PORT/metrics (port 0: any free port, printed at start).
 #include <CLI/CLI.hpp>
 
 #include <atomic>
@@ -26,6 +30,9 @@
 
 #include "order/order_saga.hpp"
 #include "saga/engine.hpp"
+#include "saga/log.hpp"
+#include "saga/metrics.hpp"
+#include "saga/metrics_http.hpp"
 #include "saga/sqlite_store.hpp"
 #include "saga/zmq_transport.hpp"
 
@@ -34,11 +41,6 @@ namespace {
 std::atomic<bool> g_stop{false};
 extern "C" void on_signal(int) {
   g_stop.store(true);
-}
-
-void log(const std::string& message) {
-  std::cerr << saga::format_rfc3339(std::chrono::system_clock::now()) << " INFO orchestrator "
-            << message << "\n";
 }
 
 // Serves the intake socket until stopped. Statuses come from the outcome map the engine's
@@ -191,6 +193,12 @@ int main(int argc, char** argv) {
   std::size_t batch = 256;
   int command_timeout_ms = 10000;
   int heartbeat_ms = 1000;
+  std::string metrics_listen;
+  std::string log_format = "console";
+  std::string log_level = "info";
+  saga::LagAlerts lag;
+  std::int64_t lag_delay_warning_s = lag.delay_warning.count();
+  std::int64_t lag_delay_critical_s = lag.delay_critical.count();
   app.add_option("--router", router, "ROUTER endpoint participants connect to ('*' port = any)")
       ->capture_default_str();
   app.add_option("--events", events, "PUB endpoint for saga lifecycle events ('' = off)")
@@ -211,9 +219,49 @@ int main(int argc, char** argv) {
   app.add_option("--heartbeat-ms", heartbeat_ms, "Heartbeat interval; 3 missed = dead")
       ->check(CLI::Range(10, 60000))
       ->capture_default_str();
-  app.add_option("--endpoints-file", endpoints_file,
-                 "Write the bound endpoints here (router=..., events=..., intake=...)");
+  app.add_option(
+      "--endpoints-file", endpoints_file,
+      "Write the bound endpoints here (router=..., events=..., intake=..., metrics=...)");
+  app.add_option("--metrics-listen", metrics_listen,
+                 "Serve Prometheus metrics at http://HOST:PORT/metrics (port 0 = any free port); "
+                 "off when not given")
+      ->check([](const std::string& value) -> std::string {
+        try {
+          saga::parse_listen_address(value);
+          return "";
+        } catch (const std::exception& error) {
+          return error.what();
+        }
+      });
+  app.add_option("--log-format", log_format, "Log lines on stderr: json or console")
+      ->check(CLI::IsMember({"json", "console"}))
+      ->capture_default_str();
+  app.add_option("--log-level", log_level, "Lowest level logged: debug, info, warn or error")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
+      ->capture_default_str();
+  app.add_option("--lag-pending-warning", lag.pending_warning,
+                 "Lag alert: warning above this many unanswered commands (pending + awaiting)")
+      ->capture_default_str();
+  app.add_option("--lag-pending-critical", lag.pending_critical,
+                 "Lag alert: critical above this many unanswered commands")
+      ->capture_default_str();
+  app.add_option("--lag-delay-warning-s", lag_delay_warning_s,
+                 "Lag alert: warning when the oldest unanswered command is older (seconds)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--lag-delay-critical-s", lag_delay_critical_s,
+                 "Lag alert: critical when the oldest unanswered command is older (seconds)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  lag.delay_warning = std::chrono::seconds{lag_delay_warning_s};
+  lag.delay_critical = std::chrono::seconds{lag_delay_critical_s};
+
+  auto logger = saga::make_stream_logger(std::cerr, *saga::log_format_from_string(log_format),
+                                         *saga::log_level_from_string(log_level));
+  auto log = [&](saga::LogLevel level, std::string message) {
+    return saga::LogRecord(level, std::move(message)).with("service", "order_orchestrator");
+  };
 
   saga::Options options;
   options.store.path = db;
@@ -224,6 +272,9 @@ int main(int argc, char** argv) {
   options.command_retry.timeout = std::chrono::milliseconds{command_timeout_ms};
   options.compensation_retry.timeout = std::chrono::milliseconds{command_timeout_ms};
   options.idle_wait = std::chrono::milliseconds{20};
+  options.logger = logger;
+  options.lag_alerts = lag;
+  if (!metrics_listen.empty()) options.metrics = std::make_shared<saga::Metrics>();
   auto opened = saga::SqliteStore::open(options.store);
   if (!opened) {
     std::cerr << "order_orchestrator: " << opened.error().message << "\n";
@@ -254,30 +305,43 @@ int main(int argc, char** argv) {
               << error.what() << "\n";
     return 1;
   }
-  engine.on_outcome([&](const saga::SagaOutcome& outcome) {
-    intake->record(outcome);
-    std::string order_id = outcome.data.value("order_id", "");
-    log("saga " + outcome.saga_id + " " + order_id + " " +
-        std::string(saga::to_string(outcome.status)) +
-        (outcome.reason.empty() ? "" : " (" + outcome.reason + ")") +
-        " correlationId=" + outcome.saga_id);
-  });
-  engine.on_dead_letter([](const saga::DeadLetter& letter) {
-    std::cerr << saga::format_rfc3339(letter.at) << " WARN orchestrator dead letter "
-              << letter.reason_code << ": " << letter.reason
-              << (letter.saga_id.empty() ? "" : " correlationId=" + letter.saga_id) << "\n";
-  });
+  // The engine logs each outcome ("saga ended") and each dead letter itself.
+  engine.on_outcome([&](const saga::SagaOutcome& outcome) { intake->record(outcome); });
+
+  std::unique_ptr<saga::MetricsHttpServer> metrics_server;
+  if (options.metrics) {
+    auto [host, port] = saga::parse_listen_address(metrics_listen);
+    try {
+      metrics_server = saga::MetricsHttpServer::start(options.metrics, {host, port});
+    } catch (const std::exception& error) {
+      std::cerr << "order_orchestrator: " << error.what() << "\n";
+      return 1;
+    }
+  }
+  std::string metrics_url = metrics_server
+                                ? "http://" + metrics_listen.substr(0, metrics_listen.rfind(':')) +
+                                      ":" + std::to_string(metrics_server->port()) + "/metrics"
+                                : "";
 
   if (!endpoints_file.empty()) {
     std::ofstream out(endpoints_file + ".tmp");
     out << "router=" << transport->router_endpoint() << "\n"
         << "events=" << transport->events_endpoint() << "\n"
         << "intake=" << intake->endpoint() << "\n";
+    if (metrics_server) out << "metrics=" << metrics_url << "\n";
     out.close();
     std::rename((endpoints_file + ".tmp").c_str(), endpoints_file.c_str());
   }
-  log("listening: router " + transport->router_endpoint() + ", intake " + intake->endpoint() +
-      (events.empty() ? "" : ", events " + transport->events_endpoint()) + "; database " + db);
+  auto listening = log(saga::LogLevel::info, "listening");
+  listening.with("router", transport->router_endpoint())
+      .with("intake", intake->endpoint())
+      .with("events", events.empty() ? "" : transport->events_endpoint())
+      .with("database", db);
+  if (metrics_server) {
+    listening.with("metrics", metrics_url);
+    std::cout << "metrics on " << metrics_url << std::endl;
+  }
+  logger->write(listening);
 
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
@@ -286,16 +350,18 @@ int main(int argc, char** argv) {
   std::thread intake_thread([&] { intake->serve(intake_stopping); });
   while (!g_stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds{50});
 
-  log("stopping: no new orders, finishing the current batch");
+  logger->write(log(saga::LogLevel::info, "stopping: no new orders, finishing the current batch"));
   intake_stopping.store(true);
   intake_thread.join();
   engine.stop();
   loop.join();
+  if (metrics_server) metrics_server->stop();
   auto stats = engine.stats();
-  log("stopped after " + std::to_string(stats.sagas_started) + " sagas started, " +
-      std::to_string(stats.sagas_completed) + " completed, " +
-      std::to_string(stats.sagas_compensated) + " compensated, " +
-      std::to_string(stats.sagas_failed) + " failed, " + std::to_string(stats.dead_letters) +
-      " dead letters");
+  logger->write(log(saga::LogLevel::info, "stopped")
+                    .with("sagasStarted", stats.sagas_started)
+                    .with("completed", stats.sagas_completed)
+                    .with("compensated", stats.sagas_compensated)
+                    .with("failed", stats.sagas_failed)
+                    .with("deadLetters", stats.dead_letters));
   return 0;
 }

@@ -224,6 +224,29 @@ TEST_F(EngineTimeoutTest, StepWhoseRepliesNeverComeFailsAndTheSagaCompensates) {
   EXPECT_TRUE(take_commands(transport).empty()) << "an ended saga's command was re-sent";
 }
 
+TEST_F(EngineTimeoutTest, PerCommandPolicyOverridesTheDefaultForThatStepOnly) {
+  // payment.Charge: one send, then 2 s; everything else keeps the 3 x 10 s default.
+  options.retry_by_command["payment.Charge"] = {2s, 1.0, 2s, 0.0, 1};
+  make_engine();
+  engine->on_outcome([this](const saga::SagaOutcome& outcome) { outcomes.push_back(outcome); });
+  std::string id = start();
+  engine->run_once();
+  auto reserve = take_commands(transport).at(0);
+  clock.advance(3s);
+  engine->run_once();
+  EXPECT_TRUE(take_commands(transport).empty()) << "the reservation keeps its 10 s timeout";
+  transport.deliver(
+      reply_bytes(reserve.envelope, "inventory.Reserved", {{"reservation_id", "r-1"}}));
+  engine->run_once();
+  ASSERT_EQ(take_commands(transport).at(0).envelope.event_type, "payment.Charge");
+  clock.advance(3s);
+  engine->run_once();  // the charge's only attempt ran out after 2 s: the step fails
+  auto release = take_commands(transport);
+  ASSERT_EQ(release.size(), 1u);
+  EXPECT_EQ(release[0].envelope.event_type, "inventory.Release");
+  EXPECT_EQ(journal_count(id, saga::JournalKind::timed_out), 1u);
+}
+
 TEST_F(EngineTimeoutTest, CompensationWhoseRepliesNeverComeParksTheSagaAsFailed) {
   std::string id;
   auto charge = reserved(id);

@@ -125,15 +125,22 @@ TEST_F(EngineRobustnessTest, InputThatCannotBeProcessedIsDeadLetteredAndTheRestO
         reply_bytes(write.envelope, "notes.Written", {{"text", write.envelope.data["text"]}}));
   engine->run_once();  // the poisoned reply is taken out; the other one is retried
   engine->run_once();
+  EXPECT_EQ(store->load_saga(healthy).value()->state, "awaiting:notes.Publish")
+      << "the healthy reply does not wait for the poisoned one";
+  EXPECT_TRUE(store->dead_letters(10).value().empty()) << "tried again before dead-lettering";
+  for (int turn = 0; turn < 4; ++turn) {
+    clock.advance(1s);
+    engine->run_once();
+  }
 
   auto letters = store->dead_letters(10).value();
   ASSERT_EQ(letters.size(), 1u);
   EXPECT_EQ(letters[0].reason_code, "processing_error");
   EXPECT_EQ(letters[0].saga_id, poisoned);
+  EXPECT_EQ(letters[0].attempts, 3);
   EXPECT_NE(letters[0].reason.find("UTF-8"), std::string::npos) << letters[0].reason;
 
   EXPECT_EQ(store->load_saga(poisoned).value()->state, "awaiting:notes.Write");
-  EXPECT_EQ(store->load_saga(healthy).value()->state, "awaiting:notes.Publish");
   auto publish = take_commands(transport);
   ASSERT_EQ(publish.size(), 1u);
   EXPECT_EQ(publish[0].envelope.correlation_id, healthy);
@@ -226,16 +233,44 @@ TEST_F(EngineVersioningTest, OldVersionWithoutAnUpcasterPathIsDeadLettered) {
   EXPECT_NE(letters[0].reason.find("no upcaster from version 1 to 2"), std::string::npos);
 }
 
-TEST_F(EngineVersioningTest, ThrowingUpcasterIsDeadLettered) {
-  engine->register_upcaster("notes.Published", 2, [](nlohmann::json) -> nlohmann::json {
+TEST_F(EngineVersioningTest, ThrowingUpcasterIsRetriedThenDeadLetteredWithItsAttempts) {
+  int calls = 0;
+  engine->register_upcaster("notes.Published", 2, [&](nlohmann::json) -> nlohmann::json {
+    ++calls;
     throw std::runtime_error("cannot read v2");
+  });
+  auto publish = awaiting_publish();
+  std::string bytes = reply_bytes(publish, "notes.Published", {{"channel", "web"}}, {}, 2);
+  transport.deliver(bytes);
+  for (int turn = 0; turn < 6; ++turn) {
+    engine->run_once();
+    clock.advance(std::chrono::seconds{1});
+  }
+  EXPECT_EQ(calls, 3) << "Options::poison_attempts tries";
+  auto letters = store->dead_letters(10).value();
+  ASSERT_EQ(letters.size(), 1u);
+  EXPECT_EQ(letters[0].reason_code, "upcaster_failed");
+  EXPECT_EQ(letters[0].attempts, 3);
+  EXPECT_EQ(letters[0].raw, bytes);
+  EXPECT_NE(letters[0].reason.find("cannot read v2"), std::string::npos) << letters[0].reason;
+  EXPECT_TRUE(outcomes.empty());
+}
+
+TEST_F(EngineVersioningTest, UpcasterThatFailsOnceSucceedsOnItsRetryWithoutADeadLetter) {
+  int calls = 0;
+  engine->register_upcaster("notes.Published", 2, [&](nlohmann::json v2) -> nlohmann::json {
+    if (++calls == 1) throw std::runtime_error("schema registry unreachable");
+    return {{"channels", {v2.at("channel")}}};
   });
   auto publish = awaiting_publish();
   transport.deliver(reply_bytes(publish, "notes.Published", {{"channel", "web"}}, {}, 2));
   engine->run_once();
-  auto letters = store->dead_letters(10).value();
-  ASSERT_EQ(letters.size(), 1u);
-  EXPECT_EQ(letters[0].reason_code, "upcaster_failed");
+  EXPECT_TRUE(outcomes.empty());
+  clock.advance(std::chrono::seconds{1});
+  engine->run_once();
+  EXPECT_EQ(calls, 2);
+  EXPECT_TRUE(store->dead_letters(10).value().empty());
+  ASSERT_EQ(outcomes.size(), 1u);
 }
 
 TEST_F(EngineRobustnessTest, RetriableStepIsNeverGivenUp) {

@@ -278,7 +278,14 @@ INSTANTIATE_TEST_SUITE_P(
         BadInput{"NoCorrelation", "missing_correlation",
                  [](auto& c) { return with_field(c, "correlationId", kErase); }},
         BadInput{"UnknownSaga", "unknown_saga",
-                 [](auto& c) { return with_field(c, "correlationId", saga::new_uuid()); }},
+                 [](auto& c) {
+                   auto reply =
+                       nlohmann::json::parse(with_field(c, "correlationId", saga::new_uuid()));
+                   reply["causationId"] = saga::new_uuid();
+                   return reply.dump();
+                 }},
+        BadInput{"CorrelationMismatch", "correlation_mismatch",
+                 [](auto& c) { return with_field(c, "correlationId", "another-request"); }},
         BadInput{"UnknownEventType", "unknown_type",
                  [](auto& c) { return with_field(c, "eventType", "inventory.Teleported"); }},
         BadInput{"UnexpectedForState", "unexpected",

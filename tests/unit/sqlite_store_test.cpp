@@ -7,12 +7,14 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -192,7 +194,7 @@ std::vector<std::string> ids_of(const std::vector<OutboxMessage>& messages) {
 // --- Opening and migrations -------------------------------------------------------------------
 
 TEST(SqliteStoreOpen, LatestSchemaVersionIsTheNumberOfMigrations) {
-  EXPECT_EQ(SqliteStore::latest_schema_version(), 4);
+  EXPECT_EQ(SqliteStore::latest_schema_version(), 6);
 }
 
 TEST(SqliteStoreOpen, InMemoryDatabaseOpensAndIsIntact) {
@@ -720,6 +722,46 @@ TEST(SqliteStoreRead, SagasWithStatusFiltersOrdersByCreationAndHonoursLimit) {
   EXPECT_EQ(limited[1].id, "middle");
   expect_same_saga(make_saga("early", SagaStatus::Failed, at_us(100)), limited[0]);
   EXPECT_TRUE(store->sagas_with_status(SagaStatus::Compensated, 10).value().empty());
+}
+
+TEST(SqliteStoreRead, CountsSagasByTypeAndStatusAndDeadLettersNeitherReplayedNorDiscarded) {
+  auto store = open_or_fail(memory_options());
+  ASSERT_TRUE(store);
+  WriteBatch batch;
+  batch.sagas = {insert(make_saga("a", SagaStatus::Running)),
+                 insert(make_saga("b", SagaStatus::Running)),
+                 insert(make_saga("c", SagaStatus::Failed))};
+  SagaRecord other = make_saga("d", SagaStatus::Running);
+  other.type = "loan";
+  batch.sagas.push_back(insert(other));
+  for (int i = 0; i < 3; ++i) {
+    DeadLetter letter;
+    letter.at = at_us(i);
+    letter.reason_code = "not_json";
+    letter.raw = "x";
+    letter.raw_size = 1;
+    batch.dead_letters.push_back(letter);
+  }
+  ASSERT_TRUE(store->commit(batch));
+  auto letters = store->dead_letters(3).value();
+  WriteBatch replay_and_discard;
+  replay_and_discard.replayed = {letters.at(0).id};
+  replay_and_discard.discarded = {letters.at(1).id};
+  ASSERT_TRUE(store->commit(replay_and_discard));
+
+  auto counts = store->count_sagas();
+  ASSERT_TRUE(counts) << counts.error().message;
+  std::vector<std::tuple<std::string, SagaStatus, std::int64_t>> rows;
+  for (const auto& count : counts.value()) rows.emplace_back(count.type, count.status, count.count);
+  const std::string type = make_saga("x").type;
+  std::vector<std::tuple<std::string, SagaStatus, std::int64_t>> expected = {
+      {"loan", SagaStatus::Running, 1},
+      {type, SagaStatus::Failed, 1},
+      {type, SagaStatus::Running, 2}};
+  std::sort(rows.begin(), rows.end());
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(rows, expected);
+  EXPECT_EQ(store->count_open_dead_letters().value(), 1);
 }
 
 // --- Failures and recovery --------------------------------------------------------------------

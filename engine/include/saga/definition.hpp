@@ -43,6 +43,7 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
+#include <optional>
 #include <string_view>
 #include <tuple>
 #include <type_traits>
@@ -349,6 +350,13 @@ struct definition : machine<definition<Name, Version, Data, Steps...>, Data> {
     std::vector<std::string_view> types;
     ((Steps::kind == StepKind::retriable ? types.push_back(Steps::command::type) : void()), ...);
     return types;
+  }
+  // The kind of the step that sends this command; nullopt for any other type (pictures use it
+  // to mark the pivot, saga/diagram.hpp).
+  static constexpr std::optional<StepKind> step_kind(std::string_view command_type) {
+    std::optional<StepKind> kind;
+    ((Steps::command::type == command_type ? void(kind = Steps::kind) : void()), ...);
+    return kind;
   }
   using transition_table = typename detail::to_table<typename linear::rows>::type;
 };

@@ -117,15 +117,20 @@ class Engine {
   // Registers an upcaster for a reply type (see saga/upcaster.hpp). Before run().
   void register_upcaster(std::string_view message_type, int from_version, Upcaster upcaster);
 
-  // Queues a new saga and returns its id (a UUID, also the correlationId of all its messages).
-  // The saga becomes durable, and its first command is sent, in the next loop turn (also when
-  // stop() is called in between: run() drains accepted starts before it returns).
+  // Queues a new saga and returns its id (a UUID). The saga becomes durable, and its first
+  // command is sent, in the next loop turn (also when stop() is called in between: run() drains
+  // accepted starts before it returns).
+  // `correlation_id`: the caller's request id, carried as correlationId by every command and
+  // event of the saga (and expected back in every reply); empty = the saga id. Several sagas may
+  // share one. Replies are routed to their saga by causationId, not by correlationId.
   // Throws std::invalid_argument (unknown type, unconvertible data) or std::logic_error (the
   // engine is stopping).
-  std::string start(std::string_view saga_type, const nlohmann::json& data);
+  std::string start(std::string_view saga_type, const nlohmann::json& data,
+                    std::string_view correlation_id = {});
   template <class Definition>
-  std::string start(const typename Definition::data_type& data) {
-    return start(Definition::name, nlohmann::json(data));
+  std::string start(const typename Definition::data_type& data,
+                    std::string_view correlation_id = {}) {
+    return start(Definition::name, nlohmann::json(data), correlation_id);
   }
 
   // Operator actions, safe from any thread (and while run() runs). Each is applied in a loop turn
@@ -138,9 +143,15 @@ class Engine {
   //   by hand); the note is journaled.
   // replay_dead_letter: feeds a dead letter's original bytes to the engine again, once: the
   //   replay is recorded in the same transaction as its effect, and a second replay is refused.
+  // discard_dead_letter: marks a dead letter as dealt with; it is kept but cannot be replayed.
+  //
+  // Tools that do not run in this process (sagactl) queue the same actions as rows of the
+  // store's operator_requests table; the loop reads them every Options::operator_poll_interval
+  // and writes each answer in the commit that applies it.
   std::future<OperatorResult> retry(std::string saga_id);
   std::future<OperatorResult> resolve(std::string saga_id, SagaStatus status, std::string note);
   std::future<OperatorResult> replay_dead_letter(std::int64_t dead_letter_id);
+  std::future<OperatorResult> discard_dead_letter(std::int64_t dead_letter_id);
 
   // Called on the loop thread after the commit that ended a saga. Callbacks should not throw;
   // an exception is caught and counted (EngineStats::callback_errors).

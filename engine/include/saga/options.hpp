@@ -7,11 +7,16 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <memory>
 #include <string>
 
 #include "saga/envelope.hpp"
 
 namespace saga {
+
+class Metrics;
+class Logger;
 
 // How hard a store pushes each commit to the disk (SQLite's PRAGMA synchronous).
 enum class Durability {
@@ -47,6 +52,18 @@ struct RetryPolicy {
   int max_attempts = 0;
 };
 
+// When consumer lag raises an alert (the saga_lag_alert_level metric, and a log line when the
+// level changes). "Pending" counts commands not yet answered: pending outbox rows plus commands
+// awaiting replies; "delay" is the age of the oldest of them. An alert is raised when the value
+// is above a threshold. Defaults (the seed's): warning above 1,000 pending messages, critical
+// above 10,000; delay warning above 5 minutes, critical above 30 minutes.
+struct LagAlerts {
+  std::size_t pending_warning = 1000;
+  std::size_t pending_critical = 10000;
+  std::chrono::seconds delay_warning{5 * 60};
+  std::chrono::seconds delay_critical{30 * 60};
+};
+
 struct Options {
   StoreOptions store;
 
@@ -80,6 +97,16 @@ struct Options {
   // parked as Failed for an operator.
   RetryPolicy compensation_retry{std::chrono::milliseconds{10000}, 2.0,
                                  std::chrono::milliseconds{300000}, 0.1, 20};
+  // Per-step and per-compensation policies, by the command's wire type (e.g. "payment.Charge",
+  // "inventory.Release"); a command not listed uses command_retry or compensation_retry.
+  // Default: empty.
+  std::map<std::string, RetryPolicy, std::less<>> retry_by_command;
+  // A reply whose processing throws (an upcaster or other user code that fails, a bug) is tried
+  // this many times, in later turns with the commit backoff between tries, before it is
+  // dead-lettered with the error and the attempt count. Undecodable input is dead-lettered at
+  // once. Default: 3.
+  int poison_attempts = 3;
+
   // Seeds the jitter. Default: 0 = from std::random_device.
   std::uint64_t random_seed = 0;
 
@@ -93,10 +120,23 @@ struct Options {
   // The simulation sets a seeded generator so a run is reproducible byte for byte.
   std::function<std::string()> id_generator = {};
 
+  // How often the loop looks for operator requests queued in the store by tools (sagactl).
+  // Default: 500 ms.
+  std::chrono::milliseconds operator_poll_interval{500};
+
   // After a failed commit (busy, I/O error, disk full) the turn is retried after this delay,
   // doubling up to max_commit_backoff. Default: 10 ms, capped at 1 s.
   std::chrono::milliseconds commit_backoff{10};
   std::chrono::milliseconds max_commit_backoff{1000};
+
+  // Where the engine records its metrics (saga/metrics.hpp; the families are listed in the
+  // README's "Monitoring" section). Give each engine its own registry. Serve it over HTTP with
+  // saga::MetricsHttpServer (observability/http). Default: null = no metrics.
+  std::shared_ptr<Metrics> metrics = nullptr;
+  // Where the engine logs (saga/log.hpp). Default: null = the engine logs nothing.
+  std::shared_ptr<Logger> logger = nullptr;
+  // Consumer lag alert thresholds (used when metrics or a logger is set). Default: the seed's.
+  LagAlerts lag_alerts = {};
 };
 
 }  // namespace saga

@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "saga/diagram.hpp"
 #include "saga/status.hpp"
 
 namespace saga {
@@ -98,6 +99,8 @@ class SagaType {
   virtual int message_version(std::string_view message_type) const = 0;
   // True for the commands of retriable steps: they are re-sent until answered, never given up.
   virtual bool is_retriable(std::string_view command_type) const = 0;
+  // The definition's states and transitions, for pictures (saga/diagram.hpp).
+  virtual Graph graph() const = 0;
 };
 
 template <class Definition>

@@ -27,6 +27,7 @@ namespace saga {
 // together with the definition version, so reordering states in code cannot corrupt sagas.
 struct SagaRecord {
   std::string id;
+  std::string correlation_id;  // carried by every message of the saga; defaults to the id
   std::string type;
   int definition_version = 1;
   std::string state;
@@ -90,9 +91,45 @@ struct DeadLetter {
   std::string message_id;   // when the envelope got far enough to have one
   std::string message_type;
   std::string saga_id;
-  std::string raw;                       // the original bytes, truncated to the configured bound
-  std::size_t raw_size = 0;              // the original length before truncation
-  std::optional<Timestamp> replayed_at;  // set once an operator replayed it
+  std::string raw;                        // the original bytes, truncated to the configured bound
+  std::size_t raw_size = 0;               // the original length before truncation
+  std::optional<Timestamp> replayed_at;   // set once an operator replayed it
+  std::optional<Timestamp> discarded_at;  // set once an operator discarded it
+  int attempts = 1;                       // processing attempts before it was dead-lettered
+};
+
+// An operator action queued in the store by a tool (sagactl) for the engine that owns the
+// database. The engine applies it like Engine::retry / resolve / replay_dead_letter /
+// discard_dead_letter and records the answer in the same commit as the effect.
+struct StoredOperatorRequest {
+  std::int64_t id = 0;
+  Timestamp requested_at{};
+  std::string action;  // retry | resolve | replay_dead_letter | discard_dead_letter
+  std::string target;  // a saga id, or a dead-letter id as decimal text
+  std::string status;  // resolve: Completed or Compensated
+  std::string note;
+  std::string requested_by;
+};
+
+// The answer to a StoredOperatorRequest, written with the effect.
+struct OperatorAnswer {
+  std::int64_t request_id = 0;
+  bool ok = false;
+  std::string result;
+};
+
+// How many sagas of one type are in one status.
+struct SagaCount {
+  std::string type;
+  SagaStatus status = SagaStatus::Running;
+  std::int64_t count = 0;
+};
+
+// A registered saga definition's graph (saga::Graph as JSON), for tools.
+struct SagaDefinitionRecord {
+  std::string type;
+  int version = 1;
+  std::string graph;
 };
 
 // A saga row to write: inserted when expected_row_version is nullopt, otherwise updated only if
@@ -113,12 +150,15 @@ struct WriteBatch {
   std::vector<std::string> replied;     // outbox ids whose reply was applied
   std::vector<std::string> reopened;    // outbox ids to await a reply again (attempts = 0)
   std::vector<std::int64_t> replayed;   // dead letters replayed by this batch
-  Timestamp at{};                       // commit time, for inbox/outbox bookkeeping
+  std::vector<std::int64_t> discarded;  // dead letters discarded by this batch
+  std::vector<OperatorAnswer> answers;  // operator requests applied (or refused) by this batch
+  std::vector<SagaDefinitionRecord> definitions;  // inserted or replaced
+  Timestamp at{};                                 // commit time, for inbox/outbox bookkeeping
 
   bool empty() const noexcept {
     return sagas.empty() && journal.empty() && outbox.empty() && inbox.empty() &&
            dead_letters.empty() && dispatched.empty() && replied.empty() && reopened.empty() &&
-           replayed.empty();
+           replayed.empty() && discarded.empty() && answers.empty() && definitions.empty();
   }
   void clear() { *this = WriteBatch{}; }
 };
@@ -139,6 +179,13 @@ class Store {
   // Dispatched rows whose reply has not been applied, oldest dispatch first, at most `limit`.
   virtual StoreResult<std::vector<OutboxMessage>> awaiting_reply(std::size_t limit) = 0;
 
+  // The outbox row of one command, or nullopt. The engine routes a reply by its causationId.
+  virtual StoreResult<std::optional<OutboxMessage>> outbox_message(
+      const std::string& message_id) = 0;
+  // Operator requests not yet answered, oldest first, at most `limit`.
+  virtual StoreResult<std::vector<StoredOperatorRequest>> pending_operator_requests(
+      std::size_t limit) = 0;
+
   // Read side, for tests, tools and operators.
   virtual StoreResult<std::vector<JournalEntry>> journal(const std::string& saga_id) = 0;
   virtual StoreResult<std::vector<DeadLetter>> dead_letters(std::size_t limit) = 0;
@@ -146,6 +193,12 @@ class Store {
   virtual StoreResult<std::vector<OutboxMessage>> outbox(const std::string& saga_id) = 0;
   virtual StoreResult<std::vector<SagaRecord>> sagas_with_status(SagaStatus status,
                                                                  std::size_t limit) = 0;
+
+  // Monitoring, read once when an engine with metrics starts: the number of sagas per type and
+  // status (one aggregate query; pairs without sagas are absent), and the dead-letter queue
+  // depth (dead letters neither replayed nor discarded).
+  virtual StoreResult<std::vector<SagaCount>> count_sagas() = 0;
+  virtual StoreResult<std::int64_t> count_open_dead_letters() = 0;
 };
 
 }  // namespace saga

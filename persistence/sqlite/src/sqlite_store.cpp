@@ -262,7 +262,8 @@ const char* synchronous_pragma(Durability durability) noexcept {
 }
 
 constexpr const char* kSagaColumns =
-    "id, type, definition_version, state, status, data, row_version, created_at, updated_at";
+    "id, type, definition_version, state, status, data, row_version, created_at, updated_at, "
+    "correlation_id";
 
 StoreResult<SagaRecord> read_saga(const Use& row) {
   SagaRecord record;
@@ -281,6 +282,7 @@ StoreResult<SagaRecord> read_saga(const Use& row) {
   record.row_version = row.integer(6);
   record.created_at = row.time(7);
   record.updated_at = row.time(8);
+  record.correlation_id = row.text(9);
   return record;
 }
 
@@ -332,7 +334,21 @@ StoreResult<DeadLetter> read_dead_letter(const Use& row) {
   letter.raw = row.blob(7);
   letter.raw_size = static_cast<std::size_t>(row.integer(8));
   letter.replayed_at = row.optional_time(9);
+  letter.discarded_at = row.optional_time(10);
+  letter.attempts = static_cast<int>(row.integer(11));
   return letter;
+}
+
+StoreResult<StoredOperatorRequest> read_operator_request(const Use& row) {
+  StoredOperatorRequest request;
+  request.id = row.integer(0);
+  request.requested_at = row.time(1);
+  request.action = row.text(2);
+  request.target = row.text(3);
+  request.status = row.text(4);
+  request.note = row.text(5);
+  request.requested_by = row.text(6);
+  return request;
 }
 
 template <class T, class ReadRow>
@@ -359,9 +375,11 @@ struct SqliteStore::Impl {
 
   Statement begin, commit, rollback;
   Statement insert_saga, update_saga, insert_journal, insert_outbox, insert_inbox,
-      insert_dead_letter, mark_dispatched, mark_replied, mark_replayed, reopen_outbox;
+      insert_dead_letter, mark_dispatched, mark_replied, mark_replayed, reopen_outbox,
+      mark_discarded, answer_operator_request, upsert_definition;
   Statement select_saga, select_inbox, select_pending_outbox, select_journal, select_dead_letters,
-      select_outbox, select_sagas_by_status, select_awaiting_reply, select_dead_letter;
+      select_outbox, select_sagas_by_status, select_awaiting_reply, select_dead_letter,
+      select_outbox_message, select_operator_requests, count_sagas, count_open_dead_letters;
 
   Transaction transaction() noexcept {
     return Transaction(db.get(), begin.get(), commit.get(), rollback.get());
@@ -456,6 +474,7 @@ Error SqliteStore::Impl::prepare_statements() {
       select_sagas + "WHERE status = ?1 ORDER BY created_at, rowid LIMIT ?2";
   const std::string select_pending_sql =
       select_outbox_rows + "WHERE dispatched = 0 ORDER BY created_at, rowid LIMIT ?1";
+  const std::string select_outbox_message_sql = select_outbox_rows + "WHERE message_id = ?1";
   const std::string select_outbox_sql =
       select_outbox_rows + "WHERE saga_id = ?1 ORDER BY created_at, rowid";
   const std::string select_awaiting_sql =
@@ -465,7 +484,7 @@ Error SqliteStore::Impl::prepare_statements() {
   const std::pair<Statement*, const char*> statements[] = {
       {&insert_saga,
        "INSERT INTO sagas (id, type, definition_version, state, status, data, row_version, "
-       "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"},
+       "created_at, updated_at, correlation_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"},
       {&update_saga,
        "UPDATE sagas SET type = ?2, definition_version = ?3, state = ?4, status = ?5, data = ?6, "
        "row_version = ?7 + 1, updated_at = ?8 WHERE id = ?1 AND row_version = ?7"},
@@ -478,7 +497,7 @@ Error SqliteStore::Impl::prepare_statements() {
       {&insert_inbox, "INSERT INTO inbox (message_id, processed_at) VALUES (?1, ?2)"},
       {&insert_dead_letter,
        "INSERT INTO dead_letters (at, reason_code, reason, message_id, message_type, saga_id, "
-       "raw, raw_size) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"},
+       "raw, raw_size, attempts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"},
       {&mark_dispatched,
        "UPDATE outbox SET dispatched = 1, attempts = attempts + 1, dispatched_at = ?2 "
        "WHERE message_id = ?1"},
@@ -493,15 +512,34 @@ Error SqliteStore::Impl::prepare_statements() {
        "detail FROM journal WHERE saga_id = ?1 ORDER BY sequence"},
       {&select_dead_letters,
        "SELECT id, at, reason_code, reason, message_id, message_type, saga_id, raw, raw_size, "
-       "replayed_at FROM dead_letters ORDER BY id LIMIT ?1"},
+       "replayed_at, discarded_at, attempts FROM dead_letters ORDER BY id LIMIT ?1"},
       {&select_dead_letter,
        "SELECT id, at, reason_code, reason, message_id, message_type, saga_id, raw, raw_size, "
-       "replayed_at FROM dead_letters WHERE id = ?1"},
+       "replayed_at, discarded_at, attempts FROM dead_letters WHERE id = ?1"},
       {&mark_replayed,
-       "UPDATE dead_letters SET replayed_at = ?2 WHERE id = ?1 AND replayed_at IS NULL"},
+       "UPDATE dead_letters SET replayed_at = ?2 "
+       "WHERE id = ?1 AND replayed_at IS NULL AND discarded_at IS NULL"},
+      {&mark_discarded,
+       "UPDATE dead_letters SET discarded_at = ?2 "
+       "WHERE id = ?1 AND replayed_at IS NULL AND discarded_at IS NULL"},
+      {&upsert_definition,
+       "INSERT INTO saga_definitions (type, version, graph, registered_at) VALUES (?1, ?2, ?3, ?4) "
+       "ON CONFLICT (type, version) DO UPDATE SET graph = excluded.graph, registered_at = "
+       "excluded.registered_at WHERE graph <> excluded.graph"},
+      {&answer_operator_request,
+       "UPDATE operator_requests SET done_at = ?2, ok = ?3, result = ?4 "
+       "WHERE id = ?1 AND done_at IS NULL"},
+      {&select_operator_requests,
+       "SELECT id, requested_at, action, target, status, note, requested_by FROM "
+       "operator_requests WHERE done_at IS NULL ORDER BY id LIMIT ?1"},
+      {&select_outbox_message, select_outbox_message_sql.c_str()},
       {&reopen_outbox, "UPDATE outbox SET replied_at = NULL, attempts = 0 WHERE message_id = ?1"},
       {&select_outbox, select_outbox_sql.c_str()},
       {&select_sagas_by_status, select_by_status_sql.c_str()},
+      {&count_sagas,
+       "SELECT type, status, COUNT(*) FROM sagas GROUP BY type, status ORDER BY type, status"},
+      {&count_open_dead_letters,
+       "SELECT COUNT(*) FROM dead_letters WHERE replayed_at IS NULL AND discarded_at IS NULL"},
   };
   for (const auto& [statement, sql] : statements) {
     if (Error error = prepare(handle, sql, *statement)) return error;
@@ -521,7 +559,8 @@ Error SqliteStore::Impl::write_saga(const SagaWrite& write) {
         .text(6, r.data)
         .integer(7, r.row_version)
         .time(8, r.created_at)
-        .time(9, r.updated_at);
+        .time(9, r.updated_at)
+        .text(10, r.correlation_id.empty() ? r.id : r.correlation_id);
     const int rc = use.step();
     if (rc == SQLITE_DONE) return std::nullopt;
     if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
@@ -604,7 +643,8 @@ Error SqliteStore::Impl::write_dead_letter(const DeadLetter& d) {
       .text(5, d.message_type)
       .text(6, d.saga_id)
       .blob(7, d.raw)
-      .integer(8, static_cast<std::int64_t>(d.raw_size));
+      .integer(8, static_cast<std::int64_t>(d.raw_size))
+      .integer(9, d.attempts);
   const int rc = use.step();
   if (rc == SQLITE_DONE) return std::nullopt;
   return sqlite_error(db.get(), rc, "inserting a dead letter (" + d.reason_code + ")");
@@ -704,8 +744,38 @@ StoreStatus SqliteStore::commit(const WriteBatch& batch) {
     if (int rc = use.step(); rc != SQLITE_DONE)
       return {sqlite_error(s.db.get(), rc, "marking dead letter " + std::to_string(id))};
     if (sqlite3_changes(s.db.get()) != 1)
-      return StoreStatus::failure(StoreErrorCode::conflict,
-                                  "dead letter " + std::to_string(id) + " was already replayed");
+      return StoreStatus::failure(
+          StoreErrorCode::conflict,
+          "dead letter " + std::to_string(id) + " was already replayed or discarded");
+  }
+  for (std::int64_t id : batch.discarded) {
+    Use use(s.mark_discarded.get());
+    use.integer(1, id).time(2, batch.at);
+    if (int rc = use.step(); rc != SQLITE_DONE)
+      return {sqlite_error(s.db.get(), rc, "discarding dead letter " + std::to_string(id))};
+    if (sqlite3_changes(s.db.get()) != 1)
+      return StoreStatus::failure(
+          StoreErrorCode::conflict,
+          "dead letter " + std::to_string(id) + " was already replayed or discarded");
+  }
+  for (const SagaDefinitionRecord& definition : batch.definitions) {
+    Use use(s.upsert_definition.get());
+    use.text(1, definition.type)
+        .integer(2, definition.version)
+        .text(3, definition.graph)
+        .time(4, batch.at);
+    if (int rc = use.step(); rc != SQLITE_DONE)
+      return {sqlite_error(s.db.get(), rc, "recording saga definition " + definition.type)};
+  }
+  for (const OperatorAnswer& answer : batch.answers) {
+    Use use(s.answer_operator_request.get());
+    use.integer(1, answer.request_id)
+        .time(2, batch.at)
+        .integer(3, answer.ok ? 1 : 0)
+        .text(4, answer.result);
+    if (int rc = use.step(); rc != SQLITE_DONE)
+      return {sqlite_error(s.db.get(), rc,
+                           "answering operator request " + std::to_string(answer.request_id))};
   }
   if (Error error = tx.commit()) return {std::move(error)};
   return StoreStatus::success();
@@ -742,6 +812,27 @@ StoreResult<std::vector<OutboxMessage>> SqliteStore::awaiting_reply(std::size_t 
   use.integer(1, to_limit(limit));
   return read_all<OutboxMessage>(impl_->db.get(), use, "reading commands awaiting replies",
                                  read_outbox);
+}
+
+StoreResult<std::optional<OutboxMessage>> SqliteStore::outbox_message(
+    const std::string& message_id) {
+  Use use(impl_->select_outbox_message.get());
+  use.text(1, message_id);
+  const int rc = use.step();
+  if (rc == SQLITE_DONE) return std::optional<OutboxMessage>();
+  if (rc != SQLITE_ROW)
+    return sqlite_error(impl_->db.get(), rc, "loading outbox message " + message_id);
+  StoreResult<OutboxMessage> row = read_outbox(use);
+  if (!row) return row.error();
+  return std::optional<OutboxMessage>(std::move(row).value());
+}
+
+StoreResult<std::vector<StoredOperatorRequest>> SqliteStore::pending_operator_requests(
+    std::size_t limit) {
+  Use use(impl_->select_operator_requests.get());
+  use.integer(1, to_limit(limit));
+  return read_all<StoredOperatorRequest>(impl_->db.get(), use, "reading operator requests",
+                                         read_operator_request);
 }
 
 StoreResult<std::vector<JournalEntry>> SqliteStore::journal(const std::string& saga_id) {
@@ -783,6 +874,25 @@ StoreResult<std::vector<SagaRecord>> SqliteStore::sagas_with_status(SagaStatus s
   return read_all<SagaRecord>(impl_->db.get(), use,
                               "reading sagas with status " + std::string(to_string(status)),
                               read_saga);
+}
+
+StoreResult<std::vector<SagaCount>> SqliteStore::count_sagas() {
+  Use use(impl_->count_sagas.get());
+  return read_all<SagaCount>(
+      impl_->db.get(), use, "counting sagas", [](const Use& row) -> StoreResult<SagaCount> {
+        std::string status = row.text(1);
+        auto parsed = saga_status_from_string(status);
+        if (!parsed)
+          return StoreError{StoreErrorCode::corrupt, "unknown saga status '" + status + "'"};
+        return SagaCount{row.text(0), *parsed, row.integer(2)};
+      });
+}
+
+StoreResult<std::int64_t> SqliteStore::count_open_dead_letters() {
+  Use use(impl_->count_open_dead_letters.get());
+  const int rc = use.step();
+  if (rc != SQLITE_ROW) return sqlite_error(impl_->db.get(), rc, "counting dead letters");
+  return use.integer(0);
 }
 
 StoreResult<bool> SqliteStore::integrity_ok() {

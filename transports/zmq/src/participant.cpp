@@ -3,6 +3,7 @@
 #include <iostream>
 #include <stdexcept>
 
+#include "saga/detail/crash_point.hpp"
 #include "saga/envelope.hpp"
 
 namespace saga {
@@ -126,6 +127,7 @@ bool Participant::poll(std::chrono::milliseconds wait) {
   }
   const Envelope& command = std::get<Envelope>(decoded);
   if (auto reply = impl_->handle(command)) {
+    detail::crash_point("participant.after_commit");
     if (!impl_->connection.send(*reply))
       impl_->report("could not queue the reply to " + command.event_id);
     return true;

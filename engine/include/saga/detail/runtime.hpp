@@ -19,6 +19,7 @@
 #include <boost/msm/back/metafunctions.hpp>
 #include <boost/msm/back/state_machine.hpp>
 
+#include "saga/detail/diagram_walk.hpp"
 #include "saga/machine.hpp"
 #include "saga/saga_type.hpp"
 
@@ -37,11 +38,6 @@ struct active_state_writer {
   template <class T>
   void write(T&) {}
 };
-
-// Passes a type through boost::mpl::for_each without constructing it (and, unlike saga::tag,
-// without a nested `type` that MPL's lambda would unwrap).
-template <class T>
-struct boxed {};
 
 struct state_info {
   std::string_view name;
@@ -311,6 +307,8 @@ class saga_type_impl final : public SagaType {
     auto found = versions_.find(message_type);
     return found == versions_.end() ? 0 : found->second;
   }
+
+  Graph graph() const override { return graph_of<Def>(); }
 
   handler handler_for(std::string_view message_type) const {
     auto found = handlers_.find(message_type);

@@ -38,12 +38,17 @@ class SqliteStore final : public Store {
   StoreResult<bool> inbox_contains(const std::string& message_id) override;
   StoreResult<std::vector<OutboxMessage>> pending_outbox(std::size_t limit) override;
   StoreResult<std::vector<OutboxMessage>> awaiting_reply(std::size_t limit) override;
+  StoreResult<std::optional<OutboxMessage>> outbox_message(const std::string& message_id) override;
+  StoreResult<std::vector<StoredOperatorRequest>> pending_operator_requests(
+      std::size_t limit) override;
   StoreResult<std::vector<JournalEntry>> journal(const std::string& saga_id) override;
   StoreResult<std::vector<DeadLetter>> dead_letters(std::size_t limit) override;
   StoreResult<std::optional<DeadLetter>> dead_letter(std::int64_t id) override;
   StoreResult<std::vector<OutboxMessage>> outbox(const std::string& saga_id) override;
   StoreResult<std::vector<SagaRecord>> sagas_with_status(SagaStatus status,
                                                          std::size_t limit) override;
+  StoreResult<std::vector<SagaCount>> count_sagas() override;
+  StoreResult<std::int64_t> count_open_dead_letters() override;
 
   // PRAGMA integrity_check == "ok".
   StoreResult<bool> integrity_ok();

@@ -1,0 +1,126 @@
+// Group commit must not change what happens: many messages for one saga arriving together
+// (replies, duplicates, conflicting and late replies, interleaved with other sagas' replies) are
+// applied one at a time, in arrival order, with no lost update. The final store equals the one a
+// serial run (one message per transaction) produces.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "../support/participant.hpp"
+#include "order/order_saga.hpp"
+#include "saga/engine.hpp"
+#include "saga/memory_transport.hpp"
+#include "saga/sqlite_store.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using saga::test::reply_bytes;
+using saga::test::take_commands;
+
+std::string uuid_number(int n) {
+  char text[40];
+  std::snprintf(text, sizeof text, "00000000-0000-4000-8000-%012d", n);
+  return text;
+}
+
+struct EngineRun {
+  explicit EngineRun(std::size_t batch) {
+    options.store.path = ":memory:";
+    options.idle_wait = 0ms;
+    options.max_batch_messages = batch;
+    options.publish_events = false;
+    options.id_generator = [this] { return uuid_number(++ids); };
+    store = std::move(saga::SqliteStore::open(options.store).value());
+    engine = std::make_unique<saga::Engine>(options, *store, transport, clock);
+    engine->register_saga<order::OrderSaga>();
+  }
+  void drain() {
+    while (engine->run_once() > 0) {
+    }
+    engine->run_once();
+  }
+
+  // What the run left behind, without the bookkeeping that depends on batching (row versions,
+  // timestamps, sequence numbers).
+  std::vector<std::string> outcome(const std::vector<std::string>& saga_ids) {
+    std::vector<std::string> lines;
+    for (const auto& id : saga_ids) {
+      auto saga = store->load_saga(id).value().value();
+      lines.push_back(id + " " + saga.state + " " + std::string(saga::to_string(saga.status)) +
+                      " " + saga.data);
+      for (const auto& entry : store->journal(id).value())
+        lines.push_back("  " + std::string(saga::to_string(entry.kind)) + " " + entry.message_id +
+                        " " + entry.message_type + " " + entry.from_state + " -> " +
+                        entry.to_state + " " + entry.detail);
+      for (const auto& row : store->outbox(id).value())
+        lines.push_back("  outbox " + row.message_id + " " + row.message_type +
+                        " replied=" + std::to_string(row.replied_at.has_value()));
+    }
+    for (const auto& letter : store->dead_letters(100).value())
+      lines.push_back("dead letter " + letter.reason_code + " " + letter.message_id);
+    return lines;
+  }
+
+  int ids = 0;
+  saga::Options options;
+  saga::ManualClock clock;
+  saga::MemoryTransport transport;
+  std::unique_ptr<saga::SqliteStore> store;
+  std::unique_ptr<saga::Engine> engine;
+};
+
+// Starts `sagas` orders, then delivers a burst in which every saga gets its reservation reply
+// together with a duplicate of it, a second, different reply to the same command and a
+// conflicting out-of-stock reply; saga 0 also gets its payment reply in the same burst.
+std::vector<std::string> play(EngineRun& run, int sagas) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < sagas; ++i)
+    ids.push_back(run.engine->start<order::OrderSaga>(
+        {"o-" + std::to_string(i), "c", "addr", {{"sku", 1, 100 + i}}}));
+  run.drain();
+  auto reserves = take_commands(run.transport);
+  EXPECT_EQ(reserves.size(), static_cast<std::size_t>(sagas));
+  int reply = 1000;
+  for (const auto& command : reserves) {
+    std::string first = reply_bytes(command.envelope, "inventory.Reserved",
+                                    {{"reservation_id", "r"}}, uuid_number(++reply));
+    run.transport.deliver(first);
+    run.transport.deliver(first);  // a duplicate
+    run.transport.deliver(reply_bytes(command.envelope, "inventory.Reserved",
+                                      {{"reservation_id", "other"}}, uuid_number(++reply)));
+    run.transport.deliver(reply_bytes(command.envelope, "inventory.OutOfStock",
+                                      {{"sku", "sku"}, {"reason", "none"}}, uuid_number(++reply)));
+  }
+  run.drain();
+  auto charges = take_commands(run.transport);
+  EXPECT_EQ(charges.size(), static_cast<std::size_t>(sagas));
+  for (const auto& command : charges) {
+    run.transport.deliver(reply_bytes(command.envelope, "payment.Charged", {{"payment_id", "p"}},
+                                      uuid_number(++reply)));
+    run.transport.deliver(reply_bytes(command.envelope, "payment.Declined", {{"reason", "late"}},
+                                      uuid_number(++reply)));
+  }
+  run.drain();
+  return ids;
+}
+
+TEST(BatchingEquivalence, BurstForOneSagaInOneTransactionEqualsASerialRun) {
+  EngineRun batched(256), serial(1);
+  auto batched_ids = play(batched, 12);
+  auto serial_ids = play(serial, 12);
+  ASSERT_EQ(batched_ids, serial_ids);
+  EXPECT_LT(batched.engine->stats().commits, serial.engine->stats().commits / 4)
+      << "the burst should have shared transactions";
+  auto expected = serial.outcome(serial_ids);
+  auto actual = batched.outcome(batched_ids);
+  ASSERT_EQ(actual.size(), expected.size());
+  for (std::size_t i = 0; i < expected.size(); ++i) EXPECT_EQ(actual[i], expected[i]) << i;
+  for (const auto& id : batched_ids)
+    EXPECT_EQ(batched.store->load_saga(id).value()->state, "awaiting:shipping.Ship");
+  EXPECT_EQ(batched.engine->stats().duplicates, 12u);
+}
+
+}  // namespace
