@@ -1,4 +1,4 @@
-# The two commands of the README: `make demo` and `make test`.
+# The two commands of the README: `make demo` and `make test`; and `make bench`.
 # Both install missing Debian packages first (idempotent, quiet when nothing is missing).
 
 JOBS ?= 2
@@ -6,7 +6,7 @@ PACKAGES := build-essential cmake ninja-build pkg-config libboost1.81-dev libsql
             libzmq3-dev cppzmq-dev nlohmann-json3-dev googletest libgtest-dev libgmock-dev \
             libbenchmark-dev libcli11-dev libcpp-httplib-dev sqlite3
 
-.PHONY: deps configure build demo test test-sanitize format clean
+.PHONY: deps configure build demo test test-sanitize bench format clean
 
 deps:
 	@missing=""; for p in $(PACKAGES); do \
@@ -36,6 +36,13 @@ test-sanitize: deps
 	@cmake --preset asan >/dev/null
 	@cmake --build --preset asan -j $(JOBS) --target unit_tests
 	@ctest --preset asan -j $(JOBS)
+
+# The benchmark (docs/benchmarks.md): builds saga_bench and the samples it starts, runs it (about
+# five minutes) and rewrites docs/benchmarks.json and docs/benchmarks.md. BENCH_FLAGS is passed
+# through, e.g. BENCH_FLAGS="--saturation-seconds 60" or BENCH_FLAGS=--quick.
+bench: configure
+	@cmake --build --preset default -j $(JOBS) --target saga_bench saga_microbench
+	@build/default/bench/saga_bench --json docs/benchmarks.json --md docs/benchmarks.md $(BENCH_FLAGS)
 
 format:
 	@git ls-files '*.cpp' '*.hpp' | xargs clang-format -i

@@ -2,12 +2,17 @@
 // small request socket where clients place orders. The model for embedding the engine in your
 // own service (docs/embedding.md walks through it).
 //
-// Intake protocol (ZeroMQ REQ/REP, one JSON object each way):
+// Intake protocol (ZeroMQ REQ/REP, one JSON object each way; samples/README.md has the details):
 //   {"op": "start", "order": {...OrderData...}, "correlationId": "<request id, optional>"}
 //                                                -> {"ok": true, "sagaId": "<uuid>"}
+//   {"op": "start_many", "orders": [{...}, ...]}  -> {"ok": true, "sagaIds": ["<uuid>", ...]}
 //   {"op": "status", "sagaIds": ["<uuid>", ...]} -> {"ok": true, "statuses": {"<uuid>": "Running"}}
+//   {"op": "outcomes", "after": N}               -> {"ok": true, "next": M, "outcomes": [...]}
+//   {"op": "stats"}                              -> {"ok": true, "stats": {...EngineStats...}}
 //   anything else                                -> {"ok": false, "error": "..."}
-// Statuses cover the sagas this process started since it began.
+// Statuses cover the sagas this process started since it began. The outcome log records the
+// sagas that ended since its first "outcomes" request, each with the time its outcome was
+// reported; a request acknowledges (and frees) the entries before `after`.
 //
 // Logs go to stderr through the engine's logger (--log-format json|console, --log-level); the
 // engine writes one info line per saga outcome. With --metrics-listen HOST:PORT the engine's
@@ -16,6 +21,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <deque>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -53,8 +59,12 @@ class Intake {
   std::string endpoint() const { return endpoint_; }
 
   void record(const saga::SagaOutcome& outcome) {
+    const auto ended_at_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count();
     std::lock_guard lock(mutex_);
     statuses_[outcome.saga_id] = outcome.status;
+    if (recording_outcomes_) outcome_log_.push_back({outcome.saga_id, outcome.status, ended_at_us});
   }
 
   void serve(const std::atomic<bool>& stopping) {
@@ -70,19 +80,78 @@ class Intake {
   }
 
  private:
+  struct LoggedOutcome {
+    std::string saga_id;
+    saga::SagaStatus status;
+    std::int64_t ended_at_us;  // system clock, microseconds since the Unix epoch
+  };
+  static constexpr std::size_t kMaxOutcomesPerReply = 10000;
+
+  std::string start(const nlohmann::json& order, const std::string& correlation_id) {
+    std::string id = engine_.start<order::OrderSaga>(order.get<order::OrderData>(), correlation_id);
+    std::lock_guard lock(mutex_);
+    statuses_.emplace(id, saga::SagaStatus::Running);
+    return id;
+  }
+
+  // Entries before `after` are acknowledged and dropped; the reply holds those from `after` on.
+  nlohmann::json outcomes(std::uint64_t after) {
+    std::lock_guard lock(mutex_);
+    recording_outcomes_ = true;
+    while (!outcome_log_.empty() && outcome_log_base_ < after) {
+      outcome_log_.pop_front();
+      ++outcome_log_base_;
+    }
+    nlohmann::json list = nlohmann::json::array();
+    std::uint64_t next = std::max(after, outcome_log_base_);
+    for (std::size_t i = next - outcome_log_base_;
+         i < outcome_log_.size() && list.size() < kMaxOutcomesPerReply; ++i, ++next) {
+      const LoggedOutcome& entry = outcome_log_[i];
+      list.push_back({entry.saga_id, saga::to_string(entry.status), entry.ended_at_us});
+    }
+    return {{"ok", true}, {"next", next}, {"outcomes", std::move(list)}};
+  }
+
+  nlohmann::json stats() const {
+    const saga::EngineStats s = engine_.stats();
+    return {{"ok", true},
+            {"stats",
+             {{"sagas_started", s.sagas_started},
+              {"messages_received", s.messages_received},
+              {"messages_applied", s.messages_applied},
+              {"duplicates", s.duplicates},
+              {"dead_letters", s.dead_letters},
+              {"commits", s.commits},
+              {"commit_failures", s.commit_failures},
+              {"commands_sent", s.commands_sent},
+              {"send_retries", s.send_retries},
+              {"command_resends", s.command_resends},
+              {"command_timeouts", s.command_timeouts},
+              {"sagas_completed", s.sagas_completed},
+              {"sagas_compensated", s.sagas_compensated},
+              {"sagas_failed", s.sagas_failed},
+              {"callback_errors", s.callback_errors}}}};
+  }
+
   nlohmann::json answer(const std::string& text) {
     auto request = nlohmann::json::parse(text, nullptr, false);
     if (!request.is_object()) return {{"ok", false}, {"error", "request is not a JSON object"}};
     std::string op = request.value("op", "");
     try {
-      if (op == "start") {
-        auto order = request.at("order").get<order::OrderData>();
-        std::string id =
-            engine_.start<order::OrderSaga>(order, request.value("correlationId", std::string()));
-        std::lock_guard lock(mutex_);
-        statuses_.emplace(id, saga::SagaStatus::Running);
-        return {{"ok", true}, {"sagaId", id}};
+      if (op == "start")
+        return {{"ok", true},
+                {"sagaId", start(request.at("order"), request.value("correlationId", ""))}};
+      if (op == "start_many") {
+        // Every order is checked before any is started: a bad one refuses the whole request.
+        const nlohmann::json& orders = request.at("orders");
+        if (!orders.is_array()) return {{"ok", false}, {"error", "orders must be an array"}};
+        for (const auto& order : orders) (void)order.get<order::OrderData>();
+        nlohmann::json ids = nlohmann::json::array();
+        for (const auto& order : orders) ids.push_back(start(order, ""));
+        return {{"ok", true}, {"sagaIds", std::move(ids)}};
       }
+      if (op == "outcomes") return outcomes(request.value("after", std::uint64_t{0}));
+      if (op == "stats") return stats();
       if (op == "status") {
         nlohmann::json statuses = nlohmann::json::object();
         std::lock_guard lock(mutex_);
@@ -93,7 +162,8 @@ class Intake {
         }
         return {{"ok", true}, {"statuses", statuses}};
       }
-      return {{"ok", false}, {"error", "unknown op '" + op + "' (start, status)"}};
+      return {{"ok", false},
+              {"error", "unknown op '" + op + "' (start, start_many, status, outcomes, stats)"}};
     } catch (const std::exception& error) {
       return {{"ok", false}, {"error", error.what()}};
     }
@@ -105,6 +175,9 @@ class Intake {
   std::string endpoint_;
   std::mutex mutex_;
   std::map<std::string, saga::SagaStatus> statuses_;
+  bool recording_outcomes_ = false;
+  std::deque<LoggedOutcome> outcome_log_;
+  std::uint64_t outcome_log_base_ = 0;  // index of outcome_log_.front() since recording began
 };
 
 }  // namespace

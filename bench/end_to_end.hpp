@@ -1,0 +1,114 @@
+// E: the engine end to end. The sample order orchestrator and the inventory, payment and shipping
+// services run as separate processes over tcp://127.0.0.1; the sample order driver places the
+// orders. All participants always succeed (no stock-outs, declines or lost parcels), so every
+// saga runs its three steps.
+//
+// One cluster (fresh databases and processes) per run:
+//   saturation: closed loop, `window` sagas in flight, for `saturation_s`; the engine's counters
+//               and each process's CPU are sampled over the steady middle of the run;
+//   half:       open loop at half the saturation rate for `half_s` (latency from each order's
+//               scheduled time);
+//   profile:    optional, perf attached to the orchestrator during another saturation run;
+//   in-flight:  optional, a separate cluster: the inventory service is stopped (SIGSTOP), `k`
+//               sagas are started and committed, and the orchestrator's RSS growth is divided by
+//               k; then the service continues and every saga must complete.
+// Processes are stopped (SIGTERM, then SIGKILL) whatever happens. Throws std::runtime_error when a
+// process cannot be started or the orchestrator stops answering.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace bench {
+
+struct ClusterOptions {
+  std::string samples_dir;          // holds order_orchestrator/, order_driver/, services/
+  std::string work_dir;             // databases and logs, recreated per cluster
+  std::string durability = "full";  // the orchestrator's store
+  std::string participant_durability = "full";  // the services' ledgers
+  std::size_t max_batch = 256;                  // the orchestrator's --batch
+  // Keep the SQLite files when the cluster stops (logs and the profile are always kept).
+  bool keep_databases = false;
+  // Called with the orchestrator's database path before the orchestrator starts (to fill it).
+  std::function<void(const std::string&)> prepare_database = {};
+};
+
+// Counters of the orchestrator's engine over a window of time.
+struct EngineWindow {
+  double seconds = 0;
+  std::uint64_t steps = 0;  // sagas started + messages applied
+  std::uint64_t commits = 0;
+  std::uint64_t sagas_ended = 0;
+  std::uint64_t command_resends = 0;
+  double steps_per_s() const { return seconds > 0 ? static_cast<double>(steps) / seconds : 0; }
+  double sagas_per_s() const {
+    return seconds > 0 ? static_cast<double>(sagas_ended) / seconds : 0;
+  }
+  double batch() const {
+    return commits > 0 ? static_cast<double>(steps) / static_cast<double>(commits) : 0;
+  }
+};
+
+struct ProcessUse {
+  double cpu_percent = 0;      // of one core, over the window
+  double cpu_us_per_saga = 0;  // over the window
+  double peak_rss_kib = 0;     // VmHWM at the end of the run
+};
+
+struct PhaseResult {
+  nlohmann::json driver;  // the driver's --json summary
+  EngineWindow engine;
+  std::map<std::string, ProcessUse> processes;  // orchestrator, inventory, payment, shipping,
+                                                // driver
+  double machine_cpu_percent = 0;  // every process on the machine, % of one core (/proc/stat)
+  double machine_iowait_percent = 0;
+};
+
+struct ProfileResult {
+  std::size_t samples = 0;
+  // Share of the orchestrator's CPU samples with a frame of the component on the stack
+  // (inclusive; components overlap).
+  std::vector<std::pair<std::string, double>> components;
+  // Share of samples per thread: the engine loop, the sample's intake, ZeroMQ I/O, other.
+  std::vector<std::pair<std::string, double>> threads;
+  double json_share = 0;              // a nlohmann frame on the stack, all threads
+  double json_share_engine_loop = 0;  // the same, within the engine loop thread's samples
+  std::vector<std::pair<std::string, double>> top_self;  // hottest functions (self), share
+  std::string data_file;
+};
+
+struct RunPlan {
+  std::size_t window = 1000;
+  double warmup_s = 5;
+  double saturation_s = 30;
+  double half_s = 30;    // 0: skip the half-rate phase
+  double profile_s = 0;  // 0: no profile
+  bool check_invariants = true;
+};
+
+struct RunResult {
+  PhaseResult saturation;
+  std::optional<PhaseResult> half;
+  std::optional<ProfileResult> profile;
+};
+
+RunResult run_cluster(const ClusterOptions& cluster, const RunPlan& plan);
+
+struct InFlightResult {
+  std::size_t sagas = 0;
+  double rss_before_kib = 0;
+  double rss_after_kib = 0;
+  double bytes_per_saga = 0;
+  bool all_completed = false;
+};
+
+InFlightResult measure_in_flight(const ClusterOptions& cluster, std::size_t sagas, double warmup_s);
+
+}  // namespace bench

@@ -1,0 +1,263 @@
+#include "raw_limits.hpp"
+
+#include <sched.h>
+#include <time.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "saga/sqlite_store.hpp"
+
+namespace bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+volatile std::size_t g_sink = 0;  // keeps the codec work observable
+
+double thread_cpu_seconds() {
+  timespec now{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+  return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) / 1e9;
+}
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+const char* name_of(saga::Durability durability) {
+  return durability == saga::Durability::full     ? "full"
+         : durability == saga::Durability::normal ? "normal"
+                                                  : "off";
+}
+
+std::uintmax_t size_or_zero(const std::filesystem::path& path) {
+  std::error_code error;
+  auto size = std::filesystem::file_size(path, error);
+  return error ? 0 : size;
+}
+
+}  // namespace
+
+struct KeepCoresAwake::Impl {
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> spinners;
+};
+
+KeepCoresAwake::KeepCoresAwake(bool enabled) : impl_(std::make_unique<Impl>()) {
+  if (!enabled) return;
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  for (unsigned i = 0; i < cores; ++i)
+    impl_->spinners.emplace_back([stop = &impl_->stop] {
+      sched_param none{};
+      ::sched_setscheduler(0, SCHED_IDLE, &none);  // this thread only (Linux)
+      while (!stop->load(std::memory_order_relaxed)) {
+      }
+    });
+}
+
+KeepCoresAwake::~KeepCoresAwake() {
+  impl_->stop.store(true);
+  for (auto& spinner : impl_->spinners) spinner.join();
+}
+
+StoreFigure measure_store(const CapturedSaga& captured, saga::Durability durability,
+                          std::size_t batch, double seconds, const std::string& directory) {
+  const std::filesystem::path path =
+      std::filesystem::path(directory) /
+      ("store-" + std::string(name_of(durability)) + "-" + std::to_string(batch) + ".db");
+  for (const char* suffix : {"", "-wal", "-shm", ".lock"})
+    std::filesystem::remove(path.string() + suffix);
+  saga::StoreOptions options;
+  options.path = path.string();
+  options.durability = durability;
+  StoreFigure figure;
+  figure.durability = durability;
+  figure.batch = batch;
+  std::size_t sagas = 0;
+  {
+    auto opened = saga::SqliteStore::open(options);
+    if (!opened) throw std::runtime_error("S(B): " + opened.error().message);
+    auto& store = *opened.value();
+    StepReplayer replayer(captured);
+    // Warm-up, untimed: a new database's WAL grows with every commit, and fsync of a growing file
+    // also commits file-system metadata. A running engine reuses its WAL after each checkpoint,
+    // so commit until the WAL's size has not changed for 20 commits in a row.
+    {
+      const std::string wal = path.string() + "-wal";
+      const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                            std::chrono::duration<double>(3 * seconds + 0.2));
+      std::uintmax_t last_size = 0;
+      int unchanged = 0;
+      while (unchanged < 20 && Clock::now() < until) {
+        for (std::size_t step = 0; step < replayer.steps_per_saga(); ++step) {
+          saga::WriteBatch writes;
+          for (std::size_t i = 0; i < batch; ++i) replayer.append(sagas + i, step, writes);
+          if (saga::StoreStatus status = store.commit(writes); !status)
+            throw std::runtime_error("S(B): commit failed: " + status.error->message);
+          const std::uintmax_t size = size_or_zero(wal);
+          unchanged = size == last_size ? unchanged + 1 : 0;
+          last_size = size;
+        }
+        sagas += batch;
+      }
+      figure.warmup_sagas = sagas;
+    }
+    Clock::duration inside{};
+    while (std::chrono::duration<double>(inside).count() < seconds) {
+      for (std::size_t step = 0; step < replayer.steps_per_saga(); ++step) {
+        saga::WriteBatch writes;
+        for (std::size_t i = 0; i < batch; ++i) replayer.append(sagas + i, step, writes);
+        const auto start = Clock::now();
+        const double cpu_start = thread_cpu_seconds();
+        saga::StoreStatus status = store.commit(writes);
+        figure.cpu_seconds += thread_cpu_seconds() - cpu_start;
+        inside += Clock::now() - start;
+        if (!status) throw std::runtime_error("S(B): commit failed: " + status.error->message);
+        figure.steps += batch;
+        ++figure.commits;
+      }
+      sagas += batch;
+    }
+    figure.seconds = std::chrono::duration<double>(inside).count();
+  }
+  figure.steps_per_s = static_cast<double>(figure.steps) / figure.seconds;
+  figure.commits_per_s = static_cast<double>(figure.commits) / figure.seconds;
+  figure.cpu_us_per_step = 1e6 * figure.cpu_seconds / static_cast<double>(figure.steps);
+  figure.db_bytes_per_saga =
+      static_cast<double>(size_or_zero(path) + size_or_zero(path.string() + "-wal")) /
+      static_cast<double>(std::max<std::size_t>(sagas, 1));  // warm-up included
+  for (const char* suffix : {"", "-wal", "-shm", ".lock"})
+    std::filesystem::remove(path.string() + suffix);
+  return figure;
+}
+
+ZmqFigure measure_zmq(const std::string& command, const std::string& reply, std::size_t window,
+                      double seconds) {
+  ZmqFigure figure;
+  figure.window = window;
+  figure.command_bytes = command.size();
+  figure.reply_bytes = reply.size();
+
+  // Two contexts, as in two processes: the orchestrator's ROUTER and a participant's DEALER.
+  zmq::context_t orchestrator_context(1), participant_context(1);
+  zmq::socket_t router(orchestrator_context, zmq::socket_type::router);
+  router.set(zmq::sockopt::linger, 0);
+  router.set(zmq::sockopt::router_mandatory, 1);
+  router.set(zmq::sockopt::sndhwm, 10000);
+  router.set(zmq::sockopt::rcvhwm, 10000);
+  router.bind("tcp://127.0.0.1:*");
+  const std::string endpoint = router.get(zmq::sockopt::last_endpoint);
+
+  std::thread participant([&participant_context, endpoint, reply] {
+    zmq::socket_t dealer(participant_context, zmq::socket_type::dealer);
+    dealer.set(zmq::sockopt::linger, 0);
+    dealer.set(zmq::sockopt::sndhwm, 10000);
+    dealer.set(zmq::sockopt::rcvhwm, 10000);
+    dealer.connect(endpoint);
+    dealer.send(zmq::str_buffer("ANNOUNCE"), zmq::send_flags::none);
+    for (;;) {
+      std::vector<zmq::message_t> frames;
+      if (!zmq::recv_multipart(dealer, std::back_inserter(frames))) continue;
+      if (frames.empty() || frames[0].to_string_view() != "MESSAGE") break;
+      std::array<zmq::const_buffer, 2> answer = {zmq::str_buffer("MESSAGE"), zmq::buffer(reply)};
+      zmq::send_multipart(dealer, answer);
+    }
+  });
+
+  std::vector<zmq::message_t> frames;
+  if (!zmq::recv_multipart(router, std::back_inserter(frames)) || frames.size() != 2)
+    throw std::runtime_error("Z: the DEALER did not announce itself");
+  const std::string identity = frames[0].to_string();
+  auto send_command = [&] {
+    std::array<zmq::const_buffer, 3> message = {zmq::buffer(identity), zmq::str_buffer("MESSAGE"),
+                                                zmq::buffer(command)};
+    zmq::send_multipart(router, message);
+  };
+  auto receive_reply = [&] {
+    frames.clear();
+    if (!zmq::recv_multipart(router, std::back_inserter(frames)) || frames.size() != 3)
+      throw std::runtime_error("Z: unexpected reply framing");
+  };
+
+  // Unpipelined: one command, wait for its reply, again. Half of the time budget.
+  std::vector<double> rtts;
+  {
+    const auto start = Clock::now();
+    while (seconds_since(start) < seconds / 2 || rtts.size() < 100) {
+      const auto sent = Clock::now();
+      send_command();
+      receive_reply();
+      rtts.push_back(std::chrono::duration<double, std::micro>(Clock::now() - sent).count());
+    }
+  }
+  std::sort(rtts.begin(), rtts.end());
+  figure.rtt_p50_us = rtts[rtts.size() / 2];
+  figure.rtt_p99_us = rtts[static_cast<std::size_t>(0.99 * static_cast<double>(rtts.size() - 1))];
+
+  // Pipelined: `window` commands outstanding; each reply releases the next command.
+  {
+    std::size_t outstanding = 0, done = 0;
+    const auto start = Clock::now();
+    for (; outstanding < window; ++outstanding) send_command();
+    double elapsed = 0;
+    while (outstanding > 0) {
+      receive_reply();
+      --outstanding;
+      ++done;
+      if ((done & 63) == 0) elapsed = seconds_since(start);
+      if (elapsed < seconds / 2) {
+        send_command();
+        ++outstanding;
+      }
+    }
+    figure.round_trips_per_s = static_cast<double>(done) / seconds_since(start);
+  }
+
+  std::array<zmq::const_buffer, 2> stop = {zmq::buffer(identity), zmq::str_buffer("STOP")};
+  zmq::send_multipart(router, stop);
+  participant.join();
+  return figure;
+}
+
+CodecFigure measure_codec(const CapturedSaga& captured, double seconds) {
+  std::vector<saga::Envelope> commands;
+  for (const auto& bytes : captured.commands) {
+    auto decoded = saga::decode_envelope(bytes);
+    commands.push_back(std::get<saga::Envelope>(decoded));
+  }
+  std::size_t sink = 0;
+  auto run = [&](auto&& operation) {
+    std::size_t operations = 0;
+    const auto start = Clock::now();
+    while (seconds_since(start) < seconds / 3) {
+      for (std::size_t i = 0; i < commands.size(); ++i) sink += operation(i);
+      operations += commands.size();
+    }
+    return static_cast<double>(operations) / seconds_since(start);
+  };
+  auto decode = [&](std::size_t i) {
+    auto decoded = saga::decode_envelope(captured.replies[i]);
+    const auto* envelope = std::get_if<saga::Envelope>(&decoded);
+    if (!envelope) throw std::runtime_error("J: a captured reply does not decode");
+    return envelope->event_id.size();
+  };
+  auto encode = [&](std::size_t i) { return saga::encode_envelope(commands[i]).size(); };
+  CodecFigure figure;
+  figure.ops_per_s = run([&](std::size_t i) { return decode(i) + encode(i); });
+  figure.decode_per_s = run(decode);
+  figure.encode_per_s = run(encode);
+  g_sink = sink;
+  return figure;
+}
+
+}  // namespace bench

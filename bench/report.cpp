@@ -1,0 +1,443 @@
+#include "report.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <sstream>
+
+namespace bench {
+namespace {
+
+using nlohmann::json;
+
+std::string number(double value, int decimals = 0) {
+  char text[64];
+  std::snprintf(text, sizeof text, "%.*f", decimals, value);
+  // Thousands separators in the integer part.
+  const std::string plain(text);
+  const std::size_t sign = plain[0] == '-' ? 1 : 0;
+  const std::size_t dot = std::min(plain.find('.'), plain.size());
+  std::string out = plain.substr(0, sign);
+  for (std::size_t i = sign; i < dot; ++i) {
+    out.push_back(plain[i]);
+    const std::size_t left = dot - i - 1;
+    if (left > 0 && left % 3 == 0) out.push_back(',');
+  }
+  out.append(plain, dot, std::string::npos);
+  return out;
+}
+
+double value_at(const json& report, const json::json_pointer& pointer) {
+  if (!report.contains(pointer)) return 0;
+  const json& node = report.at(pointer);
+  return node.is_object() ? node.at("value").get<double>() : node.get<double>();
+}
+
+bool has(const json& report, const std::string& pointer) {
+  return report.contains(json::json_pointer(pointer));
+}
+
+double at(const json& report, const std::string& pointer) {
+  return value_at(report, json::json_pointer(pointer));
+}
+
+std::string percent(double share) {
+  return number(100 * share, 1) + " %";
+}
+
+}  // namespace
+
+json figure(double value, const std::string& unit) {
+  return {{"value", value}, {"unit", unit}};
+}
+
+Ceiling ceiling(double store_steps_per_s, double round_trips_per_s, double codec_ops_per_s) {
+  Ceiling c;
+  c.store_s_per_saga = kStepsPerSaga / store_steps_per_s;
+  c.transport_s_per_saga = kRoundTripsPerSaga / round_trips_per_s;
+  c.codec_s_per_saga = kCodecOpsPerSaga / codec_ops_per_s;
+  const double total = c.store_s_per_saga + c.transport_s_per_saga + c.codec_s_per_saga;
+  c.sagas_per_s = 1 / total;
+  c.steps_per_s = kStepsPerSaga * c.sagas_per_s;
+  c.bound_by =
+      c.store_s_per_saga >= c.transport_s_per_saga && c.store_s_per_saga >= c.codec_s_per_saga
+          ? "store (S)"
+      : c.transport_s_per_saga >= c.codec_s_per_saga ? "transport (Z)"
+                                                     : "codec (J)";
+  return c;
+}
+
+json ceiling_json(const Ceiling& c, double b_star, std::size_t b_used,
+                  const std::string& durability) {
+  const double total = c.store_s_per_saga + c.transport_s_per_saga + c.codec_s_per_saga;
+  return {{"B_star", figure(b_star, "steps/commit")},
+          {"S_measured_at_B", b_used},
+          {"S_durability", durability},
+          {"S_at_B_star", figure(kStepsPerSaga / c.store_s_per_saga, "steps/s")},
+          {"sagas_per_s", figure(c.sagas_per_s, "sagas/s")},
+          {"steps_per_s", figure(c.steps_per_s, "steps/s")},
+          {"share_store", figure(c.store_s_per_saga / total, "fraction")},
+          {"share_transport", figure(c.transport_s_per_saga / total, "fraction")},
+          {"share_codec", figure(c.codec_s_per_saga / total, "fraction")},
+          {"bound_by", c.bound_by}};
+}
+
+json profile_json(const ProfileResult& p) {
+  auto shares = [](const std::vector<std::pair<std::string, double>>& list) {
+    json out = json::array();
+    for (const auto& [name, share] : list)
+      out.push_back({{"name", name}, {"share", figure(share, "fraction of samples")}});
+    return out;
+  };
+  return {{"samples", p.samples},
+          {"json_share", figure(p.json_share, "fraction of orchestrator CPU samples")},
+          {"json_share_engine_loop",
+           figure(p.json_share_engine_loop, "fraction of the engine loop thread's samples")},
+          {"components", shares(p.components)},
+          {"threads", shares(p.threads)},
+          {"top_self", shares(p.top_self)},
+          {"perf_data", p.data_file}};
+}
+
+json targets(const json& report) {
+  json list = json::array();
+  auto add = [&](std::string target, std::string required, std::string measured, json pass) {
+    list.push_back({{"target", std::move(target)},
+                    {"required", std::move(required)},
+                    {"measured", std::move(measured)},
+                    {"pass", std::move(pass)}});
+  };
+  const bool have_e = has(report, "/E/saturation");
+  const double e_over_c = at(report, "/E/E_over_C");
+  add("E >= 0.5 x C (moonshot 0.8 x C)", "E/C >= 0.5",
+      have_e ? "E/C = " + number(e_over_c, 3) + " (E " +
+                   number(at(report, "/E/saturation/steps_per_s")) + " steps/s, C " +
+                   number(at(report, "/C/steps_per_s")) + " steps/s)"
+             : "not measured",
+      have_e ? json(e_over_c >= 0.5) : json());
+  const double sagas = at(report, "/E/saturation/sagas_per_s");
+  add("Completed 3-step sagas per second, participants on the same machine", ">= 5,000 sagas/s",
+      have_e ? number(sagas) + " sagas/s" : "not measured", have_e ? json(sagas >= 5000) : json());
+  const bool have_half = has(report, "/E/half");
+  const double p99 = at(report, "/E/half/latency_p99");
+  add("Saga latency p99 at 50% of saturation", "<= 10 ms",
+      have_half ? number(p99, 1) + " ms (at " + number(at(report, "/E/half/offered_rate")) +
+                      " sagas/s offered)"
+                : "not measured",
+      have_half ? json(p99 <= 10) : json());
+  const bool have_unbatched = has(report, "/E/batching_disabled");
+  const double ratio = at(report, "/E/batching_disabled/steps_over_F");
+  add("Batching disabled: engine steps/s vs F", ">= 0.9 x F",
+      have_unbatched
+          ? number(ratio, 3) + " x F (" + number(at(report, "/E/batching_disabled/steps_per_s")) +
+                " steps/s, F " + number(at(report, "/E/batching_disabled/F")) +
+                " steps/s, measured right after it)"
+          : "not measured",
+      have_unbatched ? json(ratio >= 0.9) : json());
+  if (has(report, "/E/prefilled")) {
+    const double in_db = at(report, "/E/prefilled/sagas_in_database");
+    const double change = at(report, "/E/prefilled/over_fresh_database");
+    add("Throughput from 1,000 to 1,000,000 sagas in the database", "within 20 %",
+        number(at(report, "/E/prefilled/sagas_per_s")) + " sagas/s with " + number(in_db) +
+            " sagas in the database = " + number(change, 3) + " x the fresh database's" +
+            (in_db < 1e6 ? " (fewer than 1,000,000: use --prefill-sagas 1000000)" : ""),
+        in_db >= 1e6 ? json(change >= 0.8 && change <= 1.2) : json());
+  } else {
+    add("Throughput from 1,000 to 1,000,000 sagas in the database", "within 20 %",
+        "not measured (--prefill-sagas 0)", json());
+  }
+  std::string rss = has(report, "/E/in_flight")
+                        ? number(at(report, "/E/in_flight/rss_per_in_flight_saga")) +
+                              " bytes per in-flight saga; "
+                        : "";
+  rss += "orchestrator peak " +
+         number(at(report, "/E/saturation/processes/orchestrator/peak_rss"), 1) +
+         " MiB at saturation";
+  if (has(report, "/E/prefilled"))
+    rss += ", " + number(at(report, "/E/prefilled/processes/orchestrator/peak_rss"), 1) +
+           " MiB with " + number(at(report, "/E/prefilled/sagas_in_database")) +
+           " sagas in the database";
+  add("RSS bounded as sagas accumulate", "bounded", have_e ? rss : "not measured", json());
+  return list;
+}
+
+std::string markdown(const json& r) {
+  std::ostringstream md;
+  auto fmt = [&](const std::string& pointer, int decimals = 0) {
+    return has(r, pointer) ? number(at(r, pointer), decimals) : std::string("—");
+  };
+  md << "# Benchmarks\n\n"
+     << "<!-- Generated by saga_bench (bench/report.cpp); edit that file, not this one. -->\n\n"
+     << "`saga_bench` measures the engine against the raw limits of the machine it runs on, in "
+        "one run and with the engine's real statements and message sizes: how fast SQLite can "
+        "do the engine's writes (S, F), how fast ZeroMQ can carry its messages (Z), how fast the "
+        "envelope codec is (J), the ceiling these imply (C), and the engine end to end (E) with "
+        "the order saga's participants as separate processes.\n\n"
+     << "```sh\n"
+     << "make bench                                  # builds, runs saga_bench, writes "
+        "docs/benchmarks.{json,md} (~5 min)\n"
+     << "build/default/bench/saga_bench --quick      # a few seconds; proves it works "
+        "(ctest bench.smoke)\n"
+     << "build/default/bench/saga_bench --help       # durations, window, durability, "
+        "output paths\n"
+     << "build/default/bench/saga_microbench         # Google Benchmark: MSM dispatch, codec, "
+        "store\n"
+     << "```\n\n";
+  md << "## This run\n\n"
+     << "| | |\n|---|---|\n"
+     << "| Date | " << r.value("date", "") << " |\n"
+     << "| Commit | `" << r.value("git_commit", "") << "` |\n"
+     << "| Command | `" << r.value("command", "") << "` |\n"
+     << "| Cores | " << r.value("cores", 0) << " (" << r.value("cpu_model", "") << ") |\n"
+     << "| Kernel | " << r.value("kernel", "") << " |\n"
+     << "| Load average (1, 5, 15 min) at start / end | " << r["load_average_at_start"].dump()
+     << " / " << r["load_average_at_end"].dump() << " |\n"
+     << "| Durability in E | orchestrator `" << r["durability"].value("orchestrator", "")
+     << "`, participants `" << r["durability"].value("participants", "") << "` |\n"
+     << "| Duration | " << fmt("/duration") << " s |\n\n";
+  if (r.value("quick", false))
+    md << "**This was a `--quick` run: the figures prove the benchmark works and mean "
+          "little.**\n\n";
+  const auto& load = r["load_average_at_start"];
+  if (load.is_array() && !load.empty() && load[0].get<double>() > 0.5 * r.value("cores", 1))
+    md << "**The machine was busy when the run started (load average " << load[0].get<double>()
+       << " on " << r.value("cores", 0)
+       << " cores): other work shared the CPU, so the figures are noisy. Re-run `make bench` on "
+          "a quiet machine for figures to quote.**\n\n";
+
+  md << "## Targets\n\n| Target | Required | Measured | Result |\n|---|---|---|---|\n";
+  for (const auto& t : r["targets"])
+    md << "| " << t.value("target", "") << " | " << t.value("required", "") << " | "
+       << t.value("measured", "") << " | "
+       << (t["pass"].is_null()     ? "not judged"
+           : t["pass"].get<bool>() ? "**pass**"
+                                   : "**FAIL**")
+       << " |\n";
+  md << "\n";
+
+  md << "## Raw limits of this machine\n\n"
+     << "| Figure | Value | Meaning |\n|---|---|---|\n";
+  if (r.contains("S")) {
+    for (const auto& s : r["S"]) {
+      md << "| S(" << s.value("batch", 0) << ") " << s.value("durability", "") << " | "
+         << number(s["steps_per_s"]["value"].get<double>()) << " steps/s ("
+         << number(s["commits_per_s"]["value"].get<double>()) << " commits/s) | "
+         << s.value("batch", 0) << " step(s) per transaction, WAL, synchronous="
+         << (s.value("durability", "") == "full" ? "FULL" : "NORMAL") << " |\n";
+    }
+  }
+  md << "| F | " << fmt("/F") << " steps/s | S(1) FULL: one step per durable transaction |\n"
+     << "| Z | " << fmt("/Z/round_trips_per_s") << " round trips/s | DEALER/ROUTER over "
+     << "tcp://127.0.0.1, " << fmt("/Z/window") << " outstanding, " << fmt("/Z/command_bytes")
+     << "-byte command out, " << fmt("/Z/reply_bytes") << "-byte reply back |\n"
+     << "| Z RTT p50 / p99 | " << fmt("/Z/rtt_p50", 1) << " / " << fmt("/Z/rtt_p99", 1)
+     << " µs | the same, one at a time |\n"
+     << "| J | " << fmt("/J/decode_encode_per_s") << " ops/s | decode a real reply + encode a "
+     << "real command, one core (decode alone " << fmt("/J/decode_per_s") << "/s, encode alone "
+     << fmt("/J/encode_per_s") << "/s) |\n"
+     << "| B* | " << fmt("/C/B_star", 2) << " steps/commit | the engine's average batch at "
+     << "saturation (E run) |\n"
+     << "| S(B*) | " << fmt("/C/S_at_B_star")
+     << " steps/s | S measured at B = " << fmt("/C/S_measured_at_B") << " |\n"
+     << "| C | " << fmt("/C/sagas_per_s") << " sagas/s = " << fmt("/C/steps_per_s")
+     << " steps/s | the ceiling; per saga the store takes "
+     << (has(r, "/C") ? percent(at(r, "/C/share_store")) : "—") << ", the transport "
+     << (has(r, "/C") ? percent(at(r, "/C/share_transport")) : "—") << ", the codec "
+     << (has(r, "/C") ? percent(at(r, "/C/share_codec")) : "—") << " of it: bound by "
+     << (r.contains("C") ? r["C"].value("bound_by", "") : "—") << " |\n\n";
+
+  md << "## The engine end to end (E)\n\n"
+     << "| Run | Sagas/s | Steps/s | Steps/commit | Latency p50 | p99 | p99.9 |\n"
+     << "|---|---|---|---|---|---|---|\n";
+  auto row = [&](const std::string& name, const std::string& base) {
+    if (!has(r, base)) return;
+    md << "| " << name << " | " << fmt(base + "/sagas_per_s") << " | " << fmt(base + "/steps_per_s")
+       << " | " << fmt(base + "/batch_size", 2) << " | " << fmt(base + "/latency_p50", 1)
+       << " ms | " << fmt(base + "/latency_p99", 1) << " ms | " << fmt(base + "/latency_p999", 1)
+       << " ms |\n";
+  };
+  row("Saturation, " + fmt("/E/saturation/window") + " sagas in flight", "/E/saturation");
+  row("Open loop at 50 % of saturation (" + fmt("/E/half/offered_rate") + " sagas/s)", "/E/half");
+  row("Participants not durable (`--durability off`), saturation", "/E/participants_not_durable");
+  row("Saturation with " + fmt("/E/prefilled/sagas_in_database") +
+          " completed sagas already in the database",
+      "/E/prefilled");
+  row("Batching disabled (`--batch 1`), " + fmt("/E/batching_disabled/window") + " sagas in flight",
+      "/E/batching_disabled");
+  md << "\nE/C = **" << fmt("/E/E_over_C", 3)
+     << "**. Batching disabled: " << fmt("/E/batching_disabled/steps_over_F", 3) << " x F.\n\n";
+  if (has(r, "/E/saturation/processes")) {
+    md << "Processes at saturation:\n\n| Process | CPU (% of one core) | CPU per saga | Peak RSS "
+          "|\n|---|---|---|---|\n";
+    for (const auto& [name, use] : r["E"]["saturation"]["processes"].items()) {
+      md << "| " << name << " | " << number(use["cpu"]["value"].get<double>(), 1) << " | "
+         << (use.contains("cpu_per_saga")
+                 ? number(use["cpu_per_saga"]["value"].get<double>()) + " µs"
+                 : std::string("—"))
+         << " | "
+         << (use.contains("peak_rss") ? number(use["peak_rss"]["value"].get<double>(), 1) + " MiB"
+                                      : std::string("—"))
+         << " |\n";
+    }
+    md << "\n(The driver's CPU is over its whole life, the others' over the measured window.)\n\n";
+  }
+  if (has(r, "/E/saturation") && has(r, "/C")) {
+    // Where the time of one step goes, from this run's own figures.
+    const double cores = r.value("cores", 1);
+    const double cpu_all = at(r, "/E/saturation/cpu_all_processes");
+    const double orchestrator_us_per_step =
+        at(r, "/E/saturation/processes/orchestrator/cpu_per_saga") / kStepsPerSaga;
+    const double store_us_per_step = 1e6 / std::max(at(r, "/C/S_at_B_star"), 1e-9);
+    const double store_cpu_us_per_step = at(r, "/C/S_at_B_star_cpu_per_step");
+    const double codec_us_per_step =
+        1e6 * kCodecOpsPerSaga / kStepsPerSaga / std::max(at(r, "/J/decode_encode_per_s"), 1e-9);
+    md << "### What bounds E in this run\n\n"
+       << "- The ceiling C is bound by " << r["C"].value("bound_by", "?") << ": per saga the store "
+       << percent(at(r, "/C/share_store")) << ", the transport "
+       << percent(at(r, "/C/share_transport")) << ", the codec " << percent(at(r, "/C/share_codec"))
+       << ".\n"
+       << "- At saturation the orchestrator used " << number(orchestrator_us_per_step)
+       << " µs of CPU per step. The raw store at B* takes " << number(store_us_per_step)
+       << " µs per step, of which " << number(store_cpu_us_per_step)
+       << " µs CPU (the rest is waiting for fsync), and the codec " << number(codec_us_per_step, 1)
+       << " µs of CPU (3/4 of 1/J): about "
+       << number(
+              std::max(0.0, orchestrator_us_per_step - store_cpu_us_per_step - codec_us_per_step))
+       << " µs of CPU per step is the orchestrator's own work beyond them (state machine, saga "
+          "data and journal JSON, lifecycle events, bookkeeping, its ZeroMQ I/O thread and the "
+          "sample's intake thread).\n"
+       << "- The benchmark's processes used " << number(cpu_all) << " % of one core, the whole "
+       << "machine " << fmt("/E/saturation/cpu_machine") << " % of " << number(cores * 100)
+       << " % (I/O wait " << fmt("/E/saturation/iowait_machine") << " %): "
+       << (at(r, "/E/saturation/cpu_machine") >= 0.9 * cores * 100
+               ? (cpu_all >= 0.75 * cores * 100
+                      ? "the CPU is the bound."
+                      : "the CPU was saturated, partly by other work on the machine, so these "
+                        "figures understate what the engine does on a quiet machine.")
+               : "the CPU was not saturated: the time goes to waiting — fsync in four processes "
+                 "and the round trips between them.")
+       << "\n";
+    if (has(r, "/E/participants_not_durable"))
+      md << "- With the participants not durable E reaches "
+         << fmt("/E/participants_not_durable/sagas_per_s") << " sagas/s, "
+         << fmt("/E/participants_not_durable/over_durable_participants", 2)
+         << "x the durable run: each service commits (and fsyncs) once per command, so durable "
+            "participants "
+         << (at(r, "/E/participants_not_durable/over_durable_participants") >= 1.3
+                 ? "are a large part of the bound."
+                 : "are not what bounds E here.")
+         << "\n";
+    if (has(r, "/E/profile"))
+      md << "- In the orchestrator's profile, `SqliteStore::commit` is on the stack in "
+         << percent([&] {
+              for (const auto& c : r["E"]["profile"]["components"])
+                if (c.value("name", "") == "saga::SqliteStore::commit")
+                  return c["share"]["value"].get<double>();
+              return 0.0;
+            }())
+         << " of the samples and JSON in " << percent(at(r, "/E/profile/json_share")) << ".\n";
+    md << "\n";
+  }
+
+  if (has(r, "/E/in_flight"))
+    md << "RSS per in-flight saga: **" << fmt("/E/in_flight/rss_per_in_flight_saga")
+       << " bytes** (orchestrator " << fmt("/E/in_flight/orchestrator_rss_before", 1) << " MiB → "
+       << fmt("/E/in_flight/orchestrator_rss_with_sagas", 1) << " MiB with "
+       << fmt("/E/in_flight/sagas") << " sagas in flight).\n\n";
+  if (has(r, "/E/profile")) {
+    const json& p = r["E"]["profile"];
+    auto escape = [](std::string text) {
+      for (char& c : text)
+        if (c == '|') c = '/';
+      return text;
+    };
+    md << "### Where the orchestrator's CPU goes at saturation\n\n"
+       << "perf with DWARF call graphs on the orchestrator, " << fmt("/E/profile/samples")
+       << " samples. JSON (nlohmann) is on the stack in **"
+       << percent(at(r, "/E/profile/json_share")) << "** of the orchestrator's samples ("
+       << percent(at(r, "/E/profile/json_share_engine_loop"))
+       << " of the engine loop thread's).\n\n| Component (a frame on the stack) | Share |\n"
+       << "|---|---|\n";
+    for (const auto& c : p["components"])
+      md << "| " << escape(c.value("name", "")) << " | "
+         << percent(c["share"]["value"].get<double>()) << " |\n";
+    md << "\n| Thread | Share |\n|---|---|\n";
+    for (const auto& t : p["threads"])
+      md << "| " << escape(t.value("name", "")) << " | "
+         << percent(t["share"]["value"].get<double>()) << " |\n";
+    md << "\n| Hottest functions (self) | Share |\n|---|---|\n";
+    for (const auto& f : p["top_self"])
+      md << "| `" << escape(f.value("name", "")) << "` | "
+         << percent(f["share"]["value"].get<double>()) << " |\n";
+    md << "\n";
+  }
+
+  md << R"(## What each figure means
+
+- **Step**: one input the engine applies — a saga start or a reply. A completed 3-step order saga
+  is 4 steps (start, `inventory.Reserved`, `payment.Charged`, `shipping.Shipped`), 3 transport
+  round trips and 3 codec operations. Steps/s is counted by the orchestrator's own counters
+  (`sagas_started + messages_applied`, read through its intake socket's `stats` op).
+- **S(B)**: store steps per second with B steps per transaction. saga_bench first runs one order
+  saga through a real `saga::Engine` (batch size 1, in-memory transport) and captures every
+  `WriteBatch` it commits — the saga row insert/update, the journal rows, the outbox rows, the
+  inbox id, the dispatch and reply marks. It then replays those batches through
+  `saga::SqliteStore::commit` for fresh sagas (every UUID replaced, also inside payloads), B
+  sagas' steps per transaction, on a new database file (WAL, `synchronous=FULL` or `NORMAL`).
+  Each configuration first commits untimed until the WAL file is being reused (its size unchanged
+  for 20 commits), as in a running engine: while a new WAL grows, every fsync also commits
+  file-system metadata and is several times slower. Then only the time inside `commit` counts.
+  Reads (the inbox lookup per reply) are not included.
+- **F**: S(1) with FULL: one step per durable transaction, the rate a one-message-per-transaction
+  engine cannot beat.
+- **Cores kept awake**: S, F, Z and J are measured while one `SCHED_IDLE` thread per core spins
+  (it runs only when a core would otherwise halt; `--no-keep-awake` turns it off). On a virtual
+  machine a halted vCPU takes milliseconds to wake for an I/O completion, so a process alone
+  waiting on fsync measures the wake-up rather than the disk: on the 2-core VM this benchmark was
+  written on, S(1) FULL was ~270 commits/s alone and ~2,000–4,000 with the cores kept awake (or
+  with four processes committing at once). The E runs keep the cores busy by themselves.
+- **Z**: ZeroMQ round trips per second between a ROUTER (the orchestrator's socket) and a DEALER
+  (a participant's) in two contexts over tcp://127.0.0.1, with the engine's framing
+  (`[identity][MESSAGE][envelope]`) and its real, largest command (`inventory.Reserve`) out and
+  the real reply back; pipelined with 256 outstanding. The RTT percentiles are one at a time.
+- **J**: decode a real reply envelope (`saga::decode_envelope`) plus encode a real command
+  (`saga::encode_envelope`), cycling over the saga's three steps, on one core.
+- **C** = 1 / (4/S(B*) + 3/Z + 3/J) sagas/s: the ceiling when a saga's store work, round trips
+  and codec work are done one after the other, with S at the batch size B* the engine achieved
+  in the E run (measured right after that run, at exactly that B). Expressed in steps/s it is 4 x
+  that.
+- **E**: `samples/order_orchestrator` (durable, `--durability full` unless told otherwise) and
+  `inventory_service`, `payment_service`, `shipping_service` (each with its own SQLite ledger,
+  all succeeding) as separate processes over tcp loopback; `samples/order_driver --track
+  outcomes` places the orders. *Saturation*: a closed loop with a fixed number of sagas in flight
+  (`--window`); sagas/s, steps/s and steps per commit are the engine's counters over the middle
+  of the run, and CPU is from `/proc/PID/stat` over the same window. *Half*: an open loop at half
+  the saturation rate; a saga's latency runs from its scheduled start to the moment the
+  orchestrator reported its outcome (after the commit that ended it), so queueing is never
+  hidden. Peak RSS is `VmHWM` from `/proc/PID/status`.
+- **RSS per in-flight saga**: a fresh cluster; the inventory service is stopped (SIGSTOP), N
+  sagas are started and committed (each waits on `inventory.Reserve`), and the orchestrator's
+  `VmRSS` growth is divided by N. It includes the engine's cache, the command held for re-sending
+  and the sample intake's own map of statuses; then the service continues and every saga must
+  complete.
+- **Participants not durable**: the same saturation run with the three services on
+  `--durability off`. Each service handles one command per transaction (the participant SDK's
+  `process_once`), so with durable ledgers every command costs the service an fsync; this run
+  shows how much of E that costs, and how fast the engine goes when participants are cheap.
+- **Sagas in the database**: the same saturation run on a database that already holds N
+  completed sagas (the captured batches replayed through `SqliteStore::commit`, without fsync,
+  before the orchestrator starts); compared with the first run, which starts from an empty
+  database (a few thousand sagas by the end of its warm-up).
+- **Batching disabled**: the same saturation run with `order_orchestrator --batch 1` (one input
+  per transaction); its steps/s is compared with F measured again right after it (fsync times
+  drift with whatever else the machine does; the F in the raw-limits table is from the start).
+- **E/C**: E's steps/s at saturation over C's.
+
+The driver checks the business invariants in the services' ledgers after the saturation and
+half-rate runs (every order reserved, charged once and shipped); a violation fails the benchmark.
+The micro-benchmarks (`saga_microbench`, Google Benchmark) time the order saga's Boost.MSM
+dispatch, the envelope codec and the store operations in isolation, to catch regressions.
+)";
+  return md.str();
+}
+
+}  // namespace bench

@@ -1,0 +1,531 @@
+// saga_bench: measures the engine against the raw limits of the same machine, in one run, and
+// writes docs/benchmarks.json and docs/benchmarks.md. `saga_bench --help`; docs/benchmarks.md
+// explains every figure. `make bench` runs it with the defaults (about five minutes).
+#include <sys/utsname.h>
+#include <unistd.h>
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "end_to_end.hpp"
+#include "engine_capture.hpp"
+#include "raw_limits.hpp"
+#include "report.hpp"
+#include "saga/sqlite_store.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct RawOnly {};  // thrown past the end-to-end part with --raw-only
+using nlohmann::json;
+
+void say(const std::string& line) {
+  std::cout << line << std::endl;
+}
+
+std::string fixed(double value, int decimals = 1) {
+  char text[64];
+  std::snprintf(text, sizeof text, "%.*f", decimals, value);
+  return text;
+}
+
+std::string shell(const std::string& command) {
+  std::string output;
+  if (FILE* pipe = ::popen(command.c_str(), "r")) {
+    char buffer[4096];
+    std::size_t read = 0;
+    while ((read = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, read);
+    ::pclose(pipe);
+  }
+  while (!output.empty() && (output.back() == '\n' || output.back() == ' ')) output.pop_back();
+  return output;
+}
+
+std::string quoted(const std::string& arg) {
+  if (arg.find_first_of(" \t'\"$\\") == std::string::npos && !arg.empty()) return arg;
+  std::string out = "'";
+  for (char c : arg) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+json load_average() {
+  std::ifstream in("/proc/loadavg");
+  double one = 0, five = 0, fifteen = 0;
+  in >> one >> five >> fifteen;
+  return json::array({one, five, fifteen});
+}
+
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown";
+}
+
+saga::Durability durability_of(const std::string& name) {
+  return name == "full"     ? saga::Durability::full
+         : name == "normal" ? saga::Durability::normal
+                            : saga::Durability::off;
+}
+
+const char* name_of(saga::Durability durability) {
+  return durability == saga::Durability::full     ? "full"
+         : durability == saga::Durability::normal ? "normal"
+                                                  : "off";
+}
+
+// Commits `sagas` completed order sagas (the engine's captured batches, replayed) into a new
+// database at `path`, without fsync. Returns the database size in bytes.
+double prefill(const bench::CapturedSaga& captured, const std::string& path, std::size_t sagas) {
+  saga::StoreOptions options;
+  options.path = path;
+  options.durability = saga::Durability::off;
+  std::uintmax_t size = 0;
+  {
+    auto opened = saga::SqliteStore::open(options);
+    if (!opened) throw std::runtime_error("prefill: " + opened.error().message);
+    auto& store = *opened.value();
+    bench::StepReplayer replayer(captured);
+    constexpr std::size_t kChunk = 512;
+    std::size_t next_report = sagas / 10;
+    for (std::size_t first = 0; first < sagas; first += kChunk) {
+      const std::size_t last = std::min(sagas, first + kChunk);
+      for (std::size_t step = 0; step < replayer.steps_per_saga(); ++step) {
+        saga::WriteBatch writes;
+        for (std::size_t i = first; i < last; ++i) replayer.append(i, step, writes);
+        if (!store.commit(writes)) throw std::runtime_error("prefill: a commit failed");
+      }
+      if (last >= next_report && last < sagas) {
+        say("    " + std::to_string(last) + " / " + std::to_string(sagas) + " sagas");
+        next_report += sagas / 10;
+      }
+    }
+  }
+  std::error_code error;
+  size = fs::file_size(path, error);
+  return error ? 0 : static_cast<double>(size);
+}
+
+json phase_json(const bench::PhaseResult& phase) {
+  json processes = json::object();
+  double total_cpu = 0;
+  for (const auto& [name, use] : phase.processes) {
+    total_cpu += use.cpu_percent;
+    json entry = {{"cpu", bench::figure(use.cpu_percent, "% of one core")}};
+    if (name != "driver") {
+      entry["cpu_per_saga"] = bench::figure(use.cpu_us_per_saga, "us");
+      entry["peak_rss"] = bench::figure(use.peak_rss_kib / 1024.0, "MiB");
+    }
+    processes[name] = entry;
+  }
+  const json& latency = phase.driver.at("latency_ms");
+  return {{"sagas_per_s", bench::figure(phase.engine.sagas_per_s(), "sagas/s")},
+          {"steps_per_s", bench::figure(phase.engine.steps_per_s(), "steps/s")},
+          {"batch_size", bench::figure(phase.engine.batch(), "steps/commit")},
+          {"measured_over", bench::figure(phase.engine.seconds, "s")},
+          {"command_resends", phase.engine.command_resends},
+          {"latency_p50", bench::figure(latency.at("p50").get<double>(), "ms")},
+          {"latency_p99", bench::figure(latency.at("p99").get<double>(), "ms")},
+          {"latency_p999", bench::figure(latency.at("p999").get<double>(), "ms")},
+          {"latency_max", bench::figure(latency.at("max").get<double>(), "ms")},
+          {"processes", processes},
+          {"cpu_all_processes", bench::figure(total_cpu, "% of one core")},
+          {"cpu_machine", bench::figure(phase.machine_cpu_percent, "% of one core")},
+          {"iowait_machine", bench::figure(phase.machine_iowait_percent, "% of one core")},
+          {"driver_summary", phase.driver}};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "Measures the saga engine against the raw limits of this machine (SQLite, ZeroMQ, the "
+      "envelope codec) in one run and writes a JSON and a markdown report."};
+  std::string json_path = "docs/benchmarks.json";
+  std::string md_path = "docs/benchmarks.md";
+  const fs::path exe_dir = fs::canonical("/proc/self/exe").parent_path();
+  std::string samples_dir = (exe_dir.parent_path() / "samples").string();
+  std::string work_dir = (exe_dir / "work").string();
+  std::string durability = "full", participant_durability = "full";
+  bool quick = false, raw_only = false, no_keep_awake = false, keep_databases = false;
+  double raw_s = 2, saturation_s = 30, half_s = 20, unbatched_s = 15, isolated_s = 15,
+         profile_s = 8;
+  std::size_t window = 1000, in_flight = 10000, prefill_sagas = 50000;
+  double prefilled_s = 15;
+  app.add_flag("--quick", quick,
+               "A tiny configuration (seconds, not minutes) that proves the benchmark works; its "
+               "figures mean little. Explicit duration flags still win.");
+  app.add_flag("--no-keep-awake", no_keep_awake,
+               "Measure the raw limits without idle-priority spinners keeping the cores awake");
+  app.add_flag("--keep-databases", keep_databases,
+               "Keep the SQLite files of the end-to-end runs in --work (logs are always kept)");
+  app.add_flag("--raw-only", raw_only, "Measure S, F, Z and J only (seconds), no end-to-end run");
+  app.add_option("--json", json_path, "Where to write the JSON report")->capture_default_str();
+  app.add_option("--md", md_path, "Where to write the markdown report")->capture_default_str();
+  app.add_option("--samples", samples_dir, "Directory of the built sample programs")
+      ->capture_default_str();
+  app.add_option("--work", work_dir, "Scratch directory (databases, logs), recreated")
+      ->capture_default_str();
+  app.add_option("--durability", durability, "The orchestrator's store in E: full, normal, off")
+      ->check(CLI::IsMember({"full", "normal", "off"}))
+      ->capture_default_str();
+  app.add_option("--participant-durability", participant_durability,
+                 "The services' ledgers in E: full, normal, off")
+      ->check(CLI::IsMember({"full", "normal", "off"}))
+      ->capture_default_str();
+  auto* raw_option = app.add_option("--raw-seconds", raw_s,
+                                    "Seconds per S(B) configuration (Z and J take 2x and 1.5x)")
+                         ->check(CLI::Range(0.05, 600.0))
+                         ->capture_default_str();
+  auto* saturation_option = app.add_option("--saturation-seconds", saturation_s, "E at saturation")
+                                ->check(CLI::Range(0.5, 3600.0))
+                                ->capture_default_str();
+  auto* half_option =
+      app.add_option("--half-seconds", half_s, "E open loop at half of saturation (0 = skip)")
+          ->check(CLI::Range(0.0, 3600.0))
+          ->capture_default_str();
+  auto* unbatched_option =
+      app.add_option("--unbatched-seconds", unbatched_s,
+                     "E with batching disabled (--batch 1) at saturation (0 = skip)")
+          ->check(CLI::Range(0.0, 3600.0))
+          ->capture_default_str();
+  auto* isolated_option =
+      app.add_option("--isolated-seconds", isolated_s,
+                     "E at saturation with the participants not durable, to see the engine's own "
+                     "bound (0 = skip)")
+          ->check(CLI::Range(0.0, 3600.0))
+          ->capture_default_str();
+  auto* prefill_option =
+      app.add_option("--prefill-sagas", prefill_sagas,
+                     "Completed sagas put in the database before one more saturation run, to see "
+                     "whether throughput depends on the database size (0 = skip)")
+          ->check(CLI::Range(0, 100000000))
+          ->capture_default_str();
+  app.add_option("--prefilled-seconds", prefilled_s, "That saturation run")
+      ->check(CLI::Range(0.5, 3600.0))
+      ->capture_default_str();
+  auto* profile_option =
+      app.add_option("--profile-seconds", profile_s,
+                     "perf profile of the orchestrator at saturation (0 = none; needs perf)")
+          ->check(CLI::Range(0.0, 600.0))
+          ->capture_default_str();
+  auto* window_option = app.add_option("--window", window, "Sagas in flight at saturation")
+                            ->check(CLI::Range(1, 1000000))
+                            ->capture_default_str();
+  auto* in_flight_option = app.add_option("--in-flight-sagas", in_flight,
+                                          "Sagas held in flight to measure RSS per saga (0 = skip)")
+                               ->check(CLI::Range(0, 10000000))
+                               ->capture_default_str();
+  std::string from_json;
+  app.add_option("--from-json", from_json,
+                 "Measure nothing: rewrite --json and --md from an earlier run's JSON (after "
+                 "changing the report's text or targets)");
+  CLI11_PARSE(app, argc, argv);
+  if (!from_json.empty()) {
+    std::ifstream in(from_json);
+    json earlier;
+    try {
+      in >> earlier;
+    } catch (const std::exception& error) {
+      std::cerr << "saga_bench: cannot read " << from_json << ": " << error.what() << "\n";
+      return 1;
+    }
+    earlier["targets"] = bench::targets(earlier);
+    std::ofstream(json_path) << earlier.dump(2) << "\n";
+    std::ofstream(md_path) << bench::markdown(earlier);
+    say("rewrote " + json_path + " and " + md_path + " from " + from_json);
+    return 0;
+  }
+  if (quick) {
+    if (raw_option->count() == 0) raw_s = 0.2;
+    if (saturation_option->count() == 0) saturation_s = 2;
+    if (half_option->count() == 0) half_s = 1.5;
+    if (unbatched_option->count() == 0) unbatched_s = 1;
+    if (isolated_option->count() == 0) isolated_s = 1;
+    if (prefill_option->count() == 0) prefill_sagas = 0;
+    if (profile_option->count() == 0) profile_s = 0;
+    if (window_option->count() == 0) window = 200;
+    if (in_flight_option->count() == 0) in_flight = 500;
+  }
+  std::string command;
+  for (int i = 0; i < argc; ++i) command += (i ? " " : "") + quoted(argv[i]);
+
+  const auto began = std::chrono::steady_clock::now();
+  json report;
+  report["generated_by"] = "saga_bench";
+  report["date"] = saga::format_rfc3339(std::chrono::system_clock::now());
+  report["command"] = command;
+  report["quick"] = quick;
+  std::string commit = shell("git -C " + quoted(SAGA_SOURCE_DIR) + " rev-parse HEAD 2>/dev/null");
+  if (!commit.empty() &&
+      !shell("git -C " + quoted(SAGA_SOURCE_DIR) + " status --porcelain -uno 2>/dev/null").empty())
+    commit += "-dirty";
+  report["git_commit"] = commit.empty() ? "unknown" : commit;
+  report["cores"] = std::thread::hardware_concurrency();
+  report["cpu_model"] = cpu_model();
+  utsname system{};
+  ::uname(&system);
+  report["kernel"] = std::string(system.sysname) + " " + system.release;
+  report["load_average_at_start"] = load_average();
+  report["raw_limits_with_cores_kept_awake"] = !no_keep_awake;
+  report["durability"] = {{"orchestrator", durability}, {"participants", participant_durability}};
+
+  try {
+    fs::create_directories(work_dir);
+    say("saga_bench" + std::string(quick ? " --quick" : "") + ": " +
+        std::to_string(std::thread::hardware_concurrency()) + " cores, load average " +
+        report["load_average_at_start"].dump());
+
+    say("[1/9] capturing one order saga from the engine (its real batches and envelopes)");
+    const bench::CapturedSaga captured = bench::capture_order_saga();
+    json sizes = {{"commands", json::array()}, {"replies", json::array()}, {"unit", "bytes"}};
+    for (const auto& c : captured.commands) sizes["commands"].push_back(c.size());
+    for (const auto& r : captured.replies) sizes["replies"].push_back(r.size());
+    report["message_sizes"] = sizes;
+    std::size_t writes = 0;
+    for (const auto& step : captured.steps)
+      writes += step.sagas.size() + step.journal.size() + step.outbox.size() + step.inbox.size() +
+                step.dispatched.size() + step.replied.size();
+    report["rows_written_per_saga"] = writes;
+
+    // The raw limits are measured with every core kept awake (see KeepCoresAwake).
+    auto awake = std::make_unique<bench::KeepCoresAwake>(!no_keep_awake);
+    say("[2/9] S(B): SqliteStore::commit with the engine's batches, " + fixed(raw_s) +
+        " s per configuration");
+    report["S_method"] =
+        "saga::SqliteStore::commit driven with the WriteBatches the engine committed for a "
+        "captured order saga (saga row, journal, outbox, inbox, dispatch and reply marks), ids "
+        "refreshed per replayed saga; time inside commit only";
+    json s_list = json::array();
+    double full_single = 0;
+    for (saga::Durability mode : {saga::Durability::full, saga::Durability::normal}) {
+      for (std::size_t batch : {1, 8, 64, 256}) {
+        auto figure = bench::measure_store(captured, mode, batch, raw_s, work_dir);
+        say("  " + std::string(name_of(mode)) + " B=" + std::to_string(batch) + ": " +
+            fixed(figure.steps_per_s, 0) + " steps/s (" + fixed(figure.commits_per_s, 0) +
+            " commits/s)");
+        s_list.push_back({{"durability", name_of(mode)},
+                          {"batch", batch},
+                          {"steps_per_s", bench::figure(figure.steps_per_s, "steps/s")},
+                          {"commits_per_s", bench::figure(figure.commits_per_s, "commits/s")},
+                          {"cpu_per_step", bench::figure(figure.cpu_us_per_step, "us")},
+                          {"db_bytes_per_saga", bench::figure(figure.db_bytes_per_saga, "bytes")},
+                          {"warmup_sagas", figure.warmup_sagas}});
+        if (mode == saga::Durability::full && batch == 1) full_single = figure.steps_per_s;
+      }
+    }
+    report["S"] = s_list;
+    report["F"] = bench::figure(full_single, "steps/s");
+
+    say("[3/9] Z: ZeroMQ DEALER/ROUTER round trips over tcp://127.0.0.1, " + fixed(2 * raw_s) +
+        " s");
+    // The largest real command (inventory.Reserve, with the order lines) and its reply.
+    std::size_t largest = 0;
+    for (std::size_t i = 1; i < captured.commands.size(); ++i)
+      if (captured.commands[i].size() > captured.commands[largest].size()) largest = i;
+    const auto z =
+        bench::measure_zmq(captured.commands[largest], captured.replies[largest], 256, 2 * raw_s);
+    say("  " + fixed(z.round_trips_per_s, 0) + " round trips/s (window " +
+        std::to_string(z.window) + "), unpipelined RTT p50 " + fixed(z.rtt_p50_us) + " us, p99 " +
+        fixed(z.rtt_p99_us) + " us");
+    report["Z"] = {
+        {"round_trips_per_s", bench::figure(z.round_trips_per_s, "round trips/s")},
+        {"window", bench::figure(static_cast<double>(z.window), "round trips outstanding")},
+        {"rtt_p50", bench::figure(z.rtt_p50_us, "us")},
+        {"rtt_p99", bench::figure(z.rtt_p99_us, "us")},
+        {"command_bytes", bench::figure(static_cast<double>(z.command_bytes), "bytes")},
+        {"reply_bytes", bench::figure(static_cast<double>(z.reply_bytes), "bytes")}};
+
+    say("[4/9] J: envelope decode + encode on one core, " + fixed(1.5 * raw_s) + " s");
+    const auto j = bench::measure_codec(captured, 1.5 * raw_s);
+    say("  " + fixed(j.ops_per_s, 0) + " decode+encode/s (decode " + fixed(j.decode_per_s, 0) +
+        "/s, encode " + fixed(j.encode_per_s, 0) + "/s)");
+    report["J"] = {{"decode_encode_per_s", bench::figure(j.ops_per_s, "ops/s")},
+                   {"decode_per_s", bench::figure(j.decode_per_s, "ops/s")},
+                   {"encode_per_s", bench::figure(j.encode_per_s, "ops/s")}};
+
+    awake.reset();
+    if (raw_only) throw RawOnly{};
+    bench::ClusterOptions cluster;
+    cluster.samples_dir = samples_dir;
+    cluster.keep_databases = keep_databases;
+    cluster.durability = durability;
+    cluster.participant_durability = participant_durability;
+
+    say("[5/9] E: orchestrator + inventory, payment, shipping as processes over tcp loopback");
+    cluster.work_dir = (fs::path(work_dir) / "batched").string();
+    bench::RunPlan plan;
+    plan.window = window;
+    plan.warmup_s = quick ? 0.3 : 5;
+    plan.saturation_s = saturation_s;
+    plan.half_s = half_s;
+    plan.profile_s = profile_s;
+    const bench::RunResult run = bench::run_cluster(cluster, plan);
+    json e;
+    e["saturation"] = phase_json(run.saturation);
+    e["saturation"]["window"] = bench::figure(static_cast<double>(window), "sagas in flight");
+    if (run.half) {
+      e["half"] = phase_json(*run.half);
+      e["half"]["offered_rate"] = bench::figure(run.saturation.engine.sagas_per_s() / 2, "sagas/s");
+    }
+
+    // C at the batch size the engine achieved, with S measured at exactly that size, right after
+    // the E run (other work on the machine changes fsync times from minute to minute).
+    const double b_star = run.saturation.engine.batch();
+    const std::size_t b_round =
+        std::max<std::size_t>(1, static_cast<std::size_t>(std::lround(b_star)));
+    say("  S(B*) at B = " + std::to_string(b_round) + " (" + durability + ")");
+    awake = std::make_unique<bench::KeepCoresAwake>(!no_keep_awake);
+    const bench::StoreFigure store_at_b =
+        bench::measure_store(captured, durability_of(durability), b_round, raw_s, work_dir);
+    const double s_at_b = store_at_b.steps_per_s;
+    awake.reset();
+    const bench::Ceiling ceiling = bench::ceiling(s_at_b, z.round_trips_per_s, j.ops_per_s);
+    report["C"] = bench::ceiling_json(ceiling, b_star, b_round, durability);
+    report["C"]["S_at_B_star_cpu_per_step"] = bench::figure(store_at_b.cpu_us_per_step, "us");
+    const double e_over_c = run.saturation.engine.steps_per_s() / ceiling.steps_per_s;
+    e["E_over_C"] = bench::figure(e_over_c, "ratio");
+    say("  C = " + fixed(ceiling.sagas_per_s) + " sagas/s (" + fixed(ceiling.steps_per_s) +
+        " steps/s) at B* = " + fixed(b_star, 2) + "; E/C = " + fixed(e_over_c, 3));
+    if (run.profile) e["profile"] = bench::profile_json(*run.profile);
+
+    if (isolated_s > 0 && participant_durability != "off") {
+      say("[6/9] E with the participants not durable (services --durability off): the engine's "
+          "own bound");
+      bench::ClusterOptions light = cluster;
+      light.work_dir = (fs::path(work_dir) / "participants-off").string();
+      light.participant_durability = "off";
+      bench::RunPlan light_plan;
+      light_plan.window = window;
+      light_plan.warmup_s = quick ? 0.3 : 2;
+      light_plan.saturation_s = isolated_s;
+      light_plan.half_s = 0;
+      light_plan.check_invariants = false;
+      const bench::RunResult light_run = bench::run_cluster(light, light_plan);
+      json l = phase_json(light_run.saturation);
+      l["window"] = bench::figure(static_cast<double>(window), "sagas in flight");
+      l["E_over_C"] = bench::figure(light_run.saturation.engine.steps_per_s() / ceiling.steps_per_s,
+                                    "ratio (C at the batched run's B*)");
+      l["over_durable_participants"] =
+          bench::figure(light_run.saturation.engine.sagas_per_s() /
+                            std::max(run.saturation.engine.sagas_per_s(), 1e-9),
+                        "ratio");
+      e["participants_not_durable"] = l;
+    } else {
+      say("[6/9] E with the participants not durable: skipped");
+    }
+
+    if (unbatched_s > 0) {
+      say("[7/9] E with batching disabled (orchestrator --batch 1)");
+      bench::ClusterOptions single = cluster;
+      single.work_dir = (fs::path(work_dir) / "unbatched").string();
+      single.max_batch = 1;
+      bench::RunPlan single_plan;
+      // One fsync per step: throughput does not grow with the window, the drain time does.
+      single_plan.window = std::min<std::size_t>(window, 200);
+      single_plan.warmup_s = quick ? 0.3 : 2;
+      single_plan.saturation_s = unbatched_s;
+      single_plan.half_s = 0;
+      single_plan.check_invariants = false;
+      const bench::RunResult unbatched = bench::run_cluster(single, single_plan);
+      json u = phase_json(unbatched.saturation);
+      u["window"] = bench::figure(static_cast<double>(single_plan.window), "sagas in flight");
+      say("  F again, right after this run");
+      awake = std::make_unique<bench::KeepCoresAwake>(!no_keep_awake);
+      const double f_after =
+          bench::measure_store(captured, saga::Durability::full, 1, raw_s, work_dir).steps_per_s;
+      awake.reset();
+      say("  F = " + fixed(f_after, 0) + " steps/s (" + fixed(full_single, 0) +
+          " at the start of the run)");
+      u["F"] = bench::figure(f_after, "steps/s (S(1) FULL, measured right after this run)");
+      u["steps_over_F"] = bench::figure(
+          unbatched.saturation.engine.steps_per_s() / std::max(f_after, 1e-9), "ratio");
+      e["batching_disabled"] = u;
+    } else {
+      say("[7/9] E with batching disabled: skipped");
+    }
+
+    if (prefill_sagas > 0) {
+      say("[8/9] E with " + std::to_string(prefill_sagas) +
+          " completed sagas already in the database");
+      bench::ClusterOptions full = cluster;
+      full.work_dir = (fs::path(work_dir) / "prefilled").string();
+      double db_bytes = 0;
+      full.prepare_database = [&](const std::string& path) {
+        say("  filling " + path + " (the engine's batches, replayed, without fsync)");
+        db_bytes = prefill(captured, path, prefill_sagas);
+      };
+      bench::RunPlan full_plan;
+      full_plan.window = window;
+      full_plan.warmup_s = quick ? 0.3 : 2;
+      full_plan.saturation_s = prefilled_s;
+      full_plan.half_s = 0;
+      full_plan.check_invariants = false;
+      const bench::RunResult filled = bench::run_cluster(full, full_plan);
+      json p = phase_json(filled.saturation);
+      p["sagas_in_database"] = prefill_sagas;
+      p["database_bytes_before"] = bench::figure(db_bytes, "bytes");
+      p["over_fresh_database"] =
+          bench::figure(filled.saturation.engine.sagas_per_s() /
+                            std::max(run.saturation.engine.sagas_per_s(), 1e-9),
+                        "ratio");
+      e["prefilled"] = p;
+    } else {
+      say("[8/9] E with sagas already in the database: skipped");
+    }
+
+    if (in_flight > 0) {
+      say("[9/9] RSS per in-flight saga: " + std::to_string(in_flight) + " sagas held in flight");
+      bench::ClusterOptions held = cluster;
+      held.work_dir = (fs::path(work_dir) / "in-flight").string();
+      const auto measured = bench::measure_in_flight(held, in_flight, quick ? 0.3 : 2);
+      e["in_flight"] = {
+          {"sagas", measured.sagas},
+          {"orchestrator_rss_before", bench::figure(measured.rss_before_kib / 1024.0, "MiB")},
+          {"orchestrator_rss_with_sagas", bench::figure(measured.rss_after_kib / 1024.0, "MiB")},
+          {"rss_per_in_flight_saga", bench::figure(measured.bytes_per_saga, "bytes")},
+          {"all_completed_afterwards", measured.all_completed}};
+      say("  " + fixed(measured.bytes_per_saga, 0) + " bytes of RSS per in-flight saga; " +
+          (measured.all_completed ? "all completed afterwards" : "NOT all completed"));
+      if (!measured.all_completed)
+        throw std::runtime_error("the sagas held in flight did not all complete");
+    } else {
+      say("[9/9] RSS per in-flight saga: skipped");
+    }
+    report["E"] = e;
+  } catch (const RawOnly&) {
+    say("[5-9/9] E: skipped (--raw-only)");
+  } catch (const std::exception& error) {
+    std::cerr << "saga_bench: " << error.what() << "\n";
+    return 1;
+  }
+
+  report["load_average_at_end"] = load_average();
+  report["duration"] = bench::figure(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count(), "s");
+  report["targets"] = bench::targets(report);
+  for (const std::string& path : {json_path, md_path})
+    if (fs::path(path).has_parent_path()) fs::create_directories(fs::path(path).parent_path());
+  std::ofstream(json_path) << report.dump(2) << "\n";
+  std::ofstream(md_path) << bench::markdown(report);
+  say("wrote " + json_path + " and " + md_path + " (" +
+      fixed(report["duration"]["value"].get<double>(), 0) + " s)");
+  for (const auto& target : report["targets"])
+    say("  " +
+        std::string(target["pass"].is_null()     ? "  --  "
+                    : target["pass"].get<bool>() ? " pass "
+                                                 : " FAIL ") +
+        target["target"].get<std::string>() + ": " + target["measured"].get<std::string>());
+  return 0;
+}
