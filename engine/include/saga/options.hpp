@@ -37,6 +37,10 @@ struct StoreOptions {
   // Refuse to open a database another process already holds for writing (a lock file beside
   // the database). Default: true.
   bool exclusive_writer = true;
+  // Run WAL checkpoints (copying committed pages into the database file) on a thread of the
+  // store's own, with a second connection, instead of inside the commit that crosses SQLite's
+  // auto-checkpoint size (1,000 pages). Default: true.
+  bool background_checkpoint = true;
 };
 
 // How often a command is re-sent while its reply does not come, and when to give up. The n-th wait

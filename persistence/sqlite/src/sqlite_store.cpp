@@ -9,12 +9,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <limits>
+#include <mutex>
 #include <string_view>
 #include <system_error>
+#include <thread>
 #include <utility>
 
 #include "migrations.hpp"
@@ -367,10 +371,66 @@ StoreResult<std::vector<T>> read_all(sqlite3* db, Use& use, std::string_view wha
 
 }  // namespace
 
+// WAL checkpoints on a thread of their own, so they do not run inside the engine's commits.
+// The writer's WAL hook (called after every commit with the WAL's size in pages) wakes the
+// thread once the WAL holds `threshold` pages; the thread runs a PASSIVE checkpoint on its own
+// connection, which never blocks the writer. A failed checkpoint is retried at the next wake.
+class Checkpointer {
+ public:
+  static constexpr int kThresholdPages = 1000;  // SQLite's own auto-checkpoint default
+
+  Checkpointer(Connection connection) : db_(std::move(connection)), thread_([this] { run(); }) {}
+  ~Checkpointer() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_one();
+    thread_.join();
+  }
+
+  static int on_commit(void* self, sqlite3*, const char*, int pages) {
+    if (pages >= kThresholdPages) static_cast<Checkpointer*>(self)->request();
+    return SQLITE_OK;
+  }
+
+ private:
+  void request() {
+    {
+      std::lock_guard lock(mutex_);
+      requested_ = true;
+    }
+    wake_.notify_one();
+  }
+  void run() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      wake_.wait(lock, [this] { return requested_ || stopping_; });
+      if (stopping_) return;
+      requested_ = false;
+      lock.unlock();
+      sqlite3_wal_checkpoint_v2(db_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+      lock.lock();
+    }
+  }
+
+  Connection db_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool requested_ = false;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
 struct SqliteStore::Impl {
-  // Destroyed bottom-up: statements, then the connection, then the lock.
+  // Destroyed bottom-up: statements, the checkpointer, the connection, then the lock.
   LockFile lock;
   Connection db;
+  std::unique_ptr<Checkpointer> checkpointer;
+
+  ~Impl() {
+    if (checkpointer) sqlite3_wal_hook(db.get(), nullptr, nullptr);
+  }
   std::string path;
 
   Statement begin, commit, rollback;
@@ -696,6 +756,24 @@ StoreResult<std::unique_ptr<SqliteStore>> SqliteStore::open(const StoreOptions& 
   }
 
   if (Error error = impl->configure(options, is_file)) return *error;
+  if (is_file && options.background_checkpoint) {
+    sqlite3* second = nullptr;
+    const int opened = sqlite3_open_v2(options.path.c_str(), &second,
+                                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+    Connection connection(second);
+    if (opened != SQLITE_OK)
+      return sqlite_error(second, opened,
+                          "cannot open database " + options.path + " to checkpoint");
+    sqlite3_busy_timeout(second, 100);
+    // A connection opens the file lazily; until it has read the schema it does not know the
+    // database is in WAL mode, and a checkpoint through it does nothing.
+    if (int rc =
+            sqlite3_exec(second, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
+        rc != SQLITE_OK)
+      return sqlite_error(second, rc, "cannot read database " + options.path + " to checkpoint");
+    impl->checkpointer = std::make_unique<Checkpointer>(std::move(connection));
+    sqlite3_wal_hook(handle, &Checkpointer::on_commit, impl->checkpointer.get());
+  }
   for (const auto& [statement, sql] :
        {std::pair{&impl->begin, "BEGIN IMMEDIATE"}, std::pair{&impl->commit, "COMMIT"},
         std::pair{&impl->rollback, "ROLLBACK"}}) {

@@ -9,9 +9,13 @@
 //   SQL is built from runtime data).
 // - With StoreOptions::exclusive_writer, a lock file "<path>.lock" is held (flock) for the
 //   lifetime of the store; a second writer is refused with a clear error.
+// - With StoreOptions::background_checkpoint (the default, file databases), WAL checkpoints run
+//   on a thread the store owns, over a second connection, once the WAL holds 1,000 pages;
+//   commits never copy pages into the database file themselves.
 //
-// Ownership: the store owns its connection and closes it in the destructor (never throws).
-// Thread safety: one thread at a time.
+// Ownership: the store owns its connections (and its checkpoint thread) and closes them in the
+// destructor (never throws).
+// Thread safety: one thread at a time (the checkpoint thread is internal).
 #pragma once
 
 #include <memory>
