@@ -4,7 +4,7 @@
 JOBS ?= 2
 PACKAGES := build-essential cmake ninja-build pkg-config libboost1.81-dev libsqlite3-dev \
             libzmq3-dev cppzmq-dev nlohmann-json3-dev googletest libgtest-dev libgmock-dev \
-            libbenchmark-dev libcli11-dev libcpp-httplib-dev sqlite3
+            libbenchmark-dev libcli11-dev libcpp-httplib-dev sqlite3 graphviz
 
 .PHONY: deps configure build demo test test-sanitize bench format clean
 
