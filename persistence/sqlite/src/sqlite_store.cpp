@@ -816,26 +816,25 @@ StoreStatus SqliteStore::commit(const WriteBatch& batch) {
     if (int rc = use.step(); rc != SQLITE_DONE)
       return {sqlite_error(s.db.get(), rc, "reopening outbox message " + message_id)};
   }
-  for (std::int64_t id : batch.replayed) {
-    Use use(s.mark_replayed.get());
-    use.integer(1, id).time(2, batch.at);
-    if (int rc = use.step(); rc != SQLITE_DONE)
-      return {sqlite_error(s.db.get(), rc, "marking dead letter " + std::to_string(id))};
-    if (sqlite3_changes(s.db.get()) != 1)
-      return StoreStatus::failure(
-          StoreErrorCode::conflict,
-          "dead letter " + std::to_string(id) + " was already replayed or discarded");
-  }
-  for (std::int64_t id : batch.discarded) {
-    Use use(s.mark_discarded.get());
-    use.integer(1, id).time(2, batch.at);
-    if (int rc = use.step(); rc != SQLITE_DONE)
-      return {sqlite_error(s.db.get(), rc, "discarding dead letter " + std::to_string(id))};
-    if (sqlite3_changes(s.db.get()) != 1)
-      return StoreStatus::failure(
-          StoreErrorCode::conflict,
-          "dead letter " + std::to_string(id) + " was already replayed or discarded");
-  }
+  // Replaying or discarding closes an open dead letter, once: a closed one is a conflict.
+  auto close_dead_letters = [&](sqlite3_stmt* mark, const std::vector<std::int64_t>& ids,
+                                std::string_view what) -> Error {
+    for (std::int64_t id : ids) {
+      Use use(mark);
+      use.integer(1, id).time(2, batch.at);
+      if (int rc = use.step(); rc != SQLITE_DONE)
+        return sqlite_error(s.db.get(), rc,
+                            std::string(what) + " dead letter " + std::to_string(id));
+      if (sqlite3_changes(s.db.get()) != 1)
+        return StoreError{StoreErrorCode::conflict, "dead letter " + std::to_string(id) +
+                                                        " was already replayed or discarded"};
+    }
+    return std::nullopt;
+  };
+  if (Error error = close_dead_letters(s.mark_replayed.get(), batch.replayed, "replaying"))
+    return {std::move(error)};
+  if (Error error = close_dead_letters(s.mark_discarded.get(), batch.discarded, "discarding"))
+    return {std::move(error)};
   for (const SagaDefinitionRecord& definition : batch.definitions) {
     Use use(s.upsert_definition.get());
     use.text(1, definition.type)
