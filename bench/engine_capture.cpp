@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "saga/engine.hpp"
+#include "saga/forwarding_store.hpp"
 #include "saga/memory_transport.hpp"
 #include "saga/sqlite_store.hpp"
 
@@ -15,61 +16,16 @@ namespace bench {
 namespace {
 
 // Forwards to a real store and keeps a copy of every batch it commits.
-class RecordingStore final : public saga::Store {
+class RecordingStore final : public saga::ForwardingStore {
  public:
-  explicit RecordingStore(saga::Store& inner) : inner_(inner) {}
+  using ForwardingStore::ForwardingStore;
   std::vector<saga::WriteBatch> batches;
 
   saga::StoreStatus commit(const saga::WriteBatch& batch) override {
-    saga::StoreStatus status = inner_.commit(batch);
+    saga::StoreStatus status = inner().commit(batch);
     if (status && !batch.empty()) batches.push_back(batch);
     return status;
   }
-  saga::StoreResult<std::optional<saga::SagaRecord>> load_saga(const std::string& id) override {
-    return inner_.load_saga(id);
-  }
-  saga::StoreResult<bool> inbox_contains(const std::string& id) override {
-    return inner_.inbox_contains(id);
-  }
-  saga::StoreResult<std::vector<saga::OutboxMessage>> pending_outbox(std::size_t limit) override {
-    return inner_.pending_outbox(limit);
-  }
-  saga::StoreResult<std::vector<saga::OutboxMessage>> awaiting_reply(std::size_t limit) override {
-    return inner_.awaiting_reply(limit);
-  }
-  saga::StoreResult<std::optional<saga::OutboxMessage>> outbox_message(
-      const std::string& id) override {
-    return inner_.outbox_message(id);
-  }
-  saga::StoreResult<std::vector<saga::StoredOperatorRequest>> pending_operator_requests(
-      std::size_t limit) override {
-    return inner_.pending_operator_requests(limit);
-  }
-  saga::StoreResult<std::vector<saga::SagaCount>> count_sagas() override {
-    return inner_.count_sagas();
-  }
-  saga::StoreResult<std::int64_t> count_open_dead_letters() override {
-    return inner_.count_open_dead_letters();
-  }
-  saga::StoreResult<std::vector<saga::JournalEntry>> journal(const std::string& id) override {
-    return inner_.journal(id);
-  }
-  saga::StoreResult<std::vector<saga::DeadLetter>> dead_letters(std::size_t limit) override {
-    return inner_.dead_letters(limit);
-  }
-  saga::StoreResult<std::optional<saga::DeadLetter>> dead_letter(std::int64_t id) override {
-    return inner_.dead_letter(id);
-  }
-  saga::StoreResult<std::vector<saga::OutboxMessage>> outbox(const std::string& id) override {
-    return inner_.outbox(id);
-  }
-  saga::StoreResult<std::vector<saga::SagaRecord>> sagas_with_status(saga::SagaStatus status,
-                                                                     std::size_t limit) override {
-    return inner_.sagas_with_status(status, limit);
-  }
-
- private:
-  saga::Store& inner_;
 };
 
 // Every string field of a batch, in a fixed order (the replayer relies on the order).

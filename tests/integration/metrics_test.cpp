@@ -18,6 +18,7 @@
 #include "../support/participant.hpp"
 #include "order/order_saga.hpp"
 #include "saga/engine.hpp"
+#include "saga/forwarding_store.hpp"
 #include "saga/log.hpp"
 #include "saga/memory_transport.hpp"
 #include "saga/metrics.hpp"
@@ -152,9 +153,9 @@ std::string text_field(const saga::LogRecord& record, std::string_view key) {
 }
 
 // Delegates to a real store; fails the next commit(s) on demand.
-class FailingStore final : public saga::Store {
+class FailingStore final : public saga::ForwardingStore {
  public:
-  explicit FailingStore(saga::Store& inner) : inner_(inner) {}
+  using ForwardingStore::ForwardingStore;
   int fail_commits = 0;
 
   saga::StoreStatus commit(const saga::WriteBatch& batch) override {
@@ -162,53 +163,8 @@ class FailingStore final : public saga::Store {
       --fail_commits;
       return saga::StoreStatus::failure(saga::StoreErrorCode::io_error, "injected: disk I/O error");
     }
-    return inner_.commit(batch);
+    return inner().commit(batch);
   }
-  saga::StoreResult<std::optional<saga::SagaRecord>> load_saga(const std::string& id) override {
-    return inner_.load_saga(id);
-  }
-  saga::StoreResult<bool> inbox_contains(const std::string& id) override {
-    return inner_.inbox_contains(id);
-  }
-  saga::StoreResult<std::vector<saga::OutboxMessage>> pending_outbox(std::size_t limit) override {
-    return inner_.pending_outbox(limit);
-  }
-  saga::StoreResult<std::vector<saga::OutboxMessage>> awaiting_reply(std::size_t limit) override {
-    return inner_.awaiting_reply(limit);
-  }
-  saga::StoreResult<std::optional<saga::OutboxMessage>> outbox_message(
-      const std::string& id) override {
-    return inner_.outbox_message(id);
-  }
-  saga::StoreResult<std::vector<saga::StoredOperatorRequest>> pending_operator_requests(
-      std::size_t limit) override {
-    return inner_.pending_operator_requests(limit);
-  }
-  saga::StoreResult<std::vector<saga::JournalEntry>> journal(const std::string& id) override {
-    return inner_.journal(id);
-  }
-  saga::StoreResult<std::vector<saga::DeadLetter>> dead_letters(std::size_t limit) override {
-    return inner_.dead_letters(limit);
-  }
-  saga::StoreResult<std::optional<saga::DeadLetter>> dead_letter(std::int64_t id) override {
-    return inner_.dead_letter(id);
-  }
-  saga::StoreResult<std::vector<saga::OutboxMessage>> outbox(const std::string& id) override {
-    return inner_.outbox(id);
-  }
-  saga::StoreResult<std::vector<saga::SagaRecord>> sagas_with_status(saga::SagaStatus status,
-                                                                     std::size_t limit) override {
-    return inner_.sagas_with_status(status, limit);
-  }
-  saga::StoreResult<std::vector<saga::SagaCount>> count_sagas() override {
-    return inner_.count_sagas();
-  }
-  saga::StoreResult<std::int64_t> count_open_dead_letters() override {
-    return inner_.count_open_dead_letters();
-  }
-
- private:
-  saga::Store& inner_;
 };
 
 order::OrderData an_order(std::string id) {
