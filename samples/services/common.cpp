@@ -169,6 +169,12 @@ void add_common_flags(CLI::App& app, CommonOptions& options) {
       ->type_name("MODE")
       ->check(CLI::IsMember({"full", "normal", "off"}))
       ->capture_default_str();
+  app.add_option("--batch", options.batch,
+                 "Most commands handled in one ledger transaction (group commit: the commands "
+                 "waiting together share one commit); 1 commits each command on its own")
+      ->type_name("N")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{4096}))
+      ->capture_default_str();
 }
 
 CLI::Validator probability() {
@@ -255,6 +261,7 @@ int run_service(const CommonOptions& options, const Service& service) {
   participant_options.connection.heartbeat_interval =
       std::chrono::milliseconds{options.heartbeat_ms};
   participant_options.handler_attempts = 3;
+  participant_options.max_batch = options.batch;
   participant_options.on_error = [](const std::string& what) { log(Level::error, what); };
 
   std::unique_ptr<saga::Participant> participant;

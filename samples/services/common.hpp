@@ -33,9 +33,10 @@ struct CommonOptions {
   std::uint64_t seed = 1;           // --seed
   int heartbeat_ms = 1000;          // --heartbeat-ms
   std::string durability = "full";  // --durability
+  std::size_t batch = 64;           // --batch
 };
 
-// Adds --orchestrator, --instance, --db, --seed, --heartbeat-ms and --durability to `app`,
+// Adds --orchestrator, --instance, --db, --seed, --heartbeat-ms, --durability and --batch to `app`,
 // with defaults derived from options.service (which must be set).
 void add_common_flags(CLI::App& app, CommonOptions& options);
 

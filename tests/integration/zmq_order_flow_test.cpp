@@ -7,6 +7,9 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include <zmq_addon.hpp>
+
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <filesystem>
@@ -504,6 +507,98 @@ TEST_F(ZmqOrderFlowTest, ThrowingHandlerIsRetriedThenAnswersWithItsFailureReply)
   EXPECT_EQ(attempts.load(), 3);
   auto ledger = open_ledger(path("payment.db"));
   EXPECT_EQ(count_effects(ledger->connection(), "charge", "order-1"), 0);
+}
+
+// The participant SDK's group commit, with this test playing the orchestrator on a raw ROUTER:
+// commands that arrive together are handled in one ledger transaction and answered after it; a
+// command whose handler throws has only its own writes undone and is retried alone.
+int ledger_commits = 0;
+int count_ledger_commit(void*) {
+  ++ledger_commits;
+  return 0;
+}
+
+TEST_F(ZmqOrderFlowTest, ParticipantHandlesABurstInOneLedgerTransaction) {
+  zmq::context_t context;
+  zmq::socket_t router(context, zmq::socket_type::router);
+  router.set(zmq::sockopt::linger, 0);
+  router.bind("tcp://127.0.0.1:*");
+  const std::string endpoint = router.get(zmq::sockopt::last_endpoint);
+
+  auto ledger = open_ledger(path("inventory.db"));
+  saga::ParticipantOptions options;
+  options.connection.orchestrator_endpoint = endpoint;
+  options.connection.service = "inventory";
+  options.on_error = [](const std::string&) {};
+  saga::Participant participant(options, *ledger);
+  int flaky_attempts = 0;
+  participant.on<inventory::Reserve>(
+      [&](const inventory::Reserve& command, saga::ParticipantLedger::Unit& unit) -> saga::Reply {
+        record_effect(unit, "reserve", command.order_id);
+        if (command.order_id == "order-3" && ++flaky_attempts == 1)
+          throw std::runtime_error("flaky warehouse");
+        return inventory::Reserved{"res-" + command.order_id};
+      });
+
+  auto receive = [&](std::chrono::milliseconds wait) {
+    std::vector<zmq::message_t> frames;
+    zmq_pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0}};
+    if (zmq::poll(items, 1, wait) == 1)
+      (void)zmq::recv_multipart(router, std::back_inserter(frames));
+    return frames;
+  };
+  auto announce = receive(5000ms);
+  ASSERT_EQ(announce.size(), 3u);
+  ASSERT_EQ(announce[1].to_string(), "ANNOUNCE");
+  const std::string identity = announce[0].to_string();
+  auto send = [&](std::string_view type, const std::string& body) {
+    std::array<zmq::const_buffer, 3> frames{zmq::buffer(identity), zmq::buffer(type),
+                                            zmq::buffer(body)};
+    ASSERT_TRUE(zmq::send_multipart(router, frames));
+  };
+  send("WELCOME", R"({"protocol":1,"heartbeatMs":1000,"liveness":3})");
+
+  constexpr int kCommands = 6;
+  std::vector<std::string> command_ids;
+  for (int i = 1; i <= kCommands; ++i) {
+    saga::Envelope command;
+    command.event_id = saga::new_uuid();
+    command.event_type = std::string(inventory::Reserve::type);
+    command.timestamp = std::chrono::system_clock::now();
+    command.source = "orchestrator";
+    command.correlation_id = saga::new_uuid();
+    command.kind = saga::MessageKind::command;
+    command.data = inventory::Reserve{"order-" + std::to_string(i), {{"sku-1", 1, 100}}};
+    command_ids.push_back(command.event_id);
+    send("MESSAGE", saga::encode_envelope(command));
+    if (i == kCommands) send("MESSAGE", saga::encode_envelope(command));  // and a duplicate
+  }
+  std::this_thread::sleep_for(200ms);  // let every frame reach the participant's socket
+
+  ledger_commits = 0;
+  sqlite3_commit_hook(ledger->connection(), count_ledger_commit, nullptr);
+  EXPECT_EQ(participant.poll(1000ms), static_cast<std::size_t>(kCommands + 1));
+  sqlite3_commit_hook(ledger->connection(), nullptr, nullptr);
+  EXPECT_EQ(ledger_commits, 2) << "one commit for the burst, one for the flaky command's retry";
+  EXPECT_EQ(flaky_attempts, 2);
+
+  std::vector<std::string> answered;
+  for (int i = 0; i < kCommands + 1; ++i) {
+    auto frames = receive(5000ms);
+    while (frames.size() == 2 && frames[1].to_string() == "HEARTBEAT") frames = receive(5000ms);
+    ASSERT_EQ(frames.size(), 3u);
+    ASSERT_EQ(frames[1].to_string(), "MESSAGE");
+    auto reply = saga::decode_envelope(frames[2].to_string());
+    ASSERT_TRUE(std::holds_alternative<saga::Envelope>(reply));
+    EXPECT_EQ(std::get<saga::Envelope>(reply).event_type, inventory::Reserved::type);
+    answered.push_back(std::get<saga::Envelope>(reply).causation_id);
+  }
+  std::vector<std::string> expected = command_ids;
+  expected.push_back(command_ids.back());
+  EXPECT_EQ(answered, expected) << "every command answered once, in arrival order";
+  for (int i = 1; i <= kCommands; ++i)
+    EXPECT_EQ(count_effects(ledger->connection(), "reserve", "order-" + std::to_string(i)), 1)
+        << "order-" << i;
 }
 
 class ZmqCurveOrderFlowTest : public ZmqOrderFlowTest {

@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <functional>
+#include <map>
 #include <stdexcept>
 #include <string>
 
@@ -96,6 +98,138 @@ TEST(SqliteParticipantLedger, LedgerOnAFileRemembersAcrossReopen) {
   EXPECT_EQ(result.value().reply, "first");
   reopened.reset();
   for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
+}
+
+// ---- group commit: process_batch ---------------------------------------------------------
+
+using Kind = saga::ParticipantLedger::Outcome::Kind;
+
+int commit_count = 0;
+int count_commit(void*) {
+  ++commit_count;
+  return 0;  // 0: let the commit proceed
+}
+
+TEST(SqliteParticipantLedgerBatch, AllCommandsOfABatchCommitInOneTransaction) {
+  auto ledger = open_ledger();
+  commit_count = 0;
+  sqlite3_commit_hook(ledger->connection(), count_commit, nullptr);
+  auto outcomes = ledger->process_batch(
+      {"cmd-1", "cmd-2", "cmd-3", "cmd-4"},
+      [](std::size_t, saga::ParticipantLedger::Unit& unit) { return take_one(unit); });
+  sqlite3_commit_hook(ledger->connection(), nullptr, nullptr);
+  ASSERT_TRUE(outcomes.ok()) << outcomes.error().message;
+  ASSERT_EQ(outcomes.value().size(), 4u);
+  for (std::size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(outcomes.value()[i].kind, Kind::handled);
+    EXPECT_EQ(outcomes.value()[i].reply, "reply-" + std::to_string(9 - static_cast<int>(i)));
+  }
+  EXPECT_EQ(commit_count, 1);
+  EXPECT_EQ(units(ledger->connection()), 6);
+  auto again = ledger->process_once("cmd-3", take_one);
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again.value().duplicate);
+  EXPECT_EQ(again.value().reply, "reply-7");
+}
+
+TEST(SqliteParticipantLedgerBatch, ThrowingCommandUndoesOnlyItsOwnWritesAndIsNotRecorded) {
+  auto ledger = open_ledger();
+  auto outcomes = ledger->process_batch(
+      {"cmd-1", "cmd-2", "cmd-3"},
+      [](std::size_t index, saga::ParticipantLedger::Unit& unit) -> std::string {
+        std::string reply = take_one(unit);
+        if (index == 1) throw std::runtime_error("warehouse offline");
+        return reply;
+      });
+  ASSERT_TRUE(outcomes.ok()) << outcomes.error().message;
+  EXPECT_EQ(outcomes.value()[0].kind, Kind::handled);
+  EXPECT_EQ(outcomes.value()[1].kind, Kind::failed);
+  EXPECT_EQ(outcomes.value()[1].error, "warehouse offline");
+  EXPECT_EQ(outcomes.value()[2].kind, Kind::handled);
+  EXPECT_EQ(outcomes.value()[2].reply, "reply-8") << "the failed command's write was not undone";
+  EXPECT_EQ(units(ledger->connection()), 8);
+  int calls = 0;
+  auto retry = ledger->process_once("cmd-2", [&](saga::ParticipantLedger::Unit& unit) {
+    ++calls;
+    return take_one(unit);
+  });
+  ASSERT_TRUE(retry.ok());
+  EXPECT_FALSE(retry.value().duplicate) << "a failed command must not be recorded as handled";
+  EXPECT_EQ(calls, 1);
+}
+
+TEST(SqliteParticipantLedgerBatch, RecordedAndRepeatedIdsGetTheirFirstReplyWithoutRunningAgain) {
+  auto ledger = open_ledger();
+  ASSERT_TRUE(ledger->process_once("cmd-1", take_one).ok());
+  int calls = 0;
+  auto outcomes = ledger->process_batch({"cmd-1", "cmd-2", "cmd-2"},
+                                        [&](std::size_t, saga::ParticipantLedger::Unit& unit) {
+                                          ++calls;
+                                          return take_one(unit);
+                                        });
+  ASSERT_TRUE(outcomes.ok()) << outcomes.error().message;
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(outcomes.value()[0].kind, Kind::duplicate);
+  EXPECT_EQ(outcomes.value()[0].reply, "reply-9");
+  EXPECT_EQ(outcomes.value()[1].kind, Kind::handled);
+  EXPECT_EQ(outcomes.value()[1].reply, "reply-8");
+  EXPECT_EQ(outcomes.value()[2].kind, Kind::duplicate);
+  EXPECT_EQ(outcomes.value()[2].reply, "reply-8");
+  EXPECT_EQ(units(ledger->connection()), 8);
+}
+
+TEST(SqliteParticipantLedgerBatch, StorageErrorCommitsNothingOfTheBatch) {
+  auto ledger = open_ledger();
+  ASSERT_EQ(
+      sqlite3_exec(ledger->connection(),
+                   "CREATE TRIGGER refuse BEFORE INSERT ON saga_processed_commands "
+                   "WHEN NEW.command_id = 'cmd-3' BEGIN SELECT RAISE(ABORT, 'disk says no'); END",
+                   nullptr, nullptr, nullptr),
+      SQLITE_OK);
+  auto outcomes = ledger->process_batch(
+      {"cmd-1", "cmd-2", "cmd-3"},
+      [](std::size_t, saga::ParticipantLedger::Unit& unit) { return take_one(unit); });
+  ASSERT_FALSE(outcomes.ok());
+  EXPECT_NE(outcomes.error().message.find("disk says no"), std::string::npos)
+      << outcomes.error().message;
+  EXPECT_EQ(units(ledger->connection()), 10);
+  auto first = ledger->process_once("cmd-1", take_one);
+  ASSERT_TRUE(first.ok());
+  EXPECT_FALSE(first.value().duplicate) << "an earlier command of the failed batch was committed";
+}
+
+// A ledger with only process_once: the interface's default process_batch.
+class OneByOneLedger final : public saga::ParticipantLedger {
+ public:
+  saga::StoreResult<Result> process_once(const std::string& command_id,
+                                         const std::function<std::string(Unit&)>& work) override {
+    ++transactions;
+    if (auto found = replies.find(command_id); found != replies.end())
+      return Result{true, found->second};
+    Unit unit;
+    std::string reply = work(unit);
+    replies.emplace(command_id, reply);
+    return Result{false, reply};
+  }
+  std::map<std::string, std::string> replies;
+  int transactions = 0;
+};
+
+TEST(ParticipantLedgerDefaultBatch, HandlesEachCommandInTurnAndReportsAThrowAsFailed) {
+  OneByOneLedger ledger;
+  auto outcomes = ledger.process_batch(
+      {"a", "b", "a"}, [](std::size_t index, saga::ParticipantLedger::Unit&) -> std::string {
+        if (index == 1) throw std::runtime_error("nope");
+        return "reply-" + std::to_string(index);
+      });
+  ASSERT_TRUE(outcomes.ok());
+  EXPECT_EQ(ledger.transactions, 3);
+  EXPECT_EQ(outcomes.value()[0].kind, Kind::handled);
+  EXPECT_EQ(outcomes.value()[1].kind, Kind::failed);
+  EXPECT_EQ(outcomes.value()[1].error, "nope");
+  EXPECT_EQ(outcomes.value()[2].kind, Kind::duplicate);
+  EXPECT_EQ(outcomes.value()[2].reply, "reply-0");
+  EXPECT_EQ(ledger.replies.count("b"), 0u);
 }
 
 }  // namespace

@@ -9,8 +9,10 @@
 // exception thrown by `work` rolls the transaction back and propagates to the caller.
 #pragma once
 
+#include <cstddef>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "saga/status.hpp"
 
@@ -36,6 +38,31 @@ class ParticipantLedger {
   // recorded, returns the stored reply without calling `work`.
   virtual StoreResult<Result> process_once(const std::string& command_id,
                                            const std::function<std::string(Unit&)>& work) = 0;
+
+  // What became of one command of a batch.
+  struct Outcome {
+    enum class Kind { handled, duplicate, failed };
+    Kind kind = Kind::failed;
+    std::string reply;  // handled: the recorded reply; duplicate: the reply recorded before
+    std::string error;  // failed: what `work` threw; nothing of this command was recorded
+  };
+
+  // Group commit: handles several commands with one durable write. For each command id in order,
+  // an id already recorded (also by an earlier command of the same batch) gets its stored reply
+  // without calling `work`; otherwise work(index, unit) builds the reply, which is recorded with
+  // the work's writes. An exception thrown by `work` undoes only that command's writes (its
+  // outcome is `failed`, with the exception's what()) and the batch goes on. Returns one outcome
+  // per command id, in order.
+  //
+  // Errors: a storage error (failed begin, record or commit) returns the error and commits none
+  // of the batch; the caller may handle the commands again, one by one or as a new batch.
+  //
+  // The default implementation calls process_once for each command in turn (one transaction
+  // each: a storage error leaves the earlier commands committed); SqliteParticipantLedger
+  // overrides it with one transaction and a savepoint per command.
+  virtual StoreResult<std::vector<Outcome>> process_batch(
+      const std::vector<std::string>& command_ids,
+      const std::function<std::string(std::size_t index, Unit&)>& work);
 };
 
 }  // namespace saga

@@ -2,9 +2,12 @@
 
 #include <sqlite3.h>
 
+#include <exception>
 #include <optional>
 #include <stdexcept>
+#include <string>
 #include <utility>
+#include <vector>
 
 namespace saga {
 namespace {
@@ -35,14 +38,13 @@ class SqliteUnit final : public ParticipantLedger::Unit {
 
 struct SqliteParticipantLedger::Impl {
   sqlite3* db = nullptr;
-  Statement begin, commit, rollback, find, record;
+  Statement begin, commit, rollback, find, record, savepoint, rollback_to_savepoint,
+      release_savepoint;
 
   ~Impl() {
-    begin.reset();
-    commit.reset();
-    rollback.reset();
-    find.reset();
-    record.reset();
+    for (Statement* statement : {&begin, &commit, &rollback, &find, &record, &savepoint,
+                                 &rollback_to_savepoint, &release_savepoint})
+      statement->reset();
     if (db) sqlite3_close(db);
   }
 
@@ -59,6 +61,57 @@ struct SqliteParticipantLedger::Impl {
     sqlite3_reset(statement);
     return rc;
   }
+
+  // The reply recorded for a command id, if any.
+  StoreResult<std::optional<std::string>> find_reply(const std::string& command_id) {
+    sqlite3_bind_text(find.get(), 1, command_id.data(), static_cast<int>(command_id.size()),
+                      SQLITE_STATIC);
+    int rc = sqlite3_step(find.get());
+    std::optional<std::string> reply;
+    if (rc == SQLITE_ROW)
+      reply.emplace(reinterpret_cast<const char*>(sqlite3_column_text(find.get(), 0)),
+                    static_cast<std::size_t>(sqlite3_column_bytes(find.get(), 0)));
+    sqlite3_reset(find.get());
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+      return error_of(db, rc, "looking up command " + command_id);
+    return reply;
+  }
+
+  std::optional<StoreError> record_reply(const std::string& command_id, const std::string& reply) {
+    sqlite3_bind_text(record.get(), 1, command_id.data(), static_cast<int>(command_id.size()),
+                      SQLITE_STATIC);
+    sqlite3_bind_text(record.get(), 2, reply.data(), static_cast<int>(reply.size()), SQLITE_STATIC);
+    int rc = step(record.get());
+    if (rc != SQLITE_DONE) return error_of(db, rc, "recording command " + command_id);
+    return std::nullopt;
+  }
+
+  // An open BEGIN IMMEDIATE transaction that rolls back unless committed.
+  class Transaction {
+   public:
+    explicit Transaction(Impl& impl) : impl_(impl) {}
+    ~Transaction() { roll_back(); }
+    std::optional<StoreError> begin() {
+      int rc = impl_.step(impl_.begin.get());
+      if (rc != SQLITE_DONE) return error_of(impl_.db, rc, "beginning a transaction");
+      open_ = true;
+      return std::nullopt;
+    }
+    std::optional<StoreError> commit(const std::string& what) {
+      int rc = impl_.step(impl_.commit.get());
+      if (rc != SQLITE_DONE) return error_of(impl_.db, rc, "committing " + what);
+      open_ = false;
+      return std::nullopt;
+    }
+    void roll_back() {
+      if (open_) impl_.step(impl_.rollback.get());
+      open_ = false;
+    }
+
+   private:
+    Impl& impl_;
+    bool open_ = false;
+  };
 };
 
 SqliteParticipantLedger::SqliteParticipantLedger(std::unique_ptr<Impl> impl)
@@ -91,7 +144,10 @@ StoreResult<std::unique_ptr<SqliteParticipantLedger>> SqliteParticipantLedger::o
       {"COMMIT", &impl->commit},
       {"ROLLBACK", &impl->rollback},
       {"SELECT reply FROM saga_processed_commands WHERE command_id = ?1", &impl->find},
-      {"INSERT INTO saga_processed_commands (command_id, reply) VALUES (?1, ?2)", &impl->record}};
+      {"INSERT INTO saga_processed_commands (command_id, reply) VALUES (?1, ?2)", &impl->record},
+      {"SAVEPOINT saga_command", &impl->savepoint},
+      {"ROLLBACK TO saga_command", &impl->rollback_to_savepoint},
+      {"RELEASE saga_command", &impl->release_savepoint}};
   for (const auto& [sql, statement] : statements)
     if (auto error = impl->prepare(sql, *statement)) return *error;
   return std::unique_ptr<SqliteParticipantLedger>(new SqliteParticipantLedger(std::move(impl)));
@@ -100,61 +156,60 @@ StoreResult<std::unique_ptr<SqliteParticipantLedger>> SqliteParticipantLedger::o
 StoreResult<ParticipantLedger::Result> SqliteParticipantLedger::process_once(
     const std::string& command_id, const std::function<std::string(Unit&)>& work) {
   Impl& s = *impl_;
-  auto find = [&]() -> StoreResult<std::optional<std::string>> {
-    sqlite3_bind_text(s.find.get(), 1, command_id.data(), static_cast<int>(command_id.size()),
-                      SQLITE_STATIC);
-    int rc = sqlite3_step(s.find.get());
-    std::optional<std::string> reply;
-    if (rc == SQLITE_ROW)
-      reply.emplace(reinterpret_cast<const char*>(sqlite3_column_text(s.find.get(), 0)),
-                    static_cast<std::size_t>(sqlite3_column_bytes(s.find.get(), 0)));
-    sqlite3_reset(s.find.get());
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-      return error_of(s.db, rc, "looking up command " + command_id);
-    return reply;
-  };
+  Impl::Transaction transaction(s);
+  if (auto error = transaction.begin()) return *error;
+  auto seen = s.find_reply(command_id);
+  if (!seen) return seen.error();
+  if (seen.value()) return Result{true, std::move(*seen.value())};
+  SqliteUnit unit(s.db);
+  std::string reply = work(unit);  // an exception rolls the transaction back
+  if (auto error = s.record_reply(command_id, reply)) return *error;
+  if (auto error = transaction.commit("command " + command_id)) return *error;
+  return Result{false, std::move(reply)};
+}
 
-  int rc = s.step(s.begin.get());
-  if (rc != SQLITE_DONE) return error_of(s.db, rc, "beginning a transaction");
-  bool open = true;
-  auto roll_back = [&] {
-    if (open) s.step(s.rollback.get());
-    open = false;
-  };
-  try {
-    auto seen = find();
-    if (!seen) {
-      roll_back();
-      return seen.error();
-    }
+StoreResult<std::vector<ParticipantLedger::Outcome>> SqliteParticipantLedger::process_batch(
+    const std::vector<std::string>& command_ids,
+    const std::function<std::string(std::size_t index, Unit&)>& work) {
+  Impl& s = *impl_;
+  Impl::Transaction transaction(s);
+  if (auto error = transaction.begin()) return *error;
+  std::vector<Outcome> outcomes(command_ids.size());
+  SqliteUnit unit(s.db);
+  for (std::size_t index = 0; index < command_ids.size(); ++index) {
+    const std::string& command_id = command_ids[index];
+    Outcome& outcome = outcomes[index];
+    auto seen = s.find_reply(command_id);
+    if (!seen) return seen.error();
     if (seen.value()) {
-      roll_back();
-      return Result{true, *seen.value()};
+      outcome.kind = Outcome::Kind::duplicate;
+      outcome.reply = std::move(*seen.value());
+      continue;
     }
-    SqliteUnit unit(s.db);
-    std::string reply = work(unit);
-    sqlite3_bind_text(s.record.get(), 1, command_id.data(), static_cast<int>(command_id.size()),
-                      SQLITE_STATIC);
-    sqlite3_bind_text(s.record.get(), 2, reply.data(), static_cast<int>(reply.size()),
-                      SQLITE_STATIC);
-    rc = s.step(s.record.get());
-    if (rc != SQLITE_DONE) {
-      StoreError error = error_of(s.db, rc, "recording command " + command_id);
-      roll_back();
-      return error;
+    int rc = s.step(s.savepoint.get());
+    if (rc != SQLITE_DONE) return error_of(s.db, rc, "opening a savepoint for " + command_id);
+    bool threw = true;
+    try {
+      outcome.reply = work(index, unit);
+      threw = false;
+    } catch (const std::exception& error) {
+      outcome.error = error.what();
+    } catch (...) {
+      outcome.error = "unknown exception";
     }
-    rc = s.step(s.commit.get());
-    if (rc != SQLITE_DONE) {
-      StoreError error = error_of(s.db, rc, "committing command " + command_id);
-      roll_back();
-      return error;
+    if (threw) {
+      rc = s.step(s.rollback_to_savepoint.get());
+      if (rc != SQLITE_DONE) return error_of(s.db, rc, "undoing command " + command_id);
+    } else {
+      if (auto error = s.record_reply(command_id, outcome.reply)) return *error;
+      outcome.kind = Outcome::Kind::handled;
     }
-    open = false;
-    return Result{false, std::move(reply)};
-  } catch (...) {
-    roll_back();
-    throw;
+    rc = s.step(s.release_savepoint.get());
+    if (rc != SQLITE_DONE) return error_of(s.db, rc, "releasing the savepoint of " + command_id);
   }
+  if (auto error = transaction.commit(std::to_string(command_ids.size()) + " commands"))
+    return *error;
+  return outcomes;
 }
 
 sqlite3* SqliteParticipantLedger::connection() const noexcept {

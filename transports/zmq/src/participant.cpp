@@ -1,7 +1,10 @@
 #include "saga/participant.hpp"
 
+#include <cstddef>
 #include <iostream>
+#include <optional>
 #include <stdexcept>
+#include <vector>
 
 #include "saga/detail/crash_point.hpp"
 #include "saga/envelope.hpp"
@@ -48,25 +51,51 @@ struct Participant::Impl {
     return encode_envelope(envelope);
   }
 
-  // The reply to send for `command`, or nullopt when it cannot be answered now.
-  std::optional<std::string> handle(const Envelope& command) {
+  // A decoded command with its handler and its payload upcast to the handler's version.
+  struct Routed {
+    Envelope command;
+    const Registration* registration = nullptr;
+    nlohmann::json payload;
+  };
+
+  std::optional<Routed> route(const std::string& bytes) {
+    DecodeResult decoded = decode_envelope(bytes);
+    if (auto* error = std::get_if<EnvelopeError>(&decoded)) {
+      report("undecodable command: " + error->message);
+      return std::nullopt;
+    }
+    Routed routed{std::move(std::get<Envelope>(decoded)), nullptr, {}};
+    const Envelope& command = routed.command;
     auto registration = handlers.find(command.event_type);
     if (registration == handlers.end()) {
       report("no handler for command '" + command.event_type + "' (" + command.event_id + ")");
       return std::nullopt;
     }
+    routed.registration = &registration->second;
     auto upgraded = upcasters.upgrade(command.event_type, command.version,
                                       registration->second.version, command.data);
     if (auto* refusal = std::get_if<Upcasters::Refusal>(&upgraded)) {
       report(refusal->reason + " (" + command.event_id + ")");
       return std::nullopt;
     }
-    const nlohmann::json& payload = std::get<nlohmann::json>(upgraded);
-    std::string last_error;
-    for (int attempt = 1; attempt <= std::max(1, options.handler_attempts); ++attempt) {
+    routed.payload = std::move(std::get<nlohmann::json>(upgraded));
+    return routed;
+  }
+
+  std::string run_handler(const Routed& routed, ParticipantLedger::Unit& unit) const {
+    return encode_reply(routed.command, routed.registration->handler(routed.payload, unit));
+  }
+
+  // Handles one command in transactions of its own: attempts `first_attempt` to
+  // handler_attempts, then the failure reply. The reply to send, or nullopt when it cannot be
+  // answered now.
+  std::optional<std::string> handle_alone(const Routed& routed, int first_attempt,
+                                          std::string last_error) {
+    const Envelope& command = routed.command;
+    for (int attempt = first_attempt; attempt <= std::max(1, options.handler_attempts); ++attempt) {
       try {
         auto result = ledger.process_once(command.event_id, [&](ParticipantLedger::Unit& unit) {
-          return encode_reply(command, registration->second.handler(payload, unit));
+          return run_handler(routed, unit);
         });
         if (!result) {
           last_error = result.error().message;
@@ -81,14 +110,14 @@ struct Participant::Impl {
       }
     }
     failures.fetch_add(1, std::memory_order_relaxed);
-    if (!registration->second.failure) {
+    if (!routed.registration->failure) {
       report("handling '" + command.event_type + "' failed, no reply sent: " + last_error);
       return std::nullopt;
     }
     try {
       // The failure reply is recorded like any other, so a duplicate gets the same answer.
       auto result = ledger.process_once(command.event_id, [&](ParticipantLedger::Unit&) {
-        return encode_reply(command, registration->second.failure(payload, last_error));
+        return encode_reply(command, routed.registration->failure(routed.payload, last_error));
       });
       if (result) return result.value().reply;
       report("recording the failure of '" + command.event_type + "': " + result.error().message);
@@ -96,6 +125,39 @@ struct Participant::Impl {
       report("building the failure reply of '" + command.event_type + "': " + error.what());
     }
     return std::nullopt;
+  }
+
+  // Handles the commands together: one transaction for all of them (group commit). A command
+  // whose handler threw, or all of them when the batch could not be committed, go on alone.
+  std::vector<std::optional<std::string>> handle_batch(const std::vector<Routed>& batch) {
+    std::vector<std::optional<std::string>> replies(batch.size());
+    if (batch.size() == 1) {
+      replies[0] = handle_alone(batch[0], 1, "");
+      return replies;
+    }
+    std::vector<std::string> ids;
+    ids.reserve(batch.size());
+    for (const Routed& routed : batch) ids.push_back(routed.command.event_id);
+    StoreResult<std::vector<ParticipantLedger::Outcome>> outcomes =
+        ledger.process_batch(ids, [&](std::size_t index, ParticipantLedger::Unit& unit) {
+          return run_handler(batch[index], unit);
+        });
+    for (std::size_t index = 0; index < batch.size(); ++index) {
+      if (!outcomes) {
+        replies[index] = handle_alone(batch[index], 1, "");
+        continue;
+      }
+      ParticipantLedger::Outcome& outcome = outcomes.value()[index];
+      using Kind = ParticipantLedger::Outcome::Kind;
+      if (outcome.kind == Kind::failed) {
+        replies[index] = handle_alone(batch[index], 2, outcome.error);
+        continue;
+      }
+      (outcome.kind == Kind::duplicate ? duplicates : handled)
+          .fetch_add(1, std::memory_order_relaxed);
+      replies[index] = std::move(outcome.reply);
+    }
+    return replies;
   }
 };
 
@@ -117,22 +179,29 @@ void Participant::register_upcaster(std::string_view command_type, int from_vers
   impl_->upcasters.add(command_type, from_version, std::move(upcaster));
 }
 
-bool Participant::poll(std::chrono::milliseconds wait) {
-  auto bytes = impl_->connection.receive(wait);
-  if (!bytes) return false;
-  DecodeResult decoded = decode_envelope(*bytes);
-  if (auto* error = std::get_if<EnvelopeError>(&decoded)) {
-    impl_->report("undecodable command: " + error->message);
-    return false;
+std::size_t Participant::poll(std::chrono::milliseconds wait) {
+  Impl& s = *impl_;
+  auto first = s.connection.receive(wait);
+  if (!first) return 0;
+  std::vector<Impl::Routed> batch;
+  if (auto routed = s.route(*first)) batch.push_back(std::move(*routed));
+  const std::size_t limit = std::max<std::size_t>(1, s.options.max_batch);
+  for (std::size_t received = 1; received < limit; ++received) {
+    auto more = s.connection.receive(std::chrono::milliseconds{0});
+    if (!more) break;
+    if (auto routed = s.route(*more)) batch.push_back(std::move(*routed));
   }
-  const Envelope& command = std::get<Envelope>(decoded);
-  if (auto reply = impl_->handle(command)) {
-    detail::crash_point("participant.after_commit");
-    if (!impl_->connection.send(*reply))
-      impl_->report("could not queue the reply to " + command.event_id);
-    return true;
+  if (batch.empty()) return 0;
+  std::vector<std::optional<std::string>> replies = s.handle_batch(batch);
+  detail::crash_point("participant.after_commit");
+  std::size_t answered = 0;
+  for (std::size_t index = 0; index < batch.size(); ++index) {
+    if (!replies[index]) continue;
+    ++answered;
+    if (!s.connection.send(*replies[index]))
+      s.report("could not queue the reply to " + batch[index].command.event_id);
   }
-  return false;
+  return answered;
 }
 
 void Participant::run() {

@@ -29,6 +29,10 @@ class SqliteParticipantLedger final : public ParticipantLedger {
 
   StoreResult<Result> process_once(const std::string& command_id,
                                    const std::function<std::string(Unit&)>& work) override;
+  // One BEGIN IMMEDIATE ... COMMIT for the whole batch, a SAVEPOINT around each command's work.
+  StoreResult<std::vector<Outcome>> process_batch(
+      const std::vector<std::string>& command_ids,
+      const std::function<std::string(std::size_t index, Unit&)>& work) override;
 
   // The ledger's connection, for reads outside process_once (reports, tests).
   sqlite3* connection() const noexcept;
@@ -39,8 +43,8 @@ class SqliteParticipantLedger final : public ParticipantLedger {
   std::unique_ptr<Impl> impl_;
 };
 
-// The open transaction's connection inside process_once. Throws std::invalid_argument for a
-// Unit that is not a SqliteParticipantLedger's.
+// The open transaction's connection inside process_once / process_batch. Throws
+// std::invalid_argument for a Unit that is not a SqliteParticipantLedger's.
 sqlite3* sqlite_connection(ParticipantLedger::Unit& unit);
 
 }  // namespace saga

@@ -15,13 +15,15 @@
 //       });
 //   inventory.run();  // until stop()
 //
+// Commands that arrive together are handled in one transaction (ParticipantOptions::max_batch).
 // For each command the SDK: upcasts an older payload (register_upcaster), decodes it, and runs
 // the handler inside ParticipantLedger::process_once, so the handler's writes and the "already
 // handled" record commit together; it fills the reply envelope (correlationId from the command,
 // causationId = the command's eventId, source = the service, kind reply) and sends it. A
 // duplicate command is answered with the reply sent the first time, byte for byte, and the
-// handler does not run. A handler that throws is retried (ParticipantOptions::handler_attempts,
-// each in a fresh transaction); then the failure builder's reply is sent, or, without one (a
+// handler does not run. A handler that throws has its own writes undone (the rest of the batch
+// is unaffected) and is retried (ParticipantOptions::handler_attempts, each in a fresh
+// transaction); then the failure builder's reply is sent, or, without one (a
 // compensation must eventually succeed), nothing: the orchestrator re-sends after its timeout.
 // Commands that cannot be decoded or have no handler are reported through on_error and not
 // answered.
@@ -31,6 +33,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <functional>
 #include <map>
 #include <memory>
@@ -60,6 +63,11 @@ struct ParticipantOptions {
   ZmqParticipantOptions connection = {};
   // Attempts of a throwing handler before giving up on a command. Default: 3.
   int handler_attempts = 3;
+  // Group commit: the commands already waiting when one arrives are handled in one ledger
+  // transaction (ParticipantLedger::process_batch), so a burst costs one durable write instead
+  // of one per command; their replies are sent after that commit. At most this many per
+  // transaction; 1 handles each command in a transaction of its own. Default: 64.
+  std::size_t max_batch = 64;
   // Called with a description of every command that could not be handled. Default: stderr.
   std::function<void(const std::string&)> on_error = {};
 };
@@ -95,9 +103,10 @@ class Participant {
 
   void register_upcaster(std::string_view command_type, int from_version, Upcaster upcaster);
 
-  // Handles at most one command, waiting up to `wait`. Returns true when one was handled
-  // (answered, or answered again as a duplicate).
-  bool poll(std::chrono::milliseconds wait);
+  // Waits up to `wait` for a command, then takes the commands already waiting behind it (up to
+  // ParticipantOptions::max_batch in all) and handles them in one ledger transaction. Returns
+  // how many were answered (including duplicates answered again).
+  std::size_t poll(std::chrono::milliseconds wait);
   void run();
   void stop();
 
