@@ -320,8 +320,8 @@ std::string markdown(const json& r) {
       md << "- With the participants not durable E reaches "
          << fmt("/E/participants_not_durable/sagas_per_s") << " sagas/s, "
          << fmt("/E/participants_not_durable/over_durable_participants", 2)
-         << "x the durable run: each service commits (and fsyncs) once per command, so durable "
-            "participants "
+         << "x the durable run: each service commits (and fsyncs) once per batch of waiting "
+            "commands, so durable participants "
          << (at(r, "/E/participants_not_durable/over_durable_participants") >= 1.3
                  ? "are a large part of the bound."
                  : "are not what bounds E here.")
@@ -420,9 +420,10 @@ std::string markdown(const json& r) {
   and the sample intake's own map of statuses; then the service continues and every saga must
   complete.
 - **Participants not durable**: the same saturation run with the three services on
-  `--durability off`. Each service handles one command per transaction (the participant SDK's
-  `process_once`), so with durable ledgers every command costs the service an fsync; this run
-  shows how much of E that costs, and how fast the engine goes when participants are cheap.
+  `--durability off`. Each service handles the commands waiting together in one transaction (the
+  participant SDK's group commit, `ParticipantOptions::max_batch`), so with durable ledgers every
+  batch costs the service an fsync; this run shows how much of E that costs, and how fast the
+  engine goes when participants are cheap.
 - **Sagas in the database**: the same saturation run on a database that already holds N
   completed sagas (the captured batches replayed through `SqliteStore::commit`, without fsync,
   before the orchestrator starts); compared with the first run, which starts from an empty
