@@ -222,6 +222,7 @@ struct Engine::Impl {
     std::vector<std::string> loaded;   // sagas loaded from the store this turn
     std::vector<std::string> touched;  // sagas a message or start was applied to this turn
     std::vector<std::pair<std::string, std::string>> events;  // (event type, encoded envelope)
+    bool publish_events = false;  // Options::publish_events and the transport has observers
     std::string poison_code;
     std::string poison_reason;
     // Metrics and log lines of this turn, applied once it committed (dropped with it otherwise).
@@ -591,18 +592,17 @@ struct Engine::Impl {
       envelope.correlation_id = correlation_of(saga_id, saga);
       envelope.causation_id = cause_id;
       envelope.kind = MessageKind::command;
-      envelope.data = command.payload;
+      std::string payload = command.payload.dump();
       OutboxMessage row;
       row.message_id = envelope.event_id;
       row.saga_id = saga_id;
       row.destination = std::string(command.destination);
       row.message_type = envelope.event_type;
-      row.payload = encode_envelope(envelope);
+      row.payload = encode_envelope(envelope, payload);
       row.created_at = envelope.timestamp;
       row.compensation = command.role == CommandRole::compensation;
       journal(turn, saga_id, JournalKind::message_out, row.message_id, row.message_type, "", "",
-              command.role == CommandRole::compensation ? "compensation " + command.payload.dump()
-                                                        : command.payload.dump());
+              row.compensation ? "compensation " + payload : std::move(payload));
       turn.batch.outbox.push_back(std::move(row));
     }
     SagaStatus after = saga.instance->status();
@@ -615,7 +615,7 @@ struct Engine::Impl {
     write_saga(turn, saga_id, saga);
     if (instrumented())
       observe_reaction(turn, saga_id, saga, reaction, before, cause_id, first_command);
-    if (options.publish_events) lifecycle_events(turn, saga_id, saga, reaction, before, cause_id);
+    if (turn.publish_events) lifecycle_events(turn, saga_id, saga, reaction, before, cause_id);
     if (is_terminal(after) && !is_terminal(before)) {
       // A saga that ended awaits nothing more: what it still had in flight is closed with it.
       if (auto flights = in_flight_by_saga.find(saga_id); flights != in_flight_by_saga.end())
@@ -1215,6 +1215,7 @@ struct Engine::Impl {
     }
 
     Turn turn;
+    turn.publish_events = options.publish_events && transport.has_observers();
     try {
       if (auto poisoned = process_inputs(turn, inputs)) {
         discard_turn(turn);

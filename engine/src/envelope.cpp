@@ -521,7 +521,10 @@ DecodeResult decode_envelope(std::string_view bytes, std::size_t max_bytes) {
 }
 
 std::string encode_envelope(const Envelope& envelope) {
-  std::string data = envelope.data.dump();
+  return encode_envelope(envelope, envelope.data.dump());
+}
+
+std::string encode_envelope(const Envelope& envelope, std::string_view data) {
   std::string out;
   out.reserve(160 + envelope.event_type.size() + envelope.source.size() +
               envelope.correlation_id.size() + data.size());

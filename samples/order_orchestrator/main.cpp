@@ -204,7 +204,7 @@ int main(int argc, char** argv) {
   std::int64_t lag_delay_critical_s = lag.delay_critical.count();
   app.add_option("--router", router, "ROUTER endpoint participants connect to ('*' port = any)")
       ->capture_default_str();
-  app.add_option("--events", events, "PUB endpoint for saga lifecycle events ('' = off)")
+  app.add_option("--events", events, "XPUB endpoint for saga lifecycle events, subscribe with SUB ('' = off)")
       ->capture_default_str();
   app.add_option("--intake", intake_endpoint, "REP endpoint where clients place orders")
       ->capture_default_str();

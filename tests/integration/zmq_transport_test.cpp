@@ -450,7 +450,38 @@ TEST_F(ZmqTransportTest, PublishReachesSubscriber) {
 
 TEST_F(ZmqTransportTest, PublishWithoutEventsEndpointIsANoOp) {
   EXPECT_TRUE(transport->events_endpoint().empty());
+  EXPECT_FALSE(transport->has_observers());
   transport->publish("order.Completed", "{}");
+}
+
+TEST_F(ZmqTransportTest, HasObserversWhileASubscriptionIsOpen) {
+  auto options = transport_options();
+  options.events_endpoint = "tcp://127.0.0.1:*";
+  bind(options);
+  EXPECT_FALSE(transport->has_observers());
+
+  auto wait_for = [&](bool expected) {
+    const auto deadline = Clock::now() + kDeadline;
+    while (transport->has_observers() != expected && Clock::now() < deadline)
+      std::this_thread::sleep_for(5ms);
+    return transport->has_observers() == expected;
+  };
+  zmq::context_t context;
+  {
+    zmq::socket_t subscriber(context, zmq::socket_type::sub);
+    subscriber.set(zmq::sockopt::linger, 0);
+    subscriber.set(zmq::sockopt::subscribe, "saga.");
+    subscriber.connect(transport->events_endpoint());
+    EXPECT_TRUE(wait_for(true)) << "the subscription never arrived";
+    zmq::socket_t second(context, zmq::socket_type::sub);
+    second.set(zmq::sockopt::linger, 0);
+    second.set(zmq::sockopt::subscribe, "saga.");
+    second.connect(transport->events_endpoint());
+    second.close();
+    std::this_thread::sleep_for(50ms);
+    EXPECT_TRUE(transport->has_observers()) << "the first subscriber is still there";
+  }
+  EXPECT_TRUE(wait_for(false)) << "the last subscriber left, but observers are still reported";
 }
 
 struct KeyPair {

@@ -161,6 +161,15 @@ TEST(EnvelopeEncode, EmptyDataIsEncodedAsEmptyObject) {
   expect_same(expect_ok(decode_envelope(encoded)), e);
 }
 
+TEST(EnvelopeEncode, PreSerializedDataIsWrittenAsGivenAndEnvelopeDataIgnored) {
+  const Envelope e = full_envelope();
+  EXPECT_EQ(encode_envelope(e, e.data.dump()), encode_envelope(e));
+  Envelope other = full_envelope();
+  other.data = json{{"ignored", true}};
+  const Envelope decoded = expect_ok(decode_envelope(encode_envelope(other, R"({"orderId":"9"})")));
+  EXPECT_EQ(decoded.data, (json{{"orderId", "9"}}));
+}
+
 // --- A valid envelope in its minimal and full forms ------------------------------------------
 
 TEST(EnvelopeDecode, MinimalEnvelopeGetsDefaults) {

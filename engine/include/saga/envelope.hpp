@@ -77,6 +77,10 @@ DecodeResult decode_envelope(std::string_view bytes,
 // Serializes to compact JSON. Optional fields that are empty (source, correlationId,
 // causationId, unspecified kind) are omitted. Never fails for a well-formed Envelope.
 std::string encode_envelope(const Envelope& envelope);
+// The same with the data member already serialized: `data_json` (the compact JSON text of an
+// object, e.g. from nlohmann::json::dump) is written as is and envelope.data is ignored. For a
+// caller that needs the data's text anyway, so the payload is serialized once.
+std::string encode_envelope(const Envelope& envelope, std::string_view data_json);
 
 // A new random (version 4) UUID in canonical lower-case form. Thread-safe.
 std::string new_uuid();

@@ -53,6 +53,11 @@ class Transport {
     (void)event_type;
     (void)bytes;
   }
+
+  // Whether publish() currently reaches anyone. The engine builds lifecycle events only when it
+  // does, so an unobserved engine does not pay for encoding them. Called from the loop thread,
+  // once per turn. Default: false (publish() does nothing).
+  virtual bool has_observers() { return false; }
 };
 
 }  // namespace saga

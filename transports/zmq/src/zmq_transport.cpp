@@ -114,7 +114,8 @@ struct ZmqTransport::Impl {
   Clock::time_point housekeeping_due{};
   zmq::context_t context;
   zmq::socket_t router;
-  zmq::socket_t publisher;
+  zmq::socket_t publisher;              // XPUB: subscriptions arrive as messages
+  std::set<std::string> subscriptions;  // topics with at least one subscriber
   zmq::socket_t wake_receiver;
   zmq::socket_t wake_sender;
   std::mutex wake_mutex;
@@ -185,13 +186,13 @@ void ZmqTransport::Impl::setup() {
   bound_router = router.get(zmq::sockopt::last_endpoint);
 
   if (!options.events_endpoint.empty()) {
-    publisher = zmq::socket_t(context, zmq::socket_type::pub);
+    publisher = zmq::socket_t(context, zmq::socket_type::xpub);
     publisher.set(zmq::sockopt::sndhwm, options.high_water_mark);
     publisher.set(zmq::sockopt::linger, 0);
     try {
       publisher.bind(options.events_endpoint);
     } catch (const zmq::error_t& error) {
-      throw std::runtime_error("cannot bind PUB to '" + options.events_endpoint +
+      throw std::runtime_error("cannot bind XPUB to '" + options.events_endpoint +
                                "': " + error.what());
     }
     bound_events = publisher.get(zmq::sockopt::last_endpoint);
@@ -500,6 +501,27 @@ void ZmqTransport::publish(std::string_view event_type, std::string_view bytes) 
     }
   } catch (const zmq::error_t&) {
   }
+}
+
+bool ZmqTransport::has_observers() {
+  auto& s = *impl_;
+  if (!s.publisher) return false;
+  try {
+    zmq::message_t message;
+    // Without XPUB_VERBOSE a topic's subscribe arrives from its first subscriber and its
+    // unsubscribe after its last one has gone (unsubscribed or disconnected).
+    while (s.publisher.recv(message, zmq::recv_flags::dontwait)) {
+      if (message.size() == 0) continue;
+      const auto* bytes = static_cast<const char*>(message.data());
+      std::string topic(bytes + 1, message.size() - 1);
+      if (bytes[0] == 1)
+        s.subscriptions.insert(std::move(topic));
+      else if (bytes[0] == 0)
+        s.subscriptions.erase(topic);
+    }
+  } catch (const zmq::error_t&) {
+  }
+  return !s.subscriptions.empty();
 }
 
 std::string ZmqTransport::router_endpoint() const {

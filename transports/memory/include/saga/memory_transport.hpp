@@ -32,6 +32,7 @@ class MemoryTransport final : public Transport {
   std::optional<InboundMessage> receive(std::chrono::milliseconds wait) override;
   void wake() override;
   void publish(std::string_view event_type, std::string_view bytes) override;
+  bool has_observers() override { return true; }  // take_events() is the observer
 
   // Observer side: lifecycle events published since the last call, in order.
   std::vector<Sent> take_events();

@@ -12,7 +12,8 @@
 //   dead-letter. ZMQ_MAXMSGSIZE is set: libzmq disconnects a peer that sends a larger message.
 // - An instance that sends nothing for heartbeat_interval * heartbeat_liveness is dead: it gets
 //   no new commands. Commands it held are re-sent by the engine after their timeout.
-// - publish() sends an event envelope on the PUB socket (when events_endpoint is set).
+// - publish() sends an event envelope on the XPUB socket (when events_endpoint is set); the
+//   engine encodes events only while someone is subscribed (has_observers()).
 // - Optional CURVE: with curve set, the ROUTER is a CURVE server and a ZAP handler admits only
 //   the listed client public keys; other peers cannot send anything that reaches receive().
 //
@@ -76,6 +77,9 @@ class ZmqTransport final : public Transport {
   // Publishes one event envelope to subscribers, best effort (no-op without events_endpoint;
   // dropped at the high-water mark).
   void publish(std::string_view event_type, std::string_view bytes) override;
+  // True while at least one subscription is open on the events endpoint (the XPUB socket's
+  // subscription messages, read without blocking on each call).
+  bool has_observers() override;
 
   // The endpoints actually bound (ephemeral ports resolved), e.g. "tcp://127.0.0.1:40123".
   std::string router_endpoint() const;
