@@ -10,13 +10,16 @@
 //   {"op": "outcomes", "after": N}               -> {"ok": true, "next": M, "outcomes": [...]}
 //   {"op": "stats"}                              -> {"ok": true, "stats": {...EngineStats...}}
 //   anything else                                -> {"ok": false, "error": "..."}
-// Statuses cover the sagas this process started since it began. The outcome log records the
+// Statuses of sagas in flight come from memory, any other saga's from the database (a read-only
+// connection of the intake thread's own), so memory holds only what is in flight. The outcome
+// log records the
 // sagas that ended since its first "outcomes" request, each with the time its outcome was
 // reported; a request acknowledges (and frees) the entries before `after`.
 //
 // Logs go to stderr through the engine's logger (--log-format json|console, --log-level); the
 // engine writes one info line per saga outcome. With --metrics-listen HOST:PORT the engine's
 // metrics are served at http://HOST:PORT/metrics (port 0: any free port, printed at start).
+#include <sqlite3.h>
 #include <CLI/CLI.hpp>
 
 #include <atomic>
@@ -24,9 +27,9 @@
 #include <deque>
 #include <fstream>
 #include <iostream>
-#include <map>
 #include <mutex>
 #include <thread>
+#include <unordered_set>
 #include <zmq.hpp>
 
 #include "order/order_saga.hpp"
@@ -44,12 +47,13 @@ extern "C" void on_signal(int) {
   g_stop.store(true);
 }
 
-// Serves the intake socket until stopped. Statuses come from the outcome map the engine's
-// callback fills; starts go straight to Engine::start (thread-safe).
+// Serves the intake socket until stopped. Starts go straight to Engine::start (thread-safe); the
+// sagas in flight are kept in memory until the engine's outcome callback reports their end, after
+// the commit that ended them; statuses of the others are read from the database.
 class Intake {
  public:
-  Intake(const std::string& endpoint, saga::Engine& engine)
-      : engine_(engine), socket_(context_, zmq::socket_type::rep) {
+  Intake(const std::string& endpoint, saga::Engine& engine, std::string db_path)
+      : engine_(engine), db_path_(std::move(db_path)), socket_(context_, zmq::socket_type::rep) {
     socket_.set(zmq::sockopt::linger, 0);
     socket_.set(zmq::sockopt::maxmsgsize, int64_t{1024 * 1024});
     socket_.bind(endpoint);
@@ -63,7 +67,8 @@ class Intake {
                                  std::chrono::system_clock::now().time_since_epoch())
                                  .count();
     std::lock_guard lock(mutex_);
-    statuses_[outcome.saga_id] = outcome.status;
+    // A saga can end in its first turn, before start() below registered it.
+    if (in_flight_.erase(outcome.saga_id) == 0) ended_before_registered_.insert(outcome.saga_id);
     if (recording_outcomes_) outcome_log_.push_back({outcome.saga_id, outcome.status, ended_at_us});
   }
 
@@ -90,8 +95,40 @@ class Intake {
   std::string start(const nlohmann::json& order, const std::string& correlation_id) {
     std::string id = engine_.start<order::OrderSaga>(order.get<order::OrderData>(), correlation_id);
     std::lock_guard lock(mutex_);
-    statuses_.emplace(id, saga::SagaStatus::Running);
+    if (ended_before_registered_.erase(id) == 0) in_flight_.insert(id);
     return id;
+  }
+
+  // The status stored for a saga, "Unknown" when there is none. Intake thread only.
+  std::string stored_status(const std::string& saga_id) {
+    if (!database_) {
+      sqlite3* db = nullptr;
+      if (sqlite3_open_v2(db_path_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+        sqlite3_close(db);
+        throw std::runtime_error("cannot read the database " + db_path_);
+      }
+      sqlite3_busy_timeout(db, 1000);
+      database_.reset(db);
+      sqlite3_stmt* statement = nullptr;
+      if (sqlite3_prepare_v2(db, "SELECT status FROM sagas WHERE id = ?1", -1, &statement,
+                             nullptr) != SQLITE_OK) {
+        std::string error = sqlite3_errmsg(db);
+        database_.reset();
+        throw std::runtime_error("cannot read the database " + db_path_ + ": " + error);
+      }
+      find_status_.reset(statement);
+    }
+    sqlite3_stmt* statement = find_status_.get();
+    sqlite3_bind_text(statement, 1, saga_id.data(), static_cast<int>(saga_id.size()),
+                      SQLITE_STATIC);
+    const int rc = sqlite3_step(statement);
+    std::string status = "Unknown";
+    if (rc == SQLITE_ROW) status = reinterpret_cast<const char*>(sqlite3_column_text(statement, 0));
+    sqlite3_reset(statement);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+      throw std::runtime_error(std::string("reading a saga's status: ") +
+                               sqlite3_errmsg(database_.get()));
+    return status;
   }
 
   // Entries before `after` are acknowledged and dropped; the reply holds those from `after` on.
@@ -154,11 +191,16 @@ class Intake {
       if (op == "stats") return stats();
       if (op == "status") {
         nlohmann::json statuses = nlohmann::json::object();
-        std::lock_guard lock(mutex_);
-        for (const auto& id : request.at("sagaIds")) {
-          auto found = statuses_.find(id.get<std::string>());
-          statuses[id.get<std::string>()] =
-              found == statuses_.end() ? "Unknown" : std::string(saga::to_string(found->second));
+        for (const auto& id_json : request.at("sagaIds")) {
+          const std::string id = id_json.get<std::string>();
+          bool running = false;
+          {
+            std::lock_guard lock(mutex_);
+            running = in_flight_.contains(id);
+          }
+          // Not in memory: ended (its final status committed before the outcome callback) or
+          // never started by this process.
+          statuses[id] = running ? "Running" : stored_status(id);
         }
         return {{"ok", true}, {"statuses", statuses}};
       }
@@ -169,12 +211,23 @@ class Intake {
     }
   }
 
+  struct CloseDatabase {
+    void operator()(sqlite3* db) const { sqlite3_close(db); }
+  };
+  struct FinalizeStatement {
+    void operator()(sqlite3_stmt* statement) const { sqlite3_finalize(statement); }
+  };
+
   saga::Engine& engine_;
+  std::string db_path_;
+  std::unique_ptr<sqlite3, CloseDatabase> database_;  // the intake thread's read-only connection
+  std::unique_ptr<sqlite3_stmt, FinalizeStatement> find_status_;
   zmq::context_t context_;
   zmq::socket_t socket_;
   std::string endpoint_;
   std::mutex mutex_;
-  std::map<std::string, saga::SagaStatus> statuses_;
+  std::unordered_set<std::string> in_flight_;  // started by this process, not ended yet
+  std::unordered_set<std::string> ended_before_registered_;
   bool recording_outcomes_ = false;
   std::deque<LoggedOutcome> outcome_log_;
   std::uint64_t outcome_log_base_ = 0;  // index of outcome_log_.front() since recording began
@@ -204,7 +257,8 @@ int main(int argc, char** argv) {
   std::int64_t lag_delay_critical_s = lag.delay_critical.count();
   app.add_option("--router", router, "ROUTER endpoint participants connect to ('*' port = any)")
       ->capture_default_str();
-  app.add_option("--events", events, "XPUB endpoint for saga lifecycle events, subscribe with SUB ('' = off)")
+  app.add_option("--events", events,
+                 "XPUB endpoint for saga lifecycle events, subscribe with SUB ('' = off)")
       ->capture_default_str();
   app.add_option("--intake", intake_endpoint, "REP endpoint where clients place orders")
       ->capture_default_str();
@@ -302,7 +356,7 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<Intake> intake;
   try {
-    intake = std::make_unique<Intake>(intake_endpoint, engine);
+    intake = std::make_unique<Intake>(intake_endpoint, engine, db);
   } catch (const std::exception& error) {
     std::cerr << "order_orchestrator: cannot bind intake " << intake_endpoint << ": "
               << error.what() << "\n";
