@@ -28,6 +28,10 @@ using std::chrono::microseconds;
 
 const Timestamp kEpoch2020{std::chrono::seconds{1577836800}};
 
+Timestamp from_micros_for_test(std::int64_t micros) {
+  return Timestamp{std::chrono::duration_cast<Timestamp::duration>(microseconds{micros})};
+}
+
 Timestamp at_us(std::int64_t offset_us) {
   return kEpoch2020 + microseconds{offset_us};
 }
@@ -196,7 +200,7 @@ std::vector<std::string> ids_of(const std::vector<OutboxMessage>& messages) {
 // --- Opening and migrations -------------------------------------------------------------------
 
 TEST(SqliteStoreOpen, LatestSchemaVersionIsTheNumberOfMigrations) {
-  EXPECT_EQ(SqliteStore::latest_schema_version(), 6);
+  EXPECT_EQ(SqliteStore::latest_schema_version(), 7);
 }
 
 TEST(SqliteStoreOpen, InMemoryDatabaseOpensAndIsIntact) {
@@ -266,7 +270,7 @@ TEST(SqliteStoreOpen, FileThatIsNotADatabaseIsReportedCorrupt) {
   EXPECT_EQ(opened.error().code, StoreErrorCode::corrupt) << opened.error().message;
 }
 
-TEST(SqliteStoreOpen, FileDatabaseUsesWalSynchronousFullAndTheBusyTimeoutByDefault) {
+TEST(SqliteStoreOpen, FileDatabaseUsesWalSynchronousFullTheBusyTimeoutAndA16MibCacheByDefault) {
   TempDir dir;
   const fs::path db = dir.path() / "saga.db";
   StoreOptions options = file_options(db);
@@ -283,6 +287,7 @@ TEST(SqliteStoreOpen, FileDatabaseUsesWalSynchronousFullAndTheBusyTimeoutByDefau
   EXPECT_EQ(RawDb::query_integer(connection, "PRAGMA synchronous"), 2);  // FULL
   EXPECT_EQ(RawDb::query_integer(connection, "PRAGMA busy_timeout"), 5000);
   EXPECT_EQ(RawDb::query_text(connection, "PRAGMA journal_mode"), "wal");
+  EXPECT_EQ(RawDb::query_integer(connection, "PRAGMA cache_size"), -16384);  // 16 MiB
 
   RawDb raw(db);  // journal_mode = WAL is persistent: another connection sees it too
   EXPECT_EQ(raw.text("PRAGMA journal_mode"), "wal");
@@ -307,6 +312,82 @@ TEST(SqliteStoreOpen, DurabilityNormalAndOffSetPragmaSynchronous) {
     EXPECT_EQ(RawDb::query_integer(connection, "PRAGMA synchronous"), expected);
     EXPECT_EQ(RawDb::query_integer(connection, "PRAGMA busy_timeout"), 50);
   }
+}
+
+// A database at schema 6 (migrations 0001..0006 applied from the source tree, as a release with
+// six migrations left it), with data, upgraded by opening it: the journal keeps its rows and
+// their sequences, and new rows get larger sequences than every old one.
+TEST(SqliteStoreMigration, Schema6DatabaseWithDataIsUpgradedKeepingJournalSequences) {
+  TempDir dir;
+  const fs::path db = dir.path() / "saga.db";
+  {
+    RawDb raw(db);
+    std::vector<fs::path> files;
+    for (const auto& entry : fs::directory_iterator(SAGA_SQLITE_MIGRATIONS_DIR))
+      files.push_back(entry.path());
+    std::sort(files.begin(), files.end());
+    ASSERT_GE(files.size(), 6u);
+    for (std::size_t i = 0; i < 6; ++i) {
+      std::ifstream in(files[i]);
+      const std::string sql((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      raw.exec(sql.c_str());
+    }
+    raw.exec("PRAGMA user_version = 6");
+    raw.exec(
+        "INSERT INTO sagas (id, type, definition_version, state, status, data, row_version, "
+        "created_at, updated_at, correlation_id) VALUES "
+        "('s1', 'order', 1, 'AwaitingPayment', 'Running', '{}', 3, 1, 2, 'c1')");
+    raw.exec(
+        "INSERT INTO journal (saga_id, at, kind, detail) VALUES ('s1', 10, 'started', '{}'), "
+        "('other', 11, 'started', ''), ('s1', 12, 'transition', '')");
+    raw.exec(
+        "INSERT INTO outbox (message_id, saga_id, destination, message_type, payload, "
+        "created_at) VALUES ('m1', 's1', 'payment', 'payment.Charge', '{}', 5)");
+    ASSERT_EQ(raw.integer("SELECT max(sequence) FROM journal"), 3);
+  }
+
+  auto store = open_or_fail(file_options(db));
+  ASSERT_TRUE(store);
+  auto journal = store->journal("s1").value();
+  ASSERT_EQ(journal.size(), 2u);
+  EXPECT_EQ(journal[0].sequence, 1);
+  EXPECT_EQ(journal[0].kind, JournalKind::started);
+  EXPECT_EQ(journal[0].at, from_micros_for_test(10));
+  EXPECT_EQ(journal[0].detail, "{}");
+  EXPECT_EQ(journal[1].sequence, 3);
+  EXPECT_EQ(journal[1].kind, JournalKind::transition);
+  ASSERT_EQ(store->journal("other").value().size(), 1u);
+  EXPECT_EQ(store->journal("other").value()[0].sequence, 2);
+  auto saga = store->load_saga("s1").value();
+  ASSERT_TRUE(saga.has_value());
+  EXPECT_EQ(saga->row_version, 3);
+  EXPECT_EQ(saga->correlation_id, "c1");
+  EXPECT_EQ(store->pending_outbox(10).value().size(), 1u);
+
+  WriteBatch batch;
+  batch.journal = {make_journal("s1", JournalKind::message_in, at_us(1)),
+                   make_journal("new", JournalKind::started, at_us(2))};
+  ASSERT_TRUE(store->commit(batch));
+  journal = store->journal("s1").value();
+  ASSERT_EQ(journal.size(), 3u);
+  EXPECT_EQ(journal[2].sequence, 4);
+  EXPECT_EQ(store->journal("new").value().at(0).sequence, 5);
+  EXPECT_TRUE(store->integrity_ok().value());
+  store.reset();
+
+  RawDb raw(db);
+  EXPECT_EQ(raw.integer("PRAGMA user_version"), SqliteStore::latest_schema_version());
+  EXPECT_EQ(raw.integer("SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name = "
+                        "'journal_by_saga' AND tbl_name = 'journal'"),
+            1);
+  // Migration 0007: sequences are assigned without AUTOINCREMENT (no sqlite_sequence row).
+  EXPECT_EQ(raw.integer("SELECT count(*) FROM sqlite_schema WHERE name = 'journal' AND sql LIKE "
+                        "'%AUTOINCREMENT%'"),
+            0);
+  EXPECT_EQ(raw.integer("SELECT count(*) FROM sqlite_sequence WHERE name = 'journal'"), 0);
+  EXPECT_EQ(raw.integer("SELECT count(*) FROM pragma_table_list WHERE name = 'journal' AND "
+                        "strict = 1"),
+            1);
 }
 
 // --- Exclusive writer ---------------------------------------------------------------------------
@@ -575,6 +656,106 @@ TEST(SqliteStoreCommit, StaleRowVersionIsConflictAndRollsBackTheWholeBatch) {
   EXPECT_TRUE(store->pending_outbox(10).value().empty());
   EXPECT_FALSE(store->inbox_contains("in-1").value());
   EXPECT_TRUE(store->dead_letters(10).value().empty());
+}
+
+// An update that keeps the status and type and one that changes them take different statements
+// (the first leaves the status indexes alone); both must store the whole record and keep the
+// status queries right.
+TEST(SqliteStoreCommit, UpdatesKeepingAndChangingStatusAndTypeAreVisibleToStatusQueries) {
+  auto store = open_or_fail(memory_options());
+  ASSERT_TRUE(store);
+  WriteBatch setup;
+  setup.sagas = {insert(make_saga("s1", SagaStatus::Running, at_us(1))),
+                 insert(make_saga("s2", SagaStatus::Running, at_us(2)))};
+  ASSERT_TRUE(store->commit(setup));
+
+  SagaRecord same_status = make_saga("s1", SagaStatus::Running, at_us(1));
+  same_status.state = "AwaitingShipment";
+  same_status.data = R"({"step":2})";
+  same_status.definition_version = 5;
+  same_status.updated_at = at_us(10);
+  WriteBatch keep;
+  keep.sagas.push_back(update(same_status, 0));
+  ASSERT_TRUE(store->commit(keep));
+  same_status.row_version = 1;
+  expect_same_saga(same_status, *store->load_saga("s1").value());
+  EXPECT_EQ(store->sagas_with_status(SagaStatus::Running, 10).value().size(), 2u);
+
+  SagaRecord completed = same_status;
+  completed.status = SagaStatus::Completed;
+  completed.state = "Done";
+  completed.updated_at = at_us(20);
+  SagaRecord retyped = make_saga("s2", SagaStatus::Running, at_us(2));
+  retyped.type = "loan";
+  retyped.state = "Moved";
+  WriteBatch change;
+  change.sagas = {update(completed, 1), update(retyped, 0)};
+  ASSERT_TRUE(store->commit(change));
+  completed.row_version = 2;
+  retyped.row_version = 1;
+  expect_same_saga(completed, *store->load_saga("s1").value());
+  expect_same_saga(retyped, *store->load_saga("s2").value());
+
+  auto running = store->sagas_with_status(SagaStatus::Running, 10).value();
+  ASSERT_EQ(running.size(), 1u);
+  EXPECT_EQ(running[0].id, "s2");
+  auto done = store->sagas_with_status(SagaStatus::Completed, 10).value();
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].id, "s1");
+  std::vector<std::tuple<std::string, SagaStatus, std::int64_t>> rows;
+  for (const auto& count : store->count_sagas().value())
+    rows.emplace_back(count.type, count.status, count.count);
+  std::sort(rows.begin(), rows.end());
+  EXPECT_EQ(rows, (std::vector<std::tuple<std::string, SagaStatus, std::int64_t>>{
+                      {"loan", SagaStatus::Running, 1}, {"order", SagaStatus::Completed, 1}}));
+  EXPECT_TRUE(store->integrity_ok().value());
+}
+
+TEST(SqliteStoreCommit, StaleRowVersionIsConflictWhetherOrNotTheStatusChanges) {
+  auto store = open_or_fail(memory_options());
+  ASSERT_TRUE(store);
+  WriteBatch setup;
+  setup.sagas.push_back(insert(make_saga("s1", SagaStatus::Running)));
+  ASSERT_TRUE(store->commit(setup));
+  WriteBatch bump;
+  bump.sagas.push_back(update(make_saga("s1", SagaStatus::Running), 0));
+  ASSERT_TRUE(store->commit(bump));
+
+  for (SagaStatus status : {SagaStatus::Running, SagaStatus::Failed}) {
+    SagaRecord stale = make_saga("s1", status);
+    stale.state = "Elsewhere";
+    WriteBatch batch;
+    batch.sagas.push_back(update(stale, 0));
+    StoreStatus result = store->commit(batch);
+    ASSERT_FALSE(result) << to_string(status);
+    EXPECT_EQ(result.error->code, StoreErrorCode::conflict);
+    auto loaded = store->load_saga("s1").value();
+    EXPECT_EQ(loaded->row_version, 1);
+    EXPECT_EQ(loaded->status, SagaStatus::Running);
+    EXPECT_EQ(loaded->state, "AwaitingPayment");
+  }
+}
+
+// The store keeps no memory of statuses it wrote: a reopened store changes a status that an
+// earlier store wrote.
+TEST(SqliteStoreCommit, StatusWrittenBeforeReopeningCanBeChangedAfterIt) {
+  TempDir dir;
+  const fs::path db = dir.path() / "saga.db";
+  {
+    auto store = open_or_fail(file_options(db));
+    ASSERT_TRUE(store);
+    WriteBatch batch;
+    batch.sagas.push_back(insert(make_saga("s1", SagaStatus::Running)));
+    ASSERT_TRUE(store->commit(batch));
+  }
+  auto store = open_or_fail(file_options(db));
+  ASSERT_TRUE(store);
+  WriteBatch batch;
+  batch.sagas.push_back(update(make_saga("s1", SagaStatus::Compensating), 0));
+  ASSERT_TRUE(store->commit(batch));
+  EXPECT_EQ(store->load_saga("s1").value()->status, SagaStatus::Compensating);
+  EXPECT_TRUE(store->sagas_with_status(SagaStatus::Running, 10).value().empty());
+  EXPECT_EQ(store->sagas_with_status(SagaStatus::Compensating, 10).value().size(), 1u);
 }
 
 TEST(SqliteStoreCommit, UpdateOfAMissingSagaIsConflict) {

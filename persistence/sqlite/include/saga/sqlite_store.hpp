@@ -6,7 +6,8 @@
 //   StoreErrorCode::corrupt and a message naming both versions.
 // - WAL journal mode, PRAGMA synchronous from StoreOptions::durability (FULL by default),
 //   busy_timeout, BEGIN IMMEDIATE for every write transaction, prepared statements only (no
-//   SQL is built from runtime data).
+//   SQL is built from runtime data). The writer connection's page cache holds up to 16 MiB
+//   (PRAGMA cache_size = -16384; SQLite's default is about 2 MiB), allocated as it fills.
 // - With StoreOptions::exclusive_writer, a lock file "<path>.lock" is held (flock) for the
 //   lifetime of the store; a second writer is refused with a clear error.
 // - With StoreOptions::background_checkpoint (the default, file databases), WAL checkpoints run
