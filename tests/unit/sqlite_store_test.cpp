@@ -1035,5 +1035,31 @@ TEST(SqliteStoreCheckpoint, BackgroundCheckpointCopiesTheWalIntoTheDatabaseFile)
   EXPECT_TRUE(store->load_saga("saga-299").value().has_value());
 }
 
+// A writer that never pauses must not outrun the checkpoint thread for ever: each pass would end
+// with new frames behind it, SQLite would never rewind the WAL, and the file would grow until the
+// disk is full. The WAL's size is its high-water mark (SQLite reuses, never shrinks, the file).
+TEST(SqliteStoreCheckpoint, WalStaysBoundedWhileTheWriterNeverPauses) {
+  TempDir dir;
+  StoreOptions options = file_options(dir.path() / "saga.db");
+  options.durability = Durability::normal;
+  auto store = open_or_fail(options);
+  ASSERT_TRUE(store);
+  const std::string big(8000, 'x');
+  const fs::path wal = options.path + "-wal";
+  std::uintmax_t largest = 0;
+  for (int i = 0; i < 8000; ++i) {  // ~3 pages each: ~24,000 pages if the WAL never rewinds
+    WriteBatch batch;
+    SagaRecord record = make_saga("saga-" + std::to_string(i));
+    record.data = "{\"blob\":\"" + big + "\"}";
+    batch.sagas.push_back({record, std::nullopt});
+    ASSERT_TRUE(store->commit(batch));
+    if (i % 100 == 0 && fs::exists(wal)) largest = std::max(largest, fs::file_size(wal));
+  }
+  largest = std::max(largest, fs::file_size(wal));
+  EXPECT_LT(largest, 48u * 1024 * 1024) << "the WAL kept growing: " << largest << " bytes";
+  EXPECT_TRUE(store->integrity_ok().value());
+  EXPECT_TRUE(store->load_saga("saga-7999").value().has_value());
+}
+
 }  // namespace
 }  // namespace saga

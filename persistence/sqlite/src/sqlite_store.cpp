@@ -378,9 +378,15 @@ StoreResult<std::vector<T>> read_all(sqlite3* db, Use& use, std::string_view wha
 // The writer's WAL hook (called after every commit with the WAL's size in pages) wakes the
 // thread once the WAL holds `threshold` pages; the thread runs a PASSIVE checkpoint on its own
 // connection, which never blocks the writer. A failed checkpoint is retried at the next wake.
+// Only a WAL of kWriterCheckpointPages makes the writer wait (see there).
 class Checkpointer {
  public:
   static constexpr int kThresholdPages = 1000;  // SQLite's own auto-checkpoint default
+  // Under steady load the writer appends while the thread copies, so a background pass never
+  // ends with the whole WAL copied and SQLite never rewinds the WAL: it would grow without bound.
+  // Past this size the writer waits for the thread's pass to end and finishes the copy itself,
+  // between two of its transactions; its next transaction then rewinds the WAL.
+  static constexpr int kWriterCheckpointPages = 8 * kThresholdPages;
 
   Checkpointer(Connection connection) : db_(std::move(connection)), thread_([this] { run(); }) {}
   ~Checkpointer() {
@@ -388,12 +394,16 @@ class Checkpointer {
       std::lock_guard lock(mutex_);
       stopping_ = true;
     }
-    wake_.notify_one();
+    wake_.notify_all();
     thread_.join();
   }
 
-  static int on_commit(void* self, sqlite3*, const char*, int pages) {
-    if (pages >= kThresholdPages) static_cast<Checkpointer*>(self)->request();
+  static int on_commit(void* self, sqlite3* writer, const char* schema, int pages) {
+    auto& checkpointer = *static_cast<Checkpointer*>(self);
+    if (pages >= kWriterCheckpointPages)
+      checkpointer.checkpoint_in_writer(writer, schema);
+    else if (pages >= kThresholdPages)
+      checkpointer.request();
     return SQLITE_OK;
   }
 
@@ -403,7 +413,15 @@ class Checkpointer {
       std::lock_guard lock(mutex_);
       requested_ = true;
     }
-    wake_.notify_one();
+    wake_.notify_all();
+  }
+  // Holding the mutex keeps the thread from starting a pass: two checkpoints never overlap (the
+  // second would only get SQLITE_BUSY).
+  void checkpoint_in_writer(sqlite3* writer, const char* schema) {
+    std::unique_lock lock(mutex_);
+    wake_.wait(lock, [this] { return !in_pass_ || stopping_; });
+    sqlite3_wal_checkpoint_v2(writer, schema, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    requested_ = false;
   }
   void run() {
     std::unique_lock lock(mutex_);
@@ -411,9 +429,12 @@ class Checkpointer {
       wake_.wait(lock, [this] { return requested_ || stopping_; });
       if (stopping_) return;
       requested_ = false;
+      in_pass_ = true;
       lock.unlock();
       sqlite3_wal_checkpoint_v2(db_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
       lock.lock();
+      in_pass_ = false;
+      wake_.notify_all();
     }
   }
 
@@ -421,6 +442,7 @@ class Checkpointer {
   std::mutex mutex_;
   std::condition_variable wake_;
   bool requested_ = false;
+  bool in_pass_ = false;
   bool stopping_ = false;
   std::thread thread_;
 };
