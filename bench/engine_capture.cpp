@@ -70,8 +70,12 @@ std::string replay_uuid(std::size_t saga, int index) {
                                    static_cast<std::uint64_t>(index) ^ 0x5a6a5a6aULL);
   const std::uint64_t b = splitmix(a);
   char text[40];
-  std::snprintf(text, sizeof text, "%08x-%04x-4%03x-%04x-%012llx", static_cast<unsigned>(a >> 32),
-                static_cast<unsigned>((a >> 16) & 0xffff), static_cast<unsigned>(a & 0xfff),
+  // Ordered by saga like the engine's time-ordered ids: the saga number stands in for the time.
+  const std::uint64_t order =
+      (static_cast<std::uint64_t>(saga) << 4) | (static_cast<unsigned>(index) & 0xfu);
+  std::snprintf(text, sizeof text, "%08x-%04x-7%03x-%04x-%012llx",
+                static_cast<unsigned>(order >> 16), static_cast<unsigned>(order & 0xffff),
+                static_cast<unsigned>(a & 0xfff),
                 static_cast<unsigned>(0x8000 | ((b >> 48) & 0x3fff)),
                 static_cast<unsigned long long>(b & 0xffffffffffffULL));
   return text;

@@ -71,8 +71,8 @@ class StepReplayer {
   std::vector<std::vector<StringTemplate>> templates_;  // per step, per string field
 };
 
-// A random-looking version 4 UUID that is a pure function of (saga, index): replayed sagas get
-// ids as scattered as the engine's random ones without storing them.
+// A version 7 style UUID that is a pure function of (saga, index): ordered by saga, as the
+// engine's time-ordered ids are ordered by creation, random-looking in its low bits.
 std::string replay_uuid(std::size_t saga, int index);
 
 }  // namespace bench

@@ -376,10 +376,20 @@ TEST_F(SagactlTest, ShowJsonHasTheTimelineCommandsAndDeadLetters) {
   EXPECT_EQ(shown["dead_letters"][0]["reason_code"], "unexpected");
 }
 
-TEST_F(SagactlTest, ShowAcceptsAUniquePrefixAndRefusesUnknownIds) {
-  Result r = ctl({"show", scenario->completed_old.substr(0, 8), "--json"});
-  ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_EQ(parse(r)["saga"]["id"], scenario->completed_old);
+// Saga ids are time-ordered: the sagas of one run share their first characters, and the last
+// ones are random.
+TEST_F(SagactlTest, ShowAcceptsAUniquePrefixOrSuffixAndRefusesUnknownOrAmbiguousIds) {
+  const std::string& id = scenario->completed_old;
+  Result by_suffix = ctl({"show", id.substr(id.size() - 8), "--json"});
+  ASSERT_EQ(by_suffix.code, 0) << by_suffix.err;
+  EXPECT_EQ(parse(by_suffix)["saga"]["id"], id);
+  Result by_prefix = ctl({"show", id.substr(0, 30), "--json"});
+  ASSERT_EQ(by_prefix.code, 0) << by_prefix.err;
+  EXPECT_EQ(parse(by_prefix)["saga"]["id"], id);
+
+  Result ambiguous = ctl({"show", id.substr(0, 4)});
+  EXPECT_EQ(ambiguous.code, 1);
+  EXPECT_NE(ambiguous.err.find("matches several sagas"), std::string::npos) << ambiguous.err;
 
   Result missing = ctl({"show", "no-such-saga"});
   EXPECT_EQ(missing.code, 1);
@@ -754,7 +764,8 @@ class SagactlRequestTest : public ::testing::Test {
 
 TEST_F(SagactlRequestTest, RetryQueuesARequestAndReportsTheEnginesAnswer) {
   std::thread engine = answer_next_request(true, "saga retried: inventory.Release sent again");
-  Result r = ctl({"retry", scenario.failed.substr(0, 8), "--note", "inventory is back"});
+  Result r = ctl(
+      {"retry", scenario.failed.substr(scenario.failed.size() - 8), "--note", "inventory is back"});
   engine.join();
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "request 1 applied: saga retried: inventory.Release sent again\n");
@@ -971,8 +982,8 @@ TEST_F(SagactlEndToEndTest, RetryIsAppliedByTheRunningOrchestratorAndTheSagaCarr
 
 TEST_F(SagactlEndToEndTest, ResolveDiscardAndARefusedReplayThroughTheRunningOrchestrator) {
   RunningEngine orchestrator(db);
-  Result resolved = ctl({"resolve", scenario.failed.substr(0, 8), "--as", "compensated", "--note",
-                         "released res-3 by hand"});
+  Result resolved = ctl({"resolve", scenario.failed.substr(scenario.failed.size() - 8), "--as",
+                         "compensated", "--note", "released res-3 by hand"});
   ASSERT_EQ(resolved.code, 0) << resolved.err;
   EXPECT_EQ(resolved.out,
             "request 1 applied: saga " + scenario.failed + " resolved as Compensated\n");

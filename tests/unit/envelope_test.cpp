@@ -681,16 +681,34 @@ TEST(EnvelopeDecode, DeeplyNestedInputDoesNotCrash) {
 
 // --- new_uuid ---------------------------------------------------------------------------------
 
-TEST(NewUuid, ProducesTenThousandDistinctCanonicalVersion4Uuids) {
+TEST(NewUuid, ProducesTenThousandDistinctCanonicalVersion7Uuids) {
   std::unordered_set<std::string> seen;
   for (int i = 0; i < 10000; ++i) {
     const std::string id = new_uuid();
     ASSERT_TRUE(is_uuid(id)) << id;
-    EXPECT_EQ(id[14], '4') << id;                                          // version
+    EXPECT_EQ(id[14], '7') << id;                                          // version
     EXPECT_NE(std::string("89ab").find(id[19]), std::string::npos) << id;  // RFC 4122 variant
     for (char c : id) EXPECT_FALSE(c >= 'A' && c <= 'F') << id;
     EXPECT_TRUE(seen.insert(id).second) << "duplicate " << id;
   }
+}
+
+TEST(NewUuid, CarriesTheCurrentUnixMillisecondsAndLaterIdsSortLater) {
+  auto millis_now = [] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  };
+  const auto before = millis_now();
+  const std::string first = new_uuid();
+  const auto after = millis_now();
+  const std::string hex = first.substr(0, 8) + first.substr(9, 4);
+  const auto stamped = static_cast<std::int64_t>(std::stoull(hex, nullptr, 16));
+  EXPECT_GE(stamped, before);
+  EXPECT_LE(stamped, after);
+  std::this_thread::sleep_for(2ms);  // a later millisecond
+  const std::string second = new_uuid();
+  EXPECT_LT(first, second);
 }
 
 TEST(NewUuid, IsUniqueAcrossThreads) {

@@ -6,6 +6,7 @@
 #include <charconv>
 #include <limits>
 #include <map>
+#include <optional>
 #include <ostream>
 #include <set>
 #include <sstream>
@@ -143,27 +144,47 @@ std::string correlation_column(Database& db) {
   return db.has_column("sagas", "correlation_id") ? "correlation_id" : "id";
 }
 
-std::string resolve_saga_id(Database& db, const std::string& id_or_prefix) {
-  if (id_or_prefix.empty()) throw Failure(kUsage, "a saga id must not be empty");
+// Saga ids are time-ordered (UUID v7): sagas started in the same minute share their first eight
+// characters, while the last ones are random. So a short id may be a unique prefix or a unique
+// suffix (the suffix lookup scans the table; this is an operator's tool).
+std::optional<std::string> find_saga_id(Database& db, const std::string& short_id) {
+  if (short_id.empty()) throw Failure(kUsage, "a saga id must not be empty");
   auto exact = db.prepare("SELECT 1 FROM sagas WHERE id = ?1");
-  exact.bind(1, id_or_prefix);
-  if (exact.step()) return id_or_prefix;
-  if (id_or_prefix.size() >= 4) {
-    std::string upper = upper_bound_of_prefix(id_or_prefix);
-    auto query =
+  exact.bind(1, short_id);
+  if (exact.step()) return short_id;
+  bool ambiguous = false;
+  if (short_id.size() >= 4) {
+    auto unique = [&](Statement& query) -> std::optional<std::string> {
+      std::vector<std::string> found;
+      while (query.step()) found.push_back(query.text(0));
+      if (found.size() > 1) ambiguous = true;
+      if (found.size() == 1) return found.front();
+      return std::nullopt;
+    };
+    std::string upper = upper_bound_of_prefix(short_id);
+    auto by_prefix =
         db.prepare(upper.empty() ? "SELECT id FROM sagas WHERE id >= ?1 ORDER BY id LIMIT 2"
                                  : "SELECT id FROM sagas WHERE id >= ?1 AND id < ?2 ORDER BY id "
                                    "LIMIT 2");
-    query.bind(1, id_or_prefix);
-    if (!upper.empty()) query.bind(2, upper);
-    std::vector<std::string> found;
-    while (query.step()) found.push_back(query.text(0));
-    if (found.size() == 1) return found.front();
-    if (found.size() > 1)
-      throw Failure(kNotFound, "saga id prefix " + printable(id_or_prefix) +
-                                   " is ambiguous; give more characters");
+    by_prefix.bind(1, short_id);
+    if (!upper.empty()) by_prefix.bind(2, upper);
+    if (auto id = unique(by_prefix)) return *id;
+    auto by_suffix = db.prepare(
+        "SELECT id FROM sagas WHERE length(id) > length(?1) AND substr(id, -length(?1)) = ?1 "
+        "LIMIT 2");
+    by_suffix.bind(1, short_id);
+    if (auto id = unique(by_suffix)) return *id;
   }
-  throw Failure(kNotFound, "no saga " + printable(id_or_prefix));
+  if (ambiguous)
+    throw Failure(kNotFound, "saga id " + printable(short_id) +
+                                 " matches several sagas; give more characters (the last ones "
+                                 "of an id are the random ones)");
+  return std::nullopt;
+}
+
+std::string resolve_saga_id(Database& db, const std::string& short_id) {
+  if (auto id = find_saga_id(db, short_id)) return *id;
+  throw Failure(kNotFound, "no saga " + printable(short_id));
 }
 
 std::int64_t parse_dead_letter_id(const std::string& text) {
@@ -233,13 +254,9 @@ int show_saga(const Context& context, const std::string& saga_id, Picture pictur
   ReadTransaction snapshot(db);
   std::int64_t now = now_micros();
   std::optional<SagaRow> saga;
-  std::string id = saga_id;
-  try {
-    id = resolve_saga_id(db, saga_id);
-    saga = read_saga(db, id);
-  } catch (const Failure& failure) {
-    if (failure.code() != kNotFound) throw;
-  }
+  // An id with journal rows but no saga row is still shown (schema 0001 allowed that).
+  const std::string id = find_saga_id(db, saga_id).value_or(saga_id);
+  saga = read_saga(db, id);
   auto journal = read_journal(db, id);
   if (!saga && journal.empty()) throw Failure(kNotFound, "no saga " + printable(saga_id));
   if (!saga) {  // journal rows may name sagas that do not exist (schema 0001)

@@ -63,9 +63,12 @@ int request_discard_dead_letter(const Context& context, const std::string& id,
 // Canonical status name for a case-insensitive spelling ("failed" -> "Failed"), or nullopt.
 std::optional<std::string> canonical_status(const std::string& text);
 
-// Shared by the commands: a saga id given in full, or a unique prefix of one (at least 4
-// characters). Throws Failure(kNotFound) when none or several sagas match.
-std::string resolve_saga_id(Database& db, const std::string& id_or_prefix);
+// Shared by the commands: a saga id given in full, or a unique prefix or suffix of one (at least
+// 4 characters; ids are time-ordered, so their last characters are the random ones). find: nullopt
+// when no saga matches; resolve: Failure(kNotFound) then. Both throw Failure(kNotFound) when
+// several sagas match.
+std::optional<std::string> find_saga_id(Database& db, const std::string& short_id);
+std::string resolve_saga_id(Database& db, const std::string& short_id);
 // A dead-letter id as given on the command line. Throws Failure(kUsage) for anything but a
 // positive decimal number.
 std::int64_t parse_dead_letter_id(const std::string& text);

@@ -69,7 +69,9 @@ int main(int argc, char** argv) {
       "show",
       "A saga's timeline from its journal: messages in and out, transitions, durations, "
       "retries, data");
-  show->add_option("id", saga_id, "Saga id, or a unique prefix of at least 4 characters")
+  show->add_option("id", saga_id,
+                   "Saga id, or a unique prefix or suffix of at least 4 characters (ids are "
+                   "time-ordered: their last characters are the random ones)")
       ->required();
   auto* dot_flag = show->add_flag(
       "--dot", dot,
@@ -126,7 +128,8 @@ int main(int argc, char** argv) {
 
   auto* retry = app.add_subcommand(
       "retry", "Queue a retry of a Failed saga: the command whose retries ran out is sent again");
-  retry->add_option("id", saga_id, "Saga id, or a unique prefix")->required();
+  retry->add_option("id", saga_id, "Saga id, or a unique prefix or suffix of at least 4 characters")
+      ->required();
   retry->add_option("--note", request_options.note, "Why; recorded with the request");
   add_request_options(retry);
 
@@ -135,7 +138,9 @@ int main(int argc, char** argv) {
       "resolve",
       "Queue the closing of a Failed saga as completed or compensated (after fixing "
       "things by hand)");
-  resolve->add_option("id", saga_id, "Saga id, or a unique prefix")->required();
+  resolve
+      ->add_option("id", saga_id, "Saga id, or a unique prefix or suffix of at least 4 characters")
+      ->required();
   resolve->add_option("--as", resolve_as, "completed or compensated")
       ->required()
       ->check(CLI::IsMember({"completed", "compensated"}, CLI::ignore_case));

@@ -1,7 +1,7 @@
 // The message envelope: one JSON object per message, the seed's "Event Schema" plus the fields a
 // saga needs. See docs/wire-protocol.md for the format of every field.
 //
-//   {"eventId": "<uuid v4>", "eventType": "inventory.Reserve", "timestamp": "<RFC 3339 UTC>",
+//   {"eventId": "<uuid>", "eventType": "inventory.Reserve", "timestamp": "<RFC 3339 UTC>",
 //    "version": "1", "source": "orchestrator", "correlationId": "<saga id>",
 //    "causationId": "<eventId of the message that caused this one>", "kind": "command",
 //    "data": {...}}
@@ -82,7 +82,9 @@ std::string encode_envelope(const Envelope& envelope);
 // caller that needs the data's text anyway, so the payload is serialized once.
 std::string encode_envelope(const Envelope& envelope, std::string_view data_json);
 
-// A new random (version 4) UUID in canonical lower-case form. Thread-safe.
+// A new time-ordered UUID (RFC 9562 version 7: Unix milliseconds, then random bits) in canonical
+// lower-case form: ids made later sort later, which keeps the store's id indexes compact and
+// their writes local. Unique across threads and forked processes. Thread-safe.
 std::string new_uuid();
 bool is_uuid(std::string_view text) noexcept;
 

@@ -122,7 +122,7 @@ struct Options {
   bool publish_events = true;
 
   // Generates saga ids and the eventIds of the messages the engine sends; each must be a UUID,
-  // unique for the database's lifetime. Called under a lock. Default: empty = random v4 UUIDs.
+  // unique for the database's lifetime. Called under a lock. Default: empty = time-ordered v7 UUIDs (saga::new_uuid).
   // The simulation sets a seeded generator so a run is reproducible byte for byte.
   std::function<std::string()> id_generator = {};
 
