@@ -118,11 +118,12 @@ struct Options {
 
   // Publish saga lifecycle events (saga.Started, saga.StepCompleted, saga.Compensating,
   // saga.Completed, saga.Compensated, saga.Failed) through Transport::publish after each
-  // commit. Default: true.
+  // commit, while the transport has observers (Transport::has_observers). Default: true.
   bool publish_events = true;
 
   // Generates saga ids and the eventIds of the messages the engine sends; each must be a UUID,
-  // unique for the database's lifetime. Called under a lock. Default: empty = time-ordered v7 UUIDs (saga::new_uuid).
+  // unique for the database's lifetime. Called under a lock. Default: empty = time-ordered v7
+  // UUIDs (saga::new_uuid), which keep the store's id indexes compact (docs/architecture.md).
   // The simulation sets a seeded generator so a run is reproducible byte for byte.
   std::function<std::string()> id_generator = {};
 
