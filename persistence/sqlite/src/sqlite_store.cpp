@@ -501,8 +501,8 @@ Error SqliteStore::Impl::configure(const StoreOptions& options, bool is_file) {
   }
   StoreResult<std::string> sync = query_text(handle, synchronous_pragma(options.durability));
   if (!sync) return sync.error();
-  // A page cache of up to kCacheKib KiB (SQLite's default is 2,000 KiB): the pages of the
-  // indexes keyed by random UUIDs stay in memory instead of being read back on every step.
+  // A page cache of up to kCacheKib KiB (SQLite's default is 2,000 KiB): the index pages the
+  // sagas in flight live on stay in memory instead of being read back from the WAL.
   const std::string cache_size = "PRAGMA cache_size = -" + std::to_string(kCacheKib);
   if (int rc = sqlite3_exec(handle, cache_size.c_str(), nullptr, nullptr, nullptr); rc != SQLITE_OK)
     return sqlite_error(handle, rc, "setting PRAGMA cache_size");
