@@ -114,10 +114,16 @@ class Child {
   pid_t pid_ = -1;
 };
 
+struct ThreadTimes {
+  double on_cpu_s = 0;    // /proc/<pid>/task/<tid>/schedstat, first field
+  double runnable_s = 0;  // waiting on a run queue for a core, second field
+};
+
 struct ProcSample {
   double cpu_s = 0;
   double rss_kib = 0;
   double hwm_kib = 0;
+  std::map<std::string, ThreadTimes> threads;  // by tid
 };
 
 ProcSample sample_process(pid_t pid) {
@@ -141,7 +147,36 @@ ProcSample sample_process(pid_t pid) {
     if (line.rfind("VmRSS:", 0) == 0) sample.rss_kib = std::stod(line.substr(6));
     if (line.rfind("VmHWM:", 0) == 0) sample.hwm_kib = std::stod(line.substr(6));
   }
+  std::error_code error;
+  for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", error)) {
+    std::ifstream schedstat(task.path() / "schedstat");
+    double on_cpu_ns = 0, runnable_ns = 0;
+    if (schedstat >> on_cpu_ns >> runnable_ns)
+      sample.threads[task.path().filename().string()] = {on_cpu_ns / 1e9, runnable_ns / 1e9};
+  }
   return sample;
+}
+
+// Over the window between two samples of one process: its threads' time waiting for a core, and
+// the busiest thread's (for the orchestrator, the engine's loop) time on and waiting for a core.
+void add_scheduling(const ProcSample& first, const ProcSample& second, double seconds,
+                    ProcessUse& use) {
+  double runnable_s = 0, busiest_on_cpu_s = -1, busiest_runnable_s = 0;
+  for (const auto& [tid, end] : second.threads) {
+    auto begin = first.threads.find(tid);
+    const ThreadTimes start = begin == first.threads.end() ? ThreadTimes{} : begin->second;
+    const double on_cpu = end.on_cpu_s - start.on_cpu_s,
+                 runnable = end.runnable_s - start.runnable_s;
+    runnable_s += runnable;
+    if (on_cpu > busiest_on_cpu_s) {
+      busiest_on_cpu_s = on_cpu;
+      busiest_runnable_s = runnable;
+    }
+  }
+  if (seconds <= 0 || busiest_on_cpu_s < 0) return;
+  use.runnable_percent = 100.0 * runnable_s / seconds;
+  use.busiest_thread_cpu_percent = 100.0 * busiest_on_cpu_s / seconds;
+  use.busiest_thread_runnable_percent = 100.0 * busiest_runnable_s / seconds;
 }
 
 // Machine-wide CPU time from /proc/stat, in clock ticks.
@@ -372,6 +407,7 @@ class Cluster {
       use.cpu_percent = 100.0 * (b.cpu_s - a.cpu_s) / result.engine.seconds;
       use.cpu_us_per_saga = 1e6 * (b.cpu_s - a.cpu_s) / sagas;
       use.peak_rss_kib = b.hwm_kib;
+      add_scheduling(a, b, result.engine.seconds, use);
       result.processes[child->name()] = use;
     }
     // The driver's CPU is known for its whole life only.

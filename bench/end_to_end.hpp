@@ -60,6 +60,12 @@ struct ProcessUse {
   double cpu_percent = 0;      // of one core, over the window
   double cpu_us_per_saga = 0;  // over the window
   double peak_rss_kib = 0;     // VmHWM at the end of the run
+  // Scheduler figures over the window (/proc/<pid>/task/*/schedstat), % of one core: time its
+  // threads were runnable but waiting for a core, and the busiest thread's time on a core and
+  // waiting for one. Negative when not measured (the driver).
+  double runnable_percent = -1;
+  double busiest_thread_cpu_percent = -1;
+  double busiest_thread_runnable_percent = -1;
 };
 
 struct PhaseResult {

@@ -277,21 +277,34 @@ std::string markdown(const json& r) {
       "/E/batching_disabled");
   md << "\nE/C = **" << fmt("/E/E_over_C", 3)
      << "**. Batching disabled: " << fmt("/E/batching_disabled/steps_over_F", 3) << " x F.\n\n";
-  if (has(r, "/E/saturation/processes")) {
-    md << "Processes at saturation:\n\n| Process | CPU (% of one core) | CPU per saga | Peak RSS "
-          "|\n|---|---|---|---|\n";
-    for (const auto& [name, use] : r["E"]["saturation"]["processes"].items()) {
-      md << "| " << name << " | " << number(use["cpu"]["value"].get<double>(), 1) << " | "
-         << (use.contains("cpu_per_saga")
-                 ? number(use["cpu_per_saga"]["value"].get<double>()) + " µs"
+  auto processes_table = [&](const std::string& phase, const std::string& title) {
+    if (!has(r, "/E/" + phase + "/processes")) return;
+    auto value = [](const json& use, const char* key, int digits, const std::string& unit) {
+      return use.contains(key) ? number(use[key]["value"].get<double>(), digits) + unit
+                               : std::string("—");
+    };
+    md << title
+       << ":\n\n| Process | CPU (% of one core) | CPU per saga | Waiting for a core | Busiest "
+          "thread: on a core / waiting | Peak RSS |\n|---|---|---|---|---|---|\n";
+    for (const auto& [name, use] : r["E"][phase]["processes"].items()) {
+      md << "| " << name << " | " << value(use, "cpu", 1, "") << " | "
+         << value(use, "cpu_per_saga", 0, " µs") << " | "
+         << value(use, "waiting_for_a_core", 1, " %") << " | "
+         << (use.contains("busiest_thread_cpu")
+                 ? value(use, "busiest_thread_cpu", 1, " %") + " / " +
+                       value(use, "busiest_thread_waiting_for_a_core", 1, " %")
                  : std::string("—"))
-         << " | "
-         << (use.contains("peak_rss") ? number(use["peak_rss"]["value"].get<double>(), 1) + " MiB"
-                                      : std::string("—"))
-         << " |\n";
+         << " | " << value(use, "peak_rss", 1, " MiB") << " |\n";
     }
-    md << "\n(The driver's CPU is over its whole life, the others' over the measured window.)\n\n";
-  }
+    md << "\n";
+  };
+  processes_table("saturation", "Processes at saturation");
+  processes_table("half", "Processes at 50 % of saturation");
+  if (has(r, "/E/saturation/processes"))
+    md << "(The driver's CPU is over its whole life, the others' over the measured window. "
+          "\"Waiting for a core\" is the time the process's threads were runnable but every "
+          "core was busy (from /proc/<pid>/task/*/schedstat), as % of one core; the busiest "
+          "thread of the orchestrator is the engine's loop.)\n\n";
   if (has(r, "/E/saturation") && has(r, "/C")) {
     // Where the time of one step goes, from this run's own figures.
     const double cores = r.value("cores", 1);
@@ -325,9 +338,37 @@ std::string markdown(const json& r) {
                       ? "the CPU is the bound."
                       : "the CPU was saturated, partly by other work on the machine, so these "
                         "figures understate what the engine does on a quiet machine.")
-               : "the CPU was not saturated: the time goes to waiting — fsync in four processes "
-                 "and the round trips between them.")
+               : "the cores were not busy all the time: the rest goes to waiting — for a core "
+                 "while another process has it, for fsync in four processes, and for the round "
+                 "trips between them.")
        << "\n";
+    for (const auto& [phase, label] :
+         {std::pair<std::string, std::string>{"saturation", "At saturation"},
+          {"half", "At 50 % of saturation"}}) {
+      const std::string loop = "/E/" + phase + "/processes/orchestrator/";
+      if (!has(r, loop + "busiest_thread_cpu")) continue;
+      const double on_core = at(r, loop + "busiest_thread_cpu");
+      const double waiting = at(r, loop + "busiest_thread_waiting_for_a_core");
+      md << "- " << label << " the engine's loop thread was on a core " << number(on_core, 0)
+         << " % of the time and waited for one " << number(waiting, 0) << " % ("
+         << fmt("/E/" + phase + "/cpu_all_processes", 0) << " % of one core used by the "
+         << "benchmark's processes, "
+         << fmt("/E/" + phase + "/processes/orchestrator/cpu_per_saga", 0)
+         << " µs of orchestrator CPU per saga)"
+         << (waiting >= 10 ? ": the processes sharing the cores delay the loop, so co-location is "
+                             "part of the bound"
+                           : "");
+      if (phase == "half" && has(r, "/E/saturation/processes/orchestrator/cpu_per_saga"))
+        md << ". Per saga the orchestrator used "
+           << number(at(r, loop + "cpu_per_saga") /
+                         std::max(at(r, "/E/saturation/processes/orchestrator/cpu_per_saga"), 1e-9),
+                     1)
+           << "x the CPU it used at saturation: its turns are smaller ("
+           << fmt("/E/half/batch_size", 1)
+           << " steps per commit), so each commit's fixed cost (the transaction, its fsync, the "
+              "wake-ups) is shared by fewer steps, and the services' batches shrink the same way";
+      md << ".\n";
+    }
     if (has(r, "/E/participants_not_durable"))
       md << "- With the participants not durable E reaches "
          << fmt("/E/participants_not_durable/sagas_per_s") << " sagas/s, "

@@ -127,6 +127,12 @@ json phase_json(const bench::PhaseResult& phase) {
       entry["cpu_per_saga"] = bench::figure(use.cpu_us_per_saga, "us");
       entry["peak_rss"] = bench::figure(use.peak_rss_kib / 1024.0, "MiB");
     }
+    if (use.runnable_percent >= 0) {
+      entry["waiting_for_a_core"] = bench::figure(use.runnable_percent, "% of one core");
+      entry["busiest_thread_cpu"] = bench::figure(use.busiest_thread_cpu_percent, "% of one core");
+      entry["busiest_thread_waiting_for_a_core"] =
+          bench::figure(use.busiest_thread_runnable_percent, "% of one core");
+    }
     processes[name] = entry;
   }
   const json& latency = phase.driver.at("latency_ms");
