@@ -151,7 +151,9 @@ Tracked run_tracked(Intake& intake, const Load& load, std::mt19937_64& random,
                                                                           1e6 / load.rate)
                                    : sent_us);
       }
-      auto reply = intake.call({{"op", "start_many"}, {"orders", batch}});
+      nlohmann::json request = {{"op", "start_many"}};
+      request["orders"] = std::move(batch);
+      auto reply = intake.call(request);
       const auto& ids = reply["sagaIds"];
       for (std::size_t i = 0; i < ids.size(); ++i) {
         std::string id = ids[i];

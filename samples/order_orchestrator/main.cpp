@@ -30,6 +30,7 @@
 #include <mutex>
 #include <thread>
 #include <unordered_set>
+#include <vector>
 #include <zmq.hpp>
 
 #include "order/order_saga.hpp"
@@ -92,8 +93,8 @@ class Intake {
   };
   static constexpr std::size_t kMaxOutcomesPerReply = 10000;
 
-  std::string start(const nlohmann::json& order, const std::string& correlation_id) {
-    std::string id = engine_.start<order::OrderSaga>(order.get<order::OrderData>(), correlation_id);
+  std::string start(const order::OrderData& order, const std::string& correlation_id) {
+    std::string id = engine_.start<order::OrderSaga>(order, correlation_id);
     std::lock_guard lock(mutex_);
     if (ended_before_registered_.erase(id) == 0) in_flight_.insert(id);
     return id;
@@ -177,14 +178,17 @@ class Intake {
     try {
       if (op == "start")
         return {{"ok", true},
-                {"sagaId", start(request.at("order"), request.value("correlationId", ""))}};
+                {"sagaId", start(request.at("order").get<order::OrderData>(),
+                                 request.value("correlationId", ""))}};
       if (op == "start_many") {
         // Every order is checked before any is started: a bad one refuses the whole request.
         const nlohmann::json& orders = request.at("orders");
         if (!orders.is_array()) return {{"ok", false}, {"error", "orders must be an array"}};
-        for (const auto& order : orders) (void)order.get<order::OrderData>();
+        std::vector<order::OrderData> checked;
+        checked.reserve(orders.size());
+        for (const auto& order : orders) checked.push_back(order.get<order::OrderData>());
         nlohmann::json ids = nlohmann::json::array();
-        for (const auto& order : orders) ids.push_back(start(order, ""));
+        for (const auto& order : checked) ids.push_back(start(order, ""));
         return {{"ok", true}, {"sagaIds", std::move(ids)}};
       }
       if (op == "outcomes") return outcomes(request.value("after", std::uint64_t{0}));

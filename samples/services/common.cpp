@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
+#include <vector>
 
 #include "saga/clock.hpp"
 #include "saga/sqlite_participant_ledger.hpp"
@@ -247,6 +249,10 @@ int run_service(const CommonOptions& options, const Service& service) {
     return 1;
   }
   auto ledger = std::move(opened.value());
+  struct ForgetStatements {  // before the ledger closes its connection
+    sqlite3* db;
+    ~ForgetStatements() { forget_statements(db); }
+  } forget{ledger->connection()};
   try {
     service.setup(ledger->connection());
   } catch (const std::exception& error) {
@@ -296,6 +302,7 @@ int run_service(const CommonOptions& options, const Service& service) {
   }
   auto stats = participant->stats();
   participant.reset();  // closes the connection
+  forget_statements(ledger->connection());
   ledger.reset();
   info("stopped: " + std::to_string(stats.handled) + " handled, " +
        std::to_string(stats.duplicates) + " duplicates, " + std::to_string(stats.failures) +
@@ -305,19 +312,55 @@ int run_service(const CommonOptions& options, const Service& service) {
 
 // ---- SQL ---------------------------------------------------------------------------------
 
+namespace {
+
+// Idle prepared statements, by connection and SQL text.
+using IdleStatements = std::unordered_map<std::string, std::vector<sqlite3_stmt*>>;
+
+std::unordered_map<sqlite3*, IdleStatements>& idle_statements() {
+  static std::unordered_map<sqlite3*, IdleStatements> idle;
+  return idle;
+}
+
+}  // namespace
+
 Statement::Statement(sqlite3* db, std::string_view sql) : db_(db), sql_(sql) {
+  if (auto connection = idle_statements().find(db_); connection != idle_statements().end()) {
+    if (auto idle = connection->second.find(sql_);
+        idle != connection->second.end() && !idle->second.empty()) {
+      statement_ = idle->second.back();
+      idle->second.pop_back();
+      return;
+    }
+  }
   const char* tail = nullptr;
-  if (sqlite3_prepare_v2(db_, sql_.c_str(), static_cast<int>(sql_.size()), &statement_, &tail) !=
-      SQLITE_OK)
+  if (sqlite3_prepare_v3(db_, sql_.c_str(), static_cast<int>(sql_.size()),
+                         SQLITE_PREPARE_PERSISTENT, &statement_, &tail) != SQLITE_OK)
     fail("prepare");
   if (statement_ == nullptr) fail("prepare (no statement)");
   for (; tail != nullptr && *tail != '\0'; ++tail)
-    if (!std::isspace(static_cast<unsigned char>(*tail)) && *tail != ';')
+    if (!std::isspace(static_cast<unsigned char>(*tail)) && *tail != ';') {
+      sqlite3_finalize(statement_);
       throw SqlError("more than one SQL statement in: " + sql_);
+    }
 }
 
 Statement::~Statement() {
-  sqlite3_finalize(statement_);
+  sqlite3_reset(statement_);
+  sqlite3_clear_bindings(statement_);
+  try {
+    idle_statements()[db_][sql_].push_back(statement_);
+  } catch (...) {
+    sqlite3_finalize(statement_);
+  }
+}
+
+void forget_statements(sqlite3* db) noexcept {
+  auto connection = idle_statements().find(db);
+  if (connection == idle_statements().end()) return;
+  for (auto& [sql, statements] : connection->second)
+    for (sqlite3_stmt* statement : statements) sqlite3_finalize(statement);
+  idle_statements().erase(connection);
 }
 
 Statement& Statement::bind(int index, std::string_view value) {

@@ -114,6 +114,12 @@ class SqlError : public std::runtime_error {
 };
 
 // One prepared statement. Parameters are bound by position (?1, ?2, ...).
+//
+// Statements are prepared once per connection and SQL text, then reused: a Statement takes an
+// idle prepared statement for its SQL (or prepares one) and hands it back, reset and unbound,
+// when it goes out of scope. Preparing is most of a handler's SQL cost otherwise. Call
+// forget_statements(db) before closing `db` (run_service() does for the ledger). Main thread
+// only, like the rest of this file.
 class Statement {
  public:
   Statement(sqlite3* db, std::string_view sql);
@@ -140,6 +146,9 @@ class Statement {
   sqlite3_stmt* statement_ = nullptr;
   std::string sql_;
 };
+
+// Finalizes the idle prepared statements of `db`. Statements still in scope are not touched.
+void forget_statements(sqlite3* db) noexcept;
 
 // Binds `args` to ?1, ?2, ... in order.
 template <class... Args>
