@@ -601,6 +601,34 @@ std::optional<ProfileResult> profile_orchestrator(Cluster& cluster, const std::s
 
 }  // namespace
 
+PhaseResult median_phase(std::vector<PhaseResult> rounds) {
+  if (rounds.empty()) throw std::invalid_argument("median_phase: no rounds");
+  auto median = [](std::vector<double> values) {
+    std::sort(values.begin(), values.end());
+    return values[(values.size() - 1) / 2];
+  };
+  std::vector<double> sagas_per_s, p99;
+  for (const auto& round : rounds) {
+    sagas_per_s.push_back(round.engine.sagas_per_s());
+    p99.push_back(round.driver.at("latency_ms").value("p99", 0.0));
+  }
+  std::vector<std::size_t> order(rounds.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(),
+            [&](std::size_t a, std::size_t b) { return sagas_per_s[a] < sagas_per_s[b]; });
+  PhaseResult result = rounds[order[(order.size() - 1) / 2]];
+  for (const char* key : {"p50", "p90", "p99", "p999", "max", "mean"}) {
+    std::vector<double> values;
+    for (const auto& round : rounds)
+      if (round.driver.at("latency_ms").contains(key))
+        values.push_back(round.driver.at("latency_ms").at(key).get<double>());
+    if (values.size() == rounds.size()) result.driver["latency_ms"][key] = median(values);
+  }
+  result.round_sagas_per_s = std::move(sagas_per_s);
+  result.round_latency_p99_ms = std::move(p99);
+  return result;
+}
+
 RunResult run_cluster(const ClusterOptions& options, const RunPlan& plan) {
   say("  starting the orchestrator (--batch " + std::to_string(options.max_batch) +
       ", durability " + options.durability + ") and the three services in " + options.work_dir);
@@ -611,9 +639,24 @@ RunResult run_cluster(const ClusterOptions& options, const RunPlan& plan) {
     say("  warm-up: " + fixed(plan.warmup_s) + " s, " + window + " sagas in flight");
     cluster.drive("warmup", {"--window", window}, plan.warmup_s, false);
   }
-  say("  saturation: " + fixed(plan.saturation_s) + " s, " + window + " sagas in flight");
-  result.saturation =
-      cluster.drive("saturation", {"--window", window}, plan.saturation_s, plan.check_invariants);
+  const std::size_t rounds = std::max<std::size_t>(plan.rounds, 1);
+  auto drive_rounds = [&](const std::string& label, const std::vector<std::string>& extra,
+                          double seconds) {
+    std::vector<PhaseResult> results;
+    for (std::size_t round = 1; round <= rounds; ++round) {
+      results.push_back(cluster.drive(rounds == 1 ? label : label + "-" + std::to_string(round),
+                                      extra, seconds / static_cast<double>(rounds),
+                                      plan.check_invariants));
+      if (rounds > 1)
+        say("    round " + std::to_string(round) + ": " +
+            fixed(results.back().engine.sagas_per_s()) + " sagas/s, p99 " +
+            fixed(results.back().driver.at("latency_ms").value("p99", 0.0), 1) + " ms");
+    }
+    return median_phase(std::move(results));
+  };
+  say("  saturation: " + fixed(plan.saturation_s) + " s, " + window + " sagas in flight" +
+      (rounds > 1 ? ", in " + std::to_string(rounds) + " rounds" : ""));
+  result.saturation = drive_rounds("saturation", {"--window", window}, plan.saturation_s);
   const auto& engine = result.saturation.engine;
   say("  -> " + fixed(engine.sagas_per_s()) + " sagas/s, " + fixed(engine.steps_per_s()) +
       " steps/s, " + fixed(engine.batch(), 2) + " steps per commit");
@@ -621,8 +664,7 @@ RunResult run_cluster(const ClusterOptions& options, const RunPlan& plan) {
     const double rate = std::max(1.0, engine.sagas_per_s() / 2);
     say("  half of saturation: open loop at " + fixed(rate) + " orders/s for " +
         fixed(plan.half_s) + " s");
-    result.half =
-        cluster.drive("half", {"--rate", fixed(rate, 3)}, plan.half_s, plan.check_invariants);
+    result.half = drive_rounds("half", {"--rate", fixed(rate, 3)}, plan.half_s);
   }
   if (plan.profile_s > 0) {
     say("  profile: perf on the orchestrator during " + fixed(plan.profile_s) + " s of saturation");

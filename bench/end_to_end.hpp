@@ -75,7 +75,14 @@ struct PhaseResult {
                                                 // driver
   double machine_cpu_percent = 0;  // every process on the machine, % of one core (/proc/stat)
   double machine_iowait_percent = 0;
+  // A phase measured in rounds reports the round with the median throughput, with each latency
+  // percentile replaced by its median over the rounds; these are every round's figures.
+  std::vector<double> round_sagas_per_s;
+  std::vector<double> round_latency_p99_ms;
 };
+
+// The median of `rounds` (see PhaseResult). Throws std::invalid_argument when empty.
+PhaseResult median_phase(std::vector<PhaseResult> rounds);
 
 struct ProfileResult {
   std::size_t samples = 0;
@@ -97,6 +104,8 @@ struct RunPlan {
   double half_s = 30;    // 0: skip the half-rate phase
   double profile_s = 0;  // 0: no profile
   bool check_invariants = true;
+  // Each phase is driven `rounds` times for its duration / rounds; its figures are the medians.
+  std::size_t rounds = 1;
 };
 
 struct RunResult {

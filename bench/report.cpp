@@ -205,6 +205,13 @@ std::string markdown(const json& r) {
      << " / " << r["load_average_at_end"].dump() << " |\n"
      << "| Durability in E | orchestrator `" << r["durability"].value("orchestrator", "")
      << "`, participants `" << r["durability"].value("participants", "") << "` |\n"
+     << "| Rounds | " << r.value("rounds", 1)
+     << (r.value("rounds", 1) > 1
+             ? " per figure: each raw limit is the median of its rounds; each E phase is driven "
+               "in rounds, reported as the round with the median sagas/s and the medians of the "
+               "latency percentiles (the range over the rounds in parentheses)"
+             : " (single measurements)")
+     << " |\n"
      << "| Duration | " << fmt("/duration") << " s |\n\n";
   if (r.value("quick", false))
     md << "**This was a `--quick` run: the figures prove the benchmark works and mean "
@@ -226,29 +233,44 @@ std::string markdown(const json& r) {
        << " |\n";
   md << "\n";
 
+  // " (low–high)" over the rounds of a figure, when it had more than one.
+  auto range = [&](const std::string& pointer, int decimals) {
+    if (!has(r, pointer)) return std::string();
+    const json& values = r.at(json::json_pointer(pointer));
+    if (!values.is_array() || values.size() < 2) return std::string();
+    auto [low, high] = std::minmax_element(
+        values.begin(), values.end(),
+        [](const json& a, const json& b) { return a.get<double>() < b.get<double>(); });
+    return " (" + number(low->get<double>(), decimals) + "–" +
+           number(high->get<double>(), decimals) + ")";
+  };
   md << "## Raw limits of this machine\n\n"
      << "| Figure | Value | Meaning |\n|---|---|---|\n";
   if (r.contains("S")) {
-    for (const auto& s : r["S"]) {
+    for (std::size_t i = 0; i < r["S"].size(); ++i) {
+      const json& s = r["S"][i];
       md << "| S(" << s.value("batch", 0) << ") " << s.value("durability", "") << " | "
-         << number(s["steps_per_s"]["value"].get<double>()) << " steps/s ("
+         << number(s["steps_per_s"]["value"].get<double>())
+         << range("/S/" + std::to_string(i) + "/rounds_steps_per_s", 0) << " steps/s ("
          << number(s["commits_per_s"]["value"].get<double>()) << " commits/s) | "
          << s.value("batch", 0) << " step(s) per transaction, WAL, synchronous="
          << (s.value("durability", "") == "full" ? "FULL" : "NORMAL") << " |\n";
     }
   }
   md << "| F | " << fmt("/F") << " steps/s | S(1) FULL: one step per durable transaction |\n"
-     << "| Z | " << fmt("/Z/round_trips_per_s") << " round trips/s | DEALER/ROUTER over "
+     << "| Z | " << fmt("/Z/round_trips_per_s") << range("/Z/rounds_round_trips_per_s", 0)
+     << " round trips/s | DEALER/ROUTER over "
      << "tcp://127.0.0.1, " << fmt("/Z/window") << " outstanding, " << fmt("/Z/command_bytes")
      << "-byte command out, " << fmt("/Z/reply_bytes") << "-byte reply back |\n"
      << "| Z RTT p50 / p99 | " << fmt("/Z/rtt_p50", 1) << " / " << fmt("/Z/rtt_p99", 1)
      << " µs | the same, one at a time |\n"
-     << "| J | " << fmt("/J/decode_encode_per_s") << " ops/s | decode a real reply + encode a "
+     << "| J | " << fmt("/J/decode_encode_per_s") << range("/J/rounds_decode_encode_per_s", 0)
+     << " ops/s | decode a real reply + encode a "
      << "real command, one core (decode alone " << fmt("/J/decode_per_s") << "/s, encode alone "
      << fmt("/J/encode_per_s") << "/s) |\n"
      << "| B* | " << fmt("/C/B_star", 2) << " steps/commit | the engine's average batch at "
      << "saturation (E run) |\n"
-     << "| S(B*) | " << fmt("/C/S_at_B_star")
+     << "| S(B*) | " << fmt("/C/S_at_B_star") << range("/C/S_at_B_star_rounds", 0)
      << " steps/s | S measured at B = " << fmt("/C/S_measured_at_B") << " |\n"
      << "| C | " << fmt("/C/sagas_per_s") << " sagas/s = " << fmt("/C/steps_per_s")
      << " steps/s | the ceiling; per saga the store takes "
@@ -262,10 +284,11 @@ std::string markdown(const json& r) {
      << "|---|---|---|---|---|---|---|\n";
   auto row = [&](const std::string& name, const std::string& base) {
     if (!has(r, base)) return;
-    md << "| " << name << " | " << fmt(base + "/sagas_per_s") << " | " << fmt(base + "/steps_per_s")
-       << " | " << fmt(base + "/batch_size", 2) << " | " << fmt(base + "/latency_p50", 1)
-       << " ms | " << fmt(base + "/latency_p99", 1) << " ms | " << fmt(base + "/latency_p999", 1)
-       << " ms |\n";
+    md << "| " << name << " | " << fmt(base + "/sagas_per_s")
+       << range(base + "/rounds/sagas_per_s", 0) << " | " << fmt(base + "/steps_per_s") << " | "
+       << fmt(base + "/batch_size", 2) << " | " << fmt(base + "/latency_p50", 1) << " ms | "
+       << fmt(base + "/latency_p99", 1) << " ms" << range(base + "/rounds/latency_p99_ms", 1)
+       << " | " << fmt(base + "/latency_p999", 1) << " ms |\n";
   };
   row("Saturation, " + fmt("/E/saturation/window") + " sagas in flight", "/E/saturation");
   row("Open loop at 50 % of saturation (" + fmt("/E/half/offered_rate") + " sagas/s)", "/E/half");
@@ -485,6 +508,16 @@ std::string markdown(const json& r) {
   per transaction); its steps/s is compared with F measured again right after it (fsync times
   drift with whatever else the machine does; the F in the raw-limits table is from the start).
 - **E/C**: E's steps/s at saturation over C's.
+- **Rounds** (`--rounds`, default 3): every figure is a median. Each raw limit (every S(B), Z, J,
+  S(B*) and the F after the unbatched run) is measured that many times and the median round is
+  reported; each E phase is driven that many times for its duration divided by the count, and
+  reported as the round with the median sagas/s (its steps/commit, CPU and RSS) with each
+  latency percentile replaced by its median over the rounds. The range over the rounds is shown
+  in parentheses: on a shared virtual machine single runs of the same code differ by 20 %.
+- **Waiting for a core**: from `/proc/PID/task/*/schedstat`, the time a process's threads were
+  runnable while every core was busy with something else. For the orchestrator the busiest
+  thread is the engine's loop; its time on a core plus its time waiting for one is how much of
+  the window it could have worked.
 
 The driver checks the business invariants in the services' ledgers after the saturation and
 half-rate runs (every order reserved, charged once and shipped); a violation fails the benchmark.

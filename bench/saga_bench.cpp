@@ -149,7 +149,23 @@ json phase_json(const bench::PhaseResult& phase) {
           {"cpu_all_processes", bench::figure(total_cpu, "% of one core")},
           {"cpu_machine", bench::figure(phase.machine_cpu_percent, "% of one core")},
           {"iowait_machine", bench::figure(phase.machine_iowait_percent, "% of one core")},
+          {"rounds",
+           {{"count", phase.round_sagas_per_s.size()},
+            {"sagas_per_s", phase.round_sagas_per_s},
+            {"latency_p99_ms", phase.round_latency_p99_ms},
+            {"figures",
+             "the round with the median sagas/s; latency percentiles are medians over "
+             "the rounds"}}},
           {"driver_summary", phase.driver}};
+}
+
+// The median over rounds of one member of a figure.
+template <class Figure>
+double median_of(const std::vector<Figure>& rounds, double Figure::*member) {
+  std::vector<double> values;
+  for (const auto& round : rounds) values.push_back(round.*member);
+  std::sort(values.begin(), values.end());
+  return values.empty() ? 0 : values[(values.size() - 1) / 2];
 }
 
 }  // namespace
@@ -167,7 +183,7 @@ int main(int argc, char** argv) {
   bool quick = false, raw_only = false, no_keep_awake = false, keep_databases = false;
   double raw_s = 2, saturation_s = 30, half_s = 20, unbatched_s = 15, isolated_s = 15,
          profile_s = 8;
-  std::size_t window = 1000, in_flight = 10000, prefill_sagas = 50000;
+  std::size_t window = 1000, in_flight = 10000, prefill_sagas = 50000, rounds = 3;
   double prefilled_s = 15;
   app.add_flag("--quick", quick,
                "A tiny configuration (seconds, not minutes) that proves the benchmark works; its "
@@ -233,6 +249,13 @@ int main(int argc, char** argv) {
                                           "Sagas held in flight to measure RSS per saga (0 = skip)")
                                ->check(CLI::Range(0, 10000000))
                                ->capture_default_str();
+  auto* rounds_option =
+      app.add_option("--rounds", rounds,
+                     "Every figure is the median of this many rounds: each raw limit is measured "
+                     "this many times, each E phase is driven this many times for its duration "
+                     "divided by the count")
+          ->check(CLI::Range(1, 99))
+          ->capture_default_str();
   std::string from_json;
   app.add_option("--from-json", from_json,
                  "Measure nothing: rewrite --json and --md from an earlier run's JSON (after "
@@ -263,6 +286,7 @@ int main(int argc, char** argv) {
     if (profile_option->count() == 0) profile_s = 0;
     if (window_option->count() == 0) window = 200;
     if (in_flight_option->count() == 0) in_flight = 500;
+    if (rounds_option->count() == 0) rounds = 1;
   }
   std::string command;
   for (int i = 0; i < argc; ++i) command += (i ? " " : "") + quoted(argv[i]);
@@ -285,6 +309,7 @@ int main(int argc, char** argv) {
   report["kernel"] = std::string(system.sysname) + " " + system.release;
   report["load_average_at_start"] = load_average();
   report["raw_limits_with_cores_kept_awake"] = !no_keep_awake;
+  report["rounds"] = rounds;
   report["durability"] = {{"orchestrator", durability}, {"participants", participant_durability}};
 
   try {
@@ -313,11 +338,23 @@ int main(int argc, char** argv) {
         "saga::SqliteStore::commit driven with the WriteBatches the engine committed for a "
         "captured order saga (saga row, journal, outbox, inbox, dispatch and reply marks), ids "
         "refreshed per replayed saga; time inside commit only";
+    // The round with the median steps/s; `per_round` gets every round's steps/s.
+    auto median_store = [&](saga::Durability mode, std::size_t batch,
+                            std::vector<double>& per_round) {
+      std::vector<bench::StoreFigure> figures;
+      for (std::size_t round = 0; round < rounds; ++round)
+        figures.push_back(bench::measure_store(captured, mode, batch, raw_s, work_dir));
+      for (const auto& figure : figures) per_round.push_back(figure.steps_per_s);
+      std::sort(figures.begin(), figures.end(),
+                [](const auto& a, const auto& b) { return a.steps_per_s < b.steps_per_s; });
+      return figures[(figures.size() - 1) / 2];
+    };
     json s_list = json::array();
     double full_single = 0;
     for (saga::Durability mode : {saga::Durability::full, saga::Durability::normal}) {
       for (std::size_t batch : {1, 8, 64, 256}) {
-        auto figure = bench::measure_store(captured, mode, batch, raw_s, work_dir);
+        std::vector<double> per_round;
+        auto figure = median_store(mode, batch, per_round);
         say("  " + std::string(name_of(mode)) + " B=" + std::to_string(batch) + ": " +
             fixed(figure.steps_per_s, 0) + " steps/s (" + fixed(figure.commits_per_s, 0) +
             " commits/s)");
@@ -327,7 +364,8 @@ int main(int argc, char** argv) {
                           {"commits_per_s", bench::figure(figure.commits_per_s, "commits/s")},
                           {"cpu_per_step", bench::figure(figure.cpu_us_per_step, "us")},
                           {"db_bytes_per_saga", bench::figure(figure.db_bytes_per_saga, "bytes")},
-                          {"warmup_sagas", figure.warmup_sagas}});
+                          {"warmup_sagas", figure.warmup_sagas},
+                          {"rounds_steps_per_s", per_round}});
         if (mode == saga::Durability::full && batch == 1) full_single = figure.steps_per_s;
       }
     }
@@ -340,8 +378,14 @@ int main(int argc, char** argv) {
     std::size_t largest = 0;
     for (std::size_t i = 1; i < captured.commands.size(); ++i)
       if (captured.commands[i].size() > captured.commands[largest].size()) largest = i;
-    const auto z =
-        bench::measure_zmq(captured.commands[largest], captured.replies[largest], 256, 2 * raw_s);
+    std::vector<bench::ZmqFigure> z_rounds;
+    for (std::size_t round = 0; round < rounds; ++round)
+      z_rounds.push_back(bench::measure_zmq(captured.commands[largest], captured.replies[largest],
+                                            256, 2 * raw_s));
+    bench::ZmqFigure z = z_rounds.front();
+    z.round_trips_per_s = median_of(z_rounds, &bench::ZmqFigure::round_trips_per_s);
+    z.rtt_p50_us = median_of(z_rounds, &bench::ZmqFigure::rtt_p50_us);
+    z.rtt_p99_us = median_of(z_rounds, &bench::ZmqFigure::rtt_p99_us);
     say("  " + fixed(z.round_trips_per_s, 0) + " round trips/s (window " +
         std::to_string(z.window) + "), unpipelined RTT p50 " + fixed(z.rtt_p50_us) + " us, p99 " +
         fixed(z.rtt_p99_us) + " us");
@@ -351,15 +395,31 @@ int main(int argc, char** argv) {
         {"rtt_p50", bench::figure(z.rtt_p50_us, "us")},
         {"rtt_p99", bench::figure(z.rtt_p99_us, "us")},
         {"command_bytes", bench::figure(static_cast<double>(z.command_bytes), "bytes")},
-        {"reply_bytes", bench::figure(static_cast<double>(z.reply_bytes), "bytes")}};
+        {"reply_bytes", bench::figure(static_cast<double>(z.reply_bytes), "bytes")},
+        {"rounds_round_trips_per_s", [&] {
+           json values = json::array();
+           for (const auto& round : z_rounds) values.push_back(round.round_trips_per_s);
+           return values;
+         }()}};
 
     say("[4/9] J: envelope decode + encode on one core, " + fixed(1.5 * raw_s) + " s");
-    const auto j = bench::measure_codec(captured, 1.5 * raw_s);
+    std::vector<bench::CodecFigure> j_rounds;
+    for (std::size_t round = 0; round < rounds; ++round)
+      j_rounds.push_back(bench::measure_codec(captured, 1.5 * raw_s));
+    bench::CodecFigure j;
+    j.ops_per_s = median_of(j_rounds, &bench::CodecFigure::ops_per_s);
+    j.decode_per_s = median_of(j_rounds, &bench::CodecFigure::decode_per_s);
+    j.encode_per_s = median_of(j_rounds, &bench::CodecFigure::encode_per_s);
     say("  " + fixed(j.ops_per_s, 0) + " decode+encode/s (decode " + fixed(j.decode_per_s, 0) +
         "/s, encode " + fixed(j.encode_per_s, 0) + "/s)");
     report["J"] = {{"decode_encode_per_s", bench::figure(j.ops_per_s, "ops/s")},
                    {"decode_per_s", bench::figure(j.decode_per_s, "ops/s")},
-                   {"encode_per_s", bench::figure(j.encode_per_s, "ops/s")}};
+                   {"encode_per_s", bench::figure(j.encode_per_s, "ops/s")},
+                   {"rounds_decode_encode_per_s", [&] {
+                      json values = json::array();
+                      for (const auto& round : j_rounds) values.push_back(round.ops_per_s);
+                      return values;
+                    }()}};
 
     awake.reset();
     if (raw_only) throw RawOnly{};
@@ -373,6 +433,7 @@ int main(int argc, char** argv) {
     cluster.work_dir = (fs::path(work_dir) / "batched").string();
     bench::RunPlan plan;
     plan.window = window;
+    plan.rounds = rounds;
     plan.warmup_s = quick ? 0.3 : 5;
     plan.saturation_s = saturation_s;
     plan.half_s = half_s;
@@ -393,13 +454,15 @@ int main(int argc, char** argv) {
         std::max<std::size_t>(1, static_cast<std::size_t>(std::lround(b_star)));
     say("  S(B*) at B = " + std::to_string(b_round) + " (" + durability + ")");
     awake = std::make_unique<bench::KeepCoresAwake>(!no_keep_awake);
+    std::vector<double> s_at_b_rounds;
     const bench::StoreFigure store_at_b =
-        bench::measure_store(captured, durability_of(durability), b_round, raw_s, work_dir);
+        median_store(durability_of(durability), b_round, s_at_b_rounds);
     const double s_at_b = store_at_b.steps_per_s;
     awake.reset();
     const bench::Ceiling ceiling = bench::ceiling(s_at_b, z.round_trips_per_s, j.ops_per_s);
     report["C"] = bench::ceiling_json(ceiling, b_star, b_round, durability);
     report["C"]["S_at_B_star_cpu_per_step"] = bench::figure(store_at_b.cpu_us_per_step, "us");
+    report["C"]["S_at_B_star_rounds"] = s_at_b_rounds;
     const double e_over_c = run.saturation.engine.steps_per_s() / ceiling.steps_per_s;
     e["E_over_C"] = bench::figure(e_over_c, "ratio");
     say("  C = " + fixed(ceiling.sagas_per_s) + " sagas/s (" + fixed(ceiling.steps_per_s) +
@@ -414,6 +477,7 @@ int main(int argc, char** argv) {
       light.participant_durability = "off";
       bench::RunPlan light_plan;
       light_plan.window = window;
+      light_plan.rounds = rounds;
       light_plan.warmup_s = quick ? 0.3 : 2;
       light_plan.saturation_s = isolated_s;
       light_plan.half_s = 0;
@@ -440,6 +504,7 @@ int main(int argc, char** argv) {
       bench::RunPlan single_plan;
       // One fsync per step: throughput does not grow with the window, the drain time does.
       single_plan.window = std::min<std::size_t>(window, 200);
+      single_plan.rounds = rounds;
       single_plan.warmup_s = quick ? 0.3 : 2;
       single_plan.saturation_s = unbatched_s;
       single_plan.half_s = 0;
@@ -449,12 +514,13 @@ int main(int argc, char** argv) {
       u["window"] = bench::figure(static_cast<double>(single_plan.window), "sagas in flight");
       say("  F again, right after this run");
       awake = std::make_unique<bench::KeepCoresAwake>(!no_keep_awake);
-      const double f_after =
-          bench::measure_store(captured, saga::Durability::full, 1, raw_s, work_dir).steps_per_s;
+      std::vector<double> f_rounds;
+      const double f_after = median_store(saga::Durability::full, 1, f_rounds).steps_per_s;
       awake.reset();
       say("  F = " + fixed(f_after, 0) + " steps/s (" + fixed(full_single, 0) +
           " at the start of the run)");
       u["F"] = bench::figure(f_after, "steps/s (S(1) FULL, measured right after this run)");
+      u["F_rounds"] = f_rounds;
       u["steps_over_F"] = bench::figure(
           unbatched.saturation.engine.steps_per_s() / std::max(f_after, 1e-9), "ratio");
       e["batching_disabled"] = u;
@@ -474,6 +540,7 @@ int main(int argc, char** argv) {
       };
       bench::RunPlan full_plan;
       full_plan.window = window;
+      full_plan.rounds = rounds;
       full_plan.warmup_s = quick ? 0.3 : 2;
       full_plan.saturation_s = prefilled_s;
       full_plan.half_s = 0;
