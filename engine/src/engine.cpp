@@ -188,13 +188,18 @@ struct Engine::Impl {
   std::unordered_map<std::string, CachedSaga> cache;
   std::deque<OutboxMessage> unsent;
   // Dispatched commands awaiting a reply, by eventId, with the time they are re-sent.
+  // The two time indexes point at in_flight's keys (stable: erased only with their entry), and
+  // each entry keeps its positions in them, so tracking never copies or compares ids.
+  using TimeIndex = std::multimap<Timestamp, const std::string*>;
   struct InFlight {
     OutboxMessage row;
     Timestamp deadline;
+    TimeIndex::iterator by_deadline;
+    TimeIndex::iterator by_age;
   };
   std::unordered_map<std::string, InFlight> in_flight;
-  std::set<std::pair<Timestamp, std::string>> deadlines;         // of in_flight, soonest first
-  std::set<std::pair<Timestamp, std::string>> in_flight_by_age;  // by created_at, oldest first
+  TimeIndex deadlines;         // of in_flight, soonest first
+  TimeIndex in_flight_by_age;  // by created_at, oldest first
   std::unordered_map<std::string, std::vector<std::string>> in_flight_by_saga;
   std::vector<Input> expired;  // commands whose retry policy ran out, for the next turn
   std::mt19937_64 jitter{options.random_seed != 0 ? options.random_seed : std::random_device{}()};
@@ -558,11 +563,13 @@ struct Engine::Impl {
     return row.value() ? row.value()->saga_id : envelope.correlation_id;
   }
 
-  void write_saga(Turn& turn, const std::string& saga_id, CachedSaga& saga) {
+  // Returns the saga's data as written, for a caller that also needs it as JSON.
+  nlohmann::json write_saga(Turn& turn, const std::string& saga_id, CachedSaga& saga) {
+    nlohmann::json data = saga.instance->data();
     SagaRecord record = saga.record;
     record.state = std::string(saga.instance->state());
     record.status = saga.instance->status();
-    record.data = saga.instance->data().dump();
+    record.data = data.dump();
     record.updated_at = clock.now();
     auto [slot, inserted] = turn.saga_writes.emplace(saga_id, turn.batch.sagas.size());
     if (inserted) {
@@ -572,6 +579,7 @@ struct Engine::Impl {
     } else {
       turn.batch.sagas[slot->second].record = std::move(record);
     }
+    return data;
   }
 
   void record_reaction(Turn& turn, const std::string& saga_id, CachedSaga& saga,
@@ -612,7 +620,7 @@ struct Engine::Impl {
         detail += ": " + reaction.user_errors.back();
       journal(turn, saga_id, JournalKind::status_changed, cause_id, "", "", "", detail);
     }
-    write_saga(turn, saga_id, saga);
+    nlohmann::json data = write_saga(turn, saga_id, saga);
     if (instrumented())
       observe_reaction(turn, saga_id, saga, reaction, before, cause_id, first_command);
     if (turn.publish_events) lifecycle_events(turn, saga_id, saga, reaction, before, cause_id);
@@ -621,7 +629,7 @@ struct Engine::Impl {
       if (auto flights = in_flight_by_saga.find(saga_id); flights != in_flight_by_saga.end())
         for (const auto& id : flights->second) turn.batch.replied.push_back(id);
       turn.outcomes.push_back({saga_id, std::string(saga.type->name()), after,
-                               std::string(saga.instance->state()), saga.instance->data(),
+                               std::string(saga.instance->state()), std::move(data),
                                reaction.user_errors.empty() ? "" : reaction.user_errors.back()});
     }
   }
@@ -854,15 +862,18 @@ struct Engine::Impl {
 
   void track(OutboxMessage row, Timestamp sent_at) {
     Timestamp deadline = sent_at + timeout_after(policy_for(row), std::max(row.attempts, 1));
-    std::string id = row.message_id;
-    if (auto old = in_flight.find(id); old != in_flight.end()) {
-      deadlines.erase({old->second.deadline, id});
-      in_flight_by_age.erase({old->second.row.created_at, id});
+    auto [slot, inserted] = in_flight.try_emplace(row.message_id);
+    InFlight& flight = slot->second;
+    if (!inserted) {
+      deadlines.erase(flight.by_deadline);
+      in_flight_by_age.erase(flight.by_age);
+    } else {
+      in_flight_by_saga[row.saga_id].push_back(row.message_id);
     }
-    deadlines.emplace(deadline, id);
-    in_flight_by_age.emplace(row.created_at, id);
-    auto [slot, inserted] = in_flight.insert_or_assign(id, InFlight{std::move(row), deadline});
-    if (inserted) in_flight_by_saga[slot->second.row.saga_id].push_back(id);
+    flight.by_deadline = deadlines.emplace(deadline, &slot->first);
+    flight.by_age = in_flight_by_age.emplace(row.created_at, &slot->first);
+    flight.deadline = deadline;
+    flight.row = std::move(row);
   }
 
   void untrack(const std::string& message_id) {
@@ -870,11 +881,11 @@ struct Engine::Impl {
     if (found == in_flight.end()) return;
     auto by_saga = in_flight_by_saga.find(found->second.row.saga_id);
     if (by_saga != in_flight_by_saga.end()) {
-      std::erase(by_saga->second, message_id);
+      std::erase(by_saga->second, found->first);
       if (by_saga->second.empty()) in_flight_by_saga.erase(by_saga);
     }
-    deadlines.erase({found->second.deadline, message_id});
-    in_flight_by_age.erase({found->second.row.created_at, message_id});
+    deadlines.erase(found->second.by_deadline);
+    in_flight_by_age.erase(found->second.by_age);
     in_flight.erase(found);
   }
 
@@ -883,7 +894,7 @@ struct Engine::Impl {
     Timestamp now = clock.now();
     std::vector<std::string> overdue;
     for (auto it = deadlines.begin(); it != deadlines.end() && it->first <= now; ++it)
-      overdue.push_back(it->second);
+      overdue.push_back(*it->second);
     std::sort(overdue.begin(), overdue.end(), [this](const auto& a, const auto& b) {
       const auto& left = in_flight.at(a).row;
       const auto& right = in_flight.at(b).row;
@@ -962,12 +973,12 @@ struct Engine::Impl {
       journal(
           turn, request.saga_id, JournalKind::status_changed, "", "", "", "",
           std::string(to_string(request.status)) + ": resolved by an operator: " + request.note);
-      write_saga(turn, request.saga_id, *saga);
+      nlohmann::json data = write_saga(turn, request.saga_id, *saga);
       if (instrumented())
         observe_end(turn, request.saga_id, *saga, request.status, "",
                     "resolved by an operator: " + request.note);
       turn.outcomes.push_back({request.saga_id, std::string(saga->type->name()), request.status,
-                               std::string(saga->instance->state()), saga->instance->data(),
+                               std::string(saga->instance->state()), std::move(data),
                                "resolved by an operator: " + request.note});
       request.result = {true, "saga " + request.saga_id + " resolved as " +
                                   std::string(to_string(request.status))};
@@ -1215,6 +1226,7 @@ struct Engine::Impl {
     }
 
     Turn turn;
+    reuse_buffers(turn);
     turn.publish_events = options.publish_events && transport.has_observers();
     try {
       if (auto poisoned = process_inputs(turn, inputs)) {
@@ -1292,7 +1304,38 @@ struct Engine::Impl {
       if (metrics) metrics->published.with({"event", type}).inc();
     }
     notify(turn);
+    keep_buffers(turn);
     return inputs.size();
+  }
+
+  // The big vectors of a committed turn are kept for the next one (cleared, capacity kept), so a
+  // busy loop does not allocate and free them, and the allocator does not consolidate, per turn.
+  struct SpareBuffers {
+    std::vector<SagaWrite> sagas;
+    std::vector<JournalEntry> journal;
+    std::vector<OutboxMessage> outbox;
+    std::vector<std::string> inbox;
+    std::vector<std::string> replied;
+  } spare;
+
+  void reuse_buffers(Turn& turn) {
+    turn.batch.sagas = std::exchange(spare.sagas, {});
+    turn.batch.journal = std::exchange(spare.journal, {});
+    turn.batch.outbox = std::exchange(spare.outbox, {});
+    turn.batch.inbox = std::exchange(spare.inbox, {});
+    turn.batch.replied = std::exchange(spare.replied, {});
+  }
+
+  void keep_buffers(Turn& turn) {
+    auto keep = [](auto& from, auto& to) {
+      from.clear();
+      to = std::move(from);
+    };
+    keep(turn.batch.sagas, spare.sagas);
+    keep(turn.batch.journal, spare.journal);
+    keep(turn.batch.outbox, spare.outbox);
+    keep(turn.batch.inbox, spare.inbox);
+    keep(turn.batch.replied, spare.replied);
   }
 
   // The saga gauges follow every committed saga row: a new one, or a change of status.
