@@ -665,6 +665,14 @@ RunResult run_cluster(const ClusterOptions& options, const RunPlan& plan) {
     say("  half of saturation: open loop at " + fixed(rate) + " orders/s for " +
         fixed(plan.half_s) + " s");
     result.half = drive_rounds("half", {"--rate", fixed(rate, 3)}, plan.half_s);
+    for (double fraction : plan.light_loads) {
+      const double light_rate = std::max(1.0, engine.sagas_per_s() * fraction);
+      say("  " + fixed(100 * fraction, 0) + " % of saturation: open loop at " + fixed(light_rate) +
+          " orders/s for " + fixed(plan.half_s) + " s");
+      result.light.emplace_back(fraction,
+                                drive_rounds("load-" + fixed(100 * fraction, 0),
+                                             {"--rate", fixed(light_rate, 3)}, plan.half_s));
+    }
   }
   if (plan.profile_s > 0) {
     say("  profile: perf on the orchestrator during " + fixed(plan.profile_s) + " s of saturation");

@@ -101,7 +101,10 @@ struct RunPlan {
   std::size_t window = 1000;
   double warmup_s = 5;
   double saturation_s = 30;
-  double half_s = 30;    // 0: skip the half-rate phase
+  double half_s = 30;  // 0: skip the half-rate phase
+  // Lighter open loops after the half-rate phase, as fractions of the saturation rate, each for
+  // half_s: latency against load.
+  std::vector<double> light_loads;
   double profile_s = 0;  // 0: no profile
   bool check_invariants = true;
   // Each phase is driven `rounds` times for its duration / rounds; its figures are the medians.
@@ -111,6 +114,7 @@ struct RunPlan {
 struct RunResult {
   PhaseResult saturation;
   std::optional<PhaseResult> half;
+  std::vector<std::pair<double, PhaseResult>> light;  // (fraction of saturation, result)
   std::optional<ProfileResult> profile;
 };
 

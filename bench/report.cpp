@@ -292,6 +292,13 @@ std::string markdown(const json& r) {
   };
   row("Saturation, " + fmt("/E/saturation/window") + " sagas in flight", "/E/saturation");
   row("Open loop at 50 % of saturation (" + fmt("/E/half/offered_rate") + " sagas/s)", "/E/half");
+  if (r.contains("E") && r["E"].contains("light_loads"))
+    for (std::size_t i = 0; i < r["E"]["light_loads"].size(); ++i) {
+      const std::string base = "/E/light_loads/" + std::to_string(i);
+      row("Open loop at " + number(100 * at(r, base + "/fraction_of_saturation")) +
+              " % of saturation (" + fmt(base + "/offered_rate") + " sagas/s)",
+          base);
+    }
   row("Participants not durable (`--durability off`), saturation", "/E/participants_not_durable");
   row("Saturation with " + fmt("/E/prefilled/sagas_in_database") +
           " completed sagas already in the database",
@@ -392,6 +399,22 @@ std::string markdown(const json& r) {
               "wake-ups) is shared by fewer steps, and the services' batches shrink the same way";
       md << ".\n";
     }
+    if (has(r, "/E/half") && r["E"].contains("light_loads")) {
+      std::vector<std::pair<double, double>> curve;  // (fraction of saturation, p99 ms)
+      for (std::size_t i = 0; i < r["E"]["light_loads"].size(); ++i) {
+        const std::string base = "/E/light_loads/" + std::to_string(i);
+        curve.emplace_back(at(r, base + "/fraction_of_saturation"), at(r, base + "/latency_p99"));
+      }
+      curve.emplace_back(0.5, at(r, "/E/half/latency_p99"));
+      std::sort(curve.begin(), curve.end());
+      md << "- Latency against load (p99):";
+      for (std::size_t i = 0; i < curve.size(); ++i)
+        md << (i ? "," : "") << " " << number(curve[i].second, 1) << " ms at "
+           << number(100 * curve[i].first) << " %";
+      md << " of saturation. A saga is 4 orchestrator commits and 3 service commits in a row, "
+            "each an fsync, and 6 messages through ZeroMQ's I/O threads; the lighter the load, "
+            "the less each of them waits for a core.\n";
+    }
     if (has(r, "/E/participants_not_durable"))
       md << "- With the participants not durable E reaches "
          << fmt("/E/participants_not_durable/sagas_per_s") << " sagas/s, "
@@ -489,7 +512,9 @@ std::string markdown(const json& r) {
   of the run, and CPU is from `/proc/PID/stat` over the same window. *Half*: an open loop at half
   the saturation rate; a saga's latency runs from its scheduled start to the moment the
   orchestrator reported its outcome (after the commit that ended it), so queueing is never
-  hidden. Peak RSS is `VmHWM` from `/proc/PID/status`.
+  hidden. *Lighter loads* (`--light-loads`, default 10 % and 25 %): the same open loop at those
+  fractions of the saturation rate, to show latency against load down to an almost idle
+  cluster. Peak RSS is `VmHWM` from `/proc/PID/status`.
 - **RSS per in-flight saga**: a fresh cluster; the inventory service is stopped (SIGSTOP), N
   sagas are started and committed (each waits on `inventory.Reserve`), and the orchestrator's
   `VmRSS` growth is divided by N. It includes the engine's cache, the command held for re-sending

@@ -249,6 +249,14 @@ int main(int argc, char** argv) {
                                           "Sagas held in flight to measure RSS per saga (0 = skip)")
                                ->check(CLI::Range(0, 10000000))
                                ->capture_default_str();
+  std::vector<double> light_loads = {0.1, 0.25};
+  auto* light_option =
+      app.add_option("--light-loads", light_loads,
+                     "Open loops after the half-rate one, as fractions of the saturation rate, "
+                     "each for --half-seconds: latency against load (none with --half-seconds 0)")
+          ->check(CLI::Range(0.001, 0.999))
+          ->delimiter(',')
+          ->capture_default_str();
   auto* rounds_option =
       app.add_option("--rounds", rounds,
                      "Every figure is the median of this many rounds: each raw limit is measured "
@@ -287,6 +295,7 @@ int main(int argc, char** argv) {
     if (window_option->count() == 0) window = 200;
     if (in_flight_option->count() == 0) in_flight = 500;
     if (rounds_option->count() == 0) rounds = 1;
+    if (light_option->count() == 0) light_loads.clear();
   }
   std::string command;
   for (int i = 0; i < argc; ++i) command += (i ? " " : "") + quoted(argv[i]);
@@ -437,6 +446,7 @@ int main(int argc, char** argv) {
     plan.warmup_s = quick ? 0.3 : 5;
     plan.saturation_s = saturation_s;
     plan.half_s = half_s;
+    plan.light_loads = light_loads;
     plan.profile_s = profile_s;
     const bench::RunResult run = bench::run_cluster(cluster, plan);
     json e;
@@ -445,6 +455,17 @@ int main(int argc, char** argv) {
     if (run.half) {
       e["half"] = phase_json(*run.half);
       e["half"]["offered_rate"] = bench::figure(run.saturation.engine.sagas_per_s() / 2, "sagas/s");
+    }
+    if (!run.light.empty()) {
+      json light = json::array();
+      for (const auto& [fraction, phase] : run.light) {
+        json entry = phase_json(phase);
+        entry["fraction_of_saturation"] = bench::figure(fraction, "ratio");
+        entry["offered_rate"] =
+            bench::figure(run.saturation.engine.sagas_per_s() * fraction, "sagas/s");
+        light.push_back(std::move(entry));
+      }
+      e["light_loads"] = std::move(light);
     }
 
     // C at the batch size the engine achieved, with S measured at exactly that size, right after
