@@ -1061,5 +1061,29 @@ TEST(SqliteStoreCheckpoint, WalStaysBoundedWhileTheWriterNeverPauses) {
   EXPECT_TRUE(store->load_saga("saga-7999").value().has_value());
 }
 
+// Past the threshold the background thread is woken once per threshold's worth of new WAL
+// pages, not after every commit: a pass copies pages and fsyncs the database file, and small
+// commits (a lightly loaded engine commits a few steps at a time) each paid for one.
+TEST(SqliteStoreCheckpoint, SmallCommitsWakeTheCheckpointThreadOncePerThresholdOfNewPages) {
+  TempDir dir;
+  StoreOptions options = file_options(dir.path() / "saga.db");
+  options.durability = Durability::full;
+  auto store = open_or_fail(options);
+  ASSERT_TRUE(store);
+  const std::string data(3000, 'x');
+  constexpr int kCommits = 3000;  // ~2 pages each: ~6,000 WAL pages, some 6 wakes
+  for (int i = 0; i < kCommits; ++i) {
+    WriteBatch batch;
+    SagaRecord record = make_saga("saga-" + std::to_string(i));
+    record.data = "{\"blob\":\"" + data + "\"}";
+    batch.sagas.push_back({record, std::nullopt});
+    ASSERT_TRUE(store->commit(batch));
+  }
+  const std::uint64_t passes = store->background_checkpoints();
+  EXPECT_GE(passes, 1u) << "no background checkpoint ran";
+  EXPECT_LE(passes, 20u) << "the thread ran a pass for most commits past the threshold";
+  EXPECT_TRUE(store->integrity_ok().value());
+}
+
 }  // namespace
 }  // namespace saga

@@ -376,9 +376,11 @@ StoreResult<std::vector<T>> read_all(sqlite3* db, Use& use, std::string_view wha
 
 // WAL checkpoints on a thread of their own, so they do not run inside the engine's commits.
 // The writer's WAL hook (called after every commit with the WAL's size in pages) wakes the
-// thread once the WAL holds `threshold` pages; the thread runs a PASSIVE checkpoint on its own
-// connection, which never blocks the writer. A failed checkpoint is retried at the next wake.
-// Only a WAL of kWriterCheckpointPages makes the writer wait (see there).
+// thread each time the WAL has grown by kThresholdPages since the last wake (or since it was
+// rewound); the thread runs a PASSIVE checkpoint on its own connection, which never blocks the
+// writer. Waking it after every commit past the threshold instead made small commits pay for a
+// pass (and its fsync of the database file) each. A failed checkpoint is retried at the next
+// wake. Only a WAL of kWriterCheckpointPages makes the writer wait (see there).
 class Checkpointer {
  public:
   static constexpr int kThresholdPages = 1000;  // SQLite's own auto-checkpoint default
@@ -398,12 +400,18 @@ class Checkpointer {
     thread_.join();
   }
 
+  std::uint64_t passes() const noexcept { return passes_.load(std::memory_order_relaxed); }
+
   static int on_commit(void* self, sqlite3* writer, const char* schema, int pages) {
     auto& checkpointer = *static_cast<Checkpointer*>(self);
-    if (pages >= kWriterCheckpointPages)
+    int& requested_at = checkpointer.requested_at_pages_;
+    if (pages < requested_at) requested_at = 0;  // the WAL was rewound
+    if (pages >= kWriterCheckpointPages) {
       checkpointer.checkpoint_in_writer(writer, schema);
-    else if (pages >= kThresholdPages)
+    } else if (pages - requested_at >= kThresholdPages) {
+      requested_at = pages;
       checkpointer.request();
+    }
     return SQLITE_OK;
   }
 
@@ -432,6 +440,7 @@ class Checkpointer {
       in_pass_ = true;
       lock.unlock();
       sqlite3_wal_checkpoint_v2(db_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+      passes_.fetch_add(1, std::memory_order_relaxed);
       lock.lock();
       in_pass_ = false;
       wake_.notify_all();
@@ -444,6 +453,8 @@ class Checkpointer {
   bool requested_ = false;
   bool in_pass_ = false;
   bool stopping_ = false;
+  int requested_at_pages_ = 0;  // the WAL's size at the last wake; the writer's thread only
+  std::atomic<std::uint64_t> passes_{0};
   std::thread thread_;
 };
 
@@ -1010,6 +1021,10 @@ StoreResult<std::int64_t> SqliteStore::count_open_dead_letters() {
   const int rc = use.step();
   if (rc != SQLITE_ROW) return sqlite_error(impl_->db.get(), rc, "counting dead letters");
   return use.integer(0);
+}
+
+std::uint64_t SqliteStore::background_checkpoints() const noexcept {
+  return impl_->checkpointer ? impl_->checkpointer->passes() : 0;
 }
 
 StoreResult<bool> SqliteStore::integrity_ok() {

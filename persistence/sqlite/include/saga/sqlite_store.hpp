@@ -19,6 +19,7 @@
 // Thread safety: one thread at a time (the checkpoint thread is internal).
 #pragma once
 
+#include <cstdint>
 #include <memory>
 
 #include "saga/options.hpp"
@@ -57,6 +58,10 @@ class SqliteStore final : public Store {
 
   // PRAGMA integrity_check == "ok".
   StoreResult<bool> integrity_ok();
+
+  // WAL checkpoint passes the store's background thread has run so far (0 for an in-memory
+  // database, which has no WAL). For diagnostics and tests; any thread.
+  std::uint64_t background_checkpoints() const noexcept;
 
  private:
   struct Impl;
