@@ -362,7 +362,7 @@ class Cluster {
         (work / "payment.db").string(),
         "--shipping-db",
         (work / "shipping.db").string()};
-    next_order_ += 100000000;
+    next_order_ += 10000000;  // 10 million orders per drive at most
     if (!check_invariants) args.push_back("--skip-invariants");
     args.insert(args.end(), extra.begin(), extra.end());
 
