@@ -186,7 +186,7 @@ std::string markdown(const json& r) {
         "the order saga's participants as separate processes.\n\n"
      << "```sh\n"
      << "make bench                                  # builds, runs saga_bench, writes "
-        "docs/benchmarks.{json,md} (~5 min)\n"
+        "docs/benchmarks.{json,md} (~7 min)\n"
      << "build/default/bench/saga_bench --quick      # a few seconds; proves it works "
         "(ctest bench.smoke)\n"
      << "build/default/bench/saga_bench --help       # durations, window, durability, "

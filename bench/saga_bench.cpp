@@ -1,6 +1,6 @@
 // saga_bench: measures the engine against the raw limits of the same machine, in one run, and
 // writes docs/benchmarks.json and docs/benchmarks.md. `saga_bench --help`; docs/benchmarks.md
-// explains every figure. `make bench` runs it with the defaults (about five minutes).
+// explains every figure. `make bench` runs it with the defaults (about seven minutes).
 #include <sys/utsname.h>
 #include <unistd.h>
 #include <CLI/CLI.hpp>
