@@ -193,6 +193,8 @@ std::string markdown(const json& r) {
         "output paths\n"
      << "build/default/bench/saga_microbench         # Google Benchmark: MSM dispatch, codec, "
         "store\n"
+     << "bench/cpu_per_saga.sh --samples DIR         # CPU per saga of each process, fixed work: "
+        "compare two builds\n"
      << "```\n\n";
   md << "## This run\n\n"
      << "| | |\n|---|---|\n"

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# CPU time per saga of each process of the order flow, over a fixed amount of work: the
+# orchestrator and the three services on fresh databases in a scratch directory, a warm-up, then
+# `--orders` sagas with 1,000 in flight, repeated `--runs` times. Prints every run and the median.
+#
+# CPU per saga moves far less from run to run than throughput does on a shared machine, so this
+# is the figure to compare two builds by (run it with --samples pointing at each, alternately).
+# Durable (FULL) everywhere, as in saga_bench's E runs.
+#
+#   bench/cpu_per_saga.sh [--samples build/default/samples] [--orders 20000] [--runs 3]
+set -euo pipefail
+
+samples=build/default/samples
+orders=20000
+runs=3
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --samples) samples=$2; shift 2 ;;
+    --orders) orders=$2; shift 2 ;;
+    --runs) runs=$2; shift 2 ;;
+    *) echo "usage: $0 [--samples DIR] [--orders N] [--runs K]" >&2; exit 2 ;;
+  esac
+done
+samples=$(cd "$samples" && pwd)
+work=$(mktemp -d /tmp/cpu_per_saga.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# utime + stime of a process, in clock ticks.
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+run_once() {
+  local dir=$work/run$1 plenty=1000000000000
+  mkdir -p "$dir"
+  "$samples/order_orchestrator/order_orchestrator" --router 'tcp://127.0.0.1:*' \
+    --events 'tcp://127.0.0.1:*' --intake 'tcp://127.0.0.1:*' --db "$dir/orchestrator.db" \
+    --endpoints-file "$dir/endpoints" >"$dir/orchestrator.log" 2>&1 &
+  local orchestrator=$!
+  pids=("$orchestrator")
+  until [[ -s $dir/endpoints ]]; do sleep 0.05; done
+  sleep 0.1
+  local router intake
+  router=$(sed -n 's/^router=//p' "$dir/endpoints")
+  intake=$(sed -n 's/^intake=//p' "$dir/endpoints")
+  "$samples/services/inventory_service" --orchestrator "$router" --instance inventory-1 \
+    --db "$dir/inventory.db" \
+    --stock "sku-pen=$plenty,sku-book=$plenty,sku-lamp=$plenty,sku-chair=$plenty,sku-gold=$plenty" \
+    >"$dir/inventory.log" 2>&1 &
+  local inventory=$!
+  "$samples/services/payment_service" --orchestrator "$router" --instance payment-1 \
+    --db "$dir/payment.db" --decline-rate 0 --decline-above "$plenty" >"$dir/payment.log" 2>&1 &
+  local payment=$!
+  "$samples/services/shipping_service" --orchestrator "$router" --instance shipping-1 \
+    --db "$dir/shipping.db" --failure-rate 0 >"$dir/shipping.log" 2>&1 &
+  local shipping=$!
+  pids+=("$inventory" "$payment" "$shipping")
+  sleep 0.5
+  drive() {
+    "$samples/order_driver/order_driver" --intake "$intake" --track outcomes --window 1000 \
+      --skip-invariants --inventory-db "$dir/inventory.db" --payment-db "$dir/payment.db" \
+      --shipping-db "$dir/shipping.db" "$@" >>"$dir/driver.log" 2>&1
+  }
+  drive --orders 3000 --first-order 900000000  # warm-up
+  local names=(orchestrator inventory payment shipping) processes=("${pids[@]}") before=()
+  for pid in "${processes[@]}"; do before+=("$(ticks "$pid")"); done
+  local started=$SECONDS
+  drive --orders "$orders"
+  local line="run $1:"
+  for i in "${!processes[@]}"; do
+    local used=$(($(ticks "${processes[$i]}") - ${before[$i]}))
+    local us=$((used * 1000000 / $(getconf CLK_TCK) / orders))
+    line+=" ${names[$i]} ${us} µs"
+    echo "${names[$i]} $us" >>"$work/figures"
+  done
+  echo "$line per saga ($orders sagas in $((SECONDS - started)) s)"
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  pids=()
+}
+
+for run in $(seq 1 "$runs"); do run_once "$run"; done
+echo -n "median:"
+for name in orchestrator inventory payment shipping; do
+  median=$(awk -v n="$name" '$1 == n { print $2 }' "$work/figures" | sort -n |
+    awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+  echo -n " $name $median µs"
+done
+echo " CPU per saga"
