@@ -867,11 +867,19 @@ struct Engine::Impl {
     if (!inserted) {
       deadlines.erase(flight.by_deadline);
       in_flight_by_age.erase(flight.by_age);
-    } else {
-      in_flight_by_saga[row.saga_id].push_back(row.message_id);
     }
-    flight.by_deadline = deadlines.emplace(deadline, &slot->first);
-    flight.by_age = in_flight_by_age.emplace(row.created_at, &slot->first);
+    try {
+      flight.by_deadline = deadlines.emplace(deadline, &slot->first);
+      flight.by_age = in_flight_by_age.emplace(row.created_at, &slot->first);
+      if (inserted) in_flight_by_saga[row.saga_id].push_back(row.message_id);
+    } catch (...) {  // out of memory: drop the entry rather than keep positions it lacks
+      for (auto* index : {&deadlines, &in_flight_by_age})
+        std::erase_if(*index, [&](const auto& entry) { return entry.second == &slot->first; });
+      if (auto by_saga = in_flight_by_saga.find(row.saga_id); by_saga != in_flight_by_saga.end())
+        std::erase(by_saga->second, slot->first);
+      in_flight.erase(slot);
+      throw;
+    }
     flight.deadline = deadline;
     flight.row = std::move(row);
   }
