@@ -1,4 +1,5 @@
 #include "end_to_end.hpp"
+#include "report.hpp"
 
 #include <fcntl.h>
 #include <spawn.h>
@@ -603,10 +604,6 @@ std::optional<ProfileResult> profile_orchestrator(Cluster& cluster, const std::s
 
 PhaseResult median_phase(std::vector<PhaseResult> rounds) {
   if (rounds.empty()) throw std::invalid_argument("median_phase: no rounds");
-  auto median = [](std::vector<double> values) {
-    std::sort(values.begin(), values.end());
-    return values[(values.size() - 1) / 2];
-  };
   std::vector<double> sagas_per_s, p99;
   for (const auto& round : rounds) {
     sagas_per_s.push_back(round.engine.sagas_per_s());

@@ -50,6 +50,13 @@ json figure(double value, const std::string& unit) {
   return {{"value", value}, {"unit", unit}};
 }
 
+double median(std::vector<double> values) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const std::size_t middle = values.size() / 2;
+  return values.size() % 2 == 1 ? values[middle] : (values[middle - 1] + values[middle]) / 2;
+}
+
 Ceiling ceiling(double store_steps_per_s, double round_trips_per_s, double codec_ops_per_s) {
   Ceiling c;
   c.store_s_per_saga = kStepsPerSaga / store_steps_per_s;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -28,6 +29,8 @@ struct Ceiling {
 Ceiling ceiling(double store_steps_per_s, double round_trips_per_s, double codec_ops_per_s);
 
 nlohmann::json figure(double value, const std::string& unit);
+// The median of `values` (the mean of the two middle ones of an even count); 0 when empty.
+double median(std::vector<double> values);
 nlohmann::json ceiling_json(const Ceiling& ceiling, double b_star, std::size_t b_used,
                             const std::string& durability);
 nlohmann::json profile_json(const ProfileResult& profile);

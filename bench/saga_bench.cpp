@@ -159,13 +159,12 @@ json phase_json(const bench::PhaseResult& phase) {
           {"driver_summary", phase.driver}};
 }
 
-// The median over rounds of one member of a figure.
+// One member of a figure, for every round.
 template <class Figure>
-double median_of(const std::vector<Figure>& rounds, double Figure::*member) {
+std::vector<double> each_round(const std::vector<Figure>& rounds, double Figure::*member) {
   std::vector<double> values;
   for (const auto& round : rounds) values.push_back(round.*member);
-  std::sort(values.begin(), values.end());
-  return values.empty() ? 0 : values[(values.size() - 1) / 2];
+  return values;
 }
 
 }  // namespace
@@ -206,10 +205,11 @@ int main(int argc, char** argv) {
                  "The services' ledgers in E: full, normal, off")
       ->check(CLI::IsMember({"full", "normal", "off"}))
       ->capture_default_str();
-  auto* raw_option = app.add_option("--raw-seconds", raw_s,
-                                    "Seconds per S(B) configuration (Z and J take 2x and 1.5x)")
-                         ->check(CLI::Range(0.05, 600.0))
-                         ->capture_default_str();
+  auto* raw_option =
+      app.add_option("--raw-seconds", raw_s,
+                     "Seconds per S(B) configuration and round (Z and J take 2x and 1.5x)")
+          ->check(CLI::Range(0.05, 600.0))
+          ->capture_default_str();
   auto* saturation_option = app.add_option("--saturation-seconds", saturation_s, "E at saturation")
                                 ->check(CLI::Range(0.5, 3600.0))
                                 ->capture_default_str();
@@ -342,7 +342,7 @@ int main(int argc, char** argv) {
     // The raw limits are measured with every core kept awake (see KeepCoresAwake).
     auto awake = std::make_unique<bench::KeepCoresAwake>(!no_keep_awake);
     say("[2/9] S(B): SqliteStore::commit with the engine's batches, " + fixed(raw_s) +
-        " s per configuration");
+        " s per configuration and round");
     report["S_method"] =
         "saga::SqliteStore::commit driven with the WriteBatches the engine committed for a "
         "captured order saga (saga row, journal, outbox, inbox, dispatch and reply marks), ids "
@@ -353,7 +353,7 @@ int main(int argc, char** argv) {
       std::vector<bench::StoreFigure> figures;
       for (std::size_t round = 0; round < rounds; ++round)
         figures.push_back(bench::measure_store(captured, mode, batch, raw_s, work_dir));
-      for (const auto& figure : figures) per_round.push_back(figure.steps_per_s);
+      per_round = each_round(figures, &bench::StoreFigure::steps_per_s);
       std::sort(figures.begin(), figures.end(),
                 [](const auto& a, const auto& b) { return a.steps_per_s < b.steps_per_s; });
       return figures[(figures.size() - 1) / 2];
@@ -392,9 +392,9 @@ int main(int argc, char** argv) {
       z_rounds.push_back(bench::measure_zmq(captured.commands[largest], captured.replies[largest],
                                             256, 2 * raw_s));
     bench::ZmqFigure z = z_rounds.front();
-    z.round_trips_per_s = median_of(z_rounds, &bench::ZmqFigure::round_trips_per_s);
-    z.rtt_p50_us = median_of(z_rounds, &bench::ZmqFigure::rtt_p50_us);
-    z.rtt_p99_us = median_of(z_rounds, &bench::ZmqFigure::rtt_p99_us);
+    z.round_trips_per_s = bench::median(each_round(z_rounds, &bench::ZmqFigure::round_trips_per_s));
+    z.rtt_p50_us = bench::median(each_round(z_rounds, &bench::ZmqFigure::rtt_p50_us));
+    z.rtt_p99_us = bench::median(each_round(z_rounds, &bench::ZmqFigure::rtt_p99_us));
     say("  " + fixed(z.round_trips_per_s, 0) + " round trips/s (window " +
         std::to_string(z.window) + "), unpipelined RTT p50 " + fixed(z.rtt_p50_us) + " us, p99 " +
         fixed(z.rtt_p99_us) + " us");
@@ -405,30 +405,23 @@ int main(int argc, char** argv) {
         {"rtt_p99", bench::figure(z.rtt_p99_us, "us")},
         {"command_bytes", bench::figure(static_cast<double>(z.command_bytes), "bytes")},
         {"reply_bytes", bench::figure(static_cast<double>(z.reply_bytes), "bytes")},
-        {"rounds_round_trips_per_s", [&] {
-           json values = json::array();
-           for (const auto& round : z_rounds) values.push_back(round.round_trips_per_s);
-           return values;
-         }()}};
+        {"rounds_round_trips_per_s", each_round(z_rounds, &bench::ZmqFigure::round_trips_per_s)}};
 
     say("[4/9] J: envelope decode + encode on one core, " + fixed(1.5 * raw_s) + " s");
     std::vector<bench::CodecFigure> j_rounds;
     for (std::size_t round = 0; round < rounds; ++round)
       j_rounds.push_back(bench::measure_codec(captured, 1.5 * raw_s));
     bench::CodecFigure j;
-    j.ops_per_s = median_of(j_rounds, &bench::CodecFigure::ops_per_s);
-    j.decode_per_s = median_of(j_rounds, &bench::CodecFigure::decode_per_s);
-    j.encode_per_s = median_of(j_rounds, &bench::CodecFigure::encode_per_s);
+    j.ops_per_s = bench::median(each_round(j_rounds, &bench::CodecFigure::ops_per_s));
+    j.decode_per_s = bench::median(each_round(j_rounds, &bench::CodecFigure::decode_per_s));
+    j.encode_per_s = bench::median(each_round(j_rounds, &bench::CodecFigure::encode_per_s));
     say("  " + fixed(j.ops_per_s, 0) + " decode+encode/s (decode " + fixed(j.decode_per_s, 0) +
         "/s, encode " + fixed(j.encode_per_s, 0) + "/s)");
-    report["J"] = {{"decode_encode_per_s", bench::figure(j.ops_per_s, "ops/s")},
-                   {"decode_per_s", bench::figure(j.decode_per_s, "ops/s")},
-                   {"encode_per_s", bench::figure(j.encode_per_s, "ops/s")},
-                   {"rounds_decode_encode_per_s", [&] {
-                      json values = json::array();
-                      for (const auto& round : j_rounds) values.push_back(round.ops_per_s);
-                      return values;
-                    }()}};
+    report["J"] = {
+        {"decode_encode_per_s", bench::figure(j.ops_per_s, "ops/s")},
+        {"decode_per_s", bench::figure(j.decode_per_s, "ops/s")},
+        {"encode_per_s", bench::figure(j.encode_per_s, "ops/s")},
+        {"rounds_decode_encode_per_s", each_round(j_rounds, &bench::CodecFigure::ops_per_s)}};
 
     awake.reset();
     if (raw_only) throw RawOnly{};
