@@ -1011,6 +1011,19 @@ TEST(SqliteStoreFailure, CommitWhileAnotherConnectionHoldsTheWriteLockIsBusyAndR
 
 // --- Checkpoints ----------------------------------------------------------------------------
 
+// Commits one new saga "saga-<index>" whose data carries `blob_bytes` of payload, so that each
+// commit adds a known few pages to the WAL.
+::testing::AssertionResult commit_saga_with_blob(SqliteStore& store, int index,
+                                                 std::size_t blob_bytes) {
+  WriteBatch batch;
+  SagaRecord record = make_saga("saga-" + std::to_string(index));
+  record.data = "{\"blob\":\"" + std::string(blob_bytes, 'x') + "\"}";
+  batch.sagas.push_back({record, std::nullopt});
+  if (auto status = store.commit(batch); !status)
+    return ::testing::AssertionFailure() << "commit " << index << ": " << status.error->message;
+  return ::testing::AssertionSuccess();
+}
+
 // The WAL is copied into the database file by the store's checkpoint thread: the file grows
 // without anyone closing the store, and what was committed reads back intact.
 TEST(SqliteStoreCheckpoint, BackgroundCheckpointCopiesTheWalIntoTheDatabaseFile) {
@@ -1020,14 +1033,8 @@ TEST(SqliteStoreCheckpoint, BackgroundCheckpointCopiesTheWalIntoTheDatabaseFile)
   auto store = open_or_fail(options);
   ASSERT_TRUE(store);
   const auto initial = fs::file_size(options.path);
-  const std::string big(8000, 'x');
-  for (int i = 0; i < 300; ++i) {  // ~3 pages each: past the 1,000-page threshold
-    WriteBatch batch;
-    SagaRecord record = make_saga("saga-" + std::to_string(i));
-    record.data = "{\"blob\":\"" + big + "\"}";
-    batch.sagas.push_back({record, std::nullopt});
-    ASSERT_TRUE(store->commit(batch));
-  }
+  for (int i = 0; i < 300; ++i)  // ~3 pages each: past the 1,000-page threshold
+    ASSERT_TRUE(commit_saga_with_blob(*store, i, 8000));
   for (int i = 0; i < 500 && fs::file_size(options.path) < initial + 2'000'000; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds{10});
   EXPECT_GT(fs::file_size(options.path), initial + 2'000'000) << "no checkpoint ran";
@@ -1044,15 +1051,10 @@ TEST(SqliteStoreCheckpoint, WalStaysBoundedWhileTheWriterNeverPauses) {
   options.durability = Durability::normal;
   auto store = open_or_fail(options);
   ASSERT_TRUE(store);
-  const std::string big(8000, 'x');
   const fs::path wal = options.path + "-wal";
   std::uintmax_t largest = 0;
   for (int i = 0; i < 8000; ++i) {  // ~3 pages each: ~24,000 pages if the WAL never rewinds
-    WriteBatch batch;
-    SagaRecord record = make_saga("saga-" + std::to_string(i));
-    record.data = "{\"blob\":\"" + big + "\"}";
-    batch.sagas.push_back({record, std::nullopt});
-    ASSERT_TRUE(store->commit(batch));
+    ASSERT_TRUE(commit_saga_with_blob(*store, i, 8000));
     if (i % 100 == 0 && fs::exists(wal)) largest = std::max(largest, fs::file_size(wal));
   }
   largest = std::max(largest, fs::file_size(wal));
@@ -1070,15 +1072,8 @@ TEST(SqliteStoreCheckpoint, SmallCommitsWakeTheCheckpointThreadOncePerThresholdO
   options.durability = Durability::full;
   auto store = open_or_fail(options);
   ASSERT_TRUE(store);
-  const std::string data(3000, 'x');
-  constexpr int kCommits = 3000;  // ~2 pages each: ~6,000 WAL pages, some 6 wakes
-  for (int i = 0; i < kCommits; ++i) {
-    WriteBatch batch;
-    SagaRecord record = make_saga("saga-" + std::to_string(i));
-    record.data = "{\"blob\":\"" + data + "\"}";
-    batch.sagas.push_back({record, std::nullopt});
-    ASSERT_TRUE(store->commit(batch));
-  }
+  for (int i = 0; i < 3000; ++i)  // ~2 pages each: ~6,000 WAL pages, some 6 wakes
+    ASSERT_TRUE(commit_saga_with_blob(*store, i, 3000));
   const std::uint64_t passes = store->background_checkpoints();
   EXPECT_GE(passes, 1u) << "no background checkpoint ran";
   EXPECT_LE(passes, 20u) << "the thread ran a pass for most commits past the threshold";
