@@ -19,7 +19,6 @@
 #include <variant>
 #include <vector>
 
-#include "commit_thread.hpp"
 #include "engine_metrics.hpp"
 #include "saga/detail/crash_point.hpp"
 #include "saga/diagram.hpp"
@@ -715,8 +714,7 @@ struct Engine::Impl {
                   "a reply needs a correlationId naming its saga", &envelope);
       return;
     }
-    bool duplicate = turn.inbox.contains(envelope.event_id) ||
-                     (committing && committing->turn.inbox.contains(envelope.event_id));
+    bool duplicate = turn.inbox.contains(envelope.event_id);
     if (!duplicate) {
       auto seen = store.inbox_contains(envelope.event_id);
       if (!seen) throw TurnAborted{seen.error()};
@@ -1023,8 +1021,6 @@ struct Engine::Impl {
         true, "saga " + request.saga_id + " retried: " + command->message_type + " sent again"};
   }
 
-  bool operator_poll_due() const { return clock.now() >= next_operator_poll && !stopping.load(); }
-
   // Operator requests a tool queued in the store join the next turn like API calls.
   void poll_operator_requests() {
     Timestamp now = clock.now();
@@ -1056,11 +1052,9 @@ struct Engine::Impl {
   // reply won. Otherwise the step fails (a compensation runs out: the saga is parked), unless
   // the command belongs to a retriable step, which is re-sent for ever.
   void process_expiry(Turn& turn, const OutboxMessage& row) {
-    auto replied_in = [&](const Turn& other) {
-      return std::find(other.batch.replied.begin(), other.batch.replied.end(), row.message_id) !=
-             other.batch.replied.end();
-    };
-    if (replied_in(turn) || (committing && replied_in(committing->turn))) return;
+    if (std::find(turn.batch.replied.begin(), turn.batch.replied.end(), row.message_id) !=
+        turn.batch.replied.end())
+      return;
     std::string code, reason;
     CachedSaga* saga = load(turn, row.saga_id, code, reason);
     if (!saga || is_terminal(saga->instance->status())) {
@@ -1108,24 +1102,9 @@ struct Engine::Impl {
     // Dispatch marks alone are not worth a commit (an fsync): they wait for company.
     auto wait = inputs.empty() ? options.idle_wait : std::chrono::milliseconds{0};
     auto deadline = std::chrono::steady_clock::now() + options.max_batch_delay;
-    auto idle_until = std::chrono::steady_clock::now() + wait;
     while (inputs.size() < options.max_batch_messages && !stopping.load()) {
       auto message = transport.receive(wait);
-      if (message) {
-        inputs.push_back(Input{nullptr, std::move(*message)});
-      } else if (inputs.empty()) {
-        // Woken with nothing received: by start() or an operator action (take them now), or by
-        // the turn in flight committing (its commands go out now); otherwise keep waiting.
-        complete_if_committed();
-        inputs = take_queued_starts(options.max_batch_messages);
-        auto now = std::chrono::steady_clock::now();
-        if (inputs.empty() && now < idle_until) {
-          wait = std::chrono::ceil<std::chrono::milliseconds>(idle_until - now);
-          continue;
-        }
-      } else {
-        complete_if_committed();
-      }
+      if (message) inputs.push_back(Input{nullptr, std::move(*message)});
       auto now = std::chrono::steady_clock::now();
       if (!message && (inputs.empty() || now >= deadline)) break;
       wait = now < deadline ? std::chrono::ceil<std::chrono::milliseconds>(deadline - now)
@@ -1144,7 +1123,6 @@ struct Engine::Impl {
   // something other than a store failure (a bug or poisonous data), or nullopt.
   std::optional<std::size_t> process_inputs(Turn& turn, std::vector<Input>& inputs) {
     for (std::size_t i = 0; i < inputs.size(); ++i) {
-      if (i > 0) complete_if_committed();
       turn.input_received = inputs[i].received_at;
       try {
         if (inputs[i].operation)
@@ -1238,9 +1216,9 @@ struct Engine::Impl {
     notify(turn);
   }
 
-  // Everything a turn does before processing: recovery, re-sends, operator polling, gathering.
-  // Returns false when a store read failed (the turn is over; what was queued is kept).
-  bool prepare_inputs(std::vector<Input>& inputs) {
+  std::size_t run_once() {
+    if (backoff.count() > 0) std::this_thread::sleep_for(backoff);
+    std::vector<Input> inputs;
     try {
       if (!recovered) recover();
       resend_overdue();
@@ -1251,56 +1229,35 @@ struct Engine::Impl {
       expired.clear();
       take_due_deferred(inputs);
     } catch (const TurnAborted& aborted) {
-      fail_turn(aborted.error, std::exchange(retry_inputs, {}));
-      return false;
+      fail_turn(aborted.error, {});
+      return 0;
     }
-    return true;
-  }
 
-  // Processes the inputs into `turn`. A poisoned input is quarantined and a failed store read
-  // fails the turn; both first settle the turn in flight. Returns false when the turn is over.
-  bool process_turn(Turn& turn, std::vector<Input>& inputs) {
+    Turn turn;
     reuse_buffers(turn);
     turn.publish_events = options.publish_events && transport.has_observers();
     try {
       if (auto poisoned = process_inputs(turn, inputs)) {
-        if (!settle(&turn, inputs)) return false;
         discard_turn(turn);
         Input bad = std::move(inputs[*poisoned]);
         inputs.erase(inputs.begin() + static_cast<std::ptrdiff_t>(*poisoned));
         quarantine(std::move(bad), turn.poison_code, turn.poison_reason, std::move(inputs));
-        return false;
+        return 0;
       }
     } catch (const TurnAborted& aborted) {
-      if (!settle(&turn, inputs)) return false;
       discard_turn(turn);
       fail_turn(aborted.error, std::move(inputs));
-      return false;
+      return 0;
     }
+
     turn.batch.dispatched = dispatched_marks;
     turn.batch.at = clock.now();
-    return true;
-  }
-
-  // A turn with nothing to write: its log lines, operator answers and re-armed commands.
-  void finish_empty_turn(Turn& turn) {
-    discard_loaded_terminal(turn);
-    for (const auto& action : turn.after_commit) action();
-    finish_operations(turn, false);
-    for (auto& row : turn.rearm) unsent.push_back(std::move(row));
-    if (!turn.rearm.empty()) send_unsent();
-  }
-
-  // One turn that commits before it returns (run_once(), and run() without pipelining).
-  std::size_t run_once() {
-    if (!settle_alone()) return 0;
-    if (backoff.count() > 0) std::this_thread::sleep_for(backoff);
-    std::vector<Input> inputs;
-    if (!prepare_inputs(inputs)) return 0;
-    Turn turn;
-    if (!process_turn(turn, inputs)) return 0;
     if (turn.batch.empty()) {
-      finish_empty_turn(turn);
+      discard_loaded_terminal(turn);
+      for (const auto& action : turn.after_commit) action();
+      finish_operations(turn, false);
+      for (auto& row : turn.rearm) unsent.push_back(std::move(row));
+      if (!turn.rearm.empty()) send_unsent();
       return 0;
     }
     detail::crash_point("engine.before_commit");
@@ -1311,109 +1268,14 @@ struct Engine::Impl {
       fail_turn(*status.error, std::move(inputs));
       return 0;
     }
-    apply_to_cache(turn);
-    complete_commit(turn, inputs.size(), std::chrono::steady_clock::now() - commit_started);
-    return inputs.size();
-  }
-
-  // A turn handed to the store thread, with the inputs it was made of (retried if it fails).
-  struct InFlightTurn {
-    Turn turn;
-    std::vector<Input> inputs;
-  };
-  std::unique_ptr<InFlightTurn> committing;  // run() with pipelining: the turn being committed
-  // Declared after `committing`, so it is destroyed first: it waits for a commit in flight.
-  std::unique_ptr<detail::CommitThread> commit_thread;
-
-  // One pipelined turn: processes the next turn while the previous one commits, then waits for
-  // that commit and hands this turn over. Returns the number of inputs handed over.
-  std::size_t pipelined_turn() {
-    if (backoff.count() > 0) std::this_thread::sleep_for(backoff);
-    complete_if_committed();
-    if (committing && operator_poll_due() && !settle_alone()) return 0;
-    std::vector<Input> inputs;
-    if (!prepare_inputs(inputs)) return 0;
-    complete_if_committed();
-    if (committing && std::any_of(inputs.begin(), inputs.end(),
-                                  [](const Input& input) { return input.operation != nullptr; })) {
-      // Operator actions read the store beyond what may run beside a commit.
-      if (!settle(nullptr, inputs)) return 0;
-    }
-    Turn turn;
-    if (!process_turn(turn, inputs)) return 0;
-    if (!settle(&turn, inputs)) return 0;
-    turn.batch.dispatched = dispatched_marks;  // the previous turn's commands may have gone out
-    if (turn.batch.empty()) {
-      finish_empty_turn(turn);
-      return 0;
-    }
-    detail::crash_point("engine.before_commit");
-    apply_to_cache(turn);
-    committing = std::make_unique<InFlightTurn>(InFlightTurn{std::move(turn), std::move(inputs)});
-    if (!commit_thread) commit_thread = std::make_unique<detail::CommitThread>(store, transport);
-    commit_thread->submit(committing->turn.batch);
-    return committing->inputs.size();
-  }
-
-  bool settle_alone() {
-    std::vector<Input> none;
-    return settle(nullptr, none);
-  }
-
-  // Completes the turn in flight if its commit already returned and succeeded: its commands go
-  // out now rather than after the turn being processed. Returns whether it did.
-  bool complete_if_committed() {
-    if (!committing || !commit_thread->committed()) return false;
-    std::vector<Input> none;
-    return settle(nullptr, none);
-  }
-
-  // Waits for the turn in flight and completes it. If its commit failed, `current` (processed
-  // against it) is discarded with it and both turns' inputs are retried, in order. Returns
-  // whether nothing failed.
-  bool settle(Turn* current, std::vector<Input>& current_inputs) {
-    if (!committing) return true;
-    auto [status, took] = commit_thread->take();
-    std::unique_ptr<InFlightTurn> done = std::move(committing);
-    if (status) {
-      complete_commit(done->turn, done->inputs.size(), took);
-      return true;
-    }
-    discard_turn(done->turn);
-    if (current) discard_turn(*current);
-    std::vector<Input> retry = std::move(done->inputs);
-    for (auto& input : current_inputs) retry.push_back(std::move(input));
-    current_inputs.clear();
-    fail_turn(*status.error, std::move(retry));
-    return false;
-  }
-
-  // The saga rows a turn writes become the cache's "as committed" rows. With pipelining this
-  // happens when the turn is handed over, so the next turn builds on it; if the commit fails,
-  // both turns' sagas are dropped from the cache (settle). Ended sagas stay cached until the
-  // commit returned: a saga loaded back from the store before that would be its older row.
-  void apply_to_cache(Turn& turn) {
-    for (auto& write : turn.batch.sagas) {
-      auto found = cache.find(write.record.id);
-      if (found == cache.end()) continue;
-      if (metrics) count_saga_write(turn, write, found->second);
-      found->second.record = write.record;
-      found->second.record.row_version =
-          write.expected_row_version ? *write.expected_row_version + 1 : write.record.row_version;
-      found->second.committed = true;
-    }
-  }
-
-  // After a turn's commit returned: evict ended sagas, send its commands, answer, notify.
-  void complete_commit(Turn& turn, std::size_t inputs, std::chrono::steady_clock::duration took) {
     detail::crash_point("engine.after_commit");
     if (std::any_of(turn.batch.outbox.begin(), turn.batch.outbox.end(),
                     [](const OutboxMessage& row) { return row.compensation; }))
       detail::crash_point("engine.compensation_commit");
     if (metrics) {
-      metrics->commit_duration.observe(std::chrono::duration<double>(took).count());
+      metrics->commit_duration.observe(seconds_since(commit_started));
       metrics->commits.inc();
-      metrics->batch_size.observe(static_cast<double>(inputs));
+      metrics->batch_size.observe(static_cast<double>(inputs.size()));
       metrics->dead_letter_depth.dec(
           static_cast<double>(turn.batch.replayed.size() + turn.batch.discarded.size()));
     }
@@ -1427,8 +1289,16 @@ struct Engine::Impl {
     dispatched_marks.erase(
         dispatched_marks.begin(),
         dispatched_marks.begin() + static_cast<std::ptrdiff_t>(turn.batch.dispatched.size()));
-    for (const auto& write : turn.batch.sagas)
-      if (is_terminal(write.record.status)) cache.erase(write.record.id);
+    for (auto& write : turn.batch.sagas) {
+      auto found = cache.find(write.record.id);
+      if (found == cache.end()) continue;
+      if (metrics) count_saga_write(write, found->second);
+      found->second.record = write.record;
+      found->second.record.row_version =
+          write.expected_row_version ? *write.expected_row_version + 1 : write.record.row_version;
+      found->second.committed = true;
+      if (is_terminal(write.record.status)) cache.erase(found);
+    }
     discard_loaded_terminal(turn);
     for (const auto& id : turn.batch.replied) untrack(id);
     for (auto& row : turn.batch.outbox) unsent.push_back(std::move(row));
@@ -1443,6 +1313,7 @@ struct Engine::Impl {
     }
     notify(turn);
     keep_buffers(turn);
+    return inputs.size();
   }
 
   // The big vectors of a committed turn are kept for the next one (cleared, capacity kept), so a
@@ -1475,19 +1346,16 @@ struct Engine::Impl {
     keep(turn.batch.replied, spare.replied);
   }
 
-  // The saga gauges follow every committed saga row (a new one, or a change of status), once
-  // its commit returned.
-  void count_saga_write(Turn& turn, const SagaWrite& write, const CachedSaga& before) {
-    bool inserted = !write.expected_row_version;
-    if (!inserted && before.record.status == write.record.status) return;
-    turn.after_commit.push_back([this, inserted, type = write.record.type,
-                                 from = before.record.status, to = write.record.status] {
-      if (inserted)
-        metrics->started.with({type}).inc();
-      else
-        metrics->sagas.with({type, to_string(from)}).dec();
-      metrics->sagas.with({type, to_string(to)}).inc();
-    });
+  // The saga gauges follow every committed saga row: a new one, or a change of status.
+  void count_saga_write(const SagaWrite& write, const CachedSaga& before) {
+    const std::string& type = write.record.type;
+    if (!write.expected_row_version) {
+      metrics->started.with({type}).inc();
+    } else {
+      if (before.record.status == write.record.status) return;
+      metrics->sagas.with({type, to_string(before.record.status)}).dec();
+    }
+    metrics->sagas.with({type, to_string(write.record.status)}).inc();
   }
 
   void take_due_deferred(std::vector<Input>& inputs) {
@@ -1549,14 +1417,13 @@ struct Engine::Impl {
   }
 
   // One loop turn, then the lag gauges and alerts.
-  std::size_t turn(bool pipelined) {
-    std::size_t count = pipelined ? pipelined_turn() : run_once();
+  std::size_t turn() {
+    std::size_t committed = run_once();
     observe_lag();
-    return count;
+    return committed;
   }
 
   bool has_unfinished_work() {
-    if (committing) return true;
     std::lock_guard lock(starts_mutex);
     return !queued_starts.empty() || !retry_inputs.empty() || !dispatched_marks.empty();
   }
@@ -1655,17 +1522,13 @@ void Engine::on_dead_letter(std::function<void(const DeadLetter&)> callback) {
 }
 
 std::size_t Engine::run_once() {
-  return impl_->turn(false);
+  return impl_->turn();
 }
 
 void Engine::run() {
-  Impl& impl = *impl_;
-  const bool pipelined = impl.options.pipeline_commits && impl.store.concurrent_reads();
-  while (!impl.stopping.load()) impl.turn(pipelined);
+  while (!impl_->stopping.load()) impl_->turn();
   // Drain: commit the starts already accepted, retry a failed turn, flush dispatch marks.
-  for (int turn = 0; turn < kMaxDrainTurns && impl.has_unfinished_work(); ++turn)
-    impl.turn(pipelined);
-  impl.settle_alone();
+  for (int turn = 0; turn < kMaxDrainTurns && impl_->has_unfinished_work(); ++turn) impl_->turn();
 }
 
 void Engine::stop() {

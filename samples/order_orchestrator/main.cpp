@@ -273,9 +273,6 @@ int main(int argc, char** argv) {
   app.add_option("--batch", batch, "Max messages per transaction (group commit)")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
-  bool no_pipeline = false;
-  app.add_flag("--no-pipeline", no_pipeline,
-               "Commit each turn on the loop thread before processing the next");
   app.add_option("--command-timeout-ms", command_timeout_ms,
                  "Re-send a command after this long without a reply (doubling, max 5 min)")
       ->check(CLI::Range(10, 3600000))
@@ -333,7 +330,6 @@ int main(int argc, char** argv) {
                              : durability == "normal" ? saga::Durability::normal
                                                       : saga::Durability::off;
   options.max_batch_messages = batch;
-  options.pipeline_commits = !no_pipeline;
   options.command_retry.timeout = std::chrono::milliseconds{command_timeout_ms};
   options.compensation_retry.timeout = std::chrono::milliseconds{command_timeout_ms};
   options.idle_wait = std::chrono::milliseconds{20};

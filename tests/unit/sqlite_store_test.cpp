@@ -8,7 +8,6 @@
 #include <stdlib.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -1079,63 +1078,6 @@ TEST(SqliteStoreCheckpoint, SmallCommitsWakeTheCheckpointThreadOncePerThresholdO
   EXPECT_GE(passes, 1u) << "no background checkpoint ran";
   EXPECT_LE(passes, 20u) << "the thread ran a pass for most commits past the threshold";
   EXPECT_TRUE(store->integrity_ok().value());
-}
-
-// --- Reads beside a commit ------------------------------------------------------------------
-
-// The engine's pipelined loop reads (load_saga, inbox_contains, outbox_message) while its store
-// thread commits. On a file database they run on their own connection: each sees every commit
-// that returned before it started, and none fails for the overlap.
-TEST(SqliteStoreConcurrentReads, LoopReadsRunBesideACommitAndSeeEveryEarlierCommit) {
-  TempDir dir;
-  auto store = open_or_fail(file_options(dir.path() / "saga.db"));
-  ASSERT_TRUE(store);
-  ASSERT_TRUE(store->concurrent_reads());
-  constexpr int kCommits = 400;
-  std::atomic<int> committed{0};
-  std::thread writer([&] {
-    for (int i = 0; i < kCommits; ++i) {
-      const std::string id = std::to_string(i);
-      WriteBatch batch;
-      batch.sagas.push_back(insert(make_saga("saga-" + id)));
-      batch.outbox.push_back(make_outbox("out-" + id, "saga-" + id));
-      batch.inbox.push_back("in-" + id);
-      if (auto status = store->commit(batch); !status) {
-        ADD_FAILURE() << "commit " << i << ": " << status.error->message;
-        break;
-      }
-      committed.store(i + 1, std::memory_order_release);
-    }
-    committed.store(kCommits + 1, std::memory_order_release);
-  });
-  int reads = 0;
-  for (int seen = 0; seen <= kCommits;) {
-    seen = committed.load(std::memory_order_acquire);
-    if (seen == 0 || seen > kCommits) continue;
-    const std::string id = std::to_string(seen - 1);
-    auto inbox = store->inbox_contains("in-" + id);
-    ASSERT_TRUE(inbox) << inbox.error().message;
-    EXPECT_TRUE(inbox.value()) << "commit " << id << " returned but its inbox row is not seen";
-    auto saga = store->load_saga("saga-" + id);
-    ASSERT_TRUE(saga) << saga.error().message;
-    EXPECT_TRUE(saga.value().has_value());
-    auto row = store->outbox_message("out-" + id);
-    ASSERT_TRUE(row) << row.error().message;
-    EXPECT_TRUE(row.value().has_value());
-    ++reads;
-  }
-  writer.join();
-  EXPECT_GT(reads, 10);
-  EXPECT_TRUE(store->integrity_ok().value());
-}
-
-// An in-memory database has one connection; the engine then commits on its loop thread.
-TEST(SqliteStoreConcurrentReads, AnInMemoryDatabaseDoesNotOfferThem) {
-  StoreOptions options;
-  options.path = ":memory:";
-  auto store = open_or_fail(options);
-  ASSERT_TRUE(store);
-  EXPECT_FALSE(store->concurrent_reads());
 }
 
 }  // namespace

@@ -14,7 +14,6 @@ class ForwardingStore : public Store {
   explicit ForwardingStore(Store& inner) : inner_(inner) {}
 
   StoreStatus commit(const WriteBatch& batch) override { return inner_.commit(batch); }
-  bool concurrent_reads() const noexcept override { return inner_.concurrent_reads(); }
   StoreResult<std::optional<SagaRecord>> load_saga(const std::string& saga_id) override {
     return inner_.load_saga(saga_id);
   }

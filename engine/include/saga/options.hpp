@@ -84,13 +84,6 @@ struct Options {
   // before committing. Default: 0 (commit whatever has already arrived, never wait for more).
   std::chrono::microseconds max_batch_delay{0};
 
-  // Pipelined commits: run() hands a turn's batch to a store thread and processes the next turn
-  // while it commits; the turn's commands, outcomes and callbacks follow its commit as before.
-  // Used only with a store whose concurrent_reads() is true (SqliteStore on a file); false: every
-  // turn commits on the loop thread before the next one is gathered. run_once() always commits
-  // its turn before it returns. Default: true. See docs/architecture.md, "Pipelined commits".
-  bool pipeline_commits = true;
-
   // How long an idle loop turn waits for the first message. Default: 50 ms.
   std::chrono::milliseconds idle_wait{50};
 

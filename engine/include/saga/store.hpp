@@ -7,11 +7,8 @@
 //
 // Errors: conditions a caller handles (busy, conflict, I/O error, disk full) come back as
 // StoreStatus / StoreResult; a failed commit leaves the store exactly as before the call.
-// Thread safety: a Store is used by one thread at a time (the engine loop), with one exception: a
-// store whose concurrent_reads() is true allows commit() on one thread while load_saga(),
-// inbox_contains() and outbox_message() run on another (they see the store as it was before that
-// commit). The engine then commits a turn on its store thread while the loop processes the next
-// (docs/architecture.md, "Pipelined commits"). Nothing else is internally synchronized.
+// Thread safety: a Store is used by one thread at a time (the engine loop); it is not internally
+// synchronized.
 #pragma once
 
 #include <cstddef>
@@ -173,10 +170,6 @@ class Store {
   // Applies the whole batch in one transaction, or nothing. A conflict (row version mismatch or a
   // duplicate saga insert) rolls back everything and reports StoreErrorCode::conflict.
   virtual StoreStatus commit(const WriteBatch& batch) = 0;
-
-  // True when commit() may run concurrently with load_saga(), inbox_contains() and
-  // outbox_message() on another thread (see the top of this file). Default: false.
-  virtual bool concurrent_reads() const noexcept { return false; }
 
   virtual StoreResult<std::optional<SagaRecord>> load_saga(const std::string& saga_id) = 0;
   virtual StoreResult<bool> inbox_contains(const std::string& message_id) = 0;

@@ -469,11 +469,6 @@ struct SqliteStore::Impl {
   }
   std::string path;
 
-  // File databases: the loop's reads, on their own connection (declared before the statements
-  // prepared on it, so those are finalized first).
-  Connection reader;
-  sqlite3* reads() const noexcept { return reader ? reader.get() : db.get(); }
-
   Statement begin, commit, rollback;
   Statement insert_saga, update_saga, update_saga_same_status, insert_journal, insert_outbox,
       insert_inbox, insert_dead_letter, mark_dispatched, mark_replied, mark_replayed, reopen_outbox,
@@ -489,7 +484,6 @@ struct SqliteStore::Impl {
   Error configure(const StoreOptions& options, bool is_file);
   Error migrate();
   Error prepare_statements();
-  Error open_reader(const StoreOptions& options);
 
   Error write_saga(const SagaWrite& write);
   Error write_journal(const JournalEntry& entry);
@@ -617,6 +611,8 @@ Error SqliteStore::Impl::prepare_statements() {
       {&mark_replied,
        "UPDATE outbox SET replied_at = ?2 WHERE message_id = ?1 AND replied_at IS NULL"},
       {&select_awaiting_reply, select_awaiting_sql.c_str()},
+      {&select_saga, select_saga_sql.c_str()},
+      {&select_inbox, "SELECT 1 FROM inbox WHERE message_id = ?1"},
       {&select_pending_outbox, select_pending_sql.c_str()},
       {&select_journal,
        "SELECT sequence, saga_id, at, kind, message_id, message_type, from_state, to_state, "
@@ -643,6 +639,7 @@ Error SqliteStore::Impl::prepare_statements() {
       {&select_operator_requests,
        "SELECT id, requested_at, action, target, status, note, requested_by FROM "
        "operator_requests WHERE done_at IS NULL ORDER BY id LIMIT ?1"},
+      {&select_outbox_message, select_outbox_message_sql.c_str()},
       {&reopen_outbox, "UPDATE outbox SET replied_at = NULL, attempts = 0 WHERE message_id = ?1"},
       {&select_outbox, select_outbox_sql.c_str()},
       {&select_sagas_by_status, select_by_status_sql.c_str()},
@@ -654,27 +651,6 @@ Error SqliteStore::Impl::prepare_statements() {
   for (const auto& [statement, sql] : statements) {
     if (Error error = prepare(handle, sql, *statement)) return error;
   }
-  const std::pair<Statement*, const char*> loop_reads[] = {
-      {&select_saga, select_saga_sql.c_str()},
-      {&select_inbox, "SELECT 1 FROM inbox WHERE message_id = ?1"},
-      {&select_outbox_message, select_outbox_message_sql.c_str()},
-  };
-  for (const auto& [statement, sql] : loop_reads) {
-    if (Error error = prepare(reads(), sql, *statement)) return error;
-  }
-  return std::nullopt;
-}
-
-Error SqliteStore::Impl::open_reader(const StoreOptions& options) {
-  sqlite3* handle = nullptr;
-  const int rc = sqlite3_open_v2(options.path.c_str(), &handle,
-                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
-  reader.reset(handle);
-  if (rc != SQLITE_OK) return sqlite_error(handle, rc, "cannot open database " + path + " to read");
-  sqlite3_extended_result_codes(handle, 1);
-  const auto timeout = std::clamp<std::chrono::milliseconds::rep>(options.busy_timeout.count(), 0,
-                                                                  std::numeric_limits<int>::max());
-  sqlite3_busy_timeout(handle, static_cast<int>(timeout));
   return std::nullopt;
 }
 
@@ -855,9 +831,6 @@ StoreResult<std::unique_ptr<SqliteStore>> SqliteStore::open(const StoreOptions& 
     if (Error error = prepare(handle, sql, *statement)) return *error;
   }
   if (Error error = impl->migrate()) return *error;
-  if (is_file) {
-    if (Error error = impl->open_reader(options)) return *error;
-  }
   if (Error error = impl->prepare_statements()) return *error;
   return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(impl)));
 }
@@ -936,16 +909,12 @@ StoreStatus SqliteStore::commit(const WriteBatch& batch) {
   return StoreStatus::success();
 }
 
-bool SqliteStore::concurrent_reads() const noexcept {
-  return impl_->reader != nullptr;
-}
-
 StoreResult<std::optional<SagaRecord>> SqliteStore::load_saga(const std::string& saga_id) {
   Use use(impl_->select_saga.get());
   use.text(1, saga_id);
   const int rc = use.step();
   if (rc == SQLITE_DONE) return std::optional<SagaRecord>();
-  if (rc != SQLITE_ROW) return sqlite_error(impl_->reads(), rc, "loading saga " + saga_id);
+  if (rc != SQLITE_ROW) return sqlite_error(impl_->db.get(), rc, "loading saga " + saga_id);
   StoreResult<SagaRecord> record = read_saga(use);
   if (!record) return record.error();
   return std::optional<SagaRecord>(std::move(record).value());
@@ -957,7 +926,7 @@ StoreResult<bool> SqliteStore::inbox_contains(const std::string& message_id) {
   const int rc = use.step();
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
-  return sqlite_error(impl_->reads(), rc, "looking up inbox message " + message_id);
+  return sqlite_error(impl_->db.get(), rc, "looking up inbox message " + message_id);
 }
 
 StoreResult<std::vector<OutboxMessage>> SqliteStore::pending_outbox(std::size_t limit) {
@@ -980,7 +949,7 @@ StoreResult<std::optional<OutboxMessage>> SqliteStore::outbox_message(
   const int rc = use.step();
   if (rc == SQLITE_DONE) return std::optional<OutboxMessage>();
   if (rc != SQLITE_ROW)
-    return sqlite_error(impl_->reads(), rc, "loading outbox message " + message_id);
+    return sqlite_error(impl_->db.get(), rc, "loading outbox message " + message_id);
   StoreResult<OutboxMessage> row = read_outbox(use);
   if (!row) return row.error();
   return std::optional<OutboxMessage>(std::move(row).value());

@@ -13,14 +13,10 @@
 // - With StoreOptions::background_checkpoint (the default, file databases), WAL checkpoints run
 //   on a thread the store owns, over a second connection, once the WAL holds 1,000 pages;
 //   commits never copy pages into the database file themselves.
-// - File databases have a third connection for the engine loop's reads (load_saga,
-//   inbox_contains, outbox_message), so they may run while another thread commits on the
-//   writer connection (concurrent_reads() is true); they see the last committed transaction.
 //
 // Ownership: the store owns its connections (and its checkpoint thread) and closes them in the
 // destructor (never throws).
-// Thread safety: one thread at a time (the checkpoint thread is internal), except that a file
-// database allows commit() concurrently with the three reads above (see saga/store.hpp).
+// Thread safety: one thread at a time (the checkpoint thread is internal).
 #pragma once
 
 #include <cstdint>
@@ -44,7 +40,6 @@ class SqliteStore final : public Store {
   SqliteStore& operator=(const SqliteStore&) = delete;
 
   StoreStatus commit(const WriteBatch& batch) override;
-  bool concurrent_reads() const noexcept override;
   StoreResult<std::optional<SagaRecord>> load_saga(const std::string& saga_id) override;
   StoreResult<bool> inbox_contains(const std::string& message_id) override;
   StoreResult<std::vector<OutboxMessage>> pending_outbox(std::size_t limit) override;
