@@ -1229,7 +1229,7 @@ struct Engine::Impl {
       expired.clear();
       take_due_deferred(inputs);
     } catch (const TurnAborted& aborted) {
-      fail_turn(aborted.error, {});
+      fail_turn(aborted.error, std::exchange(retry_inputs, {}));  // keep a failed turn's inputs
       return 0;
     }
 

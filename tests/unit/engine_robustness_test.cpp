@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../support/participant.hpp"
@@ -10,6 +11,7 @@
 #include "saga/definition.hpp"
 #include "saga/detail/runtime.hpp"
 #include "saga/engine.hpp"
+#include "saga/forwarding_store.hpp"
 #include "saga/memory_transport.hpp"
 #include "saga/sqlite_store.hpp"
 
@@ -148,6 +150,52 @@ TEST_F(EngineRobustnessTest, InputThatCannotBeProcessedIsDeadLetteredAndTheRestO
 
 TEST_F(EngineRobustnessTest, StartWithDataThatCannotBeSerializedIsRefusedAtOnce) {
   EXPECT_THROW(engine->start<notes::NotesSaga>({"\xFF"}), std::invalid_argument);
+}
+
+// A store that fails its next commit, or its next poll for operator requests, when told to.
+class FailingOnce final : public saga::ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  bool fail_commit = false;
+  bool fail_poll = false;
+
+  saga::StoreStatus commit(const saga::WriteBatch& batch) override {
+    if (std::exchange(fail_commit, false))
+      return saga::StoreStatus::failure(saga::StoreErrorCode::io_error, "injected");
+    return inner().commit(batch);
+  }
+  saga::StoreResult<std::vector<saga::StoredOperatorRequest>> pending_operator_requests(
+      std::size_t limit) override {
+    if (std::exchange(fail_poll, false))
+      return saga::StoreError{saga::StoreErrorCode::io_error, "injected"};
+    return inner().pending_operator_requests(limit);
+  }
+};
+
+// A turn whose commit failed keeps its inputs for the retry. A store read that fails before
+// the retry (here the operator-request poll) fails that turn too, and must not drop them.
+TEST_F(EngineRobustnessTest, AFailedReadBeforeARetriedTurnKeepsTheTurnsInputs) {
+  options.operator_poll_interval = 0ms;  // poll every turn
+  options.commit_backoff = 0ms;
+  options.max_commit_backoff = 0ms;
+  FailingOnce failing(*store);
+  saga::Engine engine(options, failing, transport, clock);
+  engine.register_saga<order::OrderSaga>();
+  engine.run_once();  // recovery
+
+  failing.fail_commit = true;
+  std::string id = engine.start<order::OrderSaga>({"order-1", "c", "a", {{"sku", 1, 10}}});
+  engine.run_once();
+  EXPECT_FALSE(store->load_saga(id).value().has_value()) << "the failed commit wrote something";
+  failing.fail_poll = true;
+  engine.run_once();
+  engine.run_once();
+
+  EXPECT_TRUE(store->load_saga(id).value().has_value()) << "the start was lost";
+  auto commands = take_commands(transport);
+  ASSERT_EQ(commands.size(), 1u);
+  EXPECT_EQ(commands.front().envelope.event_type, "inventory.Reserve");
+  EXPECT_EQ(engine.stats().commit_failures, 2u);
 }
 
 TEST_F(EngineRobustnessTest, StopDrainsStartsAlreadyAcceptedAndRefusesNewOnes) {
