@@ -23,53 +23,23 @@ while [[ $# -gt 0 ]]; do
 done
 samples=$(cd "$samples" && pwd)
 work=$(mktemp -d /tmp/cpu_per_saga.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/cluster.sh"
+trap 'cluster_stop; rm -rf "$work"' EXIT
 
 # utime + stime of a process, in clock ticks.
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 run_once() {
-  local dir=$work/run$1 plenty=1000000000000
-  mkdir -p "$dir"
-  "$samples/order_orchestrator/order_orchestrator" --router 'tcp://127.0.0.1:*' \
-    --events 'tcp://127.0.0.1:*' --intake 'tcp://127.0.0.1:*' --db "$dir/orchestrator.db" \
-    --endpoints-file "$dir/endpoints" >"$dir/orchestrator.log" 2>&1 &
-  local orchestrator=$!
-  pids=("$orchestrator")
-  until [[ -s $dir/endpoints ]]; do sleep 0.05; done
-  sleep 0.1
-  local router intake
-  router=$(sed -n 's/^router=//p' "$dir/endpoints")
-  intake=$(sed -n 's/^intake=//p' "$dir/endpoints")
-  "$samples/services/inventory_service" --orchestrator "$router" --instance inventory-1 \
-    --db "$dir/inventory.db" \
-    --stock "sku-pen=$plenty,sku-book=$plenty,sku-lamp=$plenty,sku-chair=$plenty,sku-gold=$plenty" \
-    >"$dir/inventory.log" 2>&1 &
-  local inventory=$!
-  "$samples/services/payment_service" --orchestrator "$router" --instance payment-1 \
-    --db "$dir/payment.db" --decline-rate 0 --decline-above "$plenty" >"$dir/payment.log" 2>&1 &
-  local payment=$!
-  "$samples/services/shipping_service" --orchestrator "$router" --instance shipping-1 \
-    --db "$dir/shipping.db" --failure-rate 0 >"$dir/shipping.log" 2>&1 &
-  local shipping=$!
-  pids+=("$inventory" "$payment" "$shipping")
-  sleep 0.5
-  drive() {
-    "$samples/order_driver/order_driver" --intake "$intake" --track outcomes --window 1000 \
-      --skip-invariants --inventory-db "$dir/inventory.db" --payment-db "$dir/payment.db" \
-      --shipping-db "$dir/shipping.db" "$@" >>"$dir/driver.log" 2>&1
-  }
-  drive --orders 3000 --first-order 900000000  # warm-up
-  local names=(orchestrator inventory payment shipping) processes=("${pids[@]}") before=()
+  local dir=$work/run$1
+  cluster_start "$dir" full
+  local dbs=(--inventory-db "$dir/inventory.db" --payment-db "$dir/payment.db"
+    --shipping-db "$dir/shipping.db")
+  cluster_drive "$dir" 1000 "${dbs[@]}" --orders 3000 --first-order 900000000  # warm-up
+  local names=(orchestrator inventory payment shipping) before=()
+  local processes=("$cluster_orchestrator" "${cluster_participants[@]}")
   for pid in "${processes[@]}"; do before+=("$(ticks "$pid")"); done
   local started=$SECONDS
-  drive --orders "$orders"
+  cluster_drive "$dir" 1000 "${dbs[@]}" --orders "$orders"
   local line="run $1:"
   for i in "${!processes[@]}"; do
     local used=$(($(ticks "${processes[$i]}") - ${before[$i]}))
@@ -78,9 +48,7 @@ run_once() {
     echo "${names[$i]} $us" >>"$work/figures"
   done
   echo "$line per saga ($orders sagas in $((SECONDS - started)) s)"
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  pids=()
+  cluster_stop
 }
 
 for run in $(seq 1 "$runs"); do run_once "$run"; done

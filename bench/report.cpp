@@ -202,6 +202,8 @@ std::string markdown(const json& r) {
         "store\n"
      << "bench/cpu_per_saga.sh --samples DIR         # CPU per saga of each process, fixed work: "
         "compare two builds\n"
+     << "bench/wal_frames.sh --batch N               # WAL pages per orchestrator commit, by "
+        "table and index\n"
      << "```\n\n";
   md << "## This run\n\n"
      << "| | |\n|---|---|\n"

@@ -251,6 +251,7 @@ int main(int argc, char** argv) {
   std::string durability = "full";
   std::string endpoints_file;
   std::size_t batch = 256;
+  int batch_delay_us = 0;
   int command_timeout_ms = 10000;
   int heartbeat_ms = 1000;
   std::string metrics_listen;
@@ -272,6 +273,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--batch", batch, "Max messages per transaction (group commit)")
       ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  app.add_option("--batch-delay-us", batch_delay_us,
+                 "Once a turn has a message, keep draining for up to this long before committing")
+      ->check(CLI::Range(0, 1000000))
       ->capture_default_str();
   app.add_option("--command-timeout-ms", command_timeout_ms,
                  "Re-send a command after this long without a reply (doubling, max 5 min)")
@@ -330,6 +335,7 @@ int main(int argc, char** argv) {
                              : durability == "normal" ? saga::Durability::normal
                                                       : saga::Durability::off;
   options.max_batch_messages = batch;
+  options.max_batch_delay = std::chrono::microseconds{batch_delay_us};
   options.command_retry.timeout = std::chrono::milliseconds{command_timeout_ms};
   options.compensation_retry.timeout = std::chrono::milliseconds{command_timeout_ms};
   options.idle_wait = std::chrono::milliseconds{20};
