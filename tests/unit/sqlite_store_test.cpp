@@ -57,6 +57,18 @@ class RawDb {
   }
   std::string text(const char* sql) { return query_text(db_, sql); }
   std::int64_t integer(const char* sql) { return query_integer(db_, sql); }
+  // EXPLAIN QUERY PLAN's details, one line per step.
+  std::string plan(const std::string& sql) {
+    const std::string explain = "EXPLAIN QUERY PLAN " + sql;
+    sqlite3_stmt* stmt = nullptr;
+    std::string result;
+    if (sqlite3_prepare_v2(db_, explain.c_str(), -1, &stmt, nullptr) != SQLITE_OK)
+      ADD_FAILURE() << explain << ": " << sqlite3_errmsg(db_);
+    while (stmt != nullptr && sqlite3_step(stmt) == SQLITE_ROW)
+      result += std::string(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 3))) + "\n";
+    sqlite3_finalize(stmt);
+    return result;
+  }
 
   static std::string query_text(sqlite3* db, const char* sql) {
     sqlite3_stmt* stmt = nullptr;
@@ -199,8 +211,32 @@ std::vector<std::string> ids_of(const std::vector<OutboxMessage>& messages) {
 
 // --- Opening and migrations -------------------------------------------------------------------
 
+// Brings a raw database to schema `version` by running the first `version` migration files, as
+// an engine built at that version would have left it.
+void migrate_to(RawDb& raw, std::size_t version) {
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::directory_iterator(SAGA_SQLITE_MIGRATIONS_DIR))
+    files.push_back(entry.path());
+  std::sort(files.begin(), files.end());
+  ASSERT_GE(files.size(), version);
+  for (std::size_t i = 0; i < version; ++i) {
+    std::ifstream in(files[i]);
+    const std::string sql((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    raw.exec(sql.c_str());
+  }
+  raw.exec(("PRAGMA user_version = " + std::to_string(version)).c_str());
+}
+
+// A database file at schema `version` holding the rows the statements insert.
+void create_at_schema(const fs::path& db, std::size_t version,
+                      std::initializer_list<const char*> statements) {
+  RawDb raw(db);
+  ASSERT_NO_FATAL_FAILURE(migrate_to(raw, version));
+  for (const char* sql : statements) raw.exec(sql);
+}
+
 TEST(SqliteStoreOpen, LatestSchemaVersionIsTheNumberOfMigrations) {
-  EXPECT_EQ(SqliteStore::latest_schema_version(), 7);
+  EXPECT_EQ(SqliteStore::latest_schema_version(), 8);
 }
 
 TEST(SqliteStoreOpen, InMemoryDatabaseOpensAndIsIntact) {
@@ -320,31 +356,16 @@ TEST(SqliteStoreOpen, DurabilityNormalAndOffSetPragmaSynchronous) {
 TEST(SqliteStoreMigration, Schema6DatabaseWithDataIsUpgradedKeepingJournalSequences) {
   TempDir dir;
   const fs::path db = dir.path() / "saga.db";
-  {
-    RawDb raw(db);
-    std::vector<fs::path> files;
-    for (const auto& entry : fs::directory_iterator(SAGA_SQLITE_MIGRATIONS_DIR))
-      files.push_back(entry.path());
-    std::sort(files.begin(), files.end());
-    ASSERT_GE(files.size(), 6u);
-    for (std::size_t i = 0; i < 6; ++i) {
-      std::ifstream in(files[i]);
-      const std::string sql((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      raw.exec(sql.c_str());
-    }
-    raw.exec("PRAGMA user_version = 6");
-    raw.exec(
-        "INSERT INTO sagas (id, type, definition_version, state, status, data, row_version, "
-        "created_at, updated_at, correlation_id) VALUES "
-        "('s1', 'order', 1, 'AwaitingPayment', 'Running', '{}', 3, 1, 2, 'c1')");
-    raw.exec(
-        "INSERT INTO journal (saga_id, at, kind, detail) VALUES ('s1', 10, 'started', '{}'), "
-        "('other', 11, 'started', ''), ('s1', 12, 'transition', '')");
-    raw.exec(
-        "INSERT INTO outbox (message_id, saga_id, destination, message_type, payload, "
-        "created_at) VALUES ('m1', 's1', 'payment', 'payment.Charge', '{}', 5)");
-    ASSERT_EQ(raw.integer("SELECT max(sequence) FROM journal"), 3);
-  }
+  ASSERT_NO_FATAL_FAILURE(create_at_schema(
+      db, 6,
+      {"INSERT INTO sagas (id, type, definition_version, state, status, data, row_version, "
+       "created_at, updated_at, correlation_id) VALUES "
+       "('s1', 'order', 1, 'AwaitingPayment', 'Running', '{}', 3, 1, 2, 'c1')",
+       "INSERT INTO journal (saga_id, at, kind, detail) VALUES ('s1', 10, 'started', '{}'), "
+       "('other', 11, 'started', ''), ('s1', 12, 'transition', '')",
+       "INSERT INTO outbox (message_id, saga_id, destination, message_type, payload, "
+       "created_at) VALUES ('m1', 's1', 'payment', 'payment.Charge', '{}', 5)"}));
+  ASSERT_EQ(RawDb(db).integer("SELECT max(sequence) FROM journal"), 3);
 
   auto store = open_or_fail(file_options(db));
   ASSERT_TRUE(store);
@@ -388,6 +409,53 @@ TEST(SqliteStoreMigration, Schema6DatabaseWithDataIsUpgradedKeepingJournalSequen
   EXPECT_EQ(raw.integer("SELECT count(*) FROM pragma_table_list WHERE name = 'journal' AND "
                         "strict = 1"),
             1);
+}
+
+TEST(SqliteStoreMigration, Schema7OutboxIsServedByOneOpenCommandsIndex) {
+  TempDir dir;
+  const fs::path db = dir.path() / "saga.db";
+  // pending, awaiting its reply, replied, and replied before its dispatch mark was committed
+  ASSERT_NO_FATAL_FAILURE(create_at_schema(
+      db, 7,
+      {"INSERT INTO outbox (message_id, saga_id, destination, message_type, payload, created_at, "
+       "dispatched, dispatched_at, replied_at) VALUES "
+       "('pending', 's1', 'inventory', 'inventory.Reserve', '{}', 4, 0, NULL, NULL), "
+       "('awaiting', 's1', 'payment', 'payment.Charge', '{}', 3, 1, 7, NULL), "
+       "('replied', 's1', 'payment', 'payment.Charge', '{}', 2, 1, 5, 6), "
+       "('closed', 's1', 'shipping', 'shipping.Ship', '{}', 1, 0, NULL, 8)"}));
+
+  auto store = open_or_fail(file_options(db));
+  ASSERT_TRUE(store);
+  EXPECT_EQ(ids_of(store->pending_outbox(10).value()), std::vector<std::string>{"pending"});
+  EXPECT_EQ(ids_of(store->awaiting_reply(10).value()), std::vector<std::string>{"awaiting"});
+
+  WriteBatch batch;
+  batch.dispatched = {"pending"};
+  batch.replied = {"awaiting"};
+  ASSERT_TRUE(store->commit(batch));
+  EXPECT_TRUE(store->pending_outbox(10).value().empty());
+  EXPECT_EQ(ids_of(store->awaiting_reply(10).value()), std::vector<std::string>{"pending"});
+  store.reset();
+
+  RawDb raw(db);
+  EXPECT_EQ(raw.integer("PRAGMA user_version"), 8);
+  EXPECT_EQ(raw.integer("SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name IN "
+                        "('outbox_pending', 'outbox_awaiting_reply')"),
+            0);
+  EXPECT_EQ(raw.integer("SELECT count(*) FROM outbox INDEXED BY outbox_open "
+                        "WHERE replied_at IS NULL"),
+            1);
+  // The engine's start-up reads (and sagactl's counts) are searches of that index, not scans of
+  // the outbox, which holds every command ever sent.
+  for (const char* query :
+       {"SELECT message_id FROM outbox WHERE replied_at IS NULL AND dispatched = 0 "
+        "ORDER BY created_at, rowid",
+        "SELECT message_id FROM outbox WHERE replied_at IS NULL AND dispatched = 1 "
+        "ORDER BY dispatched_at, rowid",
+        "SELECT count(*) FROM outbox WHERE replied_at IS NULL AND dispatched = 0"}) {
+    const std::string plan = raw.plan(query);
+    EXPECT_NE(plan.find("USING INDEX outbox_open"), std::string::npos) << query << "\n" << plan;
+  }
 }
 
 // --- Exclusive writer ---------------------------------------------------------------------------

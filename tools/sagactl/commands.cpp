@@ -676,14 +676,18 @@ int show_stats(const Context& context) {
   std::optional<SagaRow> oldest;
   if (oldest_query.step()) oldest = saga_from(oldest_query);
 
-  auto pending = db.prepare("SELECT count(*), min(created_at) FROM outbox WHERE dispatched = 0");
+  // Both counts read the open-commands index (outbox_open, or the two partial indexes of
+  // schemas before 8), never the whole outbox.
+  const bool has_replies = db.has_column("outbox", "replied_at");
+  auto pending = db.prepare(std::string("SELECT count(*), min(created_at) FROM outbox WHERE ") +
+                            (has_replies ? "replied_at IS NULL AND " : "") + "dispatched = 0");
   pending.step();
   std::int64_t outbox_pending = pending.integer(0);
   std::optional<std::int64_t> oldest_pending = pending.optional_integer(1);
   std::optional<std::int64_t> awaiting_reply;
-  if (db.has_column("outbox", "replied_at")) {
+  if (has_replies) {
     auto awaiting =
-        db.prepare("SELECT count(*) FROM outbox WHERE dispatched = 1 AND replied_at IS NULL");
+        db.prepare("SELECT count(*) FROM outbox WHERE replied_at IS NULL AND dispatched = 1");
     awaiting.step();
     awaiting_reply = awaiting.integer(0);
   }

@@ -574,13 +574,14 @@ Error SqliteStore::Impl::prepare_statements() {
   const std::string select_by_status_sql =
       select_sagas + "WHERE status = ?1 ORDER BY created_at, rowid LIMIT ?2";
   const std::string select_pending_sql =
-      select_outbox_rows + "WHERE dispatched = 0 ORDER BY created_at, rowid LIMIT ?1";
+      select_outbox_rows +
+      "WHERE replied_at IS NULL AND dispatched = 0 ORDER BY created_at, rowid LIMIT ?1";
   const std::string select_outbox_message_sql = select_outbox_rows + "WHERE message_id = ?1";
   const std::string select_outbox_sql =
       select_outbox_rows + "WHERE saga_id = ?1 ORDER BY created_at, rowid";
   const std::string select_awaiting_sql =
       select_outbox_rows +
-      "WHERE dispatched = 1 AND replied_at IS NULL ORDER BY dispatched_at, rowid LIMIT ?1";
+      "WHERE replied_at IS NULL AND dispatched = 1 ORDER BY dispatched_at, rowid LIMIT ?1";
 
   const std::pair<Statement*, const char*> statements[] = {
       {&insert_saga,
