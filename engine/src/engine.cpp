@@ -1427,6 +1427,40 @@ struct Engine::Impl {
     std::lock_guard lock(starts_mutex);
     return !queued_starts.empty() || !retry_inputs.empty() || !dispatched_marks.empty();
   }
+
+  bool has_queued_starts() {
+    std::lock_guard lock(starts_mutex);
+    return !queued_starts.empty();
+  }
+
+  // After stop(): turns until the accepted starts (and queued operator actions), a failed turn's
+  // inputs and the dispatch marks are committed. Accepted starts are drained however many turns
+  // they take (no new ones are accepted, so that ends); after the last, the rest gets
+  // kMaxDrainTurns turns, as replies still arriving keep producing marks. A store that keeps
+  // failing ends the drain after kMaxDrainTurns failed turns in a row; what is left is logged.
+  void drain() {
+    int turns_after_starts = 0, failed_in_a_row = 0;
+    while (has_unfinished_work() && failed_in_a_row < kMaxDrainTurns &&
+           (turns_after_starts < kMaxDrainTurns || !retry_inputs.empty())) {
+      const bool starts_left = has_queued_starts();
+      const auto failures = counters.commit_failures.load(std::memory_order_relaxed);
+      turn();
+      turns_after_starts = starts_left ? 0 : turns_after_starts + 1;
+      const bool failed = counters.commit_failures.load(std::memory_order_relaxed) != failures;
+      failed_in_a_row = failed ? failed_in_a_row + 1 : 0;
+    }
+    if (!has_unfinished_work() || !logs(LogLevel::error)) return;
+    std::lock_guard lock(starts_mutex);
+    std::string sagas;
+    for (const auto* inputs : {&retry_inputs, &queued_starts})
+      for (const Input& input : *inputs)
+        if (input.start) sagas += (sagas.empty() ? "" : ",") + input.start->saga_id;
+    logger->write(LogRecord(LogLevel::error, "engine stopped with work not committed", clock.now())
+                      .with("queuedInputs", queued_starts.size())
+                      .with("failedTurnInputs", retry_inputs.size())
+                      .with("dispatchMarks", dispatched_marks.size())
+                      .with("sagasNotStarted", sagas));
+  }
 };
 
 Engine::Engine(Options options, Store& store, Transport& transport, const Clock& clock)
@@ -1527,8 +1561,7 @@ std::size_t Engine::run_once() {
 
 void Engine::run() {
   while (!impl_->stopping.load()) impl_->turn();
-  // Drain: commit the starts already accepted, retry a failed turn, flush dispatch marks.
-  for (int turn = 0; turn < kMaxDrainTurns && impl_->has_unfinished_work(); ++turn) impl_->turn();
+  impl_->drain();
 }
 
 void Engine::stop() {

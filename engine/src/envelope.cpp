@@ -111,6 +111,29 @@ std::string describe_parse_failure(std::string_view bytes) {
   return sax.message();
 }
 
+// Whether arrays and objects nest deeper than `limit` in JSON text, found without parsing it
+// (brackets inside strings do not count). Malformed text is left to the parser.
+bool nests_deeper_than(std::string_view text, std::size_t limit) noexcept {
+  std::size_t depth = 0;
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > limit) return true;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return false;
+}
+
 enum class TimeParse { ok, syntax, out_of_range };
 
 struct ParsedTime {
@@ -397,6 +420,8 @@ std::string_view to_string(EnvelopeErrorCode code) noexcept {
       return "unknown_kind";
     case EnvelopeErrorCode::data_not_object:
       return "data_not_object";
+    case EnvelopeErrorCode::too_deep:
+      return "too_deep";
   }
   return "unknown";
 }
@@ -427,6 +452,11 @@ DecodeResult decode_envelope(std::string_view bytes, std::size_t max_bytes) {
     return fail(Code::too_large, "",
                 "envelope is " + std::to_string(bytes.size()) + " bytes, more than the limit of " +
                     std::to_string(max_bytes));
+  }
+  if (nests_deeper_than(bytes, kMaxEnvelopeDepth)) {
+    return fail(Code::too_deep, "",
+                "envelope nests arrays and objects more than " + std::to_string(kMaxEnvelopeDepth) +
+                    " levels deep");
   }
 
   json doc;

@@ -209,6 +209,28 @@ TEST_F(EngineRobustnessTest, StopDrainsStartsAlreadyAcceptedAndRefusesNewOnes) {
                std::logic_error);
 }
 
+// The drain used to stop after 100 turns: with one input per turn, the starts past the 100th were
+// destroyed with the engine, although start() had accepted them.
+TEST_F(EngineRobustnessTest, StopDrainsEveryAcceptedStartHoweverManyTurnsItTakes) {
+  saga::Options one_per_turn = options;
+  one_per_turn.max_batch_messages = 1;
+  saga::Engine engine(one_per_turn, *store, transport, clock);
+  engine.register_saga<order::OrderSaga>();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 150; ++i)
+    ids.push_back(engine.start<order::OrderSaga>(
+        {"o-" + std::to_string(i), "c-1", "addr", {{"sku", 1, 100}}}));
+  engine.stop();
+  engine.run();
+  for (const auto& id : ids) {
+    auto saga = store->load_saga(id).value();
+    ASSERT_TRUE(saga.has_value()) << id << " was accepted but never committed";
+    EXPECT_EQ(saga->state, "awaiting:inventory.Reserve");
+  }
+  EXPECT_EQ(take_commands(transport).size(), 150u);
+  EXPECT_TRUE(store->pending_outbox(200).value().empty()) << "dispatch marks not flushed";
+}
+
 TEST_F(EngineRobustnessTest, ThrowingOutcomeCallbackIsCountedAndDoesNotStopTheLoop) {
   engine->on_outcome([](const saga::SagaOutcome&) { throw std::runtime_error("observer bug"); });
   engine->start<order::OrderSaga>({"o-1", "c-1", "addr", {}});  // no items: ends at once

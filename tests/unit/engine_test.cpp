@@ -298,6 +298,17 @@ INSTANTIATE_TEST_SUITE_P(
                  }},
         BadInput{"UnsupportedVersion", "unsupported_version",
                  [](auto& c) { return with_field(c, "version", "2"); }},
+        BadInput{"NestedTooDeep", "too_deep",
+                 [](auto& c) {
+                   // A valid reply whose data carries an extra field nested 200,000 levels: it
+                   // used to be applied, and journaling its data overflowed the loop's stack.
+                   std::string bytes = with_field(c, "data", {{"reservation_id", "r"}});
+                   const std::string field = "\"reservation_id\":\"r\"";
+                   bytes.insert(
+                       bytes.find(field) + field.size(),
+                       ",\"extra\":" + std::string(200000, '[') + std::string(200000, ']'));
+                   return bytes;
+                 }},
         BadInput{
             "Oversized", "too_large",
             [](auto& c) {

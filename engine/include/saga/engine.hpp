@@ -162,8 +162,11 @@ class Engine {
   // One loop turn (see above). Waits up to Options::idle_wait when there is nothing to do.
   // Returns the number of inputs (starts and inbound messages) committed in this turn.
   std::size_t run_once();
-  // Runs turns until stop(). Then drains: commits the starts already accepted, retries a failed
-  // turn and flushes dispatch marks (at most 100 more turns), and returns.
+  // Runs turns until stop(). Then drains and returns: commits every start already accepted (and
+  // queued operator action), however many turns that takes; retries a failed turn; flushes
+  // dispatch marks (at most 100 more turns for those, as replies still arrive). Only a store that
+  // fails 100 turns in a row ends the drain early; what was not committed is then logged at
+  // error level ("engine stopped with work not committed", with the saga ids not started).
   void run();
   // Makes run() return after the current turn. Final: a stopped engine does not run again.
   void stop();

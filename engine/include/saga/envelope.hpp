@@ -45,6 +45,7 @@ struct Envelope {
 // reason codes and metric labels.
 enum class EnvelopeErrorCode {
   too_large,        // more bytes than the receiver's limit
+  too_deep,         // arrays and objects nested deeper than kMaxEnvelopeDepth
   not_json,         // the bytes do not parse as JSON
   not_object,       // valid JSON, but not an object
   missing_field,    // a required field is absent
@@ -69,6 +70,12 @@ using DecodeResult = std::variant<Envelope, EnvelopeError>;
 
 // Default limit on an encoded envelope; transports and the engine may configure their own.
 inline constexpr std::size_t kDefaultMaxMessageBytes = 1024 * 1024;
+
+// The deepest nesting of arrays and objects an envelope may have, counting the envelope itself
+// as 1 (so `data` holds 63 levels). Checked before parsing: nlohmann::json copies and serializes
+// values recursively, and a message a few hundred thousand levels deep would overflow the stack
+// of whatever later copied or journaled its data.
+inline constexpr std::size_t kMaxEnvelopeDepth = 64;
 
 // Parses and validates. Bytes longer than max_bytes are rejected before parsing.
 DecodeResult decode_envelope(std::string_view bytes,
