@@ -11,6 +11,7 @@
 #include <random>
 #include <set>
 #include <stdexcept>
+#include <string_view>
 #include <thread>
 #include <tuple>
 #include <unordered_map>
@@ -897,6 +898,18 @@ struct Engine::Impl {
     in_flight.erase(found);
   }
 
+  // A command waiting in the send queue for a re-send (refused by the transport) or re-armed
+  // this turn may have had its reply applied in the same commit: it is closed and is not sent
+  // again. This turn's new commands cannot have been answered yet.
+  void forget_closed_resends(Turn& turn) {
+    if (turn.batch.replied.empty() || (unsent.empty() && turn.rearm.empty())) return;
+    std::unordered_set<std::string_view> closed(turn.batch.replied.begin(),
+                                                turn.batch.replied.end());
+    auto is_closed = [&](const OutboxMessage& row) { return closed.contains(row.message_id); };
+    std::erase_if(unsent, is_closed);
+    std::erase_if(turn.rearm, is_closed);
+  }
+
   // Commands whose reply is overdue go back to the send queue, unchanged (same eventId).
   void resend_overdue() {
     Timestamp now = clock.now();
@@ -1301,6 +1314,7 @@ struct Engine::Impl {
     }
     discard_loaded_terminal(turn);
     for (const auto& id : turn.batch.replied) untrack(id);
+    forget_closed_resends(turn);
     for (auto& row : turn.batch.outbox) unsent.push_back(std::move(row));
     for (auto& row : turn.rearm) unsent.push_back(std::move(row));
     counters.command_timeouts.fetch_add(turn.timeouts, std::memory_order_relaxed);

@@ -198,6 +198,42 @@ class EngineTimeoutTest : public EngineDeliveryTest {
   std::vector<saga::SagaOutcome> outcomes;
 };
 
+// A command whose re-send was refused waits in the send queue; if the reply to its first send is
+// applied meanwhile, the command is closed and must leave the queue. It used to be sent again
+// and tracked as awaiting a reply it already had, re-sent at every timeout, and finally given
+// up on, failing whatever step the saga had moved on to.
+TEST_F(EngineTimeoutTest, ReplyAppliedWhileTheResendWaitsForTheTransportClosesTheCommand) {
+  std::string id = start();
+  engine->run_once();
+  auto reserve = take_commands(transport).at(0);
+  ASSERT_EQ(reserve.envelope.event_type, "inventory.Reserve");
+
+  clock.advance(11s);
+  transport.refuse_sends(saga::SendResult::unroutable);
+  engine->run_once();  // the re-send is refused: Reserve waits in the send queue
+  ASSERT_TRUE(take_commands(transport).empty());
+
+  transport.deliver(
+      reply_bytes(reserve.envelope, "inventory.Reserved", {{"reservation_id", "r-1"}}));
+  engine->run_once();  // the late reply to the first send is applied; sends are still refused
+  ASSERT_TRUE(take_commands(transport).empty());
+  ASSERT_EQ(store->load_saga(id).value()->state, "awaiting:payment.Charge");
+
+  transport.refuse_sends(std::nullopt);
+  engine->run_once();
+  auto sent = take_commands(transport);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].envelope.event_type, "payment.Charge");
+
+  clock.advance(11s);
+  engine->run_once();
+  sent = take_commands(transport);
+  ASSERT_EQ(sent.size(), 1u) << "only Charge is overdue";
+  EXPECT_EQ(sent[0].envelope.event_type, "payment.Charge");
+  EXPECT_EQ(store->load_saga(id).value()->state, "awaiting:payment.Charge");
+  EXPECT_EQ(store->awaiting_reply(10).value().size(), 1u);
+}
+
 TEST_F(EngineTimeoutTest, StepWhoseRepliesNeverComeFailsAndTheSagaCompensates) {
   std::string id;
   auto charge = reserved(id);
