@@ -803,11 +803,12 @@ struct Engine::Impl {
   void recover() {
     record_definitions();
     if (metrics) count_from_store();
+    // Both reads before either is used: a failed read makes the next turn recover again.
     auto pending = store.pending_outbox(std::numeric_limits<std::size_t>::max());
     if (!pending) throw TurnAborted{pending.error()};
-    for (auto& row : pending.value()) unsent.push_back(std::move(row));
     auto awaiting = store.awaiting_reply(std::numeric_limits<std::size_t>::max());
     if (!awaiting) throw TurnAborted{awaiting.error()};
+    for (auto& row : pending.value()) unsent.push_back(std::move(row));
     for (auto& row : awaiting.value()) {
       Timestamp sent = row.dispatched_at.value_or(clock.now());
       track(std::move(row), sent);
@@ -1176,8 +1177,8 @@ struct Engine::Impl {
       if (request.stored_id != 0) {
         turn.batch.answers.push_back({request.stored_id, false, failed.message});
         turn.batch.at = clock.now();
-        if (!store.commit(turn.batch)) {
-          retry_inputs.push_back(std::move(poisoned));
+        if (StoreStatus status = store.commit(turn.batch); !status) {
+          fail_quarantine(*status.error, std::move(poisoned));
           return;
         }
         stored_requests_queued.erase(request.stored_id);
@@ -1221,8 +1222,8 @@ struct Engine::Impl {
       turn.batch.dead_letters.back().attempts = poisoned.failed_attempts;
     }
     retry_inputs = std::move(others);
-    if (!store.commit(turn.batch)) {
-      retry_inputs.push_back(std::move(poisoned));  // keep it; the store is failing anyway
+    if (StoreStatus status = store.commit(turn.batch); !status) {
+      fail_quarantine(*status.error, std::move(poisoned));
       return;
     }
     counters.dead_letters.fetch_add(1, std::memory_order_relaxed);
@@ -1413,6 +1414,14 @@ struct Engine::Impl {
     } catch (...) {
       counters.callback_errors.fetch_add(1, std::memory_order_relaxed);
     }
+  }
+
+  // The commit that would have taken a poisoned input out failed: it is kept with the turn's
+  // other inputs, and the retry waits like any failed turn's.
+  void fail_quarantine(const StoreError& error, Input poisoned) {
+    std::vector<Input> inputs = std::exchange(retry_inputs, {});
+    inputs.push_back(std::move(poisoned));
+    fail_turn(error, std::move(inputs));
   }
 
   void fail_turn(const StoreError& error, std::vector<Input> inputs) {

@@ -152,12 +152,20 @@ TEST_F(EngineRobustnessTest, StartWithDataThatCannotBeSerializedIsRefusedAtOnce)
   EXPECT_THROW(engine->start<notes::NotesSaga>({"\xFF"}), std::invalid_argument);
 }
 
-// A store that fails its next commit, or its next poll for operator requests, when told to.
+// A store that fails its next commit, its next poll for operator requests, or its next read of
+// the commands awaiting a reply, when told to.
 class FailingOnce final : public saga::ForwardingStore {
  public:
   using ForwardingStore::ForwardingStore;
   bool fail_commit = false;
   bool fail_poll = false;
+  bool fail_awaiting = false;
+
+  saga::StoreResult<std::vector<saga::OutboxMessage>> awaiting_reply(std::size_t limit) override {
+    if (std::exchange(fail_awaiting, false))
+      return saga::StoreError{saga::StoreErrorCode::io_error, "injected"};
+    return inner().awaiting_reply(limit);
+  }
 
   saga::StoreStatus commit(const saga::WriteBatch& batch) override {
     if (std::exchange(fail_commit, false))
@@ -196,6 +204,55 @@ TEST_F(EngineRobustnessTest, AFailedReadBeforeARetriedTurnKeepsTheTurnsInputs) {
   ASSERT_EQ(commands.size(), 1u);
   EXPECT_EQ(commands.front().envelope.event_type, "inventory.Reserve");
   EXPECT_EQ(engine.stats().commit_failures, 2u);
+}
+
+// Recovery queues the pending commands; when its next read failed, the retried recovery queued
+// them a second time and each was sent twice.
+TEST_F(EngineRobustnessTest, RecoveryRetriedAfterAFailedReadSendsEachPendingCommandOnce) {
+  transport.refuse_sends(saga::SendResult::unroutable);
+  std::string id = engine->start<order::OrderSaga>({"order-1", "c", "a", {{"sku", 1, 10}}});
+  engine->run_once();  // committed, but the command could not be sent: it stays pending
+  engine.reset();
+  transport.refuse_sends(std::nullopt);
+  ASSERT_EQ(store->pending_outbox(10).value().size(), 1u);
+
+  FailingOnce failing(*store);
+  failing.fail_awaiting = true;
+  saga::Engine restarted(options, failing, transport, clock);
+  restarted.register_saga<order::OrderSaga>();
+  restarted.run_once();  // recovery fails on its second read
+  restarted.run_once();
+  restarted.run_once();
+  auto commands = take_commands(transport);
+  ASSERT_EQ(commands.size(), 1u);
+  EXPECT_EQ(commands.front().envelope.event_type, "inventory.Reserve");
+}
+
+// A poisoned input is taken out by a commit of its own (a dead letter). When that commit failed,
+// the input was put back without counting the failure or waiting: the loop spun on a failing
+// store.
+TEST_F(EngineRobustnessTest, AFailedCommitOfAPoisonedInputsDeadLetterIsAFailedTurn) {
+  options.poison_attempts = 1;
+  options.commit_backoff = 0ms;
+  options.max_commit_backoff = 0ms;
+  FailingOnce failing(*store);
+  saga::Engine engine(options, failing, transport, clock);
+  engine.register_saga<notes::NotesSaga>();
+  std::string poisoned = engine.start<notes::NotesSaga>({"\xC3\xA9t\xC3\xA9"});  // "été"
+  engine.run_once();
+  auto write = take_commands(transport).at(0);
+  transport.deliver(
+      reply_bytes(write.envelope, "notes.Written", {{"text", write.envelope.data["text"]}}));
+
+  failing.fail_commit = true;
+  engine.run_once();
+  EXPECT_EQ(engine.stats().commit_failures, 1u);
+  EXPECT_TRUE(store->dead_letters(10).value().empty());
+  engine.run_once();
+  auto letters = store->dead_letters(10).value();
+  ASSERT_EQ(letters.size(), 1u);
+  EXPECT_EQ(letters[0].saga_id, poisoned);
+  EXPECT_EQ(letters[0].reason_code, "processing_error");
 }
 
 TEST_F(EngineRobustnessTest, StopDrainsStartsAlreadyAcceptedAndRefusesNewOnes) {
