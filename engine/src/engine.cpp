@@ -121,6 +121,8 @@ struct CachedSaga {
 };
 
 constexpr int kMaxDrainTurns = 100;
+constexpr std::size_t kMaxConsumerLabels = 32;
+constexpr const char* kOtherLabel = "other";
 
 struct Counters {
   std::atomic<std::uint64_t> sagas_started{0}, messages_received{0}, messages_applied{0},
@@ -209,6 +211,10 @@ struct Engine::Impl {
   std::vector<std::pair<Timestamp, Input>> deferred;  // poison messages waiting for another try
   std::chrono::milliseconds backoff{0};
   bool recovered = false;
+  // Metric label values taken from inbound envelopes, bounded: a reply type is its own label
+  // only when a registered saga consumes it, and at most kMaxConsumerLabels sources get one.
+  std::unordered_set<std::string> known_reply_types;
+  std::unordered_set<std::string> consumer_labels;
   Timestamp next_operator_poll{};
   std::unordered_set<std::int64_t> stored_requests_queued;
 
@@ -283,12 +289,27 @@ struct Engine::Impl {
     turn.after_commit.push_back([this, record = std::move(record)] { logger->write(record); });
   }
 
+  // Peers choose eventType and source: labels made of them would let any peer grow the metric
+  // families (and this process) without bound.
+  std::string type_label(const Envelope* envelope) const {
+    if (!envelope) return "";
+    return known_reply_types.contains(envelope->event_type) ? envelope->event_type : kOtherLabel;
+  }
+
+  std::string consumer_label(const Envelope* envelope) {
+    if (!envelope) return "";
+    if (consumer_labels.contains(envelope->source)) return envelope->source;
+    if (consumer_labels.size() >= kMaxConsumerLabels) return kOtherLabel;
+    consumer_labels.insert(envelope->source);
+    return envelope->source;
+  }
+
   // A handled inbound message: counted, timed and (debug) logged once its turn commits.
   void consumed(Turn& turn, const Envelope* envelope, std::string_view result,
                 std::string_view saga_id) {
     if (metrics) {
-      std::string type = envelope ? envelope->event_type : "";
-      std::string source = envelope ? envelope->source : "";
+      std::string type = type_label(envelope);
+      std::string source = consumer_label(envelope);
       turn.after_commit.push_back([this, type, source, result, received = turn.input_received] {
         metrics->consumed.with({type, source, result}).inc();
         metrics->processing.with({type}).observe(seconds_since(received));
@@ -801,6 +822,9 @@ struct Engine::Impl {
   }
 
   void recover() {
+    for (const auto& [key, type] : types)
+      for (std::string_view message_type : type->message_types())
+        known_reply_types.emplace(message_type);
     record_definitions();
     if (metrics) count_from_store();
     // Both reads before either is used: a failed read makes the next turn recover again.

@@ -11,6 +11,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -484,6 +485,40 @@ TEST_F(MetricsEndpointTest, ScrapesDuringAndAfterARunMatchWhatWasSent) {
   auto missing = client->Get("/nothing-here");
   ASSERT_TRUE(missing);
   EXPECT_EQ(missing->status, 404);
+}
+
+// eventType and source are the sender's: each new value used to add series (a histogram's
+// buckets among them) that were never freed, so any peer could grow the process without bound.
+TEST_F(MetricsEndpointTest, LabelsFromInboundEnvelopesAreBounded) {
+  open();
+  for (int i = 0; i < 300; ++i) {
+    saga::Envelope envelope;
+    envelope.event_id = saga::new_uuid();
+    envelope.event_type = "made.Up" + std::to_string(i);
+    envelope.timestamp = clock.now();
+    envelope.source = "peer-" + std::to_string(i);
+    envelope.correlation_id = saga::new_uuid();
+    envelope.kind = saga::MessageKind::reply;
+    envelope.data = nlohmann::json::object();
+    transport.deliver(saga::encode_envelope(envelope));
+  }
+  for (int i = 0; i < 5 && engine->stats().messages_received < 300; ++i) turn();
+  ASSERT_EQ(engine->stats().dead_letters, 300u);
+
+  Scrape after = scrape();
+  std::set<std::string> types, consumers;
+  for (const auto& sample : after.samples) {
+    if (sample.name != "saga_messages_consumed_total") continue;
+    types.insert(sample.labels.at("type"));
+    consumers.insert(sample.labels.at("consumer"));
+  }
+  EXPECT_EQ(types, std::set<std::string>{"other"});
+  EXPECT_EQ(consumers.size(), 33u) << "32 sources, then other";
+  EXPECT_TRUE(consumers.contains("other"));
+  EXPECT_EQ(after("saga_messages_consumed_total",
+                  {{"type", "other"}, {"consumer", "other"}, {"result", "dead_lettered"}}),
+            300 - 32);
+  EXPECT_EQ(after("saga_message_processing_seconds_count", {{"type", "other"}}), 300);
 }
 
 TEST_F(MetricsEndpointTest, CommandsTheTransportRefusesAreGaugedAsPendingWithTheirAge) {
