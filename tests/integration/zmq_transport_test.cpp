@@ -221,6 +221,25 @@ TEST_F(ZmqTransportTest, DestroyedParticipantBecomesDeadAndGetsNothing) {
   EXPECT_EQ(transport->send("inventory", "reserve"), saga::SendResult::unroutable);
 }
 
+// Every restart of a participant announces a new instance ("<service>-<pid>"): the dead ones
+// used to stay in the peer table for ever.
+TEST_F(ZmqTransportTest, PeersDeadForTenDeadPeriodsAreForgotten) {
+  for (int i = 0; i < 3; ++i) {
+    auto inventory = participant("inventory", "inventory-" + std::to_string(i));
+    ASSERT_TRUE(announced("inventory", "inventory-" + std::to_string(i)));
+  }
+  ASSERT_EQ(transport->peers().size(), 3u);
+  const auto started = Clock::now();
+  ASSERT_TRUE(pump_until([&] { return transport->peers().empty(); }));
+  EXPECT_GE(Clock::now() - started, kHeartbeat * 3 * 10 - kHeartbeat * 3);
+  EXPECT_EQ(transport->send("inventory", "reserve"), saga::SendResult::unroutable);
+
+  auto back = participant("inventory", "inventory-9");
+  ASSERT_TRUE(announced("inventory", "inventory-9"));
+  EXPECT_EQ(transport->send("inventory", "reserve"), saga::SendResult::sent);
+  EXPECT_EQ(next_command(*back), "reserve");
+}
+
 TEST_F(ZmqTransportTest, SilentParticipantIsDeadUntilItSpeaksAgain) {
   auto inventory = participant("inventory", "inventory-1");
   ASSERT_TRUE(announced("inventory", "inventory-1"));

@@ -25,6 +25,9 @@ using Clock = std::chrono::steady_clock;
 using namespace zmq_detail;
 
 constexpr std::size_t kMaxDefectBytes = 64 * 1024;
+// A peer dead for this many dead periods is forgotten: instance names change with every restart
+// ("<service>-<pid>" by default), so remembering them all would grow without bound.
+constexpr int kForgetDeadAfter = 10;
 constexpr const char* kWakeEndpoint = "inproc://saga.zmq.wake";
 constexpr const char* kZapEndpoint = "inproc://zeromq.zap.01";
 constexpr const char* kZapDomain = "saga";
@@ -94,6 +97,7 @@ struct ZmqTransport::Impl {
   explicit Impl(const ZmqTransportOptions& o) : options(o) {
     interval = std::max(options.heartbeat_interval, std::chrono::milliseconds(1));
     dead_after = interval * std::max(options.heartbeat_liveness, 1);
+    forget_after = dead_after * kForgetDeadAfter;
   }
   ~Impl();
 
@@ -111,6 +115,7 @@ struct ZmqTransport::Impl {
   ZmqTransportOptions options;
   std::chrono::milliseconds interval;
   std::chrono::milliseconds dead_after;
+  std::chrono::milliseconds forget_after;
   Clock::time_point housekeeping_due{};
   zmq::context_t context;
   zmq::socket_t router;
@@ -226,15 +231,19 @@ void ZmqTransport::Impl::send_error(const std::string& routing_id, std::string_v
   }
 }
 
-// Declares silent peers dead and heartbeats idle ones; returns when it is next due.
-// Nothing becomes due before the time it returned, so calls in between are free.
+// Declares silent peers dead, forgets long-dead ones and heartbeats idle ones; returns when it is
+// next due. Nothing becomes due before the time it returned, so calls in between are free.
 Clock::time_point ZmqTransport::Impl::housekeeping(Clock::time_point now) {
   if (now < housekeeping_due) return housekeeping_due;
   Clock::time_point next_due = now + interval;
+  std::vector<std::string> gone;
   for (auto& [routing_id, peer] : peers) {
-    if (!peer.alive) continue;
-    if (now - peer.last_seen >= dead_after) {
+    if (!peer.alive || now - peer.last_seen >= dead_after) {
       peer.alive = false;
+      if (now - peer.last_seen >= forget_after)
+        gone.push_back(routing_id);
+      else
+        next_due = std::min(next_due, peer.last_seen + forget_after);
       continue;
     }
     if (now - peer.last_sent >= interval) {
@@ -246,6 +255,7 @@ Clock::time_point ZmqTransport::Impl::housekeeping(Clock::time_point now) {
     }
     next_due = std::min({next_due, peer.last_sent + interval, peer.last_seen + dead_after});
   }
+  for (const auto& routing_id : gone) forget(routing_id);
   housekeeping_due = next_due;
   return next_due;
 }

@@ -11,7 +11,10 @@
 //   defect_code set ("bad_frames", "unknown_frame", "not_announced"), for the engine to
 //   dead-letter. ZMQ_MAXMSGSIZE is set: libzmq disconnects a peer that sends a larger message.
 // - An instance that sends nothing for heartbeat_interval * heartbeat_liveness is dead: it gets
-//   no new commands. Commands it held are re-sent by the engine after their timeout.
+//   no new commands. Commands it held are re-sent by the engine after their timeout. Any frame
+//   makes it alive again. Dead for ten times that, it is forgotten (peers() no longer lists it):
+//   its next MESSAGE is a "not_announced" defect, and its next heartbeat is answered with an
+//   ERROR that makes it announce itself again.
 // - publish() sends an event envelope on the XPUB socket (when events_endpoint is set); the
 //   engine encodes events only while someone is subscribed (has_observers()).
 // - Optional CURVE: with curve set, the ROUTER is a CURVE server and a ZAP handler admits only
