@@ -786,10 +786,21 @@ struct Engine::Impl {
     if (!reaction.applied()) {
       static constexpr const char* kCodes[] = {"applied", "unexpected", "undecodable",
                                                "unknown_type"};
+      std::string code = kCodes[static_cast<int>(reaction.outcome)];
+      std::string reason = reaction.reason;
+      if (reaction.outcome == Reaction::Outcome::unexpected &&
+          given_up_on(turn, saga_id, envelope.causation_id)) {
+        code = "late_reply";
+        reason = "the reply came after the engine gave up on " + envelope.causation_id +
+                 " (journaled as timed_out) and the saga moved on without that step; if " +
+                 envelope.event_type +
+                 " reports the step done, nothing compensates it and its effect may need "
+                 "undoing by hand (" +
+                 reaction.reason + ")";
+      }
       journal(turn, saga_id, JournalKind::unexpected, envelope.event_id, envelope.event_type,
-              std::string(saga->instance->state()), "", reaction.reason);
-      dead_letter(turn, message.bytes, kCodes[static_cast<int>(reaction.outcome)], reaction.reason,
-                  &envelope, saga_id);
+              std::string(saga->instance->state()), "", reason);
+      dead_letter(turn, message.bytes, code, reason, &envelope, saga_id);
       return;
     }
     turn.inbox.insert(envelope.event_id);
@@ -809,6 +820,20 @@ struct Engine::Impl {
             envelope.data.dump());
     record_reaction(turn, saga_id, *saga, reaction, before, envelope.event_id);
     ++turn.applied;
+  }
+
+  // Whether the saga's journal (committed, or this turn's) records giving up on the command: a
+  // timed_out entry naming it. Read only for a reply its saga did not expect.
+  bool given_up_on(const Turn& turn, const std::string& saga_id, const std::string& command_id) {
+    if (command_id.empty()) return false;
+    auto gave_up = [&](const JournalEntry& entry) {
+      return entry.kind == JournalKind::timed_out && entry.saga_id == saga_id &&
+             entry.message_id == command_id;
+    };
+    if (std::any_of(turn.batch.journal.begin(), turn.batch.journal.end(), gave_up)) return true;
+    auto entries = store.journal(saga_id);
+    if (!entries) throw TurnAborted{entries.error()};
+    return std::any_of(entries.value().begin(), entries.value().end(), gave_up);
   }
 
   // Each registered definition's graph goes into the store, for tools that draw sagas.

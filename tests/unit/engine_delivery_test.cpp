@@ -338,6 +338,19 @@ TEST_F(EngineTimeoutTest, TimeoutCommittedBeforeTheReplyWinsAndTheLateReplyIsJou
   EXPECT_EQ(journal_count(id, saga::JournalKind::unexpected), 1u);
   auto letters = store->dead_letters(10).value();
   ASSERT_EQ(letters.size(), 1u);
+  // Not an ordinary unexpected reply: the participant did charge, and nothing will refund it.
+  EXPECT_EQ(letters[0].reason_code, "late_reply");
+  EXPECT_NE(letters[0].reason.find(charge.envelope.event_id), std::string::npos);
+  EXPECT_NE(letters[0].reason.find("may need undoing"), std::string::npos) << letters[0].reason;
+}
+
+TEST_F(EngineTimeoutTest, AnUnexpectedReplyToACommandNotGivenUpOnStaysUnexpected) {
+  std::string id;
+  auto charge = reserved(id);
+  transport.deliver(reply_bytes(charge.envelope, "shipping.Shipped", {{"tracking_number", "t"}}));
+  engine->run_once();
+  auto letters = store->dead_letters(10).value();
+  ASSERT_EQ(letters.size(), 1u);
   EXPECT_EQ(letters[0].reason_code, "unexpected");
 }
 
