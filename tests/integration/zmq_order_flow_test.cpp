@@ -17,7 +17,10 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "../support/participant.hpp"
 #include "order/order_saga.hpp"
@@ -509,6 +512,69 @@ TEST_F(ZmqOrderFlowTest, ThrowingHandlerIsRetriedThenAnswersWithItsFailureReply)
   EXPECT_EQ(count_effects(ledger->connection(), "charge", "order-1"), 0);
 }
 
+// The orchestrator's side of the wire, played by the test on a raw ROUTER: a participant
+// connects to endpoint, handshake() answers its ANNOUNCE, and commands go out as MESSAGE frames.
+class RawOrchestrator {
+ public:
+  RawOrchestrator() {
+    router_.set(zmq::sockopt::linger, 0);
+    router_.bind("tcp://127.0.0.1:*");
+    endpoint = router_.get(zmq::sockopt::last_endpoint);
+  }
+
+  void handshake() {
+    auto announce = receive(5000ms);
+    ASSERT_EQ(announce.size(), 3u);
+    ASSERT_EQ(announce[1].to_string(), "ANNOUNCE");
+    identity_ = announce[0].to_string();
+    send("WELCOME", R"({"protocol":1,"heartbeatMs":1000,"liveness":3})");
+  }
+
+  void send(std::string_view type, const std::string& body) {
+    std::array<zmq::const_buffer, 3> frames{zmq::buffer(identity_), zmq::buffer(type),
+                                            zmq::buffer(body)};
+    ASSERT_TRUE(zmq::send_multipart(router_, frames));
+  }
+
+  // The next MESSAGE body (heartbeats skipped), or nullopt when none came within `wait`.
+  std::optional<std::string> next_message(std::chrono::milliseconds wait) {
+    const auto deadline = std::chrono::steady_clock::now() + wait;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto frames = receive(std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now()));
+      if (frames.size() == 3 && frames[1].to_string() == "MESSAGE") return frames[2].to_string();
+    }
+    return std::nullopt;
+  }
+
+  std::string endpoint;
+
+ private:
+  std::vector<zmq::message_t> receive(std::chrono::milliseconds wait) {
+    std::vector<zmq::message_t> frames;
+    zmq_pollitem_t items[] = {{router_.handle(), 0, ZMQ_POLLIN, 0}};
+    if (zmq::poll(items, 1, wait) == 1)
+      (void)zmq::recv_multipart(router_, std::back_inserter(frames));
+    return frames;
+  }
+
+  zmq::context_t context_;
+  zmq::socket_t router_{context_, zmq::socket_type::router};
+  std::string identity_;
+};
+
+saga::Envelope command_envelope(std::string type, nlohmann::json data) {
+  saga::Envelope command;
+  command.event_id = saga::new_uuid();
+  command.event_type = std::move(type);
+  command.timestamp = std::chrono::system_clock::now();
+  command.source = "orchestrator";
+  command.correlation_id = saga::new_uuid();
+  command.kind = saga::MessageKind::command;
+  command.data = std::move(data);
+  return command;
+}
+
 // The participant SDK's group commit, with this test playing the orchestrator on a raw ROUTER:
 // commands that arrive together are handled in one ledger transaction and answered after it; a
 // command whose handler throws has only its own writes undone and is retried alone.
@@ -519,15 +585,10 @@ int count_ledger_commit(void*) {
 }
 
 TEST_F(ZmqOrderFlowTest, ParticipantHandlesABurstInOneLedgerTransaction) {
-  zmq::context_t context;
-  zmq::socket_t router(context, zmq::socket_type::router);
-  router.set(zmq::sockopt::linger, 0);
-  router.bind("tcp://127.0.0.1:*");
-  const std::string endpoint = router.get(zmq::sockopt::last_endpoint);
-
+  RawOrchestrator orchestrator;
   auto ledger = open_ledger(path("inventory.db"));
   saga::ParticipantOptions options;
-  options.connection.orchestrator_endpoint = endpoint;
+  options.connection.orchestrator_endpoint = orchestrator.endpoint;
   options.connection.service = "inventory";
   options.on_error = [](const std::string&) {};
   saga::Participant participant(options, *ledger);
@@ -539,39 +600,18 @@ TEST_F(ZmqOrderFlowTest, ParticipantHandlesABurstInOneLedgerTransaction) {
           throw std::runtime_error("flaky warehouse");
         return inventory::Reserved{"res-" + command.order_id};
       });
-
-  auto receive = [&](std::chrono::milliseconds wait) {
-    std::vector<zmq::message_t> frames;
-    zmq_pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0}};
-    if (zmq::poll(items, 1, wait) == 1)
-      (void)zmq::recv_multipart(router, std::back_inserter(frames));
-    return frames;
-  };
-  auto announce = receive(5000ms);
-  ASSERT_EQ(announce.size(), 3u);
-  ASSERT_EQ(announce[1].to_string(), "ANNOUNCE");
-  const std::string identity = announce[0].to_string();
-  auto send = [&](std::string_view type, const std::string& body) {
-    std::array<zmq::const_buffer, 3> frames{zmq::buffer(identity), zmq::buffer(type),
-                                            zmq::buffer(body)};
-    ASSERT_TRUE(zmq::send_multipart(router, frames));
-  };
-  send("WELCOME", R"({"protocol":1,"heartbeatMs":1000,"liveness":3})");
+  ASSERT_NO_FATAL_FAILURE(orchestrator.handshake());
 
   constexpr int kCommands = 6;
   std::vector<std::string> command_ids;
   for (int i = 1; i <= kCommands; ++i) {
-    saga::Envelope command;
-    command.event_id = saga::new_uuid();
-    command.event_type = std::string(inventory::Reserve::type);
-    command.timestamp = std::chrono::system_clock::now();
-    command.source = "orchestrator";
-    command.correlation_id = saga::new_uuid();
-    command.kind = saga::MessageKind::command;
-    command.data = inventory::Reserve{"order-" + std::to_string(i), {{"sku-1", 1, 100}}};
+    saga::Envelope command =
+        command_envelope(std::string(inventory::Reserve::type),
+                         inventory::Reserve{"order-" + std::to_string(i), {{"sku-1", 1, 100}}});
     command_ids.push_back(command.event_id);
-    send("MESSAGE", saga::encode_envelope(command));
-    if (i == kCommands) send("MESSAGE", saga::encode_envelope(command));  // and a duplicate
+    orchestrator.send("MESSAGE", saga::encode_envelope(command));
+    if (i == kCommands)
+      orchestrator.send("MESSAGE", saga::encode_envelope(command));  // and a duplicate
   }
   std::this_thread::sleep_for(200ms);  // let every frame reach the participant's socket
 
@@ -584,11 +624,9 @@ TEST_F(ZmqOrderFlowTest, ParticipantHandlesABurstInOneLedgerTransaction) {
 
   std::vector<std::string> answered;
   for (int i = 0; i < kCommands + 1; ++i) {
-    auto frames = receive(5000ms);
-    while (frames.size() == 2 && frames[1].to_string() == "HEARTBEAT") frames = receive(5000ms);
-    ASSERT_EQ(frames.size(), 3u);
-    ASSERT_EQ(frames[1].to_string(), "MESSAGE");
-    auto reply = saga::decode_envelope(frames[2].to_string());
+    auto body = orchestrator.next_message(5000ms);
+    ASSERT_TRUE(body);
+    auto reply = saga::decode_envelope(*body);
     ASSERT_TRUE(std::holds_alternative<saga::Envelope>(reply));
     EXPECT_EQ(std::get<saga::Envelope>(reply).event_type, inventory::Reserved::type);
     answered.push_back(std::get<saga::Envelope>(reply).causation_id);
@@ -599,6 +637,106 @@ TEST_F(ZmqOrderFlowTest, ParticipantHandlesABurstInOneLedgerTransaction) {
   for (int i = 1; i <= kCommands; ++i)
     EXPECT_EQ(count_effects(ledger->connection(), "reserve", "order-" + std::to_string(i)), 1)
         << "order-" << i;
+}
+
+// A ledger whose next `failures` transactions fail as if the database were locked.
+class FailingLedger final : public saga::ParticipantLedger {
+ public:
+  explicit FailingLedger(saga::ParticipantLedger& inner) : inner_(inner) {}
+  int failures = 0;
+
+  saga::StoreResult<Result> process_once(const std::string& command_id,
+                                         const std::function<std::string(Unit&)>& work) override {
+    if (failures > 0 && failures-- > 0)
+      return saga::StoreError{saga::StoreErrorCode::busy, "database is locked"};
+    return inner_.process_once(command_id, work);
+  }
+  saga::StoreResult<std::optional<std::string>> recorded_reply(
+      const std::string& command_id) override {
+    return inner_.recorded_reply(command_id);
+  }
+
+ private:
+  saga::ParticipantLedger& inner_;
+};
+
+// A storage failure used to count as a failed handler attempt: once they ran out, the failure
+// builder's reply ("declined: database is locked") was recorded for good, and the saga
+// compensated for an infrastructure hiccup.
+TEST_F(ZmqOrderFlowTest, ParticipantStorageFailureIsNotAnsweredAndTheResentCommandIsHandled) {
+  RawOrchestrator orchestrator;
+  auto sqlite_ledger = open_ledger(path("payment.db"));
+  FailingLedger ledger(*sqlite_ledger);
+  std::vector<std::string> errors;
+  saga::ParticipantOptions options;
+  options.connection.orchestrator_endpoint = orchestrator.endpoint;
+  options.connection.service = "payment";
+  options.handler_attempts = 3;
+  options.on_error = [&](const std::string& error) { errors.push_back(error); };
+  saga::Participant participant(options, ledger);
+  participant.on<payment::Charge>(
+      [](const payment::Charge& command, saga::ParticipantLedger::Unit& unit) -> saga::Reply {
+        record_effect(unit, "charge", command.order_id);
+        return payment::Charged{"pay-" + command.order_id};
+      },
+      [](const payment::Charge&, const std::string& error) -> saga::Reply {
+        return payment::Declined{error};
+      });
+  ASSERT_NO_FATAL_FAILURE(orchestrator.handshake());
+
+  const std::string charge = saga::encode_envelope(
+      command_envelope(std::string(payment::Charge::type), payment::Charge{"order-1", "c", 100}));
+  const std::string charge_id = std::get<saga::Envelope>(saga::decode_envelope(charge)).event_id;
+  ledger.failures = 3;
+  orchestrator.send("MESSAGE", charge);
+  EXPECT_EQ(participant.poll(2000ms), 0u);
+  EXPECT_FALSE(orchestrator.next_message(300ms)) << "answered a storage failure";
+  EXPECT_FALSE(sqlite_ledger->recorded_reply(charge_id).value()) << "recorded an answer";
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].find("database is locked"), std::string::npos) << errors[0];
+
+  ledger.failures = 0;                   // the lock is gone
+  orchestrator.send("MESSAGE", charge);  // the orchestrator's re-send, after its timeout
+  EXPECT_EQ(participant.poll(2000ms), 1u);
+  auto reply = orchestrator.next_message(5000ms);
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(std::get<saga::Envelope>(saga::decode_envelope(*reply)).event_type,
+            payment::Charged::type);
+  EXPECT_EQ(count_effects(sqlite_ledger->connection(), "charge", "order-1"), 1);
+}
+
+// A command handled before an upgrade that dropped its handler, re-sent because the reply was
+// lost, used to be refused ("no handler") although the ledger held its reply: the step timed out
+// with the effect in place.
+TEST_F(ZmqOrderFlowTest, ResentCommandThisBuildCannotRouteIsAnsweredFromTheLedger) {
+  RawOrchestrator orchestrator;
+  auto ledger = open_ledger(path("payment.db"));
+  const std::string handled = saga::encode_envelope(
+      command_envelope(std::string(payment::Charge::type), payment::Charge{"order-1", "c", 100}));
+  const std::string handled_id = std::get<saga::Envelope>(saga::decode_envelope(handled)).event_id;
+  const std::string recorded = "the reply sent before the upgrade";
+  ASSERT_TRUE(ledger->process_once(handled_id, [&](auto&) { return recorded; }));
+
+  std::vector<std::string> errors;
+  saga::ParticipantOptions options;
+  options.connection.orchestrator_endpoint = orchestrator.endpoint;
+  options.connection.service = "payment";
+  options.on_error = [&](const std::string& error) { errors.push_back(error); };
+  saga::Participant participant(options, *ledger);  // no handler for payment.Charge any more
+  ASSERT_NO_FATAL_FAILURE(orchestrator.handshake());
+
+  orchestrator.send("MESSAGE", handled);
+  EXPECT_EQ(participant.poll(2000ms), 1u);
+  EXPECT_EQ(orchestrator.next_message(5000ms), recorded);
+  EXPECT_TRUE(errors.empty()) << errors.front();
+  EXPECT_EQ(participant.stats().duplicates, 1u);
+
+  orchestrator.send("MESSAGE",
+                    saga::encode_envelope(command_envelope(std::string(payment::Charge::type),
+                                                           payment::Charge{"order-2", "c", 100})));
+  EXPECT_EQ(participant.poll(2000ms), 0u);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].find("no handler"), std::string::npos) << errors[0];
 }
 
 class ZmqCurveOrderFlowTest : public ZmqOrderFlowTest {

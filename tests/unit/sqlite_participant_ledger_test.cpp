@@ -211,6 +211,11 @@ class OneByOneLedger final : public saga::ParticipantLedger {
     replies.emplace(command_id, reply);
     return Result{false, reply};
   }
+  saga::StoreResult<std::optional<std::string>> recorded_reply(
+      const std::string& command_id) override {
+    auto found = replies.find(command_id);
+    return found == replies.end() ? std::nullopt : std::optional<std::string>(found->second);
+  }
   std::map<std::string, std::string> replies;
   int transactions = 0;
 };

@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,11 @@ class ParticipantLedger {
   // recorded, returns the stored reply without calling `work`.
   virtual StoreResult<Result> process_once(const std::string& command_id,
                                            const std::function<std::string(Unit&)>& work) = 0;
+
+  // The reply recorded for a command id, or nullopt for a command never handled. A participant
+  // asks before refusing a command it cannot route any more (no handler, no upcaster for its
+  // version): a re-sent command it handled before is still answered with the reply sent then.
+  virtual StoreResult<std::optional<std::string>> recorded_reply(const std::string& command_id) = 0;
 
   // What became of one command of a batch.
   struct Outcome {

@@ -168,6 +168,11 @@ StoreResult<ParticipantLedger::Result> SqliteParticipantLedger::process_once(
   return Result{false, std::move(reply)};
 }
 
+StoreResult<std::optional<std::string>> SqliteParticipantLedger::recorded_reply(
+    const std::string& command_id) {
+  return impl_->find_reply(command_id);
+}
+
 StoreResult<std::vector<ParticipantLedger::Outcome>> SqliteParticipantLedger::process_batch(
     const std::vector<std::string>& command_ids,
     const std::function<std::string(std::size_t index, Unit&)>& work) {

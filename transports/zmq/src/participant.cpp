@@ -52,12 +52,29 @@ struct Participant::Impl {
     return encode_envelope(envelope);
   }
 
-  // A decoded command with its handler and its payload upcast to the handler's version.
+  // A decoded command with its handler and its payload upcast to the handler's version; or, for
+  // a command this build cannot route but handled before, the reply recorded then.
   struct Routed {
     Envelope command;
     const Registration* registration = nullptr;
     nlohmann::json payload;
+    std::optional<std::string> recorded_reply = std::nullopt;
   };
+
+  // A command this participant cannot route any more (no handler, no upcaster for its version)
+  // may be the re-send of one it handled before, whose reply was lost: it is answered from the
+  // ledger. Anything else is reported and not answered.
+  std::optional<Routed> refuse_unless_answered(Routed routed, const std::string& refusal) {
+    auto recorded = ledger.recorded_reply(routed.command.event_id);
+    if (recorded && recorded.value()) {
+      routed.recorded_reply = std::move(recorded.value());
+      return routed;
+    }
+    if (!recorded)
+      report("looking up " + routed.command.event_id + ": " + recorded.error().message);
+    report(refusal);
+    return std::nullopt;
+  }
 
   std::optional<Routed> route(const std::string& bytes) {
     DecodeResult decoded = decode_envelope(bytes);
@@ -69,15 +86,16 @@ struct Participant::Impl {
     const Envelope& command = routed.command;
     auto registration = handlers.find(command.event_type);
     if (registration == handlers.end()) {
-      report("no handler for command '" + command.event_type + "' (" + command.event_id + ")");
-      return std::nullopt;
+      std::string refusal =
+          "no handler for command '" + command.event_type + "' (" + command.event_id + ")";
+      return refuse_unless_answered(std::move(routed), refusal);
     }
     routed.registration = &registration->second;
     auto upgraded = upcasters.upgrade(command.event_type, command.version,
                                       registration->second.version, command.data);
     if (auto* refusal = std::get_if<Upcasters::Refusal>(&upgraded)) {
-      report(refusal->reason + " (" + command.event_id + ")");
-      return std::nullopt;
+      std::string why = refusal->reason + " (" + command.event_id + ")";
+      return refuse_unless_answered(std::move(routed), why);
     }
     routed.payload = std::move(std::get<nlohmann::json>(upgraded));
     return routed;
@@ -99,8 +117,12 @@ struct Participant::Impl {
           return run_handler(routed, unit);
         });
         if (!result) {
-          last_error = result.error().message;
-          continue;
+          // The store failed, not the handler: nothing was recorded, and a failure reply now
+          // would be a business answer to an infrastructure problem. Not answered; the
+          // orchestrator re-sends the command after its timeout.
+          report("storing '" + command.event_type + "' (" + command.event_id +
+                 ") failed, not answered: " + result.error().message);
+          return std::nullopt;
         }
         (result.value().duplicate ? duplicates : handled).fetch_add(1, std::memory_order_relaxed);
         return result.value().reply;
@@ -132,23 +154,33 @@ struct Participant::Impl {
   // whose handler threw, or all of them when the batch could not be committed, go on alone.
   std::vector<std::optional<std::string>> handle_batch(const std::vector<Routed>& batch) {
     std::vector<std::optional<std::string>> replies(batch.size());
-    if (batch.size() == 1) {
-      replies[0] = handle_alone(batch[0], 1, "");
+    std::vector<std::size_t> to_handle;
+    for (std::size_t index = 0; index < batch.size(); ++index) {
+      if (batch[index].recorded_reply) {
+        duplicates.fetch_add(1, std::memory_order_relaxed);
+        replies[index] = batch[index].recorded_reply;
+      } else {
+        to_handle.push_back(index);
+      }
+    }
+    if (to_handle.size() <= 1) {
+      for (std::size_t index : to_handle) replies[index] = handle_alone(batch[index], 1, "");
       return replies;
     }
     std::vector<std::string> ids;
-    ids.reserve(batch.size());
-    for (const Routed& routed : batch) ids.push_back(routed.command.event_id);
+    ids.reserve(to_handle.size());
+    for (std::size_t index : to_handle) ids.push_back(batch[index].command.event_id);
     StoreResult<std::vector<ParticipantLedger::Outcome>> outcomes =
-        ledger.process_batch(ids, [&](std::size_t index, ParticipantLedger::Unit& unit) {
-          return run_handler(batch[index], unit);
+        ledger.process_batch(ids, [&](std::size_t position, ParticipantLedger::Unit& unit) {
+          return run_handler(batch[to_handle[position]], unit);
         });
-    for (std::size_t index = 0; index < batch.size(); ++index) {
+    for (std::size_t position = 0; position < to_handle.size(); ++position) {
+      const std::size_t index = to_handle[position];
       if (!outcomes) {
         replies[index] = handle_alone(batch[index], 1, "");
         continue;
       }
-      ParticipantLedger::Outcome& outcome = outcomes.value()[index];
+      ParticipantLedger::Outcome& outcome = outcomes.value()[position];
       using Kind = ParticipantLedger::Outcome::Kind;
       if (outcome.kind == Kind::failed) {
         replies[index] = handle_alone(batch[index], 2, outcome.error);

@@ -25,8 +25,12 @@
 // is unaffected) and is retried (ParticipantOptions::handler_attempts, each in a fresh
 // transaction); then the failure builder's reply is sent, or, without one (a
 // compensation must eventually succeed), nothing: the orchestrator re-sends after its timeout.
-// Commands that cannot be decoded or have no handler are reported through on_error and not
-// answered.
+// A storage failure (the ledger cannot begin, record or commit) is not a handler failure: it is
+// reported through on_error, nothing is recorded and nothing is answered, so the re-sent
+// command is handled afresh; it never produces a failure reply. Commands that cannot be decoded
+// are reported and not answered; so are commands with no handler or no upcaster for their
+// version, unless the ledger holds a reply to them (a re-send of a command handled before an
+// upgrade), which is sent again.
 //
 // Thread safety: run()/poll() on one thread; stop() from any thread.
 #pragma once
