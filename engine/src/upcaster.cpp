@@ -32,6 +32,10 @@ Upcasters::Result Upcasters::upgrade(std::string_view type, int version, int tar
     } catch (const std::exception& error) {
       return Refusal{"upcaster_failed", "upcasting '" + name + "' from version " +
                                             std::to_string(at) + " failed: " + error.what()};
+    } catch (...) {
+      return Refusal{"upcaster_failed", "upcasting '" + name + "' from version " +
+                                            std::to_string(at) +
+                                            " failed: an exception that is not a std::exception"};
     }
     if (!payload.is_object())
       return Refusal{"upcaster_failed", "upcasting '" + name + "' from version " +

@@ -705,6 +705,42 @@ TEST_F(ZmqOrderFlowTest, ParticipantStorageFailureIsNotAnsweredAndTheResentComma
   EXPECT_EQ(count_effects(sqlite_ledger->connection(), "charge", "order-1"), 1);
 }
 
+// An oversized reply used to be recorded with the effect and then refused by the orchestrator
+// (too_large) at every re-send, until the step was given up on with its effect in place.
+TEST_F(ZmqOrderFlowTest, ReplyLargerThanTheLimitIsAFailedAttemptAndNeverRecorded) {
+  RawOrchestrator orchestrator;
+  auto ledger = open_ledger(path("payment.db"));
+  std::vector<std::string> errors;
+  saga::ParticipantOptions options;
+  options.connection.orchestrator_endpoint = orchestrator.endpoint;
+  options.connection.service = "payment";
+  options.handler_attempts = 2;
+  options.max_reply_bytes = 4096;
+  options.on_error = [&](const std::string& error) { errors.push_back(error); };
+  saga::Participant participant(options, *ledger);
+  participant.on<payment::Charge>(
+      [](const payment::Charge& command, saga::ParticipantLedger::Unit& unit) -> saga::Reply {
+        record_effect(unit, "charge", command.order_id);
+        return payment::Charged{std::string(8192, 'p')};
+      },
+      [](const payment::Charge&, const std::string& error) -> saga::Reply {
+        return payment::Declined{error.substr(0, 200)};
+      });
+  ASSERT_NO_FATAL_FAILURE(orchestrator.handshake());
+
+  orchestrator.send("MESSAGE",
+                    saga::encode_envelope(command_envelope(std::string(payment::Charge::type),
+                                                           payment::Charge{"order-1", "c", 100})));
+  EXPECT_EQ(participant.poll(2000ms), 1u);
+  auto reply = orchestrator.next_message(5000ms);
+  ASSERT_TRUE(reply);
+  auto envelope = std::get<saga::Envelope>(saga::decode_envelope(*reply));
+  EXPECT_EQ(envelope.event_type, payment::Declined::type);
+  EXPECT_NE(envelope.data.at("reason").get<std::string>().find("max_reply_bytes"),
+            std::string::npos);
+  EXPECT_EQ(count_effects(ledger->connection(), "charge", "order-1"), 0) << "effect kept";
+}
+
 // A command handled before an upgrade that dropped its handler, re-sent because the reply was
 // lost, used to be refused ("no handler") although the ledger held its reply: the step timed out
 // with the effect in place.

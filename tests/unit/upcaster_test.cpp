@@ -64,6 +64,16 @@ TEST(Upcasters, ThrowingUpcasterIsReportedNotPropagated) {
   EXPECT_NE(refusal.reason.find("bad v1"), std::string::npos);
 }
 
+// A throw of anything else used to escape upgrade(), and with it a participant's poll().
+TEST(Upcasters, UpcasterThrowingSomethingElseThanAnExceptionIsReportedToo) {
+  saga::Upcasters upcasters;
+  upcasters.add("payment.Charged", 1, [](nlohmann::json) -> nlohmann::json { throw 42; });
+  auto result = upcasters.upgrade("payment.Charged", 1, 2, nlohmann::json::object());
+  auto& refusal = std::get<saga::Upcasters::Refusal>(result);
+  EXPECT_EQ(refusal.code, "upcaster_failed");
+  EXPECT_NE(refusal.reason.find("not a std::exception"), std::string::npos) << refusal.reason;
+}
+
 TEST(Upcasters, UpcasterMustProduceAnObject) {
   saga::Upcasters upcasters;
   upcasters.add("payment.Charged", 1, [](nlohmann::json) { return nlohmann::json::array(); });

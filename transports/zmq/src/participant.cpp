@@ -39,6 +39,15 @@ struct Participant::Impl {
   }
 
   std::string encode_reply(const Envelope& command, const Reply& reply) const {
+    std::string bytes = encode_unchecked(command, reply);
+    if (bytes.size() > options.max_reply_bytes)
+      throw std::length_error("the reply '" + reply.type + "' is " + std::to_string(bytes.size()) +
+                              " bytes encoded, more than max_reply_bytes (" +
+                              std::to_string(options.max_reply_bytes) + ")");
+    return bytes;
+  }
+
+  std::string encode_unchecked(const Envelope& command, const Reply& reply) const {
     Envelope envelope;
     envelope.event_id = new_uuid();
     envelope.event_type = reply.type;
@@ -146,6 +155,9 @@ struct Participant::Impl {
       report("recording the failure of '" + command.event_type + "': " + result.error().message);
     } catch (const std::exception& error) {
       report("building the failure reply of '" + command.event_type + "': " + error.what());
+    } catch (...) {
+      report("building the failure reply of '" + command.event_type +
+             "': an exception that is not a std::exception");
     }
     return std::nullopt;
   }

@@ -46,6 +46,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "saga/envelope.hpp"
 #include "saga/message.hpp"
 #include "saga/participant_ledger.hpp"
 #include "saga/upcaster.hpp"
@@ -72,6 +73,11 @@ struct ParticipantOptions {
   // of one per command; their replies are sent after that commit. At most this many per
   // transaction; 1 handles each command in a transaction of its own. Default: 64.
   std::size_t max_batch = 64;
+  // The largest encoded reply a handler (or failure builder) may produce. A larger one is
+  // treated like a throw (its writes undone, retried, then the failure reply): recorded, it
+  // would be refused by the orchestrator (too_large) at every re-send. Default: 1 MiB, the
+  // orchestrator's default limit.
+  std::size_t max_reply_bytes = kDefaultMaxMessageBytes;
   // Called with a description of every command that could not be handled. Default: stderr.
   std::function<void(const std::string&)> on_error = {};
 };
