@@ -7,6 +7,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <string>
 #include <string_view>
@@ -113,7 +114,24 @@ std::string describe_parse_failure(std::string_view bytes) {
 
 // Whether arrays and objects nest deeper than `limit` in JSON text, found without parsing it
 // (brackets inside strings do not count). Malformed text is left to the parser.
+// How many times `c` occurs in `text`, counting no further than limit + 1 (memchr: vectorized).
+std::size_t occurrences(std::string_view text, char c, std::size_t limit) noexcept {
+  std::size_t found = 0;
+  const char* at = text.data();
+  const char* const end = text.data() + text.size();
+  while (found <= limit && at < end) {
+    at = static_cast<const char*>(std::memchr(at, c, static_cast<std::size_t>(end - at)));
+    if (at == nullptr) break;
+    ++found;
+    ++at;
+  }
+  return found;
+}
+
 bool nests_deeper_than(std::string_view text, std::size_t limit) noexcept {
+  // Fewer opening brackets than the limit cannot nest deeper: counting them settles the usual
+  // envelope, and only bracket-heavy text is scanned byte by byte.
+  if (occurrences(text, '[', limit) + occurrences(text, '{', limit) <= limit) return false;
   std::size_t depth = 0;
   bool in_string = false;
   for (std::size_t i = 0; i < text.size(); ++i) {
