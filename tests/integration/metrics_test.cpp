@@ -722,6 +722,37 @@ TEST(MetricsHttpServer, HealthCheckReportsAProblemWith503) {
   EXPECT_EQ(response->body, "engine stopped\n");
 }
 
+// httplib reads a request's body before routing it, by default without a limit: one endless
+// POST used to grow the orchestrator's memory until the OOM killer took it.
+TEST(MetricsHttpServer, RequestBodiesPastAFewKibAreRefusedAndScrapesGoOn) {
+  auto metrics = std::make_shared<saga::Metrics>();
+  auto server = saga::MetricsHttpServer::start(metrics, {"127.0.0.1", 0});
+  httplib::Client client("127.0.0.1", server->port());
+  auto declared = client.Post("/metrics", std::string(1024 * 1024, 'x'), "text/plain");
+  if (declared) {
+    EXPECT_TRUE(declared->status == 413 || declared->status == 405) << declared->status;
+  }
+
+  std::size_t offered = 0;
+  auto chunked = client.Post(
+      "/metrics",
+      [&](std::size_t, httplib::DataSink& sink) {
+        static const std::string chunk(64 * 1024, 'y');
+        if (offered >= 64 * 1024 * 1024) return false;
+        offered += chunk.size();
+        return sink.write(chunk.data(), chunk.size());
+      },
+      "text/plain");
+  if (chunked) {
+    EXPECT_EQ(chunked->status, 405);
+  }
+  EXPECT_LT(offered, 64u * 1024 * 1024) << "the server kept reading";
+
+  auto scrape = client.Get("/metrics");
+  ASSERT_TRUE(scrape);
+  EXPECT_EQ(scrape->status, 200);
+}
+
 TEST(ListenAddress, ParsesHostAndPortAndRefusesTheRest) {
   EXPECT_EQ(saga::parse_listen_address("127.0.0.1:9464"),
             std::make_pair(std::string("127.0.0.1"), 9464));

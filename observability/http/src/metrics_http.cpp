@@ -10,6 +10,9 @@
 #include <thread>
 
 namespace saga {
+namespace {
+constexpr std::size_t kMaxRequestBodyBytes = 4096;
+}  // namespace
 
 struct MetricsHttpServer::Impl {
   std::shared_ptr<const Metrics> metrics;
@@ -34,6 +37,25 @@ std::unique_ptr<MetricsHttpServer> MetricsHttpServer::start(std::shared_ptr<cons
   impl->options = std::move(options);
   Impl& self = *impl;
   self.server.new_task_queue = [] { return new httplib::ThreadPool(2); };
+  // Only GETs are served, and no request body is read into memory (httplib reads a body before
+  // routing, by default without a limit, so one POST could fill the engine's memory). One request
+  // per connection and short timeouts keep the two workers from being held by idle clients.
+  self.server.set_payload_max_length(kMaxRequestBodyBytes);  // a declared length: 413
+  // A chunked body has no declared length, and httplib 0.11 does not hold it to that limit: other
+  // methods are answered before their body is read (pre-routing runs before it), and the
+  // connection closes.
+  self.server.set_pre_routing_handler(
+      [](const httplib::Request& request, httplib::Response& response) {
+        if (request.method == "GET" || request.method == "HEAD")
+          return httplib::Server::HandlerResponse::Unhandled;
+        response.status = 405;
+        response.set_header("Allow", "GET, HEAD");
+        response.set_content("only GET is served\n", "text/plain; charset=utf-8");
+        return httplib::Server::HandlerResponse::Handled;
+      });
+  self.server.set_keep_alive_max_count(1);
+  self.server.set_read_timeout(2, 0);
+  self.server.set_write_timeout(2, 0);
   // httplib's default sets SO_REUSEPORT, which would let a second process share the port.
   self.server.set_socket_options([](auto socket) {
     int yes = 1;

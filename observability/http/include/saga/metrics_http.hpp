@@ -10,7 +10,10 @@
 // Endpoints:
 //   GET /metrics  200, Content-Type "text/plain; version=0.0.4; charset=utf-8", Metrics::render()
 //   GET /healthz  200 "ok\n"; 503 and the reason when MetricsHttpOptions::health_check says so
-//   anything else 404
+//   anything else 404; any method but GET and HEAD 405, before its body is read (a declared
+//   body over 4 KiB: 413). One request per connection; reads and writes time out after 2 s.
+//   Two workers serve it: meant for a scraper on a private network, not for the open internet
+//   (a client that trickles its headers still holds a worker).
 //
 // Ownership: the server shares the registry and runs its own threads (a listener and a small
 // pool) from start() until stop() or destruction.
