@@ -479,6 +479,22 @@ TEST(SqliteStoreExclusiveWriter, SecondWriterIsRefusedUntilTheFirstIsDestroyed) 
   EXPECT_TRUE(third) << third.error().message;
 }
 
+// The lock file was named after the path as given: a second engine reaching the same database
+// through a symlink (or "dir/../saga.db") got a lock of its own and wrote beside the first.
+TEST(SqliteStoreExclusiveWriter, ASecondWriterThroughAnotherPathToTheSameFileIsRefused) {
+  TempDir dir;
+  const fs::path db = dir.path() / "saga.db";
+  auto first = open_or_fail(file_options(db));
+  ASSERT_TRUE(first);
+  fs::create_directory(dir.path() / "sub");
+  fs::create_symlink(db, dir.path() / "link.db");
+  for (const fs::path& other : {dir.path() / "link.db", dir.path() / "sub" / ".." / "saga.db"}) {
+    auto second = SqliteStore::open(file_options(other));
+    ASSERT_FALSE(second) << other;
+    EXPECT_EQ(second.error().code, StoreErrorCode::busy) << other;
+  }
+}
+
 TEST(SqliteStoreExclusiveWriter, WithoutExclusiveWriterTwoStoresMayShareADatabase) {
   TempDir dir;
   StoreOptions options = file_options(dir.path() / "saga.db");

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <filesystem>
 #include <limits>
 #include <mutex>
 #include <string_view>
@@ -186,7 +187,8 @@ class Transaction {
 };
 
 // "<path>.lock", held with flock(LOCK_EX) while the store lives; closing the descriptor releases
-// it (also when the process dies).
+// it (also when the process dies). The path is resolved first (symlinks, "..", "."), so two paths
+// to one database find one lock; a hard link to the database is not detected.
 class LockFile {
  public:
   LockFile() = default;
@@ -197,7 +199,9 @@ class LockFile {
   LockFile& operator=(const LockFile&) = delete;
 
   Error acquire(const std::string& db_path) {
-    const std::string lock_path = db_path + ".lock";
+    std::error_code unresolved;
+    const std::filesystem::path resolved = std::filesystem::weakly_canonical(db_path, unresolved);
+    const std::string lock_path = (unresolved ? db_path : resolved.string()) + ".lock";
     const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
       return StoreError{StoreErrorCode::io_error, "cannot open lock file " + lock_path + ": " +
