@@ -1069,7 +1069,8 @@ struct Engine::Impl {
     std::optional<OutboxMessage> command;
     for (auto& row : rows.value())
       if (row.message_id == command_id) command = row;
-    if (!command || !saga->instance->unpark())
+    if (!command || !waits_for(saga->instance->state(), command->message_type) ||
+        !saga->instance->unpark())
       return refuse("saga " + request.saga_id +
                     " was parked by a failure its state cannot wait out (see its journal); fix "
                     "the cause and resolve it");
@@ -1082,6 +1083,15 @@ struct Engine::Impl {
     turn.rearm.push_back(*command);
     request.result = {
         true, "saga " + request.saga_id + " retried: " + command->message_type + " sent again"};
+  }
+
+  // Whether a saga in `state` waits for a command of `type`. The DSL names a waiting state
+  // "awaiting:<type>" or "compensating:<type>". Where user code parked a saga after a timeout (a
+  // compensation's builder threw), the timed-out command is not the one its state waits for.
+  // A hand-written machine's states are named freely and are not checked.
+  static bool waits_for(std::string_view state, std::string_view type) {
+    const auto colon = state.find(':');
+    return colon == std::string_view::npos || state.substr(colon + 1) == type;
   }
 
   // Operator requests a tool queued in the store join the next turn like API calls.

@@ -6,8 +6,12 @@
 #include <string>
 #include <vector>
 
+#include "../support/participant.hpp"
 #include "saga/definition.hpp"
 #include "saga/detail/runtime.hpp"
+#include "saga/engine.hpp"
+#include "saga/memory_transport.hpp"
+#include "saga/sqlite_store.hpp"
 #include "saga/testing.hpp"
 
 namespace chain {
@@ -281,6 +285,40 @@ TEST(LinearDsl, ParkedSagaTakesNoMoreMessages) {
       .when_reply(Failed2{})
       .expect_failed()
       .when_unexpected_reply(Undone1{});
+}
+
+// Engine::retry re-sends the command whose retry policy ran out. When user code parked the saga
+// after that timeout (here the compensation's builder throws), the timed-out step command is not
+// what the saga waits for: retry used to re-send it anyway and report success.
+TEST(LinearDslEngine, RetryOfASagaParkedByUserCodeAfterATimeoutIsRefused) {
+  using namespace std::chrono_literals;
+  saga::Options options;
+  options.store.path = ":memory:";
+  options.idle_wait = 0ms;
+  options.command_retry = {10s, 1.0, 10s, 0.0, 1};
+  saga::ManualClock clock;
+  saga::MemoryTransport transport;
+  auto store = std::move(saga::SqliteStore::open(options.store).value());
+  saga::Engine engine(options, *store, transport, clock);
+  engine.register_saga<chain::Three>();
+  std::string id = engine.start<chain::Three>(Data{{}, "chain.Undo1"});
+  engine.run_once();
+  auto do1 = saga::test::take_commands(transport).at(0);
+  transport.deliver(saga::test::reply_bytes(do1.envelope, "chain.Done1", {{"note", "1"}}));
+  engine.run_once();
+  ASSERT_EQ(saga::test::take_commands(transport).at(0).envelope.event_type, "chain.Do2");
+  clock.advance(11s);
+  for (int turn = 0; turn < 3; ++turn) engine.run_once();  // Do2 is given up on; Undo1 throws
+  auto parked = store->load_saga(id).value();
+  ASSERT_EQ(parked->status, saga::SagaStatus::Failed);
+  ASSERT_EQ(parked->state, "compensating:chain.Undo1");
+
+  auto answer = engine.retry(id);
+  engine.run_once();
+  auto result = answer.get();
+  EXPECT_FALSE(result.ok) << result.message;
+  EXPECT_TRUE(saga::test::take_commands(transport).empty()) << "the timed-out step was re-sent";
+  EXPECT_EQ(store->load_saga(id).value()->status, saga::SagaStatus::Failed);
 }
 
 }  // namespace

@@ -138,7 +138,9 @@ class Engine {
   //
   // retry: a saga parked as Failed because a command's retry policy ran out goes back to waiting
   //   for that command, which is re-sent (same eventId) with a fresh retry policy. Refused for a
-  //   saga parked by a failure of user code (fix the cause, then resolve it) or not Failed.
+  //   saga parked by a failure of user code (fix the cause, then resolve it) or not Failed; user
+  //   code that failed after a timeout is recognised by the DSL's state names (the command is
+  //   not the one "awaiting:"/"compensating:" names), not in a hand-written machine.
   // resolve: an operator closes a Failed saga as Completed or Compensated (after fixing things
   //   by hand); the note is journaled.
   // replay_dead_letter: feeds a dead letter's original bytes to the engine again, once: the
