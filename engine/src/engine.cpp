@@ -1130,6 +1130,17 @@ struct Engine::Impl {
       return;
     std::string code, reason;
     CachedSaga* saga = load(turn, row.saga_id, code, reason);
+    if (!saga && code != "unknown_saga") {
+      // This build cannot load the saga (its type, version or state is unknown here): the
+      // command stays open in the store, for a build that can to re-arm it when it starts.
+      if (logs(LogLevel::warn))
+        write_later(turn, command_line(LogLevel::warn,
+                                       "command timed out for a saga this "
+                                       "engine cannot load; left open",
+                                       row)
+                              .with("reason", reason));
+      return;
+    }
     if (!saga || is_terminal(saga->instance->status())) {
       turn.batch.replied.push_back(row.message_id);  // nothing waits for it any more
       return;

@@ -354,6 +354,37 @@ TEST_F(EngineTimeoutTest, AnUnexpectedReplyToACommandNotGivenUpOnStaysUnexpected
   EXPECT_EQ(letters[0].reason_code, "unexpected");
 }
 
+// An engine that cannot load a saga (its type is not registered in this build) used to close the
+// saga's timed-out command silently: once the right build ran again, nothing was in flight, and
+// the saga waited for ever. The command now stays open for that build to give up on.
+TEST_F(EngineTimeoutTest, CommandOfASagaThisEngineCannotLoadStaysOpenWhenItTimesOut) {
+  std::string id = start();
+  engine->run_once();
+  engine->run_once();  // the dispatch mark
+  take_commands(transport);
+  engine.reset();
+
+  auto unaware = std::make_unique<saga::Engine>(options, *store, transport, clock);
+  unaware->run_once();
+  for (int i = 0; i < 4; ++i) {
+    clock.advance(11s);
+    unaware->run_once();
+    unaware->run_once();
+  }
+  unaware.reset();
+  take_commands(transport);
+  ASSERT_EQ(store->awaiting_reply(10).value().size(), 1u) << "closed by an engine that could "
+                                                             "not load its saga";
+
+  make_engine();
+  engine->run_once();
+  clock.advance(11s);
+  engine->run_once();
+  engine->run_once();
+  EXPECT_EQ(store->load_saga(id).value()->status, saga::SagaStatus::Compensated);
+  EXPECT_EQ(journal_count(id, saga::JournalKind::timed_out), 1u);
+}
+
 TEST_F(EngineTimeoutTest, JitterKeepsEachWaitWithinItsBounds) {
   options.command_retry = {10s, 1.0, 10s, 0.2, 0};
   options.random_seed = 7;
