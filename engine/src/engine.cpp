@@ -540,6 +540,13 @@ struct Engine::Impl {
   CachedSaga* load(Turn& turn, const std::string& saga_id, std::string& code, std::string& reason) {
     if (auto found = cache.find(saga_id); found != cache.end()) return &found->second;
     auto loaded = store.load_saga(saga_id);
+    if (!loaded && loaded.error().code == StoreErrorCode::corrupt) {
+      // One row this build cannot read (a status it does not know, a damaged page) refuses its
+      // own saga's inputs; failing the turn would stall every other saga with it.
+      code = "unreadable_saga";
+      reason = "saga '" + saga_id + "' cannot be read: " + loaded.error().message;
+      return nullptr;
+    }
     if (!loaded) throw TurnAborted{loaded.error()};
     if (!loaded.value()) {
       code = "unknown_saga";

@@ -1,7 +1,10 @@
 // The engine when user code misbehaves in ways the state machine cannot absorb, and clean
 // shutdown with work still queued.
 #include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <unistd.h>
 
+#include <filesystem>
 #include <string>
 #include <utility>
 #include <vector>
@@ -286,6 +289,52 @@ TEST_F(EngineRobustnessTest, StopDrainsEveryAcceptedStartHoweverManyTurnsItTakes
   }
   EXPECT_EQ(take_commands(transport).size(), 150u);
   EXPECT_TRUE(store->pending_outbox(200).value().empty()) << "dispatch marks not flushed";
+}
+
+// A saga row the store cannot read (here a status this build does not know) used to fail every
+// turn that touched it: the turn was retried for ever and no other saga moved.
+TEST_F(EngineRobustnessTest, ASagaRowThatCannotBeReadRefusesOnlyItsOwnReplies) {
+  const auto db = std::filesystem::temp_directory_path() /
+                  ("saga-unreadable-" + std::to_string(::getpid()) + ".db");
+  std::filesystem::remove(db);
+  saga::Options file_options = options;
+  file_options.store.path = db.string();
+  auto file_store = std::move(saga::SqliteStore::open(file_options.store).value());
+  auto first = std::make_unique<saga::Engine>(file_options, *file_store, transport, clock);
+  first->register_saga<order::OrderSaga>();
+  std::string bad = first->start<order::OrderSaga>({"o-1", "c-1", "addr", {{"sku", 1, 100}}});
+  std::string good = first->start<order::OrderSaga>({"o-2", "c-1", "addr", {{"sku", 1, 100}}});
+  first->run_once();
+  first->run_once();
+  first.reset();
+  auto commands = take_commands(transport);
+  ASSERT_EQ(commands.size(), 2u);
+  {
+    sqlite3* raw = nullptr;
+    ASSERT_EQ(sqlite3_open(db.c_str(), &raw), SQLITE_OK);
+    const std::string sql = "UPDATE sagas SET status = 'Bogus' WHERE id = '" + bad + "'";
+    EXPECT_EQ(sqlite3_exec(raw, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(raw);
+  }
+
+  saga::Engine engine(file_options, *file_store, transport, clock);
+  engine.register_saga<order::OrderSaga>();
+  engine.run_once();
+  for (const auto& command : commands)
+    transport.deliver(
+        reply_bytes(command.envelope, "inventory.Reserved", {{"reservation_id", "r"}}));
+  engine.run_once();
+  EXPECT_EQ(engine.stats().commit_failures, 0u);
+  EXPECT_EQ(file_store->load_saga(good).value()->state, "awaiting:payment.Charge");
+  auto letters = file_store->dead_letters(10).value();
+  ASSERT_EQ(letters.size(), 1u);
+  EXPECT_EQ(letters[0].reason_code, "unreadable_saga");
+  EXPECT_NE(letters[0].reason.find("Bogus"), std::string::npos) << letters[0].reason;
+  file_store.reset();
+  std::filesystem::remove(db);
+  std::filesystem::remove(db.string() + "-wal");
+  std::filesystem::remove(db.string() + "-shm");
+  std::filesystem::remove(db.string() + ".lock");
 }
 
 TEST_F(EngineRobustnessTest, ThrowingOutcomeCallbackIsCountedAndDoesNotStopTheLoop) {

@@ -195,7 +195,8 @@ class Store {
                                                                  std::size_t limit) = 0;
 
   // Monitoring, read once when an engine with metrics starts: the number of sagas per type and
-  // status (one aggregate query; pairs without sagas are absent), and the dead-letter queue
+  // status (one aggregate query; pairs without sagas are absent, and so are rows whose status
+  // this build does not know), and the dead-letter queue
   // depth (dead letters neither replayed nor discarded).
   virtual StoreResult<std::vector<SagaCount>> count_sagas() = 0;
   virtual StoreResult<std::int64_t> count_open_dead_letters() = 0;

@@ -649,7 +649,8 @@ Error SqliteStore::Impl::prepare_statements() {
       {&select_outbox, select_outbox_sql.c_str()},
       {&select_sagas_by_status, select_by_status_sql.c_str()},
       {&count_sagas,
-       "SELECT type, status, COUNT(*) FROM sagas GROUP BY type, status ORDER BY type, status"},
+       "SELECT type, status, COUNT(*) FROM sagas WHERE status IN ('Running', 'Compensating', "
+       "'Completed', 'Compensated', 'Failed') GROUP BY type, status ORDER BY type, status"},
       {&count_open_dead_letters,
        "SELECT COUNT(*) FROM dead_letters WHERE replayed_at IS NULL AND discarded_at IS NULL"},
   };
