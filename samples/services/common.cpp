@@ -269,9 +269,16 @@ int run_service(const CommonOptions& options, const Service& service) {
   participant_options.handler_attempts = 3;
   participant_options.max_batch = options.batch;
   participant_options.on_error = [](const std::string& what) { log(Level::error, what); };
+  CommandLog command_log;
+  participant_options.on_answered = [&command_log](const saga::Envelope& command, bool duplicate) {
+    if (auto line = command_log.take(command))
+      log(line->first, line->second);
+    else if (duplicate)
+      info("answered a redelivered " + command.event_type + " (" + command.event_id +
+           ") with the reply recorded the first time");
+  };
 
   std::unique_ptr<saga::Participant> participant;
-  CommandLog command_log;
   try {
     participant = std::make_unique<saga::Participant>(participant_options, *ledger);
     service.handlers(*participant, command_log);
@@ -288,16 +295,11 @@ int run_service(const CommonOptions& options, const Service& service) {
       info(std::string("stopping on ") + (signal == SIGINT ? "SIGINT" : "SIGTERM"));
       participant->stop();
     });
-    // Participant::run() with one addition: the handler's log line is printed only once its
-    // reply was committed and sent, and a redelivered command is logged too.
+    // Participant::run() with one addition: the notes of commands a poll left unanswered are
+    // dropped before the next (on_answered above logs the others, once each reply is queued).
     while (!stopping.load()) {
       command_log.clear();
-      auto duplicates = participant->stats().duplicates;
-      if (!participant->poll(std::chrono::milliseconds{100})) continue;
-      if (auto line = command_log.take())
-        log(line->first, line->second);
-      else if (participant->stats().duplicates > duplicates)
-        info("answered a redelivered command with the reply recorded the first time");
+      participant->poll(std::chrono::milliseconds{100});
     }
   }
   auto stats = participant->stats();

@@ -13,12 +13,14 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
 
+#include "saga/envelope.hpp"
 #include "saga/participant.hpp"
 
 namespace services {
@@ -62,25 +64,33 @@ inline void info(std::string_view message) {
   log(Level::info, message);
 }
 
-// What the current command's handler did, logged once its reply has been committed and sent
-// (a handler attempt that is rolled back logs nothing).
+// What each command's handler did, logged once the command's reply was committed and queued
+// (ParticipantOptions::on_answered, see run_service). Notes are kept per command (its type and
+// order id): a handler attempt that is rolled back and retried replaces its note, and the notes
+// of commands left unanswered are dropped at the next poll.
 class CommandLog {
  public:
-  void note(std::string line, Level level = Level::info) {
-    line_ = std::move(line);
-    level_ = level;
+  template <class Command>
+  void note(const Command& command, std::string line, Level level = Level::info) {
+    notes_[key(Command::type, command.order_id)] = {level, std::move(line)};
   }
-  void clear() { line_.reset(); }
-  std::optional<std::pair<Level, std::string>> take() {
-    if (!line_) return std::nullopt;
-    auto result = std::make_pair(level_, std::move(*line_));
-    line_.reset();
-    return result;
+  void clear() { notes_.clear(); }
+  // The note left for an answered command, if any.
+  std::optional<std::pair<Level, std::string>> take(const saga::Envelope& command) {
+    const auto order_id = command.data.find("order_id");
+    if (order_id == command.data.end() || !order_id->is_string()) return std::nullopt;
+    auto found = notes_.find(key(command.event_type, order_id->get<std::string>()));
+    if (found == notes_.end()) return std::nullopt;
+    auto note = std::move(found->second);
+    notes_.erase(found);
+    return note;
   }
 
  private:
-  std::optional<std::string> line_;
-  Level level_ = Level::info;
+  static std::string key(std::string_view type, const std::string& order_id) {
+    return std::string(type) + " " + order_id;
+  }
+  std::map<std::string, std::pair<Level, std::string>> notes_;
 };
 
 // ---- signals and the run loop ------------------------------------------------------------

@@ -123,8 +123,8 @@ void add_handlers(saga::Participant& participant, services::CommandLog& log,
         sqlite3* db = saga::sqlite_connection(unit);
         const std::string reservation_id = "res-" + command.order_id;
         auto refuse = [&](const std::string& sku, const std::string& reason) {
-          log.note("out of stock for " + command.order_id + ": " + (sku.empty() ? "" : sku + ": ") +
-                   reason);
+          log.note(command, "out of stock for " + command.order_id + ": " +
+                                (sku.empty() ? "" : sku + ": ") + reason);
           return inventory::OutOfStock{sku, reason};
         };
         if (command.items.empty()) return refuse("", "the order has no items");
@@ -162,11 +162,12 @@ void add_handlers(saga::Participant& participant, services::CommandLog& log,
                             reservation_id, command.order_id, sku, quantity);
           summary += (summary.empty() ? "" : ", ") + std::to_string(quantity) + " x " + sku;
         }
-        log.note("reserved " + command.order_id + " (" + reservation_id + "): " + summary);
+        log.note(command, "reserved " + command.order_id + " (" + reservation_id + "): " + summary);
         return inventory::Reserved{reservation_id};
       },
       [&log](const inventory::Reserve& command, const std::string& error) -> saga::Reply {
-        log.note("reserving " + command.order_id + " failed after retries, refused: " + error,
+        log.note(command,
+                 "reserving " + command.order_id + " failed after retries, refused: " + error,
                  services::Level::warn);
         return inventory::OutOfStock{"", error};
       });
@@ -190,12 +191,12 @@ void add_handlers(saga::Participant& participant, services::CommandLog& log,
         db, "UPDATE reservations SET released = 1 WHERE reservation_id = ?1 AND released = 0",
         command.reservation_id);
     if (held.empty())
-      log.note("released " + command.order_id + " (" + command.reservation_id +
-               "): nothing held (unknown or already released)");
+      log.note(command, "released " + command.order_id + " (" + command.reservation_id +
+                            "): nothing held (unknown or already released)");
     else
-      log.note("released " + command.order_id + " (" + command.reservation_id +
-               "): " + std::to_string(units) + " units of " + std::to_string(held.size()) +
-               " SKUs back in stock");
+      log.note(command, "released " + command.order_id + " (" + command.reservation_id +
+                            "): " + std::to_string(units) + " units of " +
+                            std::to_string(held.size()) + " SKUs back in stock");
     return inventory::Released{command.reservation_id};
   });
 }

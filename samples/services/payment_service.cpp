@@ -39,7 +39,7 @@ void add_handlers(saga::Participant& participant, services::CommandLog& log, con
         // recorded, so a redelivered command gets the same answer.
         const bool issuer_declines = std::bernoulli_distribution(rules.decline_rate)(random);
         auto decline = [&](const std::string& reason) {
-          log.note("declined " + command.order_id + ": " + reason);
+          log.note(command, "declined " + command.order_id + ": " + reason);
           return payment::Declined{reason};
         };
         if (command.amount_cents < 0)
@@ -55,12 +55,14 @@ void add_handlers(saga::Participant& participant, services::CommandLog& log, con
         services::execute(
             db, "INSERT INTO payments (payment_id, order_id, amount_cents) VALUES (?1, ?2, ?3)",
             payment_id, command.order_id, command.amount_cents);
-        log.note("charged " + command.order_id + " (" + payment_id +
-                 "): " + std::to_string(command.amount_cents) + " cents to " + command.customer_id);
+        log.note(command, "charged " + command.order_id + " (" + payment_id +
+                              "): " + std::to_string(command.amount_cents) + " cents to " +
+                              command.customer_id);
         return payment::Charged{payment_id};
       },
       [&log](const payment::Charge& command, const std::string& error) -> saga::Reply {
-        log.note("charging " + command.order_id + " failed after retries, declined: " + error,
+        log.note(command,
+                 "charging " + command.order_id + " failed after retries, declined: " + error,
                  services::Level::warn);
         return payment::Declined{error};
       });
@@ -74,15 +76,15 @@ void add_handlers(saga::Participant& participant, services::CommandLog& log, con
         if (refunded > 0) {
           auto cents = services::query_integer(
               db, "SELECT amount_cents FROM payments WHERE payment_id = ?1", command.payment_id);
-          log.note("refunded " + command.order_id + " (" + command.payment_id +
-                   "): " + std::to_string(cents.value_or(0)) + " cents");
+          log.note(command, "refunded " + command.order_id + " (" + command.payment_id +
+                                "): " + std::to_string(cents.value_or(0)) + " cents");
         } else if (services::query_integer(db, "SELECT 1 FROM payments WHERE payment_id = ?1",
                                            command.payment_id)) {
-          log.note("refunded " + command.order_id + " (" + command.payment_id +
-                   "): already refunded, nothing to do");
+          log.note(command, "refunded " + command.order_id + " (" + command.payment_id +
+                                "): already refunded, nothing to do");
         } else {
-          log.note("refunded " + command.order_id + " (" + command.payment_id +
-                   "): no such payment, nothing to do");
+          log.note(command, "refunded " + command.order_id + " (" + command.payment_id +
+                                "): no such payment, nothing to do");
         }
         return payment::Refunded{command.payment_id};
       });

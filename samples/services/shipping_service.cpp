@@ -38,7 +38,7 @@ void add_handlers(saga::Participant& participant, services::CommandLog& log, dou
         // recorded, so a redelivered command gets the same answer.
         const bool lost = std::bernoulli_distribution(failure_rate)(random);
         auto undeliverable = [&](const std::string& reason) {
-          log.note("undeliverable " + command.order_id + ": " + reason);
+          log.note(command, "undeliverable " + command.order_id + ": " + reason);
           return shipping::Undeliverable{reason};
         };
         if (blank(command.address)) return undeliverable("no address");
@@ -50,12 +50,13 @@ void add_handlers(saga::Participant& participant, services::CommandLog& log, dou
                           "INSERT INTO shipments (shipment_id, order_id, address, "
                           "tracking_number) VALUES (?1, ?2, ?3, ?4)",
                           shipment_id, command.order_id, command.address, tracking_number);
-        log.note("shipped " + command.order_id + " (" + tracking_number + ") to " +
-                 command.address);
+        log.note(command, "shipped " + command.order_id + " (" + tracking_number + ") to " +
+                              command.address);
         return shipping::Shipped{tracking_number};
       },
       [&log](const shipping::Ship& command, const std::string& error) -> saga::Reply {
-        log.note("shipping " + command.order_id + " failed after retries, undeliverable: " + error,
+        log.note(command,
+                 "shipping " + command.order_id + " failed after retries, undeliverable: " + error,
                  services::Level::warn);
         return shipping::Undeliverable{error};
       });

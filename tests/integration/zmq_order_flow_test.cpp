@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "../support/participant.hpp"
@@ -591,6 +592,10 @@ TEST_F(ZmqOrderFlowTest, ParticipantHandlesABurstInOneLedgerTransaction) {
   options.connection.orchestrator_endpoint = orchestrator.endpoint;
   options.connection.service = "inventory";
   options.on_error = [](const std::string&) {};
+  std::vector<std::pair<std::string, bool>> reported;  // on_answered: command id, duplicate
+  options.on_answered = [&](const saga::Envelope& command, bool duplicate) {
+    reported.emplace_back(command.event_id, duplicate);
+  };
   saga::Participant participant(options, *ledger);
   int flaky_attempts = 0;
   participant.on<inventory::Reserve>(
@@ -634,6 +639,11 @@ TEST_F(ZmqOrderFlowTest, ParticipantHandlesABurstInOneLedgerTransaction) {
   std::vector<std::string> expected = command_ids;
   expected.push_back(command_ids.back());
   EXPECT_EQ(answered, expected) << "every command answered once, in arrival order";
+  ASSERT_EQ(reported.size(), expected.size()) << "on_answered once per answered command";
+  for (std::size_t i = 0; i < reported.size(); ++i) {
+    EXPECT_EQ(reported[i].first, expected[i]);
+    EXPECT_EQ(reported[i].second, i == reported.size() - 1) << "only the repeat is a duplicate";
+  }
   for (int i = 1; i <= kCommands; ++i)
     EXPECT_EQ(count_effects(ledger->connection(), "reserve", "order-" + std::to_string(i)), 1)
         << "order-" << i;

@@ -61,6 +61,12 @@ struct Participant::Impl {
     return encode_envelope(envelope);
   }
 
+  // The reply to send for a command, and whether it comes from the ledger (a duplicate).
+  struct Answer {
+    std::string reply;
+    bool duplicate = false;
+  };
+
   // A decoded command with its handler and its payload upcast to the handler's version; or, for
   // a command this build cannot route but handled before, the reply recorded then.
   struct Routed {
@@ -117,8 +123,8 @@ struct Participant::Impl {
   // Handles one command in transactions of its own: attempts `first_attempt` to
   // handler_attempts, then the failure reply. The reply to send, or nullopt when it cannot be
   // answered now.
-  std::optional<std::string> handle_alone(const Routed& routed, int first_attempt,
-                                          std::string last_error) {
+  std::optional<Answer> handle_alone(const Routed& routed, int first_attempt,
+                                     std::string last_error) {
     const Envelope& command = routed.command;
     for (int attempt = first_attempt; attempt <= std::max(1, options.handler_attempts); ++attempt) {
       try {
@@ -134,7 +140,7 @@ struct Participant::Impl {
           return std::nullopt;
         }
         (result.value().duplicate ? duplicates : handled).fetch_add(1, std::memory_order_relaxed);
-        return result.value().reply;
+        return Answer{std::move(result.value().reply), result.value().duplicate};
       } catch (const std::exception& error) {
         last_error = error.what();
       } catch (...) {
@@ -151,7 +157,7 @@ struct Participant::Impl {
       auto result = ledger.process_once(command.event_id, [&](ParticipantLedger::Unit&) {
         return encode_reply(command, routed.registration->failure(routed.payload, last_error));
       });
-      if (result) return result.value().reply;
+      if (result) return Answer{std::move(result.value().reply), result.value().duplicate};
       report("recording the failure of '" + command.event_type + "': " + result.error().message);
     } catch (const std::exception& error) {
       report("building the failure reply of '" + command.event_type + "': " + error.what());
@@ -164,13 +170,13 @@ struct Participant::Impl {
 
   // Handles the commands together: one transaction for all of them (group commit). A command
   // whose handler threw, or all of them when the batch could not be committed, go on alone.
-  std::vector<std::optional<std::string>> handle_batch(const std::vector<Routed>& batch) {
-    std::vector<std::optional<std::string>> replies(batch.size());
+  std::vector<std::optional<Answer>> handle_batch(const std::vector<Routed>& batch) {
+    std::vector<std::optional<Answer>> replies(batch.size());
     std::vector<std::size_t> to_handle;
     for (std::size_t index = 0; index < batch.size(); ++index) {
       if (batch[index].recorded_reply) {
         duplicates.fetch_add(1, std::memory_order_relaxed);
-        replies[index] = batch[index].recorded_reply;
+        replies[index] = Answer{*batch[index].recorded_reply, true};
       } else {
         to_handle.push_back(index);
       }
@@ -198,9 +204,9 @@ struct Participant::Impl {
         replies[index] = handle_alone(batch[index], 2, outcome.error);
         continue;
       }
-      (outcome.kind == Kind::duplicate ? duplicates : handled)
-          .fetch_add(1, std::memory_order_relaxed);
-      replies[index] = std::move(outcome.reply);
+      const bool duplicate = outcome.kind == Kind::duplicate;
+      (duplicate ? duplicates : handled).fetch_add(1, std::memory_order_relaxed);
+      replies[index] = Answer{std::move(outcome.reply), duplicate};
     }
     return replies;
   }
@@ -237,15 +243,17 @@ std::size_t Participant::poll(std::chrono::milliseconds wait) {
     if (auto routed = s.route(*more)) batch.push_back(std::move(*routed));
   }
   if (batch.empty()) return 0;
-  std::vector<std::optional<std::string>> replies = s.handle_batch(batch);
+  std::vector<std::optional<Impl::Answer>> replies = s.handle_batch(batch);
   if (std::any_of(replies.begin(), replies.end(), [](const auto& reply) { return reply; }))
     detail::crash_point("participant.after_commit");  // committed, nothing sent yet
   std::size_t answered = 0;
   for (std::size_t index = 0; index < batch.size(); ++index) {
     if (!replies[index]) continue;
     ++answered;
-    if (!s.connection.send(*replies[index]))
+    if (!s.connection.send(replies[index]->reply))
       s.report("could not queue the reply to " + batch[index].command.event_id);
+    if (s.options.on_answered)
+      s.options.on_answered(batch[index].command, replies[index]->duplicate);
   }
   return answered;
 }

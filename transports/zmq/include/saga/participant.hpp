@@ -80,6 +80,10 @@ struct ParticipantOptions {
   std::size_t max_reply_bytes = kDefaultMaxMessageBytes;
   // Called with a description of every command that could not be handled. Default: stderr.
   std::function<void(const std::string&)> on_error = {};
+  // Called by poll() for each command it answered, after the reply was committed (or found in
+  // the ledger: `duplicate`) and queued for sending; not for a command left unanswered. For logs
+  // of what was done: a handler attempt that was rolled back is never reported. Default: none.
+  std::function<void(const Envelope& command, bool duplicate)> on_answered = {};
 };
 
 class Participant {
