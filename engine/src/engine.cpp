@@ -829,18 +829,24 @@ struct Engine::Impl {
     ++turn.applied;
   }
 
-  // Whether the saga's journal (committed, or this turn's) records giving up on the command: a
-  // timed_out entry naming it. Read only for a reply its saga did not expect.
-  bool given_up_on(const Turn& turn, const std::string& saga_id, const std::string& command_id) {
-    if (command_id.empty()) return false;
-    auto gave_up = [&](const JournalEntry& entry) {
-      return entry.kind == JournalKind::timed_out && entry.saga_id == saga_id &&
-             entry.message_id == command_id;
-    };
-    if (std::any_of(turn.batch.journal.begin(), turn.batch.journal.end(), gave_up)) return true;
+  // The saga's journal as this turn leaves it: the committed entries, then this turn's.
+  std::vector<JournalEntry> journal_with_turn(const Turn& turn, const std::string& saga_id) {
     auto entries = store.journal(saga_id);
     if (!entries) throw TurnAborted{entries.error()};
-    return std::any_of(entries.value().begin(), entries.value().end(), gave_up);
+    std::vector<JournalEntry> all = std::move(entries.value());
+    for (const auto& entry : turn.batch.journal)
+      if (entry.saga_id == saga_id) all.push_back(entry);
+    return all;
+  }
+
+  // Whether the saga's journal records giving up on the command: a timed_out entry naming it.
+  // Read only for a reply its saga did not expect.
+  bool given_up_on(const Turn& turn, const std::string& saga_id, const std::string& command_id) {
+    if (command_id.empty()) return false;
+    const auto entries = journal_with_turn(turn, saga_id);
+    return std::any_of(entries.begin(), entries.end(), [&](const JournalEntry& entry) {
+      return entry.kind == JournalKind::timed_out && entry.message_id == command_id;
+    });
   }
 
   // Each registered definition's graph goes into the store, for tools that draw sagas.
@@ -1063,14 +1069,9 @@ struct Engine::Impl {
       return;
     }
     // retry: the command whose policy ran out is the one named by the last timed_out entry.
-    auto entries = store.journal(request.saga_id);
-    if (!entries) throw TurnAborted{entries.error()};
     std::string command_id;
-    for (const auto& entry : entries.value())
+    for (const auto& entry : journal_with_turn(turn, request.saga_id))
       if (entry.kind == JournalKind::timed_out) command_id = entry.message_id;
-    for (const auto& entry : turn.batch.journal)
-      if (entry.saga_id == request.saga_id && entry.kind == JournalKind::timed_out)
-        command_id = entry.message_id;
     auto rows = store.outbox(request.saga_id);
     if (!rows) throw TurnAborted{rows.error()};
     std::optional<OutboxMessage> command;

@@ -39,15 +39,6 @@ struct Participant::Impl {
   }
 
   std::string encode_reply(const Envelope& command, const Reply& reply) const {
-    std::string bytes = encode_unchecked(command, reply);
-    if (bytes.size() > options.max_reply_bytes)
-      throw std::length_error("the reply '" + reply.type + "' is " + std::to_string(bytes.size()) +
-                              " bytes encoded, more than max_reply_bytes (" +
-                              std::to_string(options.max_reply_bytes) + ")");
-    return bytes;
-  }
-
-  std::string encode_unchecked(const Envelope& command, const Reply& reply) const {
     Envelope envelope;
     envelope.event_id = new_uuid();
     envelope.event_type = reply.type;
@@ -58,7 +49,12 @@ struct Participant::Impl {
     envelope.causation_id = command.event_id;
     envelope.kind = MessageKind::reply;
     envelope.data = reply.data;
-    return encode_envelope(envelope);
+    std::string bytes = encode_envelope(envelope);
+    if (bytes.size() > options.max_reply_bytes)
+      throw std::length_error("the reply '" + reply.type + "' is " + std::to_string(bytes.size()) +
+                              " bytes encoded, more than max_reply_bytes (" +
+                              std::to_string(options.max_reply_bytes) + ")");
+    return bytes;
   }
 
   // The reply to send for a command, and whether it comes from the ledger (a duplicate).
