@@ -166,7 +166,8 @@ std::string state_label(const GraphState& state, std::string_view separator) {
 
 // The event, then one line per command.
 std::vector<std::string> edge_lines(const GraphEdge& edge) {
-  std::vector<std::string> lines{edge.event + (edge.guarded ? " [guard]" : "")};
+  std::string guard = edge.guard.empty() ? "guard" : edge.guard;
+  std::vector<std::string> lines{edge.event + (edge.guarded ? " [" + guard + "]" : "")};
   for (const GraphCommand& command : edge.commands)
     lines.push_back((command.compensation ? "compensate " : "send ") + command.type +
                     (command.destination.empty() ? "" : " to " + command.destination));
@@ -501,7 +502,8 @@ void GraphBuilder::add_state(std::string_view name, SagaStatus status, bool init
 }
 
 void GraphBuilder::add_edge(std::string_view from, std::string_view to, std::string_view event,
-                            bool guarded, std::vector<GraphCommand> commands) {
+                            bool guarded, std::string_view guard,
+                            std::vector<GraphCommand> commands) {
   GraphEdge edge;
   edge.from = std::string(from);
   edge.to = std::string(to);
@@ -509,6 +511,7 @@ void GraphBuilder::add_edge(std::string_view from, std::string_view to, std::str
   edge.commands = std::move(commands);
   edge.failure = event == kStepFailedEvent;
   edge.guarded = guarded;
+  edge.guard = std::string(guard);
   graph_.edges.push_back(std::move(edge));
 }
 
@@ -566,7 +569,7 @@ Graph graph_from_journal(const std::vector<JournalEntry>& journal, std::string_v
     const PathStep& step = steps[i];
     if (step.kind == PathStepKind::transition &&
         edges.emplace(step.from, step.to, step.event).second)
-      builder.add_edge(step.from, step.to, step.event, false, walk.commands[i]);
+      builder.add_edge(step.from, step.to, step.event, false, {}, walk.commands[i]);
   }
   return builder.finish();
 }
@@ -694,6 +697,7 @@ void to_json(nlohmann::json& json, const Graph& graph) {
                      {"failure", edge.failure},
                      {"guarded", edge.guarded},
                      {"commands", std::move(commands)}});
+    if (!edge.guard.empty()) edges.back()["guard"] = edge.guard;
   }
   json = {{"format", 1},
           {"saga", graph.saga},
@@ -725,6 +729,7 @@ void from_json(const nlohmann::json& json, Graph& graph) {
     item.at("compensation").get_to(edge.compensation);
     item.at("failure").get_to(edge.failure);
     item.at("guarded").get_to(edge.guarded);
+    if (auto guard = item.find("guard"); guard != item.end()) guard->get_to(edge.guard);
     for (const auto& entry : item.at("commands")) {
       GraphCommand command;
       entry.at("type").get_to(command.type);

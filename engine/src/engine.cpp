@@ -629,6 +629,7 @@ struct Engine::Impl {
       envelope.correlation_id = correlation_of(saga_id, saga);
       envelope.causation_id = cause_id;
       envelope.kind = MessageKind::command;
+      if (!command.undoes.empty()) envelope.compensates = last_sent(turn, saga_id, command.undoes);
       std::string payload = command.payload.dump();
       OutboxMessage row;
       row.message_id = envelope.event_id;
@@ -799,10 +800,9 @@ struct Engine::Impl {
           given_up_on(turn, saga_id, envelope.causation_id)) {
         code = "late_reply";
         reason = "the reply came after the engine gave up on " + envelope.causation_id +
-                 " (journaled as timed_out) and the saga moved on without that step; if " +
-                 envelope.event_type +
-                 " reports the step done, nothing compensates it and its effect may need "
-                 "undoing by hand (" +
+                 " (journaled as timed_out) and the saga moved on: a step with a compensation is "
+                 "undone by the compensation naming that command; a parked pivot waits for an "
+                 "operator to retry it; a step without a compensation is not undone (" +
                  reaction.reason + ")";
       }
       journal(turn, saga_id, JournalKind::unexpected, envelope.event_id, envelope.event_type,
@@ -837,6 +837,16 @@ struct Engine::Impl {
     for (const auto& entry : turn.batch.journal)
       if (entry.saga_id == saga_id) all.push_back(entry);
     return all;
+  }
+
+  // The eventId of the saga's latest command of this type (empty if it sent none). Read only
+  // for a compensation, to name the step command it undoes.
+  std::string last_sent(const Turn& turn, const std::string& saga_id, std::string_view type) {
+    const auto entries = journal_with_turn(turn, saga_id);
+    auto found = std::find_if(entries.rbegin(), entries.rend(), [&](const JournalEntry& entry) {
+      return entry.kind == JournalKind::message_out && entry.message_type == type;
+    });
+    return found == entries.rend() ? std::string() : found->message_id;
   }
 
   // Whether the saga's journal records giving up on the command: a timed_out entry naming it.
@@ -1171,7 +1181,7 @@ struct Engine::Impl {
                             .with("sagaType", saga->type->name()));
     SagaStatus before = saga->instance->status();
     turn.touched.push_back(row.saga_id);
-    Reaction reaction = saga->instance->fail_step(why);
+    Reaction reaction = saga->instance->time_out(why);
     turn.batch.replied.push_back(row.message_id);
     record_reaction(turn, row.saga_id, *saga, reaction, before, row.message_id);
     ++turn.timeouts;

@@ -558,6 +558,14 @@ DecodeResult decode_envelope(std::string_view bytes, std::size_t max_bytes) {
   }
   if (error) return std::move(*error);
 
+  if (const std::string* compensates = string_field(doc, "compensates", error)) {
+    if (!compensates->empty()) {
+      if (!is_uuid(*compensates)) return bad_uuid("compensates", *compensates);
+      env.compensates = lower(*compensates);
+    }
+  }
+  if (error) return std::move(*error);
+
   if (const std::string* kind = string_field(doc, "kind", error)) {
     if (*kind == "command") {
       env.kind = MessageKind::command;
@@ -597,6 +605,7 @@ std::string encode_envelope(const Envelope& envelope, std::string_view data) {
     append_member(out, "correlationId", envelope.correlation_id);
   }
   if (!envelope.causation_id.empty()) append_member(out, "causationId", envelope.causation_id);
+  if (!envelope.compensates.empty()) append_member(out, "compensates", envelope.compensates);
   if (envelope.kind != MessageKind::unspecified) {
     append_member(out, "kind", to_string(envelope.kind));
   }

@@ -51,7 +51,7 @@ struct Release {
   static constexpr int version = 1;
   static constexpr std::string_view service = "inventory";
   std::string order_id;
-  std::string reservation_id;
+  std::string reservation_id;  // empty when the saga never learnt it (Reserve timed out)
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Release, order_id, reservation_id)
 
@@ -95,7 +95,7 @@ struct Refund {
   static constexpr int version = 1;
   static constexpr std::string_view service = "payment";
   std::string order_id;
-  std::string payment_id;
+  std::string payment_id;  // empty when the saga never learnt it (Charge timed out)
   std::int64_t amount_cents = 0;
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Refund, order_id, payment_id, amount_cents)

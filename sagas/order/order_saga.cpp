@@ -26,10 +26,6 @@ void get_optional(const nlohmann::json& json, const char* key, std::optional<T>&
   auto found = json.find(key);
   if (found != json.end() && !found->is_null()) value = found->get<T>();
 }
-const std::string& required(const std::optional<std::string>& value, const char* what) {
-  if (!value) throw std::logic_error(std::string("order saga data has no ") + what);
-  return *value;
-}
 }  // namespace
 
 void to_json(nlohmann::json& json, const OrderData& data) {
@@ -59,13 +55,15 @@ inventory::Reserve make_command(const OrderData& data, saga::tag<inventory::Rese
   return {data.order_id, data.items};
 }
 inventory::Release make_command(const OrderData& data, saga::tag<inventory::Release>) {
-  return {data.order_id, required(data.reservation_id, "reservation id to release")};
+  // No reservation id when Reserve timed out: the service releases whatever the order holds.
+  return {data.order_id, data.reservation_id.value_or("")};
 }
 payment::Charge make_command(const OrderData& data, saga::tag<payment::Charge>) {
   return {data.order_id, data.customer_id, data.total_cents()};
 }
 payment::Refund make_command(const OrderData& data, saga::tag<payment::Refund>) {
-  return {data.order_id, required(data.payment_id, "payment id to refund"), data.total_cents()};
+  // No payment id when Charge timed out: the service refunds whatever the order was charged.
+  return {data.order_id, data.payment_id.value_or(""), data.total_cents()};
 }
 shipping::Ship make_command(const OrderData& data, saga::tag<shipping::Ship>) {
   return {data.order_id, data.address, data.items};

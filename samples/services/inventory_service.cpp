@@ -175,11 +175,19 @@ void add_handlers(saga::Participant& participant, services::CommandLog& log,
   participant.on<inventory::Release>([&log](const inventory::Release& command,
                                             saga::ParticipantLedger::Unit& unit) -> saga::Reply {
     sqlite3* db = saga::sqlite_connection(unit);
+    // Without a reservation id (the reservation timed out at the orchestrator), the order's.
+    static constexpr const char* kTheReservation =
+        "(reservation_id = ?1 OR (?1 = '' AND order_id = ?2))";
+    const std::string which =
+        command.order_id +
+        (command.reservation_id.empty() ? "" : " (" + command.reservation_id + ")");
     std::vector<std::pair<std::string, std::int64_t>> held;
     {
       services::Statement rows(
-          db, "SELECT sku, quantity FROM reservations WHERE reservation_id = ?1 AND released = 0");
+          db, std::string("SELECT sku, quantity FROM reservations WHERE released = 0 AND ") +
+                  kTheReservation);
       rows.bind(1, command.reservation_id);
+      rows.bind(2, command.order_id);
       while (rows.step()) held.emplace_back(rows.text(0), rows.integer(1));
     }
     std::int64_t units = 0;
@@ -187,15 +195,14 @@ void add_handlers(saga::Participant& participant, services::CommandLog& log,
       services::execute(db, "UPDATE stock SET units = units + ?2 WHERE sku = ?1", sku, quantity);
       units += quantity;
     }
-    services::execute(
-        db, "UPDATE reservations SET released = 1 WHERE reservation_id = ?1 AND released = 0",
-        command.reservation_id);
+    services::execute(db,
+                      std::string("UPDATE reservations SET released = 1 WHERE released = 0 AND ") +
+                          kTheReservation,
+                      command.reservation_id, command.order_id);
     if (held.empty())
-      log.note(command, "released " + command.order_id + " (" + command.reservation_id +
-                            "): nothing held (unknown or already released)");
+      log.note(command, "released " + which + ": nothing held (unknown or already released)");
     else
-      log.note(command, "released " + command.order_id + " (" + command.reservation_id +
-                            "): " + std::to_string(units) + " units of " +
+      log.note(command, "released " + which + ": " + std::to_string(units) + " units of " +
                             std::to_string(held.size()) + " SKUs back in stock");
     return inventory::Released{command.reservation_id};
   });

@@ -67,27 +67,24 @@ void add_handlers(saga::Participant& participant, services::CommandLog& log, con
         return payment::Declined{error};
       });
 
-  participant.on<payment::Refund>(
-      [&log](const payment::Refund& command, saga::ParticipantLedger::Unit& unit) -> saga::Reply {
-        sqlite3* db = saga::sqlite_connection(unit);
-        int refunded = services::execute(
-            db, "UPDATE payments SET refunded = 1 WHERE payment_id = ?1 AND refunded = 0",
-            command.payment_id);
-        if (refunded > 0) {
-          auto cents = services::query_integer(
-              db, "SELECT amount_cents FROM payments WHERE payment_id = ?1", command.payment_id);
-          log.note(command, "refunded " + command.order_id + " (" + command.payment_id +
-                                "): " + std::to_string(cents.value_or(0)) + " cents");
-        } else if (services::query_integer(db, "SELECT 1 FROM payments WHERE payment_id = ?1",
-                                           command.payment_id)) {
-          log.note(command, "refunded " + command.order_id + " (" + command.payment_id +
-                                "): already refunded, nothing to do");
-        } else {
-          log.note(command, "refunded " + command.order_id + " (" + command.payment_id +
-                                "): no such payment, nothing to do");
-        }
-        return payment::Refunded{command.payment_id};
-      });
+  participant.on<payment::Refund>([&log](const payment::Refund& command,
+                                         saga::ParticipantLedger::Unit& unit) -> saga::Reply {
+    sqlite3* db = saga::sqlite_connection(unit);
+    // Without a payment id (the charge timed out at the orchestrator), the order's charge.
+    static constexpr const char* kThePayment = "(payment_id = ?1 OR (?1 = '' AND order_id = ?2))";
+    const std::string which =
+        command.order_id + (command.payment_id.empty() ? "" : " (" + command.payment_id + ")");
+    auto cents = services::query_integer(
+        db, std::string("SELECT amount_cents FROM payments WHERE refunded = 0 AND ") + kThePayment,
+        command.payment_id, command.order_id);
+    services::execute(db, std::string("UPDATE payments SET refunded = 1 WHERE ") + kThePayment,
+                      command.payment_id, command.order_id);
+    if (cents)
+      log.note(command, "refunded " + which + ": " + std::to_string(*cents) + " cents");
+    else
+      log.note(command, "refunded " + which + ": no charge to refund, nothing to do");
+    return payment::Refunded{command.payment_id};
+  });
 }
 
 }  // namespace

@@ -665,6 +665,9 @@ class FailingLedger final : public saga::ParticipantLedger {
       const std::string& command_id) override {
     return inner_.recorded_reply(command_id);
   }
+  void record_compensated(Unit& unit, const std::string& command_id) override {
+    inner_.record_compensated(unit, command_id);
+  }
 
  private:
   saga::ParticipantLedger& inner_;
@@ -783,6 +786,96 @@ TEST_F(ZmqOrderFlowTest, ResentCommandThisBuildCannotRouteIsAnsweredFromTheLedge
   EXPECT_EQ(participant.poll(2000ms), 0u);
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_NE(errors[0].find("no handler"), std::string::npos) << errors[0];
+}
+
+// The orchestrator gave up on a Charge (no reply after its retries) and sent the Refund naming it
+// in `compensates`. Should the Charge itself arrive after the Refund (a stalled queue, a slow
+// instance), charging then would leave a charge nothing refunds: it must not be handled.
+class CompensatedFirstTest : public ZmqOrderFlowTest {
+ protected:
+  void SetUp() override {
+    ZmqOrderFlowTest::SetUp();
+    ledger = open_ledger(path("payment.db"));
+    options.connection.orchestrator_endpoint = orchestrator.endpoint;
+    options.connection.service = "payment";
+    options.on_error = [&](const std::string& error) { errors.push_back(error); };
+    options.on_answered = [&](const saga::Envelope& command, bool) {
+      answered.push_back(command.event_type);
+    };
+    participant = std::make_unique<saga::Participant>(options, *ledger);
+    participant->on<payment::Charge>(
+        [](const payment::Charge& command, saga::ParticipantLedger::Unit& unit) -> saga::Reply {
+          record_effect(unit, "charge", command.order_id);
+          return payment::Charged{"pay-" + command.order_id};
+        });
+    participant->on<payment::Refund>(
+        [](const payment::Refund& command, saga::ParticipantLedger::Unit& unit) -> saga::Reply {
+          record_effect(unit, "refund", command.order_id);
+          return payment::Refunded{command.payment_id};
+        });
+    ASSERT_NO_FATAL_FAILURE(orchestrator.handshake());
+    charge =
+        command_envelope(std::string(payment::Charge::type), payment::Charge{"order-1", "c", 100});
+    saga::Envelope refund_envelope =
+        command_envelope(std::string(payment::Refund::type), payment::Refund{"order-1", "", 100});
+    refund_envelope.compensates = charge.event_id;
+    refund = saga::encode_envelope(refund_envelope);
+  }
+
+  int effects(const std::string& kind) {
+    return count_effects(ledger->connection(), kind, "order-1");
+  }
+
+  RawOrchestrator orchestrator;
+  std::unique_ptr<saga::SqliteParticipantLedger> ledger;
+  saga::ParticipantOptions options;
+  std::unique_ptr<saga::Participant> participant;
+  std::vector<std::string> errors, answered;
+  saga::Envelope charge;
+  std::string refund;
+};
+
+TEST_F(CompensatedFirstTest, StepCommandArrivingAfterItsCompensationIsNeitherHandledNorAnswered) {
+  orchestrator.send("MESSAGE", refund);
+  EXPECT_EQ(participant->poll(2000ms), 1u);
+  ASSERT_TRUE(orchestrator.next_message(5000ms));
+  orchestrator.send("MESSAGE", saga::encode_envelope(charge));
+  orchestrator.send("MESSAGE", saga::encode_envelope(charge));  // and its re-send
+  EXPECT_EQ(participant->poll(2000ms), 0u);
+  participant->poll(200ms);
+  EXPECT_EQ(effects("charge"), 0) << "charged after the refund";
+  EXPECT_EQ(effects("refund"), 1);
+  EXPECT_FALSE(orchestrator.next_message(300ms)) << "the late charge was answered";
+  EXPECT_EQ(participant->stats().compensated_first, 2u);
+  EXPECT_EQ(participant->stats().handled, 1u);
+  EXPECT_EQ(answered, std::vector<std::string>{"payment.Refund"});
+  EXPECT_TRUE(errors.empty()) << errors.front();
+}
+
+TEST_F(CompensatedFirstTest, CompensationAheadOfItsCommandInOneBatchStillWins) {
+  orchestrator.send("MESSAGE", refund);
+  orchestrator.send("MESSAGE", saga::encode_envelope(charge));
+  std::this_thread::sleep_for(200ms);  // both queued: one poll, one ledger transaction
+  EXPECT_EQ(participant->poll(2000ms), 1u);
+  EXPECT_EQ(effects("charge"), 0);
+  EXPECT_EQ(effects("refund"), 1);
+  EXPECT_EQ(participant->stats().compensated_first, 1u);
+}
+
+TEST_F(CompensatedFirstTest, CompensationAfterItsCommandUndoesItAndTheRepeatIsAnsweredAsBefore) {
+  orchestrator.send("MESSAGE", saga::encode_envelope(charge));
+  EXPECT_EQ(participant->poll(2000ms), 1u);
+  auto charged = orchestrator.next_message(5000ms);
+  ASSERT_TRUE(charged);
+  orchestrator.send("MESSAGE", refund);
+  EXPECT_EQ(participant->poll(2000ms), 1u);
+  ASSERT_TRUE(orchestrator.next_message(5000ms));
+  EXPECT_EQ(effects("charge"), 1);
+  EXPECT_EQ(effects("refund"), 1);
+  orchestrator.send("MESSAGE", saga::encode_envelope(charge));
+  EXPECT_EQ(participant->poll(2000ms), 1u);
+  EXPECT_EQ(orchestrator.next_message(5000ms), charged) << "the recorded reply, byte for byte";
+  EXPECT_EQ(participant->stats().compensated_first, 0u);
 }
 
 class ZmqCurveOrderFlowTest : public ZmqOrderFlowTest {

@@ -178,7 +178,9 @@ std::ostream& operator<<(std::ostream& out, const ExpectedEdge& edge) {
 
 // Written by hand from sagas/order/order_saga.hpp and the DSL semantics in saga/definition.hpp:
 // each success reply advances, each failure reply (and StepFailed) compensates the completed
-// compensatable steps in reverse order, each acknowledgement moves to the next compensation.
+// compensatable steps in reverse order, each acknowledgement moves to the next compensation; a
+// timed-out compensatable step is compensated itself first, and a timed-out pivot (no row for
+// it) parks the saga.
 const std::vector<ExpectedEdge>& expected_order_edges() {
   static const std::vector<ExpectedEdge> edges = {
       {"Initial", "awaiting:inventory.Reserve", "Begin", {"send inventory.Reserve to inventory"}},
@@ -187,7 +189,13 @@ const std::vector<ExpectedEdge>& expected_order_edges() {
        "inventory.Reserved",
        {"send payment.Charge to payment"}},
       {"awaiting:inventory.Reserve", "Compensated", "inventory.OutOfStock", {}, true},
-      {"awaiting:inventory.Reserve", "Compensated", "StepFailed", {}, true, true},
+      {"awaiting:inventory.Reserve", "Compensated", "StepFailed [not timed out]", {}, true, true},
+      {"awaiting:inventory.Reserve",
+       "compensating:inventory.Release",
+       "StepFailed [timed out]",
+       {"compensate inventory.Release to inventory"},
+       true,
+       true},
       {"awaiting:payment.Charge",
        "awaiting:shipping.Ship",
        "payment.Charged",
@@ -199,8 +207,14 @@ const std::vector<ExpectedEdge>& expected_order_edges() {
        true},
       {"awaiting:payment.Charge",
        "compensating:inventory.Release",
-       "StepFailed",
+       "StepFailed [not timed out]",
        {"compensate inventory.Release to inventory"},
+       true,
+       true},
+      {"awaiting:payment.Charge",
+       "compensating:payment.Refund",
+       "StepFailed [timed out]",
+       {"compensate payment.Refund to payment"},
        true,
        true},
       {"awaiting:shipping.Ship", "Completed", "shipping.Shipped", {}},
@@ -211,7 +225,7 @@ const std::vector<ExpectedEdge>& expected_order_edges() {
        true},
       {"awaiting:shipping.Ship",
        "compensating:payment.Refund",
-       "StepFailed",
+       "StepFailed [not timed out]",
        {"compensate payment.Refund to payment"},
        true,
        true},
@@ -247,7 +261,9 @@ std::string command_text(const saga::GraphCommand& command) {
 std::multiset<ExpectedEdge> edges_of(const saga::Graph& graph) {
   std::multiset<ExpectedEdge> edges;
   for (const auto& edge : graph.edges) {
-    ExpectedEdge seen{edge.from, edge.to, edge.event, {}, edge.compensation, edge.failure};
+    std::string event = edge.event;
+    if (edge.guarded) event += " [" + (edge.guard.empty() ? "guard" : edge.guard) + "]";
+    ExpectedEdge seen{edge.from, edge.to, event, {}, edge.compensation, edge.failure};
     for (const auto& command : edge.commands) seen.commands.push_back(command_text(command));
     edges.insert(seen);
   }
@@ -398,7 +414,7 @@ TEST(BranchingSagaDiagram, GraphHasTheRowsOfTheHandWrittenTable) {
   std::multiset<ExpectedEdge> expected = {
       {"Initial", "Checking", "Begin", {"send credit.Check to credit"}},
       {"Checking", "Holding", "credit.Ok", {"send funds.Hold to funds"}},
-      {"Checking", "Holding", "credit.Low", {"send funds.Hold to funds"}},
+      {"Checking", "Holding", "credit.Low [guard]", {"send funds.Hold to funds"}},
       {"Checking",
        "AwaitingApproval",
        "credit.Low",
@@ -465,11 +481,12 @@ stateDiagram-v2
   [*] --> s0
   s0 --> s1 : Begin / send tiny.Book to booking
   s1 --> s2 : tiny.Booked / send tiny.Pay to bank
-  s1 --> s3 : StepFailed
+  s1 --> s3 : StepFailed [not timed out]
+  s1 --> s4 : StepFailed [timed out] / compensate tiny.Cancel to booking
   s1 --> s3 : tiny.Full
   s4 --> s3 : tiny.Cancelled
   s2 --> s5 : tiny.Paid / send tiny.Notify to mail
-  s2 --> s4 : StepFailed / compensate tiny.Cancel to booking
+  s2 --> s4 : StepFailed [not timed out] / compensate tiny.Cancel to booking
   s2 --> s4 : tiny.Refused / compensate tiny.Cancel to booking
   s5 --> s6 : tiny.Notified
   s5 --> s5 : tiny.Bounced / send tiny.Notify to mail

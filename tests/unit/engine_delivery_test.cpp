@@ -234,7 +234,9 @@ TEST_F(EngineTimeoutTest, ReplyAppliedWhileTheResendWaitsForTheTransportClosesTh
   EXPECT_EQ(store->awaiting_reply(10).value().size(), 1u);
 }
 
-TEST_F(EngineTimeoutTest, StepWhoseRepliesNeverComeFailsAndTheSagaCompensates) {
+// The participant may have charged and only the replies were lost: a step that timed out is
+// compensated itself (Refund, naming the Charge it undoes) before the steps before it (Release).
+TEST_F(EngineTimeoutTest, StepWhoseRepliesNeverComeIsCompensatedItselfThenTheStepsBefore) {
   std::string id;
   auto charge = reserved(id);
   ASSERT_EQ(charge.envelope.event_type, "payment.Charge");
@@ -245,11 +247,19 @@ TEST_F(EngineTimeoutTest, StepWhoseRepliesNeverComeFailsAndTheSagaCompensates) {
   }
   clock.advance(11s);
   engine->run_once();  // the third wait ran out: the step fails
+  auto refund = take_commands(transport);
+  ASSERT_EQ(refund.size(), 1u);
+  EXPECT_EQ(refund[0].envelope.event_type, "payment.Refund");
+  EXPECT_EQ(refund[0].envelope.compensates, charge.envelope.event_id);
+  EXPECT_EQ(refund[0].envelope.data["payment_id"], "") << "the charge's reply never came";
+  EXPECT_EQ(store->load_saga(id).value()->state, "compensating:payment.Refund");
+  EXPECT_EQ(journal_count(id, saga::JournalKind::timed_out), 1u);
+  EXPECT_EQ(engine->stats().command_timeouts, 1u);
+  transport.deliver(reply_bytes(refund[0].envelope, "payment.Refunded", {{"payment_id", ""}}));
+  engine->run_once();
   auto release = take_commands(transport);
   ASSERT_EQ(release.size(), 1u);
   EXPECT_EQ(release[0].envelope.event_type, "inventory.Release");
-  EXPECT_EQ(journal_count(id, saga::JournalKind::timed_out), 1u);
-  EXPECT_EQ(engine->stats().command_timeouts, 1u);
   transport.deliver(
       reply_bytes(release[0].envelope, "inventory.Released", {{"reservation_id", "r-1"}}));
   engine->run_once();
@@ -258,6 +268,58 @@ TEST_F(EngineTimeoutTest, StepWhoseRepliesNeverComeFailsAndTheSagaCompensates) {
   clock.advance(60s);
   engine->run_once();
   EXPECT_TRUE(take_commands(transport).empty()) << "an ended saga's command was re-sent";
+}
+
+// Every compensation names the step command it undoes, also one whose step succeeded.
+TEST_F(EngineTimeoutTest, CompensationOfACompletedStepNamesTheCommandItUndoes) {
+  std::string id;
+  id = start();
+  engine->run_once();
+  auto reserve = take_commands(transport).at(0);
+  transport.deliver(
+      reply_bytes(reserve.envelope, "inventory.Reserved", {{"reservation_id", "r-1"}}));
+  engine->run_once();
+  auto charge = take_commands(transport).at(0);
+  transport.deliver(reply_bytes(charge.envelope, "payment.Declined", {{"reason", "no"}}));
+  engine->run_once();
+  auto release = take_commands(transport);
+  ASSERT_EQ(release.size(), 1u);
+  EXPECT_EQ(release[0].envelope.event_type, "inventory.Release");
+  EXPECT_EQ(release[0].envelope.compensates, reserve.envelope.event_id);
+  EXPECT_EQ(release[0].envelope.data["reservation_id"], "r-1");
+}
+
+// The pivot cannot be undone, and a pivot that timed out may have happened: the saga is parked
+// in place for an operator, whose retry re-sends the same command (the participant answers a
+// repeat from its ledger). Compensating the steps before it could refund a shipped order.
+TEST_F(EngineTimeoutTest, PivotWhoseRepliesNeverComeParksTheSagaInPlace) {
+  std::string id;
+  auto charge = reserved(id);
+  transport.deliver(reply_bytes(charge.envelope, "payment.Charged", {{"payment_id", "p-1"}}));
+  engine->run_once();
+  auto ship = take_commands(transport).at(0);
+  ASSERT_EQ(ship.envelope.event_type, "shipping.Ship");
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    clock.advance(11s);
+    engine->run_once();
+  }
+  EXPECT_EQ(take_commands(transport).size(), 2u) << "two re-sends, then nothing: no compensation";
+  ASSERT_EQ(outcomes.size(), 1u);
+  EXPECT_EQ(outcomes[0].status, saga::SagaStatus::Failed);
+  auto record = store->load_saga(id).value();
+  EXPECT_EQ(record->status, saga::SagaStatus::Failed);
+  EXPECT_EQ(record->state, "awaiting:shipping.Ship") << "parked in place";
+  EXPECT_EQ(journal_count(id, saga::JournalKind::timed_out), 1u);
+
+  auto retried = engine->retry(id);
+  engine->run_once();
+  ASSERT_TRUE(retried.get().ok);
+  auto again = take_commands(transport);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].envelope.event_id, ship.envelope.event_id);
+  transport.deliver(reply_bytes(again[0].envelope, "shipping.Shipped", {{"tracking_number", "t"}}));
+  engine->run_once();
+  EXPECT_EQ(store->load_saga(id).value()->status, saga::SagaStatus::Completed);
 }
 
 TEST_F(EngineTimeoutTest, PerCommandPolicyOverridesTheDefaultForThatStepOnly) {
@@ -277,9 +339,9 @@ TEST_F(EngineTimeoutTest, PerCommandPolicyOverridesTheDefaultForThatStepOnly) {
   ASSERT_EQ(take_commands(transport).at(0).envelope.event_type, "payment.Charge");
   clock.advance(3s);
   engine->run_once();  // the charge's only attempt ran out after 2 s: the step fails
-  auto release = take_commands(transport);
-  ASSERT_EQ(release.size(), 1u);
-  EXPECT_EQ(release[0].envelope.event_type, "inventory.Release");
+  auto refund = take_commands(transport);
+  ASSERT_EQ(refund.size(), 1u);
+  EXPECT_EQ(refund[0].envelope.event_type, "payment.Refund");
   EXPECT_EQ(journal_count(id, saga::JournalKind::timed_out), 1u);
 }
 
@@ -334,14 +396,15 @@ TEST_F(EngineTimeoutTest, TimeoutCommittedBeforeTheReplyWinsAndTheLateReplyIsJou
   transport.deliver(reply_bytes(charge.envelope, "payment.Charged", {{"payment_id", "p-1"}}));
   engine->run_once();
   EXPECT_TRUE(take_commands(transport).empty());
-  EXPECT_EQ(store->load_saga(id).value()->state, "compensating:inventory.Release");
+  EXPECT_EQ(store->load_saga(id).value()->state, "compensating:payment.Refund");
   EXPECT_EQ(journal_count(id, saga::JournalKind::unexpected), 1u);
   auto letters = store->dead_letters(10).value();
   ASSERT_EQ(letters.size(), 1u);
-  // Not an ordinary unexpected reply: the participant did charge, and nothing will refund it.
+  // Not an ordinary unexpected reply: it answers a command the saga gave up on, and whose
+  // compensation (the Refund naming it) is already on its way.
   EXPECT_EQ(letters[0].reason_code, "late_reply");
   EXPECT_NE(letters[0].reason.find(charge.envelope.event_id), std::string::npos);
-  EXPECT_NE(letters[0].reason.find("may need undoing"), std::string::npos) << letters[0].reason;
+  EXPECT_NE(letters[0].reason.find("compensat"), std::string::npos) << letters[0].reason;
 }
 
 TEST_F(EngineTimeoutTest, AnUnexpectedReplyToACommandNotGivenUpOnStaysUnexpected) {
@@ -381,7 +444,7 @@ TEST_F(EngineTimeoutTest, CommandOfASagaThisEngineCannotLoadStaysOpenWhenItTimes
   clock.advance(11s);
   engine->run_once();
   engine->run_once();
-  EXPECT_EQ(store->load_saga(id).value()->status, saga::SagaStatus::Compensated);
+  EXPECT_EQ(store->load_saga(id).value()->state, "compensating:inventory.Release");
   EXPECT_EQ(journal_count(id, saga::JournalKind::timed_out), 1u);
 }
 

@@ -420,6 +420,12 @@ TEST_P(BadUuid, NonEmptyCausationIdIsRejected) {
   expect_error(decode(doc), EnvelopeErrorCode::bad_uuid, "causationId");
 }
 
+TEST_P(BadUuid, NonEmptyCompensatesIsRejected) {
+  json doc = valid_doc();
+  doc["compensates"] = GetParam();
+  expect_error(decode(doc), EnvelopeErrorCode::bad_uuid, "compensates");
+}
+
 TEST_P(BadUuid, IsUuidRejects) {
   EXPECT_FALSE(is_uuid(GetParam()));
 }
@@ -452,6 +458,19 @@ TEST(EnvelopeDecode, CausationIdMayBeEmptyAndIsStoredLowerCase) {
   EXPECT_EQ(expect_ok(decode(doc)).causation_id, "");
   doc["causationId"] = "6FA459EA-EE8A-4CA4-894E-DB77E160355E";
   EXPECT_EQ(expect_ok(decode(doc)).causation_id, kOtherId);
+}
+
+TEST(EnvelopeCodec, CompensatesRoundTripsAndIsOmittedWhenEmpty) {
+  json doc = valid_doc();
+  EXPECT_EQ(expect_ok(decode(doc)).compensates, "");
+  doc["compensates"] = "6FA459EA-EE8A-4CA4-894E-DB77E160355E";
+  Envelope decoded = expect_ok(decode(doc));
+  EXPECT_EQ(decoded.compensates, kOtherId);
+  EXPECT_EQ(expect_ok(decode_envelope(encode_envelope(decoded))).compensates, kOtherId);
+  decoded.compensates.clear();
+  EXPECT_EQ(encode_envelope(decoded).find("compensates"), std::string::npos);
+  doc["compensates"] = 7;
+  expect_error(decode(doc), EnvelopeErrorCode::wrong_type, "compensates");
 }
 
 TEST(EnvelopeDecode, CorrelationIdNeedNotBeAUuid) {

@@ -105,22 +105,25 @@ TEST(OrderSaga, CommandBuilderExceptionFailsTheStepBeforeAnythingIsSent) {
       .expect_rolled_back();
 }
 
-TEST(OrderSaga, CompensationBuilderExceptionParksTheSagaAsFailed) {
-  // A saga compensating its payment whose data lost the reservation id: building the Release
-  // after the refund throws, and no compensation can help any more.
+// A step that timed out is compensated although its reply (with the id the service assigned)
+// never came: the compensation is keyed by the order, and the service undoes whatever it did.
+TEST(OrderSaga, TimedOutChargeIsRefundedByOrderWithoutAPaymentId) {
   auto type = saga::make_saga_type<order::OrderSaga>();
   order::OrderData data = an_order();
-  data.payment_id = "pay-1";  // no reservation_id
-  auto restored = type->restore("compensating:payment.Refund", saga::SagaStatus::Compensating,
-                                nlohmann::json(data));
+  data.reservation_id = "res-1";
+  auto restored =
+      type->restore("awaiting:payment.Charge", saga::SagaStatus::Running, nlohmann::json(data));
   auto& instance = std::get<0>(restored);
-  saga::Reaction reaction = instance->handle("payment.Refunded", {{"payment_id", "pay-1"}});
+  saga::Reaction reaction = instance->time_out("no reply to payment.Charge after 8 attempt(s)");
   ASSERT_TRUE(reaction.applied());
-  EXPECT_EQ(instance->status(), saga::SagaStatus::Failed);
-  EXPECT_EQ(instance->state(), "compensating:inventory.Release");  // parked in place
-  EXPECT_TRUE(reaction.commands.empty());
-  ASSERT_EQ(reaction.user_errors.size(), 1u);
-  EXPECT_NE(reaction.user_errors[0].find("reservation id"), std::string::npos);
+  EXPECT_EQ(instance->state(), "compensating:payment.Refund");
+  ASSERT_EQ(reaction.commands.size(), 1u);
+  EXPECT_EQ(reaction.commands[0].type, "payment.Refund");
+  EXPECT_EQ(reaction.commands[0].undoes, "payment.Charge");
+  EXPECT_EQ(reaction.commands[0].payload["order_id"], data.order_id);
+  EXPECT_EQ(reaction.commands[0].payload["payment_id"], "");
+  EXPECT_EQ(reaction.user_errors,
+            std::vector<std::string>{"no reply to payment.Charge after 8 attempt(s)"});
 }
 
 TEST(OrderSaga, RestoresEveryStateByName) {

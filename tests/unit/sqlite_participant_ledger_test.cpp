@@ -65,6 +65,64 @@ TEST(SqliteParticipantLedger, DuplicateGetsTheFirstReplyAndTheHandlerDoesNotRun)
   EXPECT_EQ(units(ledger->connection()), 9);
 }
 
+TEST(SqliteParticipantLedger, CommandRecordedCompensatedNeverRunsAndComesBackWithAnEmptyReply) {
+  auto ledger = open_ledger();
+  auto refund = ledger->process_once("refund-1", [&](saga::ParticipantLedger::Unit& unit) {
+    ledger->record_compensated(unit, "charge-1");
+    return std::string("refunded");
+  });
+  ASSERT_TRUE(refund.ok());
+  int calls = 0;
+  auto late = ledger->process_once("charge-1", [&](saga::ParticipantLedger::Unit& unit) {
+    ++calls;
+    return take_one(unit);
+  });
+  ASSERT_TRUE(late.ok());
+  EXPECT_TRUE(late.value().duplicate);
+  EXPECT_EQ(late.value().reply, "");
+  EXPECT_EQ(calls, 0);
+  EXPECT_EQ(units(ledger->connection()), 10);
+  EXPECT_EQ(ledger->recorded_reply("charge-1").value(), std::optional<std::string>(""));
+}
+
+TEST(SqliteParticipantLedger, RecordingAHandledCommandCompensatedKeepsItsReply) {
+  auto ledger = open_ledger();
+  ASSERT_TRUE(ledger->process_once("charge-1", take_one).ok());
+  ASSERT_TRUE(ledger
+                  ->process_once("refund-1",
+                                 [&](saga::ParticipantLedger::Unit& unit) {
+                                   ledger->record_compensated(unit, "charge-1");
+                                   return std::string("refunded");
+                                 })
+                  .ok());
+  EXPECT_EQ(ledger->recorded_reply("charge-1").value(), std::optional<std::string>("reply-9"));
+}
+
+TEST(SqliteParticipantLedger, ACompensationThatCannotBeRecordedIsAStorageErrorNotAHandlerError) {
+  auto ledger = open_ledger();
+  ASSERT_EQ(
+      sqlite3_exec(ledger->connection(),
+                   "CREATE TRIGGER refuse BEFORE INSERT ON saga_processed_commands "
+                   "WHEN NEW.command_id = 'charge-1' BEGIN SELECT RAISE(ABORT, 'disk says no'); "
+                   "END",
+                   nullptr, nullptr, nullptr),
+      SQLITE_OK);
+  auto compensate = [&](saga::ParticipantLedger::Unit& unit) {
+    take_one(unit);
+    ledger->record_compensated(unit, "charge-1");
+    return std::string("refunded");
+  };
+  auto once = ledger->process_once("refund-1", compensate);
+  ASSERT_FALSE(once.ok());
+  EXPECT_NE(once.error().message.find("disk says no"), std::string::npos) << once.error().message;
+  auto batch = ledger->process_batch(
+      {"refund-1"},
+      [&](std::size_t, saga::ParticipantLedger::Unit& unit) { return compensate(unit); });
+  ASSERT_FALSE(batch.ok()) << "reported as the handler's failure";
+  EXPECT_EQ(units(ledger->connection()), 10);
+  EXPECT_FALSE(ledger->recorded_reply("refund-1").value());
+}
+
 TEST(SqliteParticipantLedger, ThrowingHandlerRollsBackItsWritesAndCanRunAgain) {
   auto ledger = open_ledger();
   EXPECT_THROW(ledger->process_once("cmd-1",
@@ -215,6 +273,9 @@ class OneByOneLedger final : public saga::ParticipantLedger {
       const std::string& command_id) override {
     auto found = replies.find(command_id);
     return found == replies.end() ? std::nullopt : std::optional<std::string>(found->second);
+  }
+  void record_compensated(Unit&, const std::string& command_id) override {
+    replies.emplace(command_id, "");
   }
   std::map<std::string, std::string> replies;
   int transactions = 0;

@@ -28,10 +28,15 @@
 // - States: "awaiting:<command type>" per step and "compensating:<compensation type>" per
 //   compensation, plus Initial, Completed and Compensated (saga::states).
 // - A success reply advances; the last one completes the saga.
-// - A failure reply (or StepFailed) at step k sends the compensations of the completed
-//   compensatable steps k-1..1 in reverse order, one at a time, each awaiting its
+// - A failure reply (or StepFailed from user code) at step k sends the compensations of the
+//   completed compensatable steps k-1..1 in reverse order, one at a time, each awaiting its
 //   acknowledgement; then the saga is Compensated. With nothing to undo it is Compensated at
 //   once.
+// - A step whose command timed out (StepFailed with timed_out: no reply after every retry) may
+//   have been done. A compensatable step is compensated itself first, then k-1..1 as above. A
+//   step without compensate_with is treated as failed. A timed-out pivot parks the saga as
+//   Failed in place, since it may have happened and cannot be undone: an operator retries it.
+// - Every compensation names the step command it undoes (the envelope's `compensates` field).
 // - StepFailed while compensating, or after the pivot, parks the saga as Failed in place: its
 //   state is still the one waiting for the command, so an operator can retry it.
 //
@@ -220,7 +225,7 @@ struct linear_machine {
   template <int J, class = void>
   struct undo_from {
     using target = compensating<typename step_at<J>::compensation>;
-    using action = compensate<typename step_at<J>::compensation>;
+    using action = compensate<typename step_at<J>::compensation, typename step_at<J>::command>;
   };
   template <class Unused>
   struct undo_from<-1, Unused> {
@@ -274,12 +279,24 @@ struct linear_machine {
     using spec = step_at<I>;
     using next = next_after<I>;
     using undo = undo_from<previous_undoable(I)>;
-    // After the pivot nothing can be undone: with no row for StepFailed the saga is parked as
-    // Failed in place, still waiting for its command, so an operator can retry it.
-    using on_user_error =
-        std::conditional_t<spec::kind == StepKind::retriable, type_list<>,
-                           type_list<transition<awaiting<typename spec::command>, StepFailed,
-                                                typename undo::target, typename undo::action>>>;
+    using awaited = awaiting<typename spec::command>;
+    // A step that timed out may have been done: a compensatable one is compensated itself before
+    // the steps before it. A pivot's timeout refuses both guards, so the saga is parked as Failed
+    // in place, still waiting for the pivot: it may have happened, and nothing can undo it, so an
+    // operator retries it (the participant answers a repeat from its ledger). After the pivot
+    // there is no row at all: a retriable step is re-sent for ever.
+    using undo_before = transition<awaited, StepFailed, typename undo::target,
+                                   typename undo::action, unless_timed_out>;
+    using undo_itself =
+        transition<awaited, StepFailed, compensating<typename spec::compensation>,
+                   compensate<typename spec::compensation, typename spec::command>, if_timed_out>;
+    using on_user_error = std::conditional_t<
+        spec::kind == StepKind::retriable, type_list<>,
+        std::conditional_t<
+            spec::kind == StepKind::pivot, type_list<undo_before>,
+            std::conditional_t<spec::has_compensation, type_list<undo_before, undo_itself>,
+                               type_list<transition<awaited, StepFailed, typename undo::target,
+                                                    typename undo::action>>>>>;
     using forward = typename concat<
         type_list<transition<awaiting<typename spec::command>, typename spec::success,
                              typename next::target, typename next::action>>,

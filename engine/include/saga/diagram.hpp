@@ -81,6 +81,7 @@ struct GraphEdge {
   bool compensation = false;
   bool failure = false;  // raised by StepFailed
   bool guarded = false;
+  std::string guard;  // the guard's `name` (saga::if_timed_out: "timed out"); may be empty
   bool operator==(const GraphEdge&) const = default;
 };
 

@@ -7,7 +7,7 @@
 //    "data": {...}}
 //
 // Required: eventId, eventType, timestamp, data. Optional: version (default "1"), source,
-// correlationId, causationId, kind (default: unspecified, the receiver decides).
+// correlationId, causationId, compensates, kind (default: unspecified, the receiver decides).
 //
 // Errors: decode_envelope() never throws for bad input; it returns an EnvelopeError naming the
 // defect. Thread safety: free functions without shared state; safe from any thread.
@@ -37,6 +37,9 @@ struct Envelope {
   std::string source;          // sending service name; may be empty
   std::string correlation_id;  // the saga id; may be empty for events not about a saga
   std::string causation_id;    // eventId of the message that caused this one; may be empty
+  // On a compensating command: the eventId of the step command it undoes, which the participant
+  // may never have received (the step timed out). Empty otherwise.
+  std::string compensates;
   MessageKind kind = MessageKind::unspecified;
   nlohmann::json data = nlohmann::json::object();  // always a JSON object
 };
@@ -51,7 +54,7 @@ enum class EnvelopeErrorCode {
   missing_field,    // a required field is absent
   wrong_type,       // a field has the wrong JSON type
   empty_field,      // a required string field is empty
-  bad_uuid,         // eventId (or causationId) is not a UUID
+  bad_uuid,         // eventId (or causationId, compensates) is not a UUID
   bad_timestamp,    // timestamp is not RFC 3339 date-time
   bad_version,      // version is not "<major>" or "<major>.<minor>" with major >= 1
   unknown_kind,     // kind is not command, reply or event
@@ -82,7 +85,7 @@ DecodeResult decode_envelope(std::string_view bytes,
                              std::size_t max_bytes = kDefaultMaxMessageBytes);
 
 // Serializes to compact JSON. Optional fields that are empty (source, correlationId,
-// causationId, unspecified kind) are omitted. Never fails for a well-formed Envelope.
+// causationId, compensates, unspecified kind) are omitted. Never fails for a well-formed Envelope.
 std::string encode_envelope(const Envelope& envelope);
 // The same with the data member already serialized: `data_json` (the compact JSON text of an
 // object, e.g. from nlohmann::json::dump) is written as is and envelope.data is ignored. For a

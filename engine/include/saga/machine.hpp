@@ -38,6 +38,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include <boost/mpl/push_back.hpp>
@@ -54,10 +55,31 @@ namespace saga {
 // Internal event: starts a saga (processed once, from states::Initial).
 struct Begin {};
 
-// Internal event: user code (a command builder or reply handler) threw after the machine reached
-// its current state. `reason` is the exception's what().
+// Internal event: the step the saga waits on failed without a failure reply. Either user code
+// (a command builder or reply handler) threw after the machine reached its current state, or
+// (`timed_out`) the command's retry policy ran out with no reply, so the participant may or may
+// not have done the work. `reason` says which: the exception's what(), or the attempts made.
 struct StepFailed {
   std::string reason;
+  bool timed_out = false;
+};
+
+// Guards that tell the two kinds of StepFailed apart, for rows that treat a step whose outcome
+// is unknown differently from one that certainly did not happen (saga/definition.hpp compensates
+// a timed-out step itself; it parks a timed-out pivot). `name` labels the edge in diagrams.
+struct if_timed_out {
+  static constexpr std::string_view name = "timed out";
+  template <class Fsm, class Source, class Target>
+  bool operator()(const StepFailed& event, Fsm&, Source&, Target&) const {
+    return event.timed_out;
+  }
+};
+struct unless_timed_out {
+  static constexpr std::string_view name = "not timed out";
+  template <class Fsm, class Source, class Target>
+  bool operator()(const StepFailed& event, Fsm&, Source&, Target&) const {
+    return !event.timed_out;
+  }
 };
 
 template <SagaStatus Status = SagaStatus::Running>
@@ -89,12 +111,18 @@ struct send {
   }
 };
 
-// Action: send the compensating command Cmd (journaled and counted as a compensation).
-template <class Cmd>
+// Action: send the compensating command Cmd (journaled and counted as a compensation). Undoes,
+// when given, is the step command it compensates: the engine then names that command's eventId
+// in the envelope's `compensates` field, so the participant can refuse the step command should
+// it arrive after its compensation (docs/wire-protocol.md).
+template <class Cmd, class Undoes = void>
 struct compensate {
   template <class Event, class Fsm, class Source, class Target>
   void operator()(const Event&, Fsm& fsm, Source&, Target&) const {
-    fsm.template record_command<Cmd>(CommandRole::compensation);
+    if constexpr (std::is_void_v<Undoes>)
+      fsm.template record_command<Cmd>(CommandRole::compensation);
+    else
+      fsm.template record_command<Cmd>(CommandRole::compensation, Undoes::type);
   }
 };
 
@@ -131,17 +159,18 @@ class machine : public boost::msm::front::state_machine_def<Derived> {
   struct recorded_command {
     CommandRole role;
     command_builder build;
+    std::string_view undoes;
   };
 
   template <class Cmd>
-  void record_command(CommandRole role) {
+  void record_command(CommandRole role, std::string_view undoes = {}) {
     static_assert(Command<Cmd>,
                   "saga::send / saga::compensate: the command type needs static `type`, "
                   "`version` and `service` members and nlohmann JSON conversions");
     static_assert(HasCommandBuilder<Data, Cmd>,
                   "saga::send / saga::compensate: no `Cmd make_command(const Data&, "
                   "saga::tag<Cmd>)` found for this command and saga data type");
-    recorded_.push_back({role, &build_command<Cmd>});
+    recorded_.push_back({role, &build_command<Cmd>, undoes});
   }
 
   template <class Fsm, class Event>
@@ -163,8 +192,8 @@ class machine : public boost::msm::front::state_machine_def<Derived> {
   template <class Cmd>
   static OutgoingCommand build_command(const Data& data) {
     Cmd command = make_command(data, tag<Cmd>{});
-    return OutgoingCommand{Cmd::type, Cmd::version, Cmd::service, CommandRole::step,
-                           nlohmann::json(command)};
+    return OutgoingCommand{
+        Cmd::type, Cmd::version, Cmd::service, CommandRole::step, nlohmann::json(command), {}};
   }
 
   std::vector<recorded_command> recorded_;

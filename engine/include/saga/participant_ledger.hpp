@@ -29,7 +29,7 @@ class ParticipantLedger {
 
   struct Result {
     bool duplicate = false;  // the command was handled before; `reply` is what was sent then
-    std::string reply;       // the encoded reply envelope
+    std::string reply;       // the encoded reply envelope; empty: compensated, not handled
   };
 
   virtual ~ParticipantLedger() = default;
@@ -40,7 +40,19 @@ class ParticipantLedger {
   virtual StoreResult<Result> process_once(const std::string& command_id,
                                            const std::function<std::string(Unit&)>& work) = 0;
 
-  // The reply recorded for a command id, or nullopt for a command never handled. A participant
+  // Inside the `work` of process_once / process_batch, while a compensating command is handled:
+  // records that the step command `command_id` (the envelope's `compensates`) is compensated.
+  // If that command was handled before, nothing changes. If it was not, it never will be: its
+  // id is recorded with an empty reply, so when it arrives late (the orchestrator gave up on it
+  // and compensated), it is a duplicate with an empty reply and its work does not run. Committed
+  // with the compensation's own writes.
+  //
+  // Errors: a storage failure throws out of `work`; the process_once / process_batch call then
+  // returns that storage error and commits nothing (it is not a failure of the handler).
+  virtual void record_compensated(Unit& unit, const std::string& command_id) = 0;
+
+  // The reply recorded for a command id, or nullopt for a command never handled (empty for one
+  // compensated before it arrived, see record_compensated). A participant
   // asks before refusing a command it cannot route any more (no handler, no upcaster for its
   // version): a re-sent command it handled before is still answered with the reply sent then.
   virtual StoreResult<std::optional<std::string>> recorded_reply(const std::string& command_id) = 0;

@@ -32,6 +32,8 @@ struct OutgoingCommand {
   std::string_view destination;
   CommandRole role = CommandRole::step;
   nlohmann::json payload;
+  // A compensation's step command type (saga::compensate<Cmd, Undoes>); empty when not named.
+  std::string_view undoes;
 };
 
 // What one message did to one saga instance.
@@ -60,10 +62,10 @@ class SagaInstance {
   virtual Reaction begin() = 0;
   // Applies one inbound message (already validated and upcast) to this saga.
   virtual Reaction handle(std::string_view message_type, const nlohmann::json& payload) = 0;
-  // The step the saga waits on failed without a reply (its command's retry policy ran out):
-  // raises StepFailed like a user-code failure. With no transition for it, the saga is parked
-  // as Failed.
-  virtual Reaction fail_step(const std::string& reason) = 0;
+  // The step the saga waits on got no reply (its command's retry policy ran out): raises
+  // StepFailed with timed_out set. With no transition for it (none at all, or every guard
+  // refused), the saga is parked as Failed in place.
+  virtual Reaction time_out(const std::string& reason) = 0;
 
   virtual std::string_view state() const = 0;
   // A saga parked as Failed in a state that still waits for something goes back to that state's

@@ -38,12 +38,17 @@ class SqliteUnit final : public ParticipantLedger::Unit {
 
 struct SqliteParticipantLedger::Impl {
   sqlite3* db = nullptr;
-  Statement begin, commit, rollback, find, record, savepoint, rollback_to_savepoint,
-      release_savepoint;
+  Statement begin, commit, rollback, find, record, record_compensated, savepoint,
+      rollback_to_savepoint, release_savepoint;
+  // Set by record_compensated when its write failed (it throws out of the caller's work): the
+  // process call reports it as a storage error, not as the handler's failure.
+  std::optional<StoreError> work_store_error;
+
+  std::optional<StoreError> take_work_store_error() { return std::exchange(work_store_error, {}); }
 
   ~Impl() {
-    for (Statement* statement : {&begin, &commit, &rollback, &find, &record, &savepoint,
-                                 &rollback_to_savepoint, &release_savepoint})
+    for (Statement* statement : {&begin, &commit, &rollback, &find, &record, &record_compensated,
+                                 &savepoint, &rollback_to_savepoint, &release_savepoint})
       statement->reset();
     if (db) sqlite3_close(db);
   }
@@ -145,6 +150,8 @@ StoreResult<std::unique_ptr<SqliteParticipantLedger>> SqliteParticipantLedger::o
       {"ROLLBACK", &impl->rollback},
       {"SELECT reply FROM saga_processed_commands WHERE command_id = ?1", &impl->find},
       {"INSERT INTO saga_processed_commands (command_id, reply) VALUES (?1, ?2)", &impl->record},
+      {"INSERT OR IGNORE INTO saga_processed_commands (command_id, reply) VALUES (?1, '')",
+       &impl->record_compensated},
       {"SAVEPOINT saga_command", &impl->savepoint},
       {"ROLLBACK TO saga_command", &impl->rollback_to_savepoint},
       {"RELEASE saga_command", &impl->release_savepoint}};
@@ -162,7 +169,14 @@ StoreResult<ParticipantLedger::Result> SqliteParticipantLedger::process_once(
   if (!seen) return seen.error();
   if (seen.value()) return Result{true, std::move(*seen.value())};
   SqliteUnit unit(s.db);
-  std::string reply = work(unit);  // an exception rolls the transaction back
+  s.work_store_error.reset();
+  std::string reply;
+  try {
+    reply = work(unit);  // an exception rolls the transaction back
+  } catch (...) {
+    if (auto error = s.take_work_store_error()) return *error;
+    throw;
+  }
   if (auto error = s.record_reply(command_id, reply)) return *error;
   if (auto error = transaction.commit("command " + command_id)) return *error;
   return Result{false, std::move(reply)};
@@ -194,6 +208,7 @@ StoreResult<std::vector<ParticipantLedger::Outcome>> SqliteParticipantLedger::pr
     int rc = s.step(s.savepoint.get());
     if (rc != SQLITE_DONE) return error_of(s.db, rc, "opening a savepoint for " + command_id);
     bool threw = true;
+    s.work_store_error.reset();
     try {
       outcome.reply = work(index, unit);
       threw = false;
@@ -202,6 +217,7 @@ StoreResult<std::vector<ParticipantLedger::Outcome>> SqliteParticipantLedger::pr
     } catch (...) {
       outcome.error = "unknown exception";
     }
+    if (auto error = s.take_work_store_error()) return *error;
     if (threw) {
       rc = s.step(s.rollback_to_savepoint.get());
       if (rc != SQLITE_DONE) return error_of(s.db, rc, "undoing command " + command_id);
@@ -215,6 +231,19 @@ StoreResult<std::vector<ParticipantLedger::Outcome>> SqliteParticipantLedger::pr
   if (auto error = transaction.commit(std::to_string(command_ids.size()) + " commands"))
     return *error;
   return outcomes;
+}
+
+void SqliteParticipantLedger::record_compensated(Unit& unit, const std::string& command_id) {
+  Impl& s = *impl_;
+  if (sqlite_connection(unit) != s.db)
+    throw std::invalid_argument("record_compensated: a unit of another ledger");
+  sqlite3_bind_text(s.record_compensated.get(), 1, command_id.data(),
+                    static_cast<int>(command_id.size()), SQLITE_STATIC);
+  int rc = s.step(s.record_compensated.get());
+  if (rc != SQLITE_DONE) {
+    s.work_store_error = error_of(s.db, rc, "recording command " + command_id + " compensated");
+    throw std::runtime_error(s.work_store_error->message);
+  }
 }
 
 sqlite3* SqliteParticipantLedger::connection() const noexcept {

@@ -28,7 +28,19 @@ struct Participant::Impl {
   std::map<std::string, Registration, std::less<>> handlers;
   Upcasters upcasters;
   std::atomic<bool> stopping{false};
-  std::atomic<std::uint64_t> handled{0}, duplicates{0}, failures{0}, errors{0};
+  std::atomic<std::uint64_t> handled{0}, duplicates{0}, failures{0}, errors{0},
+      compensated_first{0};
+
+  // A recorded reply: a duplicate answered again, or (empty) a command compensated before it
+  // arrived, which is not answered: the orchestrator gave up on it.
+  std::optional<std::string> counted_recorded(std::string reply) {
+    if (reply.empty()) {
+      compensated_first.fetch_add(1, std::memory_order_relaxed);
+      return std::nullopt;
+    }
+    duplicates.fetch_add(1, std::memory_order_relaxed);
+    return reply;
+  }
 
   void report(const std::string& what) {
     errors.fetch_add(1, std::memory_order_relaxed);
@@ -113,7 +125,16 @@ struct Participant::Impl {
   }
 
   std::string run_handler(const Routed& routed, ParticipantLedger::Unit& unit) const {
-    return encode_reply(routed.command, routed.registration->handler(routed.payload, unit));
+    std::string reply =
+        encode_reply(routed.command, routed.registration->handler(routed.payload, unit));
+    note_compensated(routed.command, unit);
+    return reply;
+  }
+
+  // A compensating command names the step command it undoes: that one, if it arrives later, is
+  // not handled (ParticipantLedger::record_compensated).
+  void note_compensated(const Envelope& command, ParticipantLedger::Unit& unit) const {
+    if (!command.compensates.empty()) ledger.record_compensated(unit, command.compensates);
   }
 
   // Handles one command in transactions of its own: attempts `first_attempt` to
@@ -135,8 +156,13 @@ struct Participant::Impl {
                  ") failed, not answered: " + result.error().message);
           return std::nullopt;
         }
-        (result.value().duplicate ? duplicates : handled).fetch_add(1, std::memory_order_relaxed);
-        return Answer{std::move(result.value().reply), result.value().duplicate};
+        if (result.value().duplicate) {
+          auto again = counted_recorded(std::move(result.value().reply));
+          if (!again) return std::nullopt;
+          return Answer{std::move(*again), true};
+        }
+        handled.fetch_add(1, std::memory_order_relaxed);
+        return Answer{std::move(result.value().reply), false};
       } catch (const std::exception& error) {
         last_error = error.what();
       } catch (...) {
@@ -150,10 +176,18 @@ struct Participant::Impl {
     }
     try {
       // The failure reply is recorded like any other, so a duplicate gets the same answer.
-      auto result = ledger.process_once(command.event_id, [&](ParticipantLedger::Unit&) {
-        return encode_reply(command, routed.registration->failure(routed.payload, last_error));
+      auto result = ledger.process_once(command.event_id, [&](ParticipantLedger::Unit& unit) {
+        std::string reply =
+            encode_reply(command, routed.registration->failure(routed.payload, last_error));
+        note_compensated(command, unit);
+        return reply;
       });
-      if (result) return Answer{std::move(result.value().reply), result.value().duplicate};
+      if (result && result.value().duplicate) {
+        auto again = counted_recorded(std::move(result.value().reply));
+        if (!again) return std::nullopt;
+        return Answer{std::move(*again), true};
+      }
+      if (result) return Answer{std::move(result.value().reply), false};
       report("recording the failure of '" + command.event_type + "': " + result.error().message);
     } catch (const std::exception& error) {
       report("building the failure reply of '" + command.event_type + "': " + error.what());
@@ -171,8 +205,8 @@ struct Participant::Impl {
     std::vector<std::size_t> to_handle;
     for (std::size_t index = 0; index < batch.size(); ++index) {
       if (batch[index].recorded_reply) {
-        duplicates.fetch_add(1, std::memory_order_relaxed);
-        replies[index] = Answer{*batch[index].recorded_reply, true};
+        if (auto again = counted_recorded(*batch[index].recorded_reply))
+          replies[index] = Answer{std::move(*again), true};
       } else {
         to_handle.push_back(index);
       }
@@ -200,9 +234,13 @@ struct Participant::Impl {
         replies[index] = handle_alone(batch[index], 2, outcome.error);
         continue;
       }
-      const bool duplicate = outcome.kind == Kind::duplicate;
-      (duplicate ? duplicates : handled).fetch_add(1, std::memory_order_relaxed);
-      replies[index] = Answer{std::move(outcome.reply), duplicate};
+      if (outcome.kind == Kind::duplicate) {
+        if (auto again = counted_recorded(std::move(outcome.reply)))
+          replies[index] = Answer{std::move(*again), true};
+        continue;
+      }
+      handled.fetch_add(1, std::memory_order_relaxed);
+      replies[index] = Answer{std::move(outcome.reply), false};
     }
     return replies;
   }
@@ -264,7 +302,7 @@ void Participant::stop() {
 
 Participant::Stats Participant::stats() const {
   return {impl_->handled.load(), impl_->duplicates.load(), impl_->failures.load(),
-          impl_->errors.load()};
+          impl_->errors.load(), impl_->compensated_first.load()};
 }
 
 }  // namespace saga

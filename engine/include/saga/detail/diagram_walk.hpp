@@ -32,7 +32,7 @@ class GraphBuilder {
   void add_state(std::string_view name, SagaStatus status, bool initial,
                  std::optional<StepKind> step);
   void add_edge(std::string_view from, std::string_view to, std::string_view event, bool guarded,
-                std::vector<GraphCommand> commands);
+                std::string_view guard, std::vector<GraphCommand> commands);
   Graph finish();
 
  private:
@@ -58,8 +58,8 @@ struct action_commands<send<Cmd>> {
     out.push_back({std::string(Cmd::type), std::string(Cmd::service), false});
   }
 };
-template <class Cmd>
-struct action_commands<compensate<Cmd>> {
+template <class Cmd, class Undoes>
+struct action_commands<compensate<Cmd, Undoes>> {
   static void append(std::vector<GraphCommand>& out) {
     out.push_back({std::string(Cmd::type), std::string(Cmd::service), true});
   }
@@ -95,6 +95,14 @@ constexpr std::string_view graph_event_name() {
     return "(unnamed event)";
 }
 
+template <class Guard>
+constexpr std::string_view guard_name() {
+  if constexpr (requires { std::string_view{Guard::name}; })
+    return Guard::name;
+  else
+    return {};
+}
+
 template <class Def>
 Graph graph_of() {
   GraphBuilder builder(Def::name, Def::version);
@@ -105,9 +113,10 @@ Graph graph_of() {
         add_graph_state<Def, typename Row::Target>(builder);
         std::vector<GraphCommand> commands;
         action_commands<typename Row::Action>::append(commands);
-        builder.add_edge(
-            Row::Source::name, Row::Target::name, graph_event_name<typename Row::Evt>(),
-            !std::is_same_v<typename Row::Guard, boost::msm::front::none>, std::move(commands));
+        builder.add_edge(Row::Source::name, Row::Target::name,
+                         graph_event_name<typename Row::Evt>(),
+                         !std::is_same_v<typename Row::Guard, boost::msm::front::none>,
+                         guard_name<typename Row::Guard>(), std::move(commands));
       });
   return builder.finish();
 }

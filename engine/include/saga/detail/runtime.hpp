@@ -65,8 +65,8 @@ class saga_instance final : public SagaInstance {
 
   Reaction begin() override { return drive(Begin{}); }
 
-  Reaction fail_step(const std::string& reason) override {
-    Reaction reaction = drive(StepFailed{reason});
+  Reaction time_out(const std::string& reason) override {
+    Reaction reaction = drive(StepFailed{reason, true});
     if (reaction.outcome == Reaction::Outcome::unexpected && !is_terminal(status())) {
       override_ = SagaStatus::Failed;  // nothing in the table handles it: park for an operator
       reaction.outcome = Reaction::Outcome::applied;
@@ -129,8 +129,7 @@ class saga_instance final : public SagaInstance {
                         std::string(state()) + "' and takes no more messages";
       return reaction;
     }
-    machine_.process_event(event);
-    if (auto from = machine_.take_no_transition()) {
+    if (auto from = take_refusal(machine_.process_event(event))) {
       machine_.take_recorded();
       reaction.outcome = Reaction::Outcome::unexpected;
       reaction.reason = "state '" + std::string(type_.state_at(*from).name) +
@@ -162,8 +161,7 @@ class saga_instance final : public SagaInstance {
         override_ = SagaStatus::Failed;
         break;
       }
-      machine_.process_event(StepFailed{*failure});
-      if (machine_.take_no_transition()) {
+      if (take_refusal(machine_.process_event(StepFailed{*failure}))) {
         override_ = SagaStatus::Failed;
         break;
       }
@@ -174,10 +172,19 @@ class saga_instance final : public SagaInstance {
     return reaction;
   }
 
+  // The state that took no transition for the event just processed: none had a row for it, or
+  // every row's guard refused it (Boost.MSM reports only the former through no_transition).
+  std::optional<int> take_refusal(boost::msm::back::HandledEnum handled) {
+    std::optional<int> from = machine_.take_no_transition();
+    if (!from && handled == boost::msm::back::HANDLED_GUARD_REJECT) from = active_id();
+    return from;
+  }
+
   void build_commands(Reaction& reaction) {
     for (const auto& recorded : machine_.take_recorded()) {
       OutgoingCommand command = recorded.build(data_);
       command.role = recorded.role;
+      command.undoes = recorded.undoes;
       reaction.commands.push_back(std::move(command));
     }
   }
@@ -199,7 +206,7 @@ class saga_instance final : public SagaInstance {
     if constexpr (Message<Event>)
       return "'" + std::string(Event::type) + "'";
     else if constexpr (std::is_same_v<Event, StepFailed>)
-      return "a user-code failure (StepFailed)";
+      return "StepFailed";
     else
       return "the start event (Begin)";
   }

@@ -30,6 +30,7 @@ class SqliteParticipantLedger final : public ParticipantLedger {
   StoreResult<Result> process_once(const std::string& command_id,
                                    const std::function<std::string(Unit&)>& work) override;
   StoreResult<std::optional<std::string>> recorded_reply(const std::string& command_id) override;
+  void record_compensated(Unit& unit, const std::string& command_id) override;
   // One BEGIN IMMEDIATE ... COMMIT for the whole batch, a SAVEPOINT around each command's work.
   StoreResult<std::vector<Outcome>> process_batch(
       const std::vector<std::string>& command_ids,

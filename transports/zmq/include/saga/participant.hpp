@@ -32,6 +32,15 @@
 // version, unless the ledger holds a reply to them (a re-send of a command handled before an
 // upgrade), which is sent again.
 //
+// Compensation before the command: a compensating command names the step command it undoes
+// (the envelope's `compensates`; the orchestrator sends one when it gave up on that step, which
+// the participant may or may not have done). The SDK records that name with the compensation's
+// writes (ParticipantLedger::record_compensated). The compensation's handler must therefore
+// expect to undo something that never happened (then there is nothing to do). Should the step
+// command arrive later, its handler does not run and it is not answered (Stats::
+// compensated_first): what was undone stays undone. This holds within one ledger: instances of
+// a service with separate ledgers do not see each other's records.
+//
 // Thread safety: run()/poll() on one thread; stop() from any thread.
 #pragma once
 
@@ -126,6 +135,8 @@ class Participant {
 
   struct Stats {
     std::uint64_t handled = 0, duplicates = 0, failures = 0, errors = 0;
+    // Step commands not handled because their compensation was handled first.
+    std::uint64_t compensated_first = 0;
   };
   Stats stats() const;
 
