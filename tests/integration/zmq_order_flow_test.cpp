@@ -163,10 +163,12 @@ class ZmqOrderFlowTest : public ::testing::Test {
 
   std::string path(const std::string& name) { return (directory_ / name).string(); }
 
-  void start_engine(std::optional<saga::CurveServerOptions> curve = std::nullopt) {
+  void start_engine(std::optional<saga::CurveServerOptions> curve = std::nullopt,
+                    const std::function<void(saga::Options&)>& adjust = {},
+                    std::chrono::milliseconds heartbeat = 50ms) {
     saga::ZmqTransportOptions transport_options;
     transport_options.router_endpoint = "tcp://127.0.0.1:*";
-    transport_options.heartbeat_interval = 50ms;
+    transport_options.heartbeat_interval = heartbeat;
     transport_options.curve = curve;
     transport_ = saga::ZmqTransport::bind(transport_options);
     endpoint_ = transport_->router_endpoint();
@@ -176,6 +178,7 @@ class ZmqOrderFlowTest : public ::testing::Test {
     options.idle_wait = 5ms;
     options.command_retry = {400ms, 1.0, 400ms, 0.0, 0};
     options.compensation_retry = options.command_retry;
+    if (adjust) adjust(options);
     store_ = std::move(saga::SqliteStore::open(options.store).value());
     engine_ = std::make_unique<saga::Engine>(options, *store_, *transport_, clock_);
     engine_->register_saga<order::OrderSaga>();
@@ -876,6 +879,51 @@ TEST_F(CompensatedFirstTest, CompensationAfterItsCommandUndoesItAndTheRepeatIsAn
   EXPECT_EQ(participant->poll(2000ms), 1u);
   EXPECT_EQ(orchestrator.next_message(5000ms), charged) << "the recorded reply, byte for byte";
   EXPECT_EQ(participant->stats().compensated_first, 0u);
+}
+
+// End to end, over real sockets: an instance of the payment service receives a Charge and stalls
+// (it stops polling) before handling it. The engine gives up on the Charge and sends the Refund,
+// which another instance sharing the ledger handles first. When the stalled instance wakes up
+// and reads the Charge, charging then would leave a charge that nothing refunds.
+TEST_F(ZmqOrderFlowTest, ChargeReachingAStalledInstanceAfterItsRefundIsNeverCarriedOut) {
+  // The engine hears nothing from the stalled instance for 600 ms (3 x 200 ms): dead, so the
+  // Refund waits for another instance. It gives up on the Charge after 1 s.
+  start_engine(
+      std::nullopt,
+      [](saga::Options& options) {
+        options.retry_by_command["payment.Charge"] = {1000ms, 1.0, 1000ms, 0.0, 1};
+      },
+      200ms);
+  ParticipantThread inventory(endpoint_, "inventory", "inventory-1", path("inventory.db"));
+  ParticipantThread shipping(endpoint_, "shipping", "shipping-1", path("shipping.db"));
+  auto stalled_ledger = open_ledger(path("payment.db"));
+  saga::ParticipantOptions options;
+  options.connection.orchestrator_endpoint = endpoint_;
+  options.connection.service = "payment";
+  options.connection.instance = "payment-stalled";
+  options.connection.heartbeat_interval = 200ms;
+  options.on_error = [](const std::string&) {};
+  saga::Participant stalled(options, *stalled_ledger);
+  add_handlers("payment", stalled);
+  stalled.poll(100ms);  // announced and welcomed; from now on it stalls
+
+  std::string id = engine_->start<order::OrderSaga>(order("order-1", 1000));
+  std::this_thread::sleep_for(1500ms);  // the Charge went to the stalled instance and timed out
+  EXPECT_EQ(store_->load_saga(id).value()->state, "compensating:payment.Refund");
+  ParticipantThread payment(endpoint_, "payment", "payment-2", path("payment.db"));
+  ASSERT_TRUE(wait_outcomes(1));
+  EXPECT_EQ(outcomes()[id], saga::SagaStatus::Compensated);
+
+  for (int i = 0; i < 20 && stalled.stats().compensated_first == 0; ++i) stalled.poll(50ms);
+  EXPECT_EQ(stalled.stats().compensated_first, 1u) << "the Charge never reached the stalled one";
+  EXPECT_EQ(stalled.stats().handled, 0u);
+  payment.stop();
+  EXPECT_EQ(count_effects(stalled_ledger->connection(), "charge", "order-1"), 0)
+      << "charged after the refund";
+  EXPECT_EQ(count_effects(stalled_ledger->connection(), "refund", "order-1"), 1);
+  inventory.stop();
+  auto inventory_ledger = open_ledger(path("inventory.db"));
+  EXPECT_EQ(count_effects(inventory_ledger->connection(), "release", "order-1"), 1);
 }
 
 class ZmqCurveOrderFlowTest : public ZmqOrderFlowTest {

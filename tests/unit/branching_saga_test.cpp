@@ -188,6 +188,23 @@ TEST(BranchingSaga, UserCodeFailureWithoutAStepFailedRowParksTheSaga) {
   EXPECT_EQ(reaction.user_errors[0], "negative amount");
 }
 
+TEST(BranchingSaga, TimeoutTakesTheUnguardedStepFailedRowOfAHandWrittenTable) {
+  // A table written without the timeout guards treats a timeout like any other StepFailed.
+  auto type = saga::make_saga_type<LoanSaga>();
+  auto restored =
+      type->restore("Checking", saga::SagaStatus::Running, nlohmann::json(Data{"dee", 5, ""}));
+  auto& checking = std::get<0>(restored);
+  saga::Reaction reaction = checking->time_out("no reply to credit.Check");
+  ASSERT_TRUE(reaction.applied());
+  EXPECT_EQ(checking->state(), "Compensated");
+  // Holding has no StepFailed row: parked in place.
+  auto holding = std::move(std::get<0>(
+      type->restore("Holding", saga::SagaStatus::Running, nlohmann::json(Data{"dee", 5, ""}))));
+  ASSERT_TRUE(holding->time_out("no reply to funds.Hold").applied());
+  EXPECT_EQ(holding->status(), saga::SagaStatus::Failed);
+  EXPECT_EQ(holding->state(), "Holding");
+}
+
 TEST(BranchingSaga, StateIsRestoredByNameWhenTheTableIsReordered) {
   auto original = saga::make_saga_type<LoanSaga>();
   auto reordered = saga::make_saga_type<LoanSagaReordered>();

@@ -209,6 +209,49 @@ TEST(LinearDsl, StepWithoutCompensationIsSkippedWhenUndoing) {
       .expect_rolled_back();
 }
 
+TEST(LinearDsl, TimedOutStepWithoutCompensationUndoesTheStepsBeforeIt) {
+  using namespace chain;
+  saga::testing::given<Three>(Data{})
+      .expect_command<Do1>()
+      .when_reply(Done1{})
+      .expect_command<Do2>()
+      .when_timed_out()
+      .expect_compensation<Undo1>()
+      .undoing<Do1>()
+      .when_reply(Undone1{})
+      .expect_rolled_back();
+}
+
+TEST(LinearDsl, TimedOutCompensatableStepIsUndoneItselfFirst) {
+  using namespace chain;
+  saga::testing::given<Three>(Data{})
+      .expect_command<Do1>()
+      .when_reply(Done1{})
+      .expect_command<Do2>()
+      .when_reply(Done2{})
+      .expect_command<Do3>()
+      .when_timed_out()
+      .expect_compensation<Undo3>()
+      .undoing<Do3>()
+      .expect_state("compensating:chain.Undo3")
+      .when_reply(Undone3{})
+      .expect_compensation<Undo1>()  // step 2 has nothing to undo
+      .undoing<Do1>()
+      .when_reply(Undone1{})
+      .expect_rolled_back();
+}
+
+TEST(LinearDsl, TimedOutCompensationParksTheSaga) {
+  using namespace chain;
+  saga::testing::given<Three>(Data{})
+      .expect_command<Do1>()
+      .when_timed_out()
+      .expect_compensation<Undo1>()
+      .when_timed_out()
+      .expect_failed()
+      .expect_state("compensating:chain.Undo1");
+}
+
 TEST(LinearDsl, ThrowingReplyHandlerAfterSuccessUndoesThatStepToo) {
   using namespace chain;
   // Done2 arrived (the participant did the work) but folding it threw: step 3 never starts and

@@ -60,6 +60,50 @@ TEST(OrderSaga, DeclinedPaymentReleasesTheReservation) {
   EXPECT_EQ(scenario.data().failure_reason, "payment declined: card expired");
 }
 
+TEST(OrderSaga, TimedOutReservationIsReleasedByOrder) {
+  saga::testing::given<order::OrderSaga>(an_order())
+      .expect_command<inventory::Reserve>()
+      .when_timed_out()
+      .expect_compensation<inventory::Release>()
+      .undoing<inventory::Reserve>()
+      .with<inventory::Release>([](const inventory::Release& command) {
+        EXPECT_EQ(command.order_id, "order-1");
+        EXPECT_EQ(command.reservation_id, "") << "no reply brought one";
+      })
+      .when_reply(inventory::Released{""})
+      .expect_rolled_back();
+}
+
+TEST(OrderSaga, TimedOutChargeIsRefundedThenTheReservationReleased) {
+  saga::testing::given<order::OrderSaga>(an_order())
+      .expect_command<inventory::Reserve>()
+      .when_reply(inventory::Reserved{"res-1"})
+      .expect_command<payment::Charge>()
+      .when_timed_out()
+      .expect_compensation<payment::Refund>()
+      .undoing<payment::Charge>()
+      .expect_no_command()
+      .when_reply(payment::Refunded{""})
+      .expect_compensation<inventory::Release>()
+      .undoing<inventory::Reserve>()
+      .with<inventory::Release>(
+          [](const inventory::Release& command) { EXPECT_EQ(command.reservation_id, "res-1"); })
+      .when_reply(inventory::Released{"res-1"})
+      .expect_rolled_back();
+}
+
+TEST(OrderSaga, TimedOutPivotParksTheSagaWaitingForIt) {
+  saga::testing::given<order::OrderSaga>(an_order())
+      .expect_command<inventory::Reserve>()
+      .when_reply(inventory::Reserved{"res-1"})
+      .expect_command<payment::Charge>()
+      .when_reply(payment::Charged{"pay-1"})
+      .expect_command<shipping::Ship>()
+      .when_timed_out()
+      .expect_failed()
+      .expect_state("awaiting:shipping.Ship");
+}
+
 TEST(OrderSaga, FailedPivotCompensatesInReverseOrderOneAtATime) {
   saga::testing::given<order::OrderSaga>(an_order())
       .expect_command<inventory::Reserve>()

@@ -9,6 +9,8 @@
 //       .when_reply(inventory::Released{"r-1"})
 //       .expect_rolled_back();
 //
+// when_timed_out() stands for a command whose retry policy ran out with no reply.
+//
 // Each step drives the same SagaType code the engine runs (make_saga_type<Definition>), so what
 // passes here behaves the same in production. Failures are reported with GoogleTest at the line
 // of the failing expectation. Every command a step produces must be expected before the next
@@ -85,6 +87,30 @@ class Scenario {
     Reaction reaction = instance_->handle(Reply::type, nlohmann::json(reply));
     if (!reaction.applied()) fail(at, "reply rejected: " + reaction.reason);
     absorb(std::move(reaction), at);
+    return *this;
+  }
+  // The command the saga waits on got no reply after every retry: what the engine does when the
+  // command's retry policy runs out (SagaInstance::time_out). Linear sagas compensate a
+  // compensatable step itself, then the steps before it, and park a timed-out pivot.
+  Scenario& when_timed_out(std::source_location at = std::source_location::current()) {
+    if (!pending_.empty())
+      fail(at, "timeout given while command '" + std::string(pending_.front().type) +
+                   "' was never expected");
+    pending_.clear();
+    Reaction reaction = instance_->time_out("no reply after every retry (saga::testing)");
+    if (!reaction.applied()) fail(at, "timeout rejected: " + reaction.reason);
+    absorb(std::move(reaction), at);
+    return *this;
+  }
+  // The compensation just expected names Step as the step command it undoes (its envelope's
+  // `compensates` will carry that command's eventId).
+  template <class Step>
+  Scenario& undoing(std::source_location at = std::source_location::current()) {
+    if (!last_ || last_->role != CommandRole::compensation)
+      fail(at, "undoing<" + std::string(Step::type) + ">() does not follow a compensation");
+    else if (last_->undoes != Step::type)
+      fail(at, "expected '" + std::string(last_->type) + "' to undo '" + std::string(Step::type) +
+                   "', it undoes '" + std::string(last_->undoes) + "'");
     return *this;
   }
   // Delivers a reply the current state must reject, leaving the saga unchanged.
