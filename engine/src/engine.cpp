@@ -800,9 +800,10 @@ struct Engine::Impl {
           given_up_on(turn, saga_id, envelope.causation_id)) {
         code = "late_reply";
         reason = "the reply came after the engine gave up on " + envelope.causation_id +
-                 " (journaled as timed_out) and the saga moved on: a step with a compensation is "
-                 "undone by the compensation naming that command; a parked pivot waits for an "
-                 "operator to retry it; a step without a compensation is not undone (" +
+                 " (journaled as timed_out) and the saga moved on. In a linear saga a step with "
+                 "a compensation is undone by the compensation naming that command, a parked "
+                 "pivot waits for an operator to retry it, and a step without a compensation, "
+                 "or a compensation given up on, is not redone or undone: check it (" +
                  reaction.reason + ")";
       }
       journal(turn, saga_id, JournalKind::unexpected, envelope.event_id, envelope.event_type,

@@ -165,6 +165,17 @@ void add_common_flags(CLI::App& app, CommonOptions& options) {
       ->type_name("MS")
       ->check(CLI::Range(10, 60000))
       ->capture_default_str();
+  app.add_option("--pause-after", options.pause_after,
+                 "With --pause-ms: pause once after answering this many commands")
+      ->type_name("N")
+      ->check(CLI::Range(0, 1000000000))
+      ->capture_default_str();
+  app.add_option("--pause-ms", options.pause_ms,
+                 "Stop polling for this long, once (a stalled instance: commands queue up, and "
+                 "the orchestrator may give up on them and compensate); 0 never pauses")
+      ->type_name("MS")
+      ->check(CLI::Range(0, 3600000))
+      ->capture_default_str();
   app.add_option("--durability", options.durability,
                  "How hard each commit goes to disk: full (fsync every commit), normal (survives "
                  "a process crash, not a power loss), off (tests only)")
@@ -297,9 +308,20 @@ int run_service(const CommonOptions& options, const Service& service) {
     });
     // Participant::run() with one addition: the notes of commands a poll left unanswered are
     // dropped before the next (on_answered above logs the others, once each reply is queued).
+    std::size_t answered = 0;
+    bool paused = options.pause_ms == 0;
     while (!stopping.load()) {
       command_log.clear();
-      participant->poll(std::chrono::milliseconds{100});
+      answered += participant->poll(std::chrono::milliseconds{100});
+      if (!paused && answered >= static_cast<std::size_t>(options.pause_after)) {
+        paused = true;
+        info("pausing for " + std::to_string(options.pause_ms) + " ms (--pause-ms)");
+        const auto until =
+            std::chrono::steady_clock::now() + std::chrono::milliseconds{options.pause_ms};
+        while (!stopping.load() && std::chrono::steady_clock::now() < until)
+          std::this_thread::sleep_for(std::chrono::milliseconds{10});
+        info("resuming");
+      }
     }
   }
   auto stats = participant->stats();
@@ -308,7 +330,8 @@ int run_service(const CommonOptions& options, const Service& service) {
   ledger.reset();
   info("stopped: " + std::to_string(stats.handled) + " handled, " +
        std::to_string(stats.duplicates) + " duplicates, " + std::to_string(stats.failures) +
-       " failed after retries, " + std::to_string(stats.errors) + " errors");
+       " failed after retries, " + std::to_string(stats.errors) + " errors, " +
+       std::to_string(stats.compensated_first) + " not handled (compensated first)");
   return 0;
 }
 

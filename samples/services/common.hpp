@@ -36,10 +36,13 @@ struct CommonOptions {
   int heartbeat_ms = 1000;          // --heartbeat-ms
   std::string durability = "full";  // --durability
   std::size_t batch = 64;           // --batch
+  int pause_after = 0;              // --pause-after: answered commands before the pause
+  int pause_ms = 0;                 // --pause-ms: 0 = never pause
 };
 
-// Adds --orchestrator, --instance, --db, --seed, --heartbeat-ms, --durability and --batch to `app`,
-// with defaults derived from options.service (which must be set).
+// Adds --orchestrator, --instance, --db, --seed, --heartbeat-ms, --durability, --batch,
+// --pause-after and --pause-ms to `app`, with defaults derived from options.service (which must
+// be set).
 void add_common_flags(CLI::App& app, CommonOptions& options);
 
 // Validates a probability in [0, 1] (for --decline-rate, --failure-rate).

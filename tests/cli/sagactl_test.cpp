@@ -902,6 +902,23 @@ TEST_F(SagactlPictureTest, WithoutTheStoredDefinitionTheJournalAloneIsDrawn) {
   check_journal_only("the database has no saga_definitions table");
 }
 
+TEST_F(SagactlPictureTest, AGuardNameFromTheDatabaseReachesTheTerminalEscaped) {
+  sqlite3* handle = nullptr;
+  sqlite3_open(db.c_str(), &handle);
+  const char* sql =
+      "UPDATE saga_definitions SET graph = json_set(graph, '$.edges[2].guarded', json('true'), "
+      "'$.edges[2].guard', char(27) || '[31mred')";
+  ASSERT_EQ(sqlite3_exec(handle, sql, nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(handle);
+  for (const char* format : {"--dot", "--mermaid"}) {
+    Result picture = ctl({"show", scenario.failed, format});
+    ASSERT_EQ(picture.code, 0) << picture.err;
+    EXPECT_EQ(picture.err, "") << "the stored definition was used";
+    EXPECT_EQ(picture.out.find('\x1b'), std::string::npos) << "a raw escape reached the terminal";
+    EXPECT_NE(picture.out.find("[31mred"), std::string::npos) << picture.out;
+  }
+}
+
 // The orchestrator of a real deployment: an engine loop running on its own thread with the
 // system clock, polling operator_requests every 10 ms.
 class RunningEngine {

@@ -45,12 +45,17 @@ int main(int argc, char** argv) {
   std::string db = "crash.db", router = "tcp://127.0.0.1:*", endpoints_file;
   int sagas = 200, rate = 400;
   std::uint64_t seed = 7;
+  int charge_attempts = 0;
   app.add_option("--db", db, "SQLite database")->capture_default_str();
   app.add_option("--router", router, "ROUTER endpoint")->capture_default_str();
   app.add_option("--endpoints-file", endpoints_file, "Write router=<bound endpoint> here");
   app.add_option("--sagas", sagas, "Orders to start in all")->check(CLI::Range(1, 10000000));
   app.add_option("--rate", rate, "Starts per second")->check(CLI::Range(1, 1000000));
   app.add_option("--seed", seed, "Seed of the orders")->capture_default_str();
+  app.add_option("--charge-attempts", charge_attempts,
+                 "Give up on a payment.Charge after this many sends (0: never)")
+      ->check(CLI::Range(0, 1000))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   auto [existing, ended_before] = count_sagas(db);
@@ -62,6 +67,11 @@ int main(int argc, char** argv) {
   options.command_retry = {std::chrono::milliseconds{400}, 1.5, std::chrono::milliseconds{2000},
                            0.1, 0};
   options.compensation_retry = options.command_retry;
+  // Except, when asked, the charge: a step given up on that the payment service may still do.
+  if (charge_attempts > 0) {
+    options.retry_by_command["payment.Charge"] = options.command_retry;
+    options.retry_by_command["payment.Charge"].max_attempts = charge_attempts;
+  }
   auto opened = saga::SqliteStore::open(options.store);
   if (!opened) {
     std::cerr << "crash_orchestrator: " << opened.error().message << "\n";

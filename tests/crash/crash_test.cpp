@@ -2,8 +2,14 @@
 // (crash_orchestrator and the inventory, payment and shipping services) and kills them with
 // SIGKILL at every named crash point, several times each, restarting whatever died. Then it
 // checks that every saga ended Completed or Compensated, that the services' ledgers show at most
-// one effect per saga and step, that no compensation was sent for a step that never ran, and
-// that the database is intact. Exit code 0 when all hold, 1 otherwise, 2 for bad flags.
+// one effect per saga and step, that no compensation was sent for a step that neither ran nor
+// was given up on, and that the database is intact. Exit code 0 when all hold, 1 otherwise, 2
+// for bad flags.
+//
+// With --stall-ms it kills nothing: one service stops polling for that long after its first 20
+// commands (the services' --pause-ms), while the orchestrator gives up on a charge after
+// --charge-attempts sends. The stalled payment service then finds charges the sagas gave up on
+// and compensated: the ledgers must still balance.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -85,6 +91,8 @@ int main(int argc, char** argv) {
   std::string bin_dir, orchestrator_path, work = "crash-test";
   int sagas = 200, crashes_per_point = 1, rate = 400, timeout_s = 300;
   std::uint64_t seed = 1;
+  int stall_ms = 0, charge_attempts = 0;
+  std::string stall_service = "payment";
   app.add_option("--samples", bin_dir, "Directory of the built samples (services/...)")->required();
   app.add_option("--orchestrator", orchestrator_path, "The crash_orchestrator program")->required();
   app.add_option("--work", work, "Scratch directory (recreated)")->capture_default_str();
@@ -94,6 +102,14 @@ int main(int argc, char** argv) {
   app.add_option("--rate", rate, "Saga starts per second")->check(CLI::Range(1, 100000));
   app.add_option("--seed", seed, "Seed of the crash schedule")->capture_default_str();
   app.add_option("--timeout", timeout_s, "Seconds before giving up")->check(CLI::Range(1, 86400));
+  app.add_option("--stall-ms", stall_ms, "Instead of killing: a service pauses this long, once")
+      ->check(CLI::Range(0, 600000));
+  app.add_option("--stall-service", stall_service, "The service --stall-ms stops")
+      ->check(CLI::IsMember({"inventory", "payment", "shipping"}))
+      ->capture_default_str();
+  app.add_option("--charge-attempts", charge_attempts,
+                 "The orchestrator gives up on a charge after this many sends (0: never)")
+      ->check(CLI::Range(0, 1000));
   CLI11_PARSE(app, argc, argv);
 
   fs::remove_all(work);
@@ -102,18 +118,19 @@ int main(int argc, char** argv) {
   const std::string db = (dir / "orchestrator.db").string();
   std::mt19937_64 random(seed);
   std::vector<Plan> plan;  // round-robin over the points, so each is reached early
-  for (int round = 0; round < crashes_per_point; ++round)
+  for (int round = 0; round < (stall_ms > 0 ? 0 : crashes_per_point); ++round)
     for (std::string_view point : saga::detail::kCrashPoints)
       plan.push_back({std::string(point), 1 + static_cast<int>(random() % 12)});
 
   std::string router = "tcp://127.0.0.1:*";
   auto start_orchestrator = [&](const std::map<std::string, std::string>& env) {
     fs::remove(dir / "endpoints");
-    Process process = spawn("orchestrator",
-                            {orchestrator_path, "--db", db, "--router", router, "--endpoints-file",
-                             (dir / "endpoints").string(), "--sagas", std::to_string(sagas),
-                             "--rate", std::to_string(rate)},
-                            env, dir / "orchestrator.log");
+    Process process =
+        spawn("orchestrator",
+              {orchestrator_path, "--db", db, "--router", router, "--endpoints-file",
+               (dir / "endpoints").string(), "--sagas", std::to_string(sagas), "--rate",
+               std::to_string(rate), "--charge-attempts", std::to_string(charge_attempts)},
+              env, dir / "orchestrator.log");
     for (int i = 0; i < 500 && !fs::exists(dir / "endpoints"); ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds{10});
     std::ifstream in(dir / "endpoints");
@@ -124,12 +141,19 @@ int main(int argc, char** argv) {
   };
   const std::vector<std::string> services = {"inventory", "payment", "shipping"};
   std::map<std::string, Process> running;
-  auto start_service = [&](const std::string& name, const std::map<std::string, std::string>& env) {
-    running[name] =
-        spawn(name,
-              {bin_dir + "/services/" + name + "_service", "--orchestrator", router, "--instance",
-               name + "-1", "--db", (dir / (name + ".db")).string(), "--heartbeat-ms", "100"},
-              env, dir / (name + ".log"));
+  auto start_service = [&](const std::string& name, const std::map<std::string, std::string>& env,
+                           std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {bin_dir + "/services/" + name + "_service",
+                                     "--orchestrator",
+                                     router,
+                                     "--instance",
+                                     name + "-1",
+                                     "--db",
+                                     (dir / (name + ".db")).string(),
+                                     "--heartbeat-ms",
+                                     "100"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    running[name] = spawn(name, args, env, dir / (name + ".log"));
   };
 
   auto deadline = Clock::now() + std::chrono::seconds{timeout_s};
@@ -138,7 +162,14 @@ int main(int argc, char** argv) {
   std::size_t participant_kills = 0;
   auto began = Clock::now();
   running["orchestrator"] = start_orchestrator({});
-  for (const auto& name : services) start_service(name, {});
+  for (const auto& name : services) {
+    if (stall_ms > 0 && name == stall_service) {
+      start_service(name, {}, {"--pause-after", "20", "--pause-ms", std::to_string(stall_ms)});
+      std::cout << "  " << name << " pauses for " << stall_ms << " ms after 20 commands\n";
+    } else {
+      start_service(name, {});
+    }
+  }
   bool finished = false;
 
   for (std::size_t step = 0; step < plan.size() && !finished; ++step) {
@@ -194,6 +225,7 @@ int main(int argc, char** argv) {
 
   std::vector<std::string> violations;
   std::map<std::string, int> by_status;
+  long long given_up = 0;
   try {
     order_check::ReadOnlyDatabase orchestrator(db);
     std::vector<order_check::PlacedOrder> orders;
@@ -211,13 +243,19 @@ int main(int argc, char** argv) {
                                     (dir / "shipping.db").string()},
                                    "is stuck (did not end)");
     violations.insert(violations.end(), ledger_violations.begin(), ledger_violations.end());
-    // A compensation answers a step that ran: its saga applied that step's success reply.
+    // A compensation answers a step that ran (its saga applied that step's success reply) or
+    // one the saga gave up on (a timed_out entry names its command), which may have run.
     for (auto& row : orchestrator.rows(
              "SELECT o.saga_id, o.message_type FROM outbox o WHERE o.compensation = 1 AND NOT "
-             "EXISTS (SELECT 1 FROM journal j WHERE j.saga_id = o.saga_id AND j.kind = "
+             "EXISTS (SELECT 1 FROM journal j WHERE j.saga_id = o.saga_id AND ((j.kind = "
              "'message_in' AND j.message_type = CASE o.message_type WHEN 'inventory.Release' "
-             "THEN 'inventory.Reserved' WHEN 'payment.Refund' THEN 'payment.Charged' END)"))
-      violations.push_back("saga " + row[0] + " sent " + row[1] + " for a step that never ran");
+             "THEN 'inventory.Reserved' WHEN 'payment.Refund' THEN 'payment.Charged' END) OR "
+             "(j.kind = 'timed_out' AND j.message_type = CASE o.message_type WHEN "
+             "'inventory.Release' THEN 'inventory.Reserve' WHEN 'payment.Refund' THEN "
+             "'payment.Charge' END)))"))
+      violations.push_back("saga " + row[0] + " sent " + row[1] +
+                           " for a step that neither ran nor was given up on");
+    given_up = orchestrator.number("SELECT count(*) FROM journal WHERE kind = 'timed_out'");
     for (auto& row : orchestrator.rows("PRAGMA integrity_check"))
       if (row[0] != "ok") violations.push_back("integrity_check: " + row[0]);
   } catch (const std::exception& error) {
@@ -232,13 +270,17 @@ int main(int argc, char** argv) {
             << "Kills       " << total_kills << " by SIGKILL at crash points (";
   for (const auto& [point, count] : kills) std::cout << point << " " << count << " ";
   std::cout << "), " << unreached << " armed but not reached, " << restarts << " restarts\n"
+            << "Given up    " << given_up << " command(s)\n"
             << "Elapsed     " << seconds << " s\n";
   for (std::string_view point : saga::detail::kCrashPoints)
-    if (!kills.contains(std::string(point)))
+    if (!plan.empty() && !kills.contains(std::string(point)))
       violations.push_back("crash point " + std::string(point) + " was never reached");
+  if (stall_ms > 0 && charge_attempts > 0 && given_up == 0)
+    violations.push_back("the stall made the orchestrator give up on nothing: nothing tested");
   if (violations.empty()) {
     std::cout << "Invariants  ok: every saga ended Completed or Compensated; at most one effect "
-                 "per saga and step; no compensation for a step that never ran; integrity ok\n";
+                 "per saga and step; no compensation for a step that neither ran nor was given "
+                 "up on; integrity ok\n";
     return 0;
   }
   std::cout << "Invariants  VIOLATED (" << violations.size() << "):\n";

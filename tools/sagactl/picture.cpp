@@ -76,6 +76,7 @@ void make_printable(saga::Graph& graph) {
     edge.from = printable(edge.from);
     edge.to = printable(edge.to);
     edge.event = printable(edge.event);
+    edge.guard = printable(edge.guard);
     for (auto& command : edge.commands) {
       command.type = printable(command.type);
       command.destination = printable(command.destination);

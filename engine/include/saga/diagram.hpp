@@ -34,6 +34,8 @@
 //                "guarded": false,
 //                "commands": [{"type": "inventory.Release", "destination": "inventory",
 //                              "compensation": true}]}, ...]}
+//   A guarded edge whose guard has a name also has "guard": "<name>" (e.g. "timed out"); it is
+//   optional when read.
 //   "kind" is one of initial, waiting, compensating, completed, compensated, failed. from_json
 //   throws nlohmann::json::exception when a field is missing or has the wrong type, and
 //   std::invalid_argument for an unknown format or kind, or an edge naming a state the graph

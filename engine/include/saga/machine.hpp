@@ -30,8 +30,8 @@
 //   while the saga is compensating is journaled and the compensation goes ahead.
 // - Guards should not throw. If one does (or a hand-written action), Boost.MSM leaves the source
 //   state active and the engine raises StepFailed there.
-// - A message the current state has no row for is reported by no_transition (never asserts);
-//   the engine journals and dead-letters it, and the saga is unchanged.
+// - A message the current state has no row for, or whose rows' guards all refuse it, is not
+//   applied (never asserts): the engine journals and dead-letters it, and the saga is unchanged.
 #pragma once
 
 #include <exception>

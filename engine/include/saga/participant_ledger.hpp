@@ -5,8 +5,9 @@
 // Implementations: saga::SqliteParticipantLedger (saga/sqlite_participant_ledger.hpp), whose
 // Unit gives the handler the open SQLite transaction for its own tables.
 //
-// Thread safety: one thread at a time. Errors: storage failures come back as StoreResult; an
-// exception thrown by `work` rolls the transaction back and propagates to the caller.
+// Thread safety: one thread at a time. Errors: storage failures come back as StoreResult
+// (also a failed record_compensated inside `work`); any other exception thrown by `work` rolls
+// the transaction back and propagates to the caller.
 #pragma once
 
 #include <cstddef>
@@ -62,6 +63,7 @@ class ParticipantLedger {
     enum class Kind { handled, duplicate, failed };
     Kind kind = Kind::failed;
     std::string reply;  // handled: the recorded reply; duplicate: the reply recorded before
+                        // (empty: compensated before it arrived, see record_compensated)
     std::string error;  // failed: what `work` threw; nothing of this command was recorded
   };
 

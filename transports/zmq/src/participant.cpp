@@ -134,7 +134,8 @@ struct Participant::Impl {
   // A compensating command names the step command it undoes: that one, if it arrives later, is
   // not handled (ParticipantLedger::record_compensated).
   void note_compensated(const Envelope& command, ParticipantLedger::Unit& unit) const {
-    if (!command.compensates.empty()) ledger.record_compensated(unit, command.compensates);
+    if (!command.compensates.empty() && command.compensates != command.event_id)
+      ledger.record_compensated(unit, command.compensates);
   }
 
   // Handles one command in transactions of its own: attempts `first_attempt` to
