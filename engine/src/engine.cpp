@@ -791,6 +791,11 @@ struct Engine::Impl {
     SagaStatus before = saga->instance->status();
     turn.touched.push_back(saga_id);
     Reaction reaction = saga->instance->handle(envelope.event_type, *payload);
+    if (reaction.outcome == Reaction::Outcome::unexpected && before == SagaStatus::Failed)
+      if (auto resumed = resume_parked(turn, saga_id, *saga, envelope, *payload)) {
+        before = resumed->first;
+        reaction = std::move(resumed->second);
+      }
     if (!reaction.applied()) {
       static constexpr const char* kCodes[] = {"applied", "unexpected", "undecodable",
                                                "unknown_type"};
@@ -828,6 +833,36 @@ struct Engine::Impl {
             envelope.data.dump());
     record_reaction(turn, saga_id, *saga, reaction, before, envelope.event_id);
     ++turn.applied;
+  }
+
+  // A saga parked because a command timed out (a pivot, a compensation) still waits in place
+  // for that command. A late reply to exactly that command is its answer: it is applied as if
+  // an operator had retried the command and the participant had answered from its ledger.
+  // Returns the status the saga resumed with and the reaction, or nullopt (still parked).
+  std::optional<std::pair<SagaStatus, Reaction>> resume_parked(Turn& turn,
+                                                               const std::string& saga_id,
+                                                               CachedSaga& saga,
+                                                               const Envelope& envelope,
+                                                               const nlohmann::json& payload) {
+    auto parked_on = last_timed_out(turn, saga_id);
+    if (!parked_on || parked_on->message_id != envelope.causation_id ||
+        !waits_for(saga.instance->state(), parked_on->message_type) || !saga.instance->unpark())
+      return std::nullopt;
+    SagaStatus resumed = saga.instance->status();
+    Reaction reaction = saga.instance->handle(envelope.event_type, payload);
+    if (!reaction.applied()) {
+      saga.instance->resolve(SagaStatus::Failed);  // parked again, unchanged
+      return std::nullopt;
+    }
+    return std::pair{resumed, std::move(reaction)};
+  }
+
+  // The saga's last timed_out journal entry: the command whose retry policy ran out last.
+  std::optional<JournalEntry> last_timed_out(const Turn& turn, const std::string& saga_id) {
+    std::optional<JournalEntry> last;
+    for (auto& entry : journal_with_turn(turn, saga_id))
+      if (entry.kind == JournalKind::timed_out) last = std::move(entry);
+    return last;
   }
 
   // The saga's journal as this turn leaves it: the committed entries, then this turn's.
@@ -1080,9 +1115,8 @@ struct Engine::Impl {
       return;
     }
     // retry: the command whose policy ran out is the one named by the last timed_out entry.
-    std::string command_id;
-    for (const auto& entry : journal_with_turn(turn, request.saga_id))
-      if (entry.kind == JournalKind::timed_out) command_id = entry.message_id;
+    auto parked_on = last_timed_out(turn, request.saga_id);
+    const std::string command_id = parked_on ? parked_on->message_id : "";
     auto rows = store.outbox(request.saga_id);
     if (!rows) throw TurnAborted{rows.error()};
     std::optional<OutboxMessage> command;

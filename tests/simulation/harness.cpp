@@ -141,9 +141,15 @@ class Participants {
     }
     const Envelope& command = std::get<Envelope>(decoded);
     if (auto seen = replies_.find(command.event_id); seen != replies_.end()) {
+      if (seen->second.empty()) {  // compensated before it arrived: never done, never answered
+        ++compensated_first_;
+        return;
+      }
       network_.post({true, "", seen->second});
       return;
     }
+    // A compensation naming the step it undoes: that step, should it come later, is not done.
+    if (!command.compensates.empty()) replies_.emplace(command.compensates, "");
     std::string order_id = command.data.value("order_id", "");
     auto& ledger = effects_[order_id];
     std::string type;
@@ -159,9 +165,11 @@ class Participants {
         data = inventory::Reserved{"res-" + order_id};
       }
     } else if (kind == inventory::Release::type) {
-      if (ledger["reserve"] == 0)
+      // A compensation of a step given up on may find nothing to undo.
+      if (ledger["reserve"] > ledger["release"])
+        ++ledger["release"];
+      else if (command.compensates.empty())
         violations.push_back(order_id + ": release of a reservation that never happened");
-      ++ledger["release"];
       type = inventory::Released::type;
       data = inventory::Released{"res-" + order_id};
     } else if (kind == payment::Charge::type) {
@@ -174,9 +182,10 @@ class Participants {
         data = payment::Charged{"pay-" + order_id};
       }
     } else if (kind == payment::Refund::type) {
-      if (ledger["charge"] == 0)
+      if (ledger["charge"] > ledger["refund"])
+        ++ledger["refund"];
+      else if (command.compensates.empty())
         violations.push_back(order_id + ": refund of a charge that never happened");
-      ++ledger["refund"];
       type = payment::Refunded::type;
       data = payment::Refunded{"pay-" + order_id};
     } else if (kind == shipping::Ship::type) {
@@ -208,6 +217,7 @@ class Participants {
   }
 
   const std::map<std::string, std::map<std::string, int>>& effects() const { return effects_; }
+  int compensated_first() const { return compensated_first_; }
 
  private:
   std::mt19937_64& random_;
@@ -216,6 +226,7 @@ class Participants {
   const ManualClock& clock_;
   std::map<std::string, std::string> replies_;
   std::map<std::string, std::map<std::string, int>> effects_;
+  int compensated_first_ = 0;
 };
 
 }  // namespace
@@ -239,6 +250,7 @@ Result run(const Config& config) {
   options.idle_wait = Millis{0};
   options.command_retry = {Millis{1000}, 2.0, Millis{4000}, 0.2, 0};  // never give up: see
   options.compensation_retry = options.command_retry;                 // docs/reliability.md
+  options.command_retry.max_attempts = config.step_attempts;
   options.random_seed = config.seed;
   options.publish_events = false;
   const std::size_t batches[] = {1, 4, 64};
@@ -304,8 +316,13 @@ Result run(const Config& config) {
     }
     while (auto packet = network.take(false)) participants.handle(*packet, result.violations);
 
+    // The operator: once the faults stop, a saga parked on a pivot given up on is retried.
+    if (!network.faults() && config.step_attempts > 0 && result.steps % 16 == 0)
+      for (const auto& parked : store->sagas_with_status(SagaStatus::Failed, 1'000'000).value())
+        (void)engine->retry(parked.id);
     if (!network.faults() && started == start_times.size() && network.empty() &&
-        result.steps % 16 == 0 && unfinished() == 0)
+        result.steps % 16 == 0 && unfinished() == 0 &&
+        store->sagas_with_status(SagaStatus::Failed, 1).value().empty())
       break;
     Millis step{network.faults() ? std::uniform_int_distribution<int>(1, 60)(random) : 50};
     if (auto due = network.next_due(); !due && !network.faults()) step = Millis{250};
@@ -355,6 +372,7 @@ Result run(const Config& config) {
                                   record.state);
     }
     for (const auto& entry : store->journal(record.id).value()) {
+      if (entry.kind == JournalKind::timed_out) ++result.given_up;
       result.journal += record.id + "|" + std::string(to_string(entry.kind)) + "|" +
                         entry.message_id + "|" + entry.message_type + "|" + entry.from_state + "|" +
                         entry.to_state + "|" + entry.detail + "|" +
@@ -362,6 +380,7 @@ Result run(const Config& config) {
     }
   }
   if (!store->integrity_ok().value()) result.violations.push_back("integrity_check failed");
+  result.compensated_first = participants.compensated_first();
   engine.reset();
   store.reset();
   remove_files();

@@ -2,7 +2,8 @@
 // store, a simulated clock, a simulated network that drops, duplicates, reorders and delays
 // messages, simulated participants that sometimes crash between their commit and their reply,
 // and engine crashes (in-memory state lost, store reopened) at random points, including in the
-// middle of sending a turn's commands. Everything is driven by one seed. See docs/reliability.md.
+// middle of sending a turn's commands; optionally, step commands given up on (step_attempts).
+// Everything is driven by one seed. See docs/reliability.md.
 #pragma once
 
 #include <cstdint>
@@ -22,7 +23,11 @@ struct Config {
   double participant_reply_loss = 0.05;  // participant commits, then dies before replying
   int fault_window_ms = 60000;           // faults stop after this much simulated time
   int horizon_ms = 900000;               // every saga must have ended by then
-  std::string directory = "/tmp";        // where the run's database file lives
+  // Sends of a step command before the engine gives up on it (0: never). Giving up compensates
+  // a step that may have been done; a parked pivot is retried by a simulated operator once the
+  // faults stop. Compensations are never given up on.
+  int step_attempts = 0;
+  std::string directory = "/tmp";  // where the run's database file lives
 };
 
 struct Result {
@@ -32,6 +37,8 @@ struct Result {
   int sagas = 0;                        // sagas that exist in the store at the end
   int completed = 0, compensated = 0;
   int engine_crashes = 0;
+  int given_up = 0;           // commands the engine gave up on (timed_out entries)
+  int compensated_first = 0;  // step commands the participants refused: compensated
   int steps = 0;
   bool ok() const { return violations.empty(); }
 };

@@ -10,6 +10,7 @@
 int main(int argc, char** argv) {
   std::uint64_t first = 1, count = 10000;
   bool single = false, journal = false;
+  int step_attempts = 0, max_delay_ms = -1;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     auto value = [&]() -> std::uint64_t {
@@ -29,18 +30,27 @@ int main(int argc, char** argv) {
       count = value();
     } else if (arg == "--journal") {
       journal = true;
+    } else if (arg == "--step-attempts") {
+      step_attempts = static_cast<int>(value());
+    } else if (arg == "--max-delay-ms") {
+      max_delay_ms = static_cast<int>(value());
     } else {
       std::cerr << "usage: saga_simulate [--seeds N (10000)] [--from FIRST (1)] | --seed N "
-                   "[--journal]\n";
+                   "[--journal]; [--step-attempts N (0: never give up on a step)] "
+                   "[--max-delay-ms MS (300)]\n";
       return arg == "--help" ? 0 : 2;
     }
   }
   auto begin = std::chrono::steady_clock::now();
-  std::uint64_t failed = 0, sagas = 0, crashes = 0;
+  std::uint64_t failed = 0, sagas = 0, crashes = 0, given_up = 0, compensated_first = 0;
   for (std::uint64_t seed = first; seed < first + count; ++seed) {
     saga::simulation::Config config;
     config.seed = seed;
+    config.step_attempts = step_attempts;
+    if (max_delay_ms >= 0) config.max_delay_ms = max_delay_ms;
     auto result = saga::simulation::run(config);
+    given_up += static_cast<std::uint64_t>(result.given_up);
+    compensated_first += static_cast<std::uint64_t>(result.compensated_first);
     sagas += static_cast<std::uint64_t>(result.sagas);
     crashes += static_cast<std::uint64_t>(result.engine_crashes);
     if (!result.ok()) {
@@ -54,7 +64,9 @@ int main(int argc, char** argv) {
   }
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
   std::cout << count << " seeds (" << first << ".." << first + count - 1 << "), " << failed
-            << " failed, " << sagas << " sagas, " << crashes << " engine crashes, " << seconds
-            << " s, " << static_cast<double>(count) / seconds << " seeds/s\n";
+            << " failed, " << sagas << " sagas, " << crashes << " engine crashes, " << given_up
+            << " commands given up on, " << compensated_first
+            << " step commands refused after their compensation, " << seconds << " s, "
+            << static_cast<double>(count) / seconds << " seeds/s\n";
   return failed == 0 ? 0 : 1;
 }

@@ -33,6 +33,29 @@ TEST(Simulation, EverySagaEndsWithEachEffectAtMostOnceAcross200Seeds) {
   EXPECT_GT(sagas, 200 * 10);
 }
 
+// The engine gives up on a step after two sends: a step that may have been done is compensated,
+// a step command that arrives after its compensation is never done, a pivot given up on is
+// parked and retried by the simulated operator. Every order must still be all or nothing.
+TEST(Simulation, StepsGivenUpOnAreUndoneAndNeverDoneLateAcross100Seeds) {
+  int given_up = 0, compensated_first = 0, compensated = 0;
+  for (std::uint64_t seed = 1; seed <= 100; ++seed) {
+    auto config = config_for(seed);
+    config.step_attempts = 2;
+    config.max_delay_ms = 5000;  // longer than the engine waits: commands arrive after giving up
+    auto result = saga::simulation::run(config);
+    ASSERT_TRUE(result.ok()) << "seed " << seed
+                             << " failed (reproduce: saga_simulate --step-attempts 2 "
+                                "--max-delay-ms 5000 --seed "
+                             << seed << "):\n  " << result.violations.front();
+    given_up += result.given_up;
+    compensated_first += result.compensated_first;
+    compensated += result.compensated;
+  }
+  EXPECT_GT(given_up, 20) << "the faults must make the engine give up";
+  EXPECT_GT(compensated_first, 0) << "no step command arrived after its compensation";
+  EXPECT_GT(compensated, 0);
+}
+
 TEST(Simulation, SameSeedGivesTheSameJournalByteForByte) {
   for (std::uint64_t seed : {7u, 42u, 1234u}) {
     auto first = saga::simulation::run(config_for(seed));

@@ -345,6 +345,36 @@ TEST_F(EngineTimeoutTest, PerCommandPolicyOverridesTheDefaultForThatStepOnly) {
   EXPECT_EQ(journal_count(id, saga::JournalKind::timed_out), 1u);
 }
 
+// The parked saga still waits for the Ship it gave up on: when that command's answer comes after
+// all, it is applied as an operator's retry would have had it applied, and the saga completes.
+TEST_F(EngineTimeoutTest, PivotParkedByATimeoutIsResumedByALateReplyToThatCommand) {
+  std::string id;
+  auto charge = reserved(id);
+  transport.deliver(reply_bytes(charge.envelope, "payment.Charged", {{"payment_id", "p-1"}}));
+  engine->run_once();
+  auto ship = take_commands(transport).at(0);
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    clock.advance(11s);
+    engine->run_once();
+  }
+  ASSERT_EQ(store->load_saga(id).value()->status, saga::SagaStatus::Failed);
+  // A late answer to an earlier command is no answer to the pivot: still parked.
+  transport.deliver(reply_bytes(charge.envelope, "payment.Charged", {{"payment_id", "p-1"}}));
+  engine->run_once();
+  EXPECT_EQ(store->load_saga(id).value()->status, saga::SagaStatus::Failed);
+
+  transport.deliver(reply_bytes(ship.envelope, "shipping.Shipped", {{"tracking_number", "t"}}));
+  engine->run_once();
+  auto record = store->load_saga(id).value();
+  EXPECT_EQ(record->status, saga::SagaStatus::Completed);
+  ASSERT_EQ(outcomes.size(), 2u);
+  EXPECT_EQ(outcomes[0].status, saga::SagaStatus::Failed);
+  EXPECT_EQ(outcomes[1].status, saga::SagaStatus::Completed);
+  auto letters = store->dead_letters(10).value();
+  ASSERT_EQ(letters.size(), 1u) << "only the stray Charged";
+  EXPECT_EQ(letters[0].reason_code, "unexpected") << letters[0].reason;
+}
+
 TEST_F(EngineTimeoutTest, CompensationWhoseRepliesNeverComeParksTheSagaAsFailed) {
   std::string id;
   auto charge = reserved(id);
@@ -363,6 +393,16 @@ TEST_F(EngineTimeoutTest, CompensationWhoseRepliesNeverComeParksTheSagaAsFailed)
   auto record = store->load_saga(id).value();
   EXPECT_EQ(record->status, saga::SagaStatus::Failed);
   EXPECT_EQ(record->state, "compensating:inventory.Release") << "parked in place";
+
+  // The release's answer after all: the compensation is done, and so is the saga.
+  auto release = store->outbox(id).value().back();
+  ASSERT_EQ(release.message_type, "inventory.Release");
+  auto decoded = std::get<saga::Envelope>(saga::decode_envelope(release.payload));
+  transport.deliver(reply_bytes(decoded, "inventory.Released", {{"reservation_id", "r-1"}}));
+  engine->run_once();
+  EXPECT_EQ(store->load_saga(id).value()->status, saga::SagaStatus::Compensated);
+  ASSERT_EQ(outcomes.size(), 2u);
+  EXPECT_EQ(outcomes[1].status, saga::SagaStatus::Compensated);
 }
 
 TEST_F(EngineTimeoutTest, ReplyCommittedBeforeTheTimeoutWins) {

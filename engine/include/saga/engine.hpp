@@ -24,11 +24,13 @@
 //   restart (pending outbox rows are re-read on the first turn).
 // - A command stays "awaiting reply" until a reply with its eventId as causationId is applied;
 //   until then it is re-sent (same bytes, same eventId) per Options::command_retry (or
-//   compensation_retry), with backoff and jitter. When the policy runs out, the step fails and
-//   the saga compensates; a compensation that runs out parks the saga as Failed; commands of
-//   retriable steps are re-sent for ever. A reply and a timeout racing for the same command:
-//   whichever is committed first wins, the other is journaled and ignored. Commands awaiting
-//   replies survive restarts.
+//   compensation_retry), with backoff and jitter. When the policy runs out, the saga gets
+//   StepFailed with timed_out (a linear saga compensates that step itself, then the ones before
+//   it, and parks a saga whose pivot timed out); a compensation that runs out parks the saga as
+//   Failed; commands of retriable steps are re-sent for ever. A reply and a timeout racing for
+//   the same command: whichever is committed first wins, the other is journaled and
+//   dead-lettered (late_reply), except that a late reply to the very command whose timeout
+//   parked its saga resumes the saga like a retry. Commands awaiting replies survive restarts.
 // - Replies of an older version are upgraded by registered upcasters before the saga sees them.
 // - A message whose eventId is already in the inbox has no effect; it is journaled as duplicate.
 // - Bad input never crashes the loop: it is dead-lettered with a reason code and its raw bytes
