@@ -857,42 +857,43 @@ struct Engine::Impl {
     return std::pair{resumed, std::move(reaction)};
   }
 
-  // The saga's last timed_out journal entry: the command whose retry policy ran out last.
-  std::optional<JournalEntry> last_timed_out(const Turn& turn, const std::string& saga_id) {
-    std::optional<JournalEntry> last;
-    for (auto& entry : journal_with_turn(turn, saga_id))
-      if (entry.kind == JournalKind::timed_out) last = std::move(entry);
-    return last;
-  }
-
-  // The saga's journal as this turn leaves it: the committed entries, then this turn's.
-  std::vector<JournalEntry> journal_with_turn(const Turn& turn, const std::string& saga_id) {
+  // The latest entry of the saga's journal as this turn leaves it (the committed entries, then
+  // this turn's) that matches. Reads the store: for the rare paths (compensations, unexpected
+  // replies, operator actions), never for an ordinary reply.
+  template <class Matches>
+  std::optional<JournalEntry> last_in_journal(const Turn& turn, const std::string& saga_id,
+                                              Matches matches) {
+    for (auto entry = turn.batch.journal.rbegin(); entry != turn.batch.journal.rend(); ++entry)
+      if (entry->saga_id == saga_id && matches(*entry)) return *entry;
     auto entries = store.journal(saga_id);
     if (!entries) throw TurnAborted{entries.error()};
-    std::vector<JournalEntry> all = std::move(entries.value());
-    for (const auto& entry : turn.batch.journal)
-      if (entry.saga_id == saga_id) all.push_back(entry);
-    return all;
+    auto found = std::find_if(entries.value().rbegin(), entries.value().rend(), matches);
+    if (found == entries.value().rend()) return std::nullopt;
+    return std::move(*found);
   }
 
-  // The eventId of the saga's latest command of this type (empty if it sent none). Read only
-  // for a compensation, to name the step command it undoes.
+  // The command whose retry policy ran out last.
+  std::optional<JournalEntry> last_timed_out(const Turn& turn, const std::string& saga_id) {
+    return last_in_journal(turn, saga_id, [](const JournalEntry& entry) {
+      return entry.kind == JournalKind::timed_out;
+    });
+  }
+
+  // The eventId of the saga's latest command of this type (empty if it sent none): the step
+  // command a compensation undoes.
   std::string last_sent(const Turn& turn, const std::string& saga_id, std::string_view type) {
-    const auto entries = journal_with_turn(turn, saga_id);
-    auto found = std::find_if(entries.rbegin(), entries.rend(), [&](const JournalEntry& entry) {
+    auto sent = last_in_journal(turn, saga_id, [&](const JournalEntry& entry) {
       return entry.kind == JournalKind::message_out && entry.message_type == type;
     });
-    return found == entries.rend() ? std::string() : found->message_id;
+    return sent ? sent->message_id : std::string();
   }
 
-  // Whether the saga's journal records giving up on the command: a timed_out entry naming it.
-  // Read only for a reply its saga did not expect.
+  // Whether the engine gave up on the command: a timed_out entry names it.
   bool given_up_on(const Turn& turn, const std::string& saga_id, const std::string& command_id) {
-    if (command_id.empty()) return false;
-    const auto entries = journal_with_turn(turn, saga_id);
-    return std::any_of(entries.begin(), entries.end(), [&](const JournalEntry& entry) {
-      return entry.kind == JournalKind::timed_out && entry.message_id == command_id;
-    });
+    return !command_id.empty() && last_in_journal(turn, saga_id, [&](const JournalEntry& entry) {
+                                    return entry.kind == JournalKind::timed_out &&
+                                           entry.message_id == command_id;
+                                  }).has_value();
   }
 
   // Each registered definition's graph goes into the store, for tools that draw sagas.

@@ -112,8 +112,6 @@ std::string describe_parse_failure(std::string_view bytes) {
   return sax.message();
 }
 
-// Whether arrays and objects nest deeper than `limit` in JSON text, found without parsing it
-// (brackets inside strings do not count). Malformed text is left to the parser.
 // How many times `c` occurs in `text`, counting no further than limit + 1 (memchr: vectorized).
 std::size_t occurrences(std::string_view text, char c, std::size_t limit) noexcept {
   std::size_t found = 0;
@@ -128,6 +126,8 @@ std::size_t occurrences(std::string_view text, char c, std::size_t limit) noexce
   return found;
 }
 
+// Whether arrays and objects nest deeper than `limit` in JSON text, found without parsing it
+// (brackets inside strings do not count). Malformed text is left to the parser.
 bool nests_deeper_than(std::string_view text, std::size_t limit) noexcept {
   // Fewer opening brackets than the limit cannot nest deeper: counting them settles the usual
   // envelope, and only bracket-heavy text is scanned byte by byte.

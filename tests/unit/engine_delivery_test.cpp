@@ -178,11 +178,14 @@ class EngineTimeoutTest : public EngineDeliveryTest {
     engine->on_outcome([this](const saga::SagaOutcome& outcome) { outcomes.push_back(outcome); });
   }
 
-  // Starts a saga and answers the reservation; returns the payment.Charge command.
-  saga::test::SentCommand reserved(std::string& id) {
+  // Starts a saga and answers the reservation; returns the payment.Charge command (and, when
+  // asked, the inventory.Reserve command in `reserve_sent`).
+  saga::test::SentCommand reserved(std::string& id,
+                                   saga::test::SentCommand* reserve_sent = nullptr) {
     id = start();
     engine->run_once();
     auto reserve = take_commands(transport).at(0);
+    if (reserve_sent) *reserve_sent = reserve;
     transport.deliver(
         reply_bytes(reserve.envelope, "inventory.Reserved", {{"reservation_id", "r-1"}}));
     engine->run_once();
@@ -273,13 +276,8 @@ TEST_F(EngineTimeoutTest, StepWhoseRepliesNeverComeIsCompensatedItselfThenTheSte
 // Every compensation names the step command it undoes, also one whose step succeeded.
 TEST_F(EngineTimeoutTest, CompensationOfACompletedStepNamesTheCommandItUndoes) {
   std::string id;
-  id = start();
-  engine->run_once();
-  auto reserve = take_commands(transport).at(0);
-  transport.deliver(
-      reply_bytes(reserve.envelope, "inventory.Reserved", {{"reservation_id", "r-1"}}));
-  engine->run_once();
-  auto charge = take_commands(transport).at(0);
+  saga::test::SentCommand reserve;
+  auto charge = reserved(id, &reserve);
   transport.deliver(reply_bytes(charge.envelope, "payment.Declined", {{"reason", "no"}}));
   engine->run_once();
   auto release = take_commands(transport);

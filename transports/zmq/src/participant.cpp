@@ -31,17 +31,6 @@ struct Participant::Impl {
   std::atomic<std::uint64_t> handled{0}, duplicates{0}, failures{0}, errors{0},
       compensated_first{0};
 
-  // A recorded reply: a duplicate answered again, or (empty) a command compensated before it
-  // arrived, which is not answered: the orchestrator gave up on it.
-  std::optional<std::string> counted_recorded(std::string reply) {
-    if (reply.empty()) {
-      compensated_first.fetch_add(1, std::memory_order_relaxed);
-      return std::nullopt;
-    }
-    duplicates.fetch_add(1, std::memory_order_relaxed);
-    return reply;
-  }
-
   void report(const std::string& what) {
     errors.fetch_add(1, std::memory_order_relaxed);
     if (options.on_error)
@@ -74,6 +63,17 @@ struct Participant::Impl {
     std::string reply;
     bool duplicate = false;
   };
+
+  // The answer to a command the ledger recorded before: a duplicate answered again, or none for
+  // a command compensated before it arrived (an empty reply): the orchestrator gave up on it.
+  std::optional<Answer> answer_again(std::string reply) {
+    if (reply.empty()) {
+      compensated_first.fetch_add(1, std::memory_order_relaxed);
+      return std::nullopt;
+    }
+    duplicates.fetch_add(1, std::memory_order_relaxed);
+    return Answer{std::move(reply), true};
+  }
 
   // A decoded command with its handler and its payload upcast to the handler's version; or, for
   // a command this build cannot route but handled before, the reply recorded then.
@@ -157,11 +157,7 @@ struct Participant::Impl {
                  ") failed, not answered: " + result.error().message);
           return std::nullopt;
         }
-        if (result.value().duplicate) {
-          auto again = counted_recorded(std::move(result.value().reply));
-          if (!again) return std::nullopt;
-          return Answer{std::move(*again), true};
-        }
+        if (result.value().duplicate) return answer_again(std::move(result.value().reply));
         handled.fetch_add(1, std::memory_order_relaxed);
         return Answer{std::move(result.value().reply), false};
       } catch (const std::exception& error) {
@@ -183,11 +179,7 @@ struct Participant::Impl {
         note_compensated(command, unit);
         return reply;
       });
-      if (result && result.value().duplicate) {
-        auto again = counted_recorded(std::move(result.value().reply));
-        if (!again) return std::nullopt;
-        return Answer{std::move(*again), true};
-      }
+      if (result && result.value().duplicate) return answer_again(std::move(result.value().reply));
       if (result) return Answer{std::move(result.value().reply), false};
       report("recording the failure of '" + command.event_type + "': " + result.error().message);
     } catch (const std::exception& error) {
@@ -205,12 +197,10 @@ struct Participant::Impl {
     std::vector<std::optional<Answer>> replies(batch.size());
     std::vector<std::size_t> to_handle;
     for (std::size_t index = 0; index < batch.size(); ++index) {
-      if (batch[index].recorded_reply) {
-        if (auto again = counted_recorded(*batch[index].recorded_reply))
-          replies[index] = Answer{std::move(*again), true};
-      } else {
+      if (batch[index].recorded_reply)
+        replies[index] = answer_again(*batch[index].recorded_reply);
+      else
         to_handle.push_back(index);
-      }
     }
     if (to_handle.size() <= 1) {
       for (std::size_t index : to_handle) replies[index] = handle_alone(batch[index], 1, "");
@@ -236,8 +226,7 @@ struct Participant::Impl {
         continue;
       }
       if (outcome.kind == Kind::duplicate) {
-        if (auto again = counted_recorded(std::move(outcome.reply)))
-          replies[index] = Answer{std::move(*again), true};
+        replies[index] = answer_again(std::move(outcome.reply));
         continue;
       }
       handled.fetch_add(1, std::memory_order_relaxed);
