@@ -204,6 +204,8 @@ std::string markdown(const json& r) {
         "compare two builds\n"
      << "bench/wal_frames.sh --batch N               # WAL pages per orchestrator commit, by "
         "table and index\n"
+     << "bench/instructions_per_saga.sh --loop PATH  # the engine's instructions per saga "
+        "(callgrind): compare two builds\n"
      << "```\n\n";
   md << "## This run\n\n"
      << "| | |\n|---|---|\n"

@@ -1,5 +1,7 @@
 #include "saga/envelope.hpp"
 
+#include "saga/detail/envelope_document.hpp"
+
 #include <pthread.h>
 
 #include <array>
@@ -8,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
@@ -126,15 +129,14 @@ std::size_t occurrences(std::string_view text, char c, std::size_t limit) noexce
   return found;
 }
 
-// Whether arrays and objects nest deeper than `limit` in JSON text, found without parsing it
-// (brackets inside strings do not count). Malformed text is left to the parser.
-bool nests_deeper_than(std::string_view text, std::size_t limit) noexcept {
-  // Fewer opening brackets than the limit cannot nest deeper: counting them settles the usual
-  // envelope, and only bracket-heavy text is scanned byte by byte.
-  if (occurrences(text, '[', limit) + occurrences(text, '{', limit) <= limit) return false;
+// Walks the arrays and objects of JSON text from `at`, outside strings (malformed text is left to
+// the parser), to the first byte that opens level `limit` + 1 or, with `stop_when_closed`, that
+// closes the level opened at `at`: one past that byte. npos when there is none.
+std::size_t walk_nesting(std::string_view text, std::size_t at, std::size_t limit,
+                         bool stop_when_closed) noexcept {
   std::size_t depth = 0;
   bool in_string = false;
-  for (std::size_t i = 0; i < text.size(); ++i) {
+  for (std::size_t i = at; i < text.size(); ++i) {
     const char c = text[i];
     if (in_string) {
       if (c == '\\')
@@ -144,12 +146,20 @@ bool nests_deeper_than(std::string_view text, std::size_t limit) noexcept {
     } else if (c == '"') {
       in_string = true;
     } else if (c == '[' || c == '{') {
-      if (++depth > limit) return true;
+      if (++depth > limit) return i + 1;
     } else if ((c == ']' || c == '}') && depth > 0) {
-      --depth;
+      if (--depth == 0 && stop_when_closed) return i + 1;
     }
   }
-  return false;
+  return std::string_view::npos;
+}
+
+// Whether arrays and objects nest deeper than `limit` in JSON text, found without parsing it.
+bool nests_deeper_than(std::string_view text, std::size_t limit) noexcept {
+  // Fewer opening brackets than the limit cannot nest deeper: counting them settles the usual
+  // envelope, and only bracket-heavy text is walked byte by byte.
+  if (occurrences(text, '[', limit) + occurrences(text, '{', limit) <= limit) return false;
+  return walk_nesting(text, 0, limit, false) != std::string_view::npos;
 }
 
 enum class TimeParse { ok, syntax, out_of_range };
@@ -266,29 +276,43 @@ EnvelopeError fail(EnvelopeErrorCode code, std::string field, std::string messag
   return EnvelopeError{code, std::move(field), std::move(message)};
 }
 
-EnvelopeError wrong_type(const char* field, const char* expected, const json& value) {
-  return fail(
-      EnvelopeErrorCode::wrong_type, field,
-      std::string("field '") + field + "' must be " + expected + ", got " + value.type_name());
+EnvelopeError wrong_type(const char* field, const char* expected, const char* type_name) {
+  return fail(EnvelopeErrorCode::wrong_type, field,
+              std::string("field '") + field + "' must be " + expected + ", got " + type_name);
 }
 
-// Looks up a string field. Returns nullptr when absent; sets `error` when present but not a
-// string.
-const std::string* string_field(const json& doc, const char* name,
-                                std::optional<EnvelopeError>& error) {
-  const auto it = doc.find(name);
-  if (it == doc.end()) return nullptr;
-  if (!it->is_string()) {
-    error = wrong_type(name, "a string", *it);
+// A top-level member the envelope defines, as decoding found it.
+struct Field {
+  bool present = false;
+  bool is_string = false;
+  std::string_view text;       // is_string: the value, unescaped
+  const char* type_name = "";  // present but not a string: its JSON type, for the message
+};
+
+// The members decode_envelope() reads. The text of each Field stays valid while whatever it was
+// found in (the parsed document, or the bytes) does.
+struct Members {
+  Field event_id, event_type, timestamp, version, source, correlation_id, causation_id, compensates,
+      kind;
+  bool data_present = false;
+  json data;  // when data_present: the value (any JSON type; validation requires an object)
+};
+
+// Optional string member: absent => nullptr; present but not a string => `error`.
+const std::string_view* string_field(const Field& field, const char* name,
+                                     std::optional<EnvelopeError>& error) {
+  if (!field.present) return nullptr;
+  if (!field.is_string) {
+    error = wrong_type(name, "a string", field.type_name);
     return nullptr;
   }
-  return it->get_ptr<const std::string*>();
+  return &field.text;
 }
 
-// Required string field: absent => missing_field, wrong type => wrong_type, "" => empty_field.
-const std::string* required_string(const json& doc, const char* name,
-                                   std::optional<EnvelopeError>& error) {
-  const std::string* value = string_field(doc, name, error);
+// Required string member: absent => missing_field, wrong type => wrong_type, "" => empty_field.
+const std::string_view* required_string(const Field& field, const char* name,
+                                        std::optional<EnvelopeError>& error) {
+  const std::string_view* value = string_field(field, name, error);
   if (error) return nullptr;
   if (value == nullptr) {
     error = fail(EnvelopeErrorCode::missing_field, name,
@@ -464,7 +488,217 @@ std::string new_uuid() {
   return generator.next();
 }
 
-DecodeResult decode_envelope(std::string_view bytes, std::size_t max_bytes) {
+namespace {
+
+Field* field_named(Members& members, std::string_view name) noexcept {
+  if (name == "eventId") return &members.event_id;
+  if (name == "eventType") return &members.event_type;
+  if (name == "timestamp") return &members.timestamp;
+  if (name == "version") return &members.version;
+  if (name == "source") return &members.source;
+  if (name == "correlationId") return &members.correlation_id;
+  if (name == "causationId") return &members.causation_id;
+  if (name == "compensates") return &members.compensates;
+  if (name == "kind") return &members.kind;
+  return nullptr;
+}
+
+// The members of a parsed envelope object; their text points into `doc`.
+void members_of_document(json& doc, Members& members) {
+  for (auto& [name, value] : doc.items()) {
+    if (name == "data") {
+      members.data_present = true;
+      members.data = std::move(value);
+    } else if (Field* field = field_named(members, name)) {
+      field->present = true;
+      field->is_string = value.is_string();
+      if (field->is_string)
+        field->text = value.get_ref<const std::string&>();
+      else
+        field->type_name = value.type_name();
+    }
+  }
+}
+
+bool is_json_space(char c) noexcept {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+// A JSON string at bytes[at] (the opening quote) of ASCII without control characters or escapes:
+// its text, and `at` moved past the closing quote. nullopt for any other string, or none.
+std::optional<std::string_view> plain_string(std::string_view bytes, std::size_t& at) noexcept {
+  if (at >= bytes.size() || bytes[at] != '"') return std::nullopt;
+  const std::size_t begin = at + 1;
+  for (std::size_t i = begin; i < bytes.size(); ++i) {
+    const auto c = static_cast<unsigned char>(bytes[i]);
+    if (c == '"') {
+      at = i + 1;
+      return bytes.substr(begin, i - begin);
+    }
+    if (c == '\\' || c < 0x20 || c >= 0x80) return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+// The usual envelope, without a JSON tree for the envelope itself: an object whose members are
+// strings of ASCII without control characters or escapes, each at most once, and `data`, an object
+// handed to the parser on its own. Returns false for anything else, malformed input included, which
+// decode_envelope() then parses whole: this accepts nothing that path rejects, and finds the
+// same members in what it accepts. The members' text points into `bytes`.
+bool scan_plain_envelope(std::string_view bytes, Members& members) {
+  std::size_t at = 0;
+  auto skip_space = [&] {
+    while (at < bytes.size() && is_json_space(bytes[at])) ++at;
+  };
+  skip_space();
+  if (at >= bytes.size() || bytes[at] != '{') return false;
+  ++at;
+  for (;;) {
+    skip_space();
+    const std::optional<std::string_view> name = plain_string(bytes, at);
+    if (!name) return false;
+    skip_space();
+    if (at >= bytes.size() || bytes[at] != ':') return false;
+    ++at;
+    skip_space();
+    if (*name == "data") {
+      if (members.data_present || at >= bytes.size() || bytes[at] != '{') return false;
+      const std::size_t end = walk_nesting(bytes, at, kMaxEnvelopeDepth, true);
+      if (end == std::string_view::npos) return false;
+      json data;
+      try {
+        data = json::parse(bytes.data() + at, bytes.data() + end, nullptr,
+                           /*allow_exceptions=*/false);
+      } catch (const json::exception&) {
+        return false;
+      }
+      if (data.is_discarded()) return false;
+      members.data_present = true;
+      members.data = std::move(data);
+      at = end;
+    } else {
+      const std::optional<std::string_view> value = plain_string(bytes, at);
+      if (!value) return false;
+      if (Field* field = field_named(members, *name)) {
+        if (field->present) return false;
+        field->present = true;
+        field->is_string = true;
+        field->text = *value;
+      }
+    }
+    skip_space();
+    if (at >= bytes.size()) return false;
+    if (bytes[at] == '}') break;
+    if (bytes[at] != ',') return false;
+    ++at;
+  }
+  ++at;
+  skip_space();
+  return at == bytes.size();
+}
+
+DecodeResult envelope_of(Members& members) {
+  using Code = EnvelopeErrorCode;
+  Envelope env;
+  std::optional<EnvelopeError> error;
+
+  const std::string_view* event_id = required_string(members.event_id, "eventId", error);
+  if (error) return std::move(*error);
+  if (!is_uuid(*event_id)) return bad_uuid("eventId", *event_id);
+  env.event_id = lower(*event_id);
+
+  const std::string_view* event_type = required_string(members.event_type, "eventType", error);
+  if (error) return std::move(*error);
+  env.event_type = *event_type;
+
+  const std::string_view* timestamp = required_string(members.timestamp, "timestamp", error);
+  if (error) return std::move(*error);
+  const ParsedTime parsed = parse_time(*timestamp);
+  if (parsed.status == TimeParse::syntax) {
+    return fail(Code::bad_timestamp, "timestamp",
+                "field 'timestamp' must be an RFC 3339 date-time, got " + quote(*timestamp));
+  }
+  if (parsed.status == TimeParse::out_of_range) {
+    return fail(Code::bad_timestamp, "timestamp",
+                "field 'timestamp' is outside the representable range (years 1678 to 2261), got " +
+                    quote(*timestamp));
+  }
+  env.timestamp = parsed.at;
+
+  if (!members.data_present) {
+    return fail(Code::missing_field, "data", "required field 'data' is missing");
+  }
+  if (!members.data.is_object()) {
+    return fail(Code::data_not_object, "data",
+                std::string("field 'data' must be an object, got ") + members.data.type_name());
+  }
+
+  if (members.version.present) {
+    if (!members.version.is_string) {
+      return wrong_type("version", "a string such as \"1\" or \"2.1\"", members.version.type_name);
+    }
+    const std::string_view text = members.version.text;
+    const std::optional<int> major = parse_version(text);
+    if (!major) {
+      return fail(Code::bad_version, "version",
+                  "field 'version' must be \"<major>\" or \"<major>.<minor>\" (digits, major >= "
+                  "1), got " +
+                      quote(text));
+    }
+    env.version = *major;
+  }
+
+  if (const std::string_view* source = string_field(members.source, "source", error))
+    env.source = *source;
+  if (error) return std::move(*error);
+
+  if (const std::string_view* correlation =
+          string_field(members.correlation_id, "correlationId", error)) {
+    env.correlation_id = *correlation;
+  }
+  if (error) return std::move(*error);
+
+  if (const std::string_view* causation =
+          string_field(members.causation_id, "causationId", error)) {
+    if (!causation->empty()) {
+      if (!is_uuid(*causation)) return bad_uuid("causationId", *causation);
+      env.causation_id = lower(*causation);
+    }
+  }
+  if (error) return std::move(*error);
+
+  if (const std::string_view* compensates =
+          string_field(members.compensates, "compensates", error)) {
+    if (!compensates->empty()) {
+      if (!is_uuid(*compensates)) return bad_uuid("compensates", *compensates);
+      env.compensates = lower(*compensates);
+    }
+  }
+  if (error) return std::move(*error);
+
+  if (const std::string_view* kind = string_field(members.kind, "kind", error)) {
+    if (*kind == "command") {
+      env.kind = MessageKind::command;
+    } else if (*kind == "reply") {
+      env.kind = MessageKind::reply;
+    } else if (*kind == "event") {
+      env.kind = MessageKind::event;
+    } else {
+      return fail(Code::unknown_kind, "kind",
+                  "field 'kind' must be \"command\", \"reply\" or \"event\", got " + quote(*kind));
+    }
+  }
+  if (error) return std::move(*error);
+
+  env.data = std::move(members.data);
+  return env;
+}
+
+}  // namespace
+
+namespace detail {
+
+DecodeResult decode_envelope_document(std::string_view bytes, std::size_t max_bytes) {
   using Code = EnvelopeErrorCode;
   if (bytes.size() > max_bytes) {
     return fail(Code::too_large, "",
@@ -491,97 +725,19 @@ DecodeResult decode_envelope(std::string_view bytes, std::size_t max_bytes) {
     return fail(Code::not_object, "",
                 std::string("envelope must be a JSON object, got ") + doc.type_name());
   }
+  Members members;
+  members_of_document(doc, members);
+  return envelope_of(members);
+}
 
-  Envelope env;
-  std::optional<EnvelopeError> error;
+}  // namespace detail
 
-  const std::string* event_id = required_string(doc, "eventId", error);
-  if (error) return std::move(*error);
-  if (!is_uuid(*event_id)) return bad_uuid("eventId", *event_id);
-  env.event_id = lower(*event_id);
-
-  const std::string* event_type = required_string(doc, "eventType", error);
-  if (error) return std::move(*error);
-  env.event_type = *event_type;
-
-  const std::string* timestamp = required_string(doc, "timestamp", error);
-  if (error) return std::move(*error);
-  const ParsedTime parsed = parse_time(*timestamp);
-  if (parsed.status == TimeParse::syntax) {
-    return fail(Code::bad_timestamp, "timestamp",
-                "field 'timestamp' must be an RFC 3339 date-time, got " + quote(*timestamp));
+DecodeResult decode_envelope(std::string_view bytes, std::size_t max_bytes) {
+  if (bytes.size() <= max_bytes && !nests_deeper_than(bytes, kMaxEnvelopeDepth)) {
+    Members members;
+    if (scan_plain_envelope(bytes, members)) return envelope_of(members);
   }
-  if (parsed.status == TimeParse::out_of_range) {
-    return fail(Code::bad_timestamp, "timestamp",
-                "field 'timestamp' is outside the representable range (years 1678 to 2261), got " +
-                    quote(*timestamp));
-  }
-  env.timestamp = parsed.at;
-
-  const auto data = doc.find("data");
-  if (data == doc.end()) {
-    return fail(Code::missing_field, "data", "required field 'data' is missing");
-  }
-  if (!data->is_object()) {
-    return fail(Code::data_not_object, "data",
-                std::string("field 'data' must be an object, got ") + data->type_name());
-  }
-
-  if (const auto version = doc.find("version"); version != doc.end()) {
-    if (!version->is_string()) {
-      return wrong_type("version", "a string such as \"1\" or \"2.1\"", *version);
-    }
-    const auto& text = version->get_ref<const std::string&>();
-    const std::optional<int> major = parse_version(text);
-    if (!major) {
-      return fail(Code::bad_version, "version",
-                  "field 'version' must be \"<major>\" or \"<major>.<minor>\" (digits, major >= "
-                  "1), got " +
-                      quote(text));
-    }
-    env.version = *major;
-  }
-
-  if (const std::string* source = string_field(doc, "source", error)) env.source = *source;
-  if (error) return std::move(*error);
-
-  if (const std::string* correlation = string_field(doc, "correlationId", error)) {
-    env.correlation_id = *correlation;
-  }
-  if (error) return std::move(*error);
-
-  if (const std::string* causation = string_field(doc, "causationId", error)) {
-    if (!causation->empty()) {
-      if (!is_uuid(*causation)) return bad_uuid("causationId", *causation);
-      env.causation_id = lower(*causation);
-    }
-  }
-  if (error) return std::move(*error);
-
-  if (const std::string* compensates = string_field(doc, "compensates", error)) {
-    if (!compensates->empty()) {
-      if (!is_uuid(*compensates)) return bad_uuid("compensates", *compensates);
-      env.compensates = lower(*compensates);
-    }
-  }
-  if (error) return std::move(*error);
-
-  if (const std::string* kind = string_field(doc, "kind", error)) {
-    if (*kind == "command") {
-      env.kind = MessageKind::command;
-    } else if (*kind == "reply") {
-      env.kind = MessageKind::reply;
-    } else if (*kind == "event") {
-      env.kind = MessageKind::event;
-    } else {
-      return fail(Code::unknown_kind, "kind",
-                  "field 'kind' must be \"command\", \"reply\" or \"event\", got " + quote(*kind));
-    }
-  }
-  if (error) return std::move(*error);
-
-  env.data = std::move(*data);
-  return env;
+  return detail::decode_envelope_document(bytes, max_bytes);
 }
 
 std::string encode_envelope(const Envelope& envelope) {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "saga/clock.hpp"
+#include "saga/detail/envelope_document.hpp"
 #include "saga/status.hpp"
 #include "saga/store.hpp"
 #include "saga/transport.hpp"
@@ -727,6 +728,96 @@ TEST(EnvelopeDecode, NeverThrowsForMutatedOrRandomBytes) {
     for (char& c : bytes) c = static_cast<char>(rng() % 256);
     EXPECT_NO_THROW((void)decode_envelope(bytes));
   }
+}
+
+// decode_envelope() decodes the usual envelope without a JSON tree for the envelope itself, and
+// everything else by parsing it whole (detail::decode_envelope_document): for any bytes, both
+// must give the same envelope or the same error.
+std::string differences(const DecodeResult& fast, const DecodeResult& whole) {
+  const auto* fast_error = std::get_if<EnvelopeError>(&fast);
+  const auto* whole_error = std::get_if<EnvelopeError>(&whole);
+  if (fast_error && whole_error) {
+    if (fast_error->code == whole_error->code && fast_error->field == whole_error->field &&
+        fast_error->message == whole_error->message)
+      return "";
+    return "errors differ: " + fast_error->message + " / " + whole_error->message;
+  }
+  if (fast_error) return "only decode_envelope failed: " + fast_error->message;
+  if (whole_error) return "only the document decode failed: " + whole_error->message;
+  const auto& a = std::get<Envelope>(fast);
+  const auto& b = std::get<Envelope>(whole);
+  if (std::tie(a.event_id, a.event_type, a.timestamp, a.version, a.source, a.correlation_id,
+               a.causation_id, a.compensates, a.kind,
+               a.data) == std::tie(b.event_id, b.event_type, b.timestamp, b.version, b.source,
+                                   b.correlation_id, b.causation_id, b.compensates, b.kind, b.data))
+    return "";
+  return "envelopes differ";
+}
+
+TEST(EnvelopeDecode, DecodesEveryInputAsParsingItWholeDoes) {
+  Envelope compensation = full_envelope();
+  compensation.compensates = kOtherId;
+  const std::vector<std::string> originals = {
+      encode_envelope(full_envelope()),
+      encode_envelope(compensation),
+      R"({"eventId":"550e8400-e29b-41d4-a716-446655440000","eventType":"t","timestamp":)"
+      R"("2020-07-06T10:30:00Z","data":{"s":"a\"}b","e":[{},[],"]"]}})",
+      // Each of these leaves the usual shape, so decode_envelope() parses it whole.
+      R"({"eventType":"a","eventType":"b","eventId":"550e8400-e29b-41d4-a716-446655440000",)"
+      R"("timestamp":"2020-07-06T10:30:00Z","data":{}})",
+      R"({"eventId":"550e8400-e29b-41d4-a716-446655440000","eventType":"a\u0062","source":)"
+      R"("caf\u00e9","timestamp":"2020-07-06T10:30:00Z","extra":[1,{"x":null}],"n":-1.5e3,)"
+      R"("data":{"a":1},"data":{"b":2}})",
+      "\xEF\xBB\xBF{\"eventId\":\"550e8400-e29b-41d4-a716-446655440000\",\"eventType\":\"t\","
+      "\"timestamp\":\"2020-07-06T10:30:00Z\",\"source\":\"s\xC3\xA9\",\"data\":{}} \r\n\t",
+      R"({"eventId":"550e8400-e29b-41d4-a716-446655440000","eventType":"t","version":2,)"
+      R"("timestamp":"2020-07-06T10:30:00Z","data":{}})",
+      "{\"eventId\":\"550e8400-e29b-41d4-a716-446655440000\",\"eventType\":\"t\",\"source\":"
+      "\"s\xC3\xA9\",\"timestamp\":\"2020-07-06T10:30:00Z\",\"data\":{}}",
+      // The usual shape, spaced out; and with a member twice.
+      "\t{ \"eventId\" :\"550e8400-E29B-41d4-a716-446655440000\" ,\r\n\"eventType\": \"t\" , "
+      "\"timestamp\" : \"2020-07-06T10:30:00+02:00\" , \"version\" : \"2.0\" , \"data\" : { } } ",
+      R"({"eventId":"550e8400-e29b-41d4-a716-446655440000","eventType":"a","eventType":"b",)"
+      R"("timestamp":"2020-07-06T10:30:00Z","data":{"a":1},"data":{"b":2}})",
+  };
+  // Every byte of each original deleted, doubled and replaced by each of these, and then random
+  // edits: structure, strings, escapes, non-ASCII and control bytes in every place.
+  const std::string replacements = std::string("\"\\{}[],: a0-\x01\x7F\xC3\xFF", 17);
+  std::vector<std::string> inputs;
+  for (const auto& original : originals) {
+    inputs.push_back(original);
+    for (std::size_t at = 0; at < original.size(); ++at) {
+      inputs.push_back(std::string(original).erase(at, 1));
+      inputs.push_back(std::string(original).insert(at, 1, original[at]));
+      for (char c : replacements) {
+        std::string replaced = original;
+        replaced[at] = c;
+        inputs.push_back(std::move(replaced));
+      }
+    }
+  }
+  std::mt19937 rng(7);
+  for (int i = 0; i < 20000; ++i) {
+    std::string bytes = originals[rng() % originals.size()];
+    for (int edits = 1 + static_cast<int>(rng() % 3); edits > 0 && !bytes.empty(); --edits) {
+      const std::size_t at = rng() % bytes.size();
+      if (rng() % 2)
+        bytes[at] = replacements[rng() % replacements.size()];
+      else
+        bytes.erase(at, 1 + rng() % 4);
+    }
+    inputs.push_back(std::move(bytes));
+  }
+  std::size_t decoded = 0;
+  for (const auto& bytes : inputs) {
+    const DecodeResult fast = decode_envelope(bytes);
+    const std::string difference = differences(fast, detail::decode_envelope_document(bytes));
+    ASSERT_EQ(difference, "") << bytes;
+    decoded += std::holds_alternative<Envelope>(fast) ? 1 : 0;
+  }
+  // The corpus reaches both outcomes in numbers, not only errors.
+  EXPECT_GT(decoded, inputs.size() / 10);
+  EXPECT_LT(decoded, inputs.size() / 2);
 }
 
 TEST(EnvelopeDecode, DeeplyNestedInputIsTooDeepWhateverElseIsWrongWithIt) {
