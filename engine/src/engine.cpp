@@ -22,6 +22,7 @@
 
 #include "engine_metrics.hpp"
 #include "saga/detail/crash_point.hpp"
+#include "saga/detail/json_text.hpp"
 #include "saga/diagram.hpp"
 #include "saga/envelope.hpp"
 #include "saga/log.hpp"
@@ -41,6 +42,7 @@ struct StartRequest {
   const SagaType* type;
   std::unique_ptr<SagaInstance> instance;
   nlohmann::json data;
+  std::string data_text;  // data as JSON text, serialized by start() on the caller's thread
 };
 
 struct OperatorRequest {
@@ -598,7 +600,7 @@ struct Engine::Impl {
     SagaRecord record = saga.record;
     record.state = std::string(saga.instance->state());
     record.status = saga.instance->status();
-    record.data = data.dump();
+    record.data = detail::json_text(data);
     record.updated_at = clock.now();
     auto [slot, inserted] = turn.saga_writes.emplace(saga_id, turn.batch.sagas.size());
     if (inserted) {
@@ -630,7 +632,7 @@ struct Engine::Impl {
       envelope.causation_id = cause_id;
       envelope.kind = MessageKind::command;
       if (!command.undoes.empty()) envelope.compensates = last_sent(turn, saga_id, command.undoes);
-      std::string payload = command.payload.dump();
+      std::string payload = detail::json_text(command.payload);
       OutboxMessage row;
       row.message_id = envelope.event_id;
       row.saga_id = saga_id;
@@ -709,7 +711,7 @@ struct Engine::Impl {
     saga.record.type = std::string(request.type->name());
     saga.record.definition_version = request.type->version();
     saga.record.created_at = clock.now();
-    journal(turn, request.saga_id, JournalKind::started, "", "", "", "", request.data.dump());
+    journal(turn, request.saga_id, JournalKind::started, "", "", "", "", request.data_text);
     if (logs(LogLevel::debug))
       write_later(turn, saga_line(LogLevel::debug, "saga started", request.saga_id, saga, ""));
     SagaStatus before = saga.instance->status();
@@ -830,7 +832,7 @@ struct Engine::Impl {
     }
     if (!envelope.causation_id.empty()) turn.batch.replied.push_back(envelope.causation_id);
     journal(turn, saga_id, JournalKind::message_in, envelope.event_id, envelope.event_type, "", "",
-            envelope.data.dump());
+            detail::json_text(envelope.data));
     record_reaction(turn, saga_id, *saga, reaction, before, envelope.event_id);
     ++turn.applied;
   }
@@ -1648,7 +1650,7 @@ std::string Engine::start(std::string_view saga_type, const nlohmann::json& data
                                 "' does not convert: " + error.what());
   }
   try {
-    (void)data.dump();
+    request->data_text = detail::json_text(data);
   } catch (const std::exception& error) {
     throw std::invalid_argument("start: data for saga '" + std::string(saga_type) +
                                 "' cannot be serialized: " + error.what());

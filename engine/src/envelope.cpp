@@ -1,6 +1,7 @@
 #include "saga/envelope.hpp"
 
 #include "saga/detail/envelope_document.hpp"
+#include "saga/detail/json_text.hpp"
 
 #include <pthread.h>
 
@@ -741,7 +742,7 @@ DecodeResult decode_envelope(std::string_view bytes, std::size_t max_bytes) {
 }
 
 std::string encode_envelope(const Envelope& envelope) {
-  return encode_envelope(envelope, envelope.data.dump());
+  return encode_envelope(envelope, detail::json_text(envelope.data));
 }
 
 std::string encode_envelope(const Envelope& envelope, std::string_view data) {
