@@ -29,10 +29,11 @@ void get_optional(const nlohmann::json& json, const char* key, std::optional<T>&
 }  // namespace
 
 void to_json(nlohmann::json& json, const OrderData& data) {
-  json = nlohmann::json{{"order_id", data.order_id},
-                        {"customer_id", data.customer_id},
-                        {"address", data.address},
-                        {"items", data.items}};
+  json = nlohmann::json::object();
+  json["order_id"] = data.order_id;
+  json["customer_id"] = data.customer_id;
+  json["address"] = data.address;
+  json["items"] = data.items;
   put_optional(json, "reservation_id", data.reservation_id);
   put_optional(json, "payment_id", data.payment_id);
   put_optional(json, "tracking_number", data.tracking_number);
