@@ -24,6 +24,7 @@
 #include "saga/engine.hpp"
 #include "saga/memory_transport.hpp"
 #include "saga/sqlite_store.hpp"
+#include "saga/sqlite_tuning.hpp"
 
 namespace {
 // The sample cluster's orchestrator has no lifecycle-event subscribers unless one connects.
@@ -64,6 +65,7 @@ int main(int argc, char** argv) {
   app.add_option("--path", path, "The database file for --store file (replaced)");
   app.add_flag("--events", events, "Publish lifecycle events (an observer is subscribed)");
   CLI11_PARSE(app, argc, argv);
+  saga::disable_sqlite_memory_statistics();  // as the sample orchestrator does
 
   saga::Options options;
   options.idle_wait = std::chrono::milliseconds{0};

@@ -22,6 +22,7 @@
 #include "raw_limits.hpp"
 #include "report.hpp"
 #include "saga/sqlite_store.hpp"
+#include "saga/sqlite_tuning.hpp"
 
 namespace {
 
@@ -170,6 +171,8 @@ std::vector<double> each_round(const std::vector<Figure>& rounds, double Figure:
 }  // namespace
 
 int main(int argc, char** argv) {
+  // As the sample orchestrator and services do: the raw limits use SQLite as the engine does.
+  saga::disable_sqlite_memory_statistics();
   CLI::App app{
       "Measures the saga engine against the raw limits of this machine (SQLite, ZeroMQ, the "
       "envelope codec) in one run and writes a JSON and a markdown report."};

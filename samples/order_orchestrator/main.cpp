@@ -39,6 +39,7 @@
 #include "saga/metrics.hpp"
 #include "saga/metrics_http.hpp"
 #include "saga/sqlite_store.hpp"
+#include "saga/sqlite_tuning.hpp"
 #include "saga/zmq_transport.hpp"
 
 namespace {
@@ -240,6 +241,7 @@ class Intake {
 }  // namespace
 
 int main(int argc, char** argv) {
+  saga::disable_sqlite_memory_statistics();  // before anything in the process uses SQLite
   CLI::App app{
       "Order orchestrator: runs the order saga over ZeroMQ and takes orders on a "
       "request socket."};

@@ -15,6 +15,7 @@
 
 #include "saga/clock.hpp"
 #include "saga/sqlite_participant_ledger.hpp"
+#include "saga/sqlite_tuning.hpp"
 
 namespace services {
 namespace {
@@ -250,6 +251,7 @@ void block_stop_signals() {
 }
 
 int run_service(const CommonOptions& options, const Service& service) {
+  saga::disable_sqlite_memory_statistics();  // before the ledger opens the first connection
   set_log_name(options.instance);
   saga::StoreOptions store;
   store.path = options.db;

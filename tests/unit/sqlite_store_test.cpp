@@ -3,6 +3,7 @@
 // sqlite3 connection; per-connection PRAGMAs through the store's own connection, captured with
 // an SQLite auto-extension (nothing is added to the public API for tests).
 #include "saga/sqlite_store.hpp"
+#include "saga/sqlite_tuning.hpp"
 
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -233,6 +234,36 @@ void create_at_schema(const fs::path& db, std::size_t version,
   RawDb raw(db);
   ASSERT_NO_FATAL_FAILURE(migrate_to(raw, version));
   for (const char* sql : statements) raw.exec(sql);
+}
+
+// In a process of its own (a death test re-runs this binary for this test alone), so that
+// SQLite is not yet initialized when the setting is made, as at the start of an application.
+TEST(SqliteTuning, MemoryStatisticsTurnedOffBeforeFirstUseStayOffAndCannotBeChangedAfter) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        const bool took_effect = disable_sqlite_memory_statistics();
+        StoreOptions in_memory;
+        in_memory.path = ":memory:";
+        auto store = SqliteStore::open(in_memory);
+        WriteBatch batch;
+        batch.inbox.push_back("m1");
+        const bool committed = store && store.value()->commit(batch);
+        // Counted allocations would show here; with the statistics off nothing is counted.
+        const bool uncounted = sqlite3_memory_used() == 0;
+        const bool later_call_refused = !disable_sqlite_memory_statistics();
+        std::exit(took_effect && committed && uncounted && later_call_refused ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+TEST(SqliteTuning, MemoryStatisticsStayOnWhenSqliteIsAlreadyInUse) {
+  StoreOptions in_memory;
+  in_memory.path = ":memory:";
+  auto store = SqliteStore::open(in_memory);
+  ASSERT_TRUE(store);
+  EXPECT_FALSE(disable_sqlite_memory_statistics());
+  EXPECT_GT(sqlite3_memory_used(), 0);
 }
 
 TEST(SqliteStoreOpen, LatestSchemaVersionIsTheNumberOfMigrations) {
