@@ -613,8 +613,11 @@ struct Engine::Impl {
     return data;
   }
 
+  // `closed_command`: the command this input has already marked replied (the one it answers, or
+  // the one that expired), empty when none.
   void record_reaction(Turn& turn, const std::string& saga_id, CachedSaga& saga,
-                       const Reaction& reaction, SagaStatus before, const std::string& cause_id) {
+                       const Reaction& reaction, SagaStatus before, const std::string& cause_id,
+                       std::string_view closed_command = {}) {
     std::size_t first_command = turn.batch.outbox.size();
     for (std::size_t i = 1; i < reaction.path.size(); ++i)
       journal(turn, saga_id, JournalKind::transition, cause_id, "", reaction.path[i - 1],
@@ -659,7 +662,8 @@ struct Engine::Impl {
     if (is_terminal(after) && !is_terminal(before)) {
       // A saga that ended awaits nothing more: what it still had in flight is closed with it.
       if (auto flights = in_flight_by_saga.find(saga_id); flights != in_flight_by_saga.end())
-        for (const auto& id : flights->second) turn.batch.replied.push_back(id);
+        for (const auto& id : flights->second)
+          if (id != closed_command) turn.batch.replied.push_back(id);
       turn.outcomes.push_back({saga_id, std::string(saga.type->name()), after,
                                std::string(saga.instance->state()), std::move(data),
                                reaction.user_errors.empty() ? "" : reaction.user_errors.back()});
@@ -833,7 +837,8 @@ struct Engine::Impl {
     if (!envelope.causation_id.empty()) turn.batch.replied.push_back(envelope.causation_id);
     journal(turn, saga_id, JournalKind::message_in, envelope.event_id, envelope.event_type, "", "",
             detail::json_text(envelope.data));
-    record_reaction(turn, saga_id, *saga, reaction, before, envelope.event_id);
+    record_reaction(turn, saga_id, *saga, reaction, before, envelope.event_id,
+                    envelope.causation_id);
     ++turn.applied;
   }
 
@@ -1221,7 +1226,7 @@ struct Engine::Impl {
     turn.touched.push_back(row.saga_id);
     Reaction reaction = saga->instance->time_out(why);
     turn.batch.replied.push_back(row.message_id);
-    record_reaction(turn, row.saga_id, *saga, reaction, before, row.message_id);
+    record_reaction(turn, row.saga_id, *saga, reaction, before, row.message_id, row.message_id);
     ++turn.timeouts;
   }
 

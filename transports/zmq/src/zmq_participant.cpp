@@ -140,14 +140,7 @@ std::optional<std::string> ZmqParticipantConnection::receive(std::chrono::millis
       if (Clock::now() >= deadline) return std::nullopt;
       continue;
     }
-    zmq_pollitem_t items[] = {{s.dealer.handle(), 0, ZMQ_POLLIN, 0}};
-    try {
-      zmq::poll(items, 1, timeout);
-    } catch (const zmq::error_t&) {
-      items[0].revents = 0;
-    }
-    now = Clock::now();
-    if (items[0].revents & ZMQ_POLLIN) {
+    auto read_frames = [&] {
       std::vector<zmq::message_t> frames;
       try {
         if (!zmq::recv_multipart(s.dealer, std::back_inserter(frames), zmq::recv_flags::dontwait))
@@ -155,6 +148,24 @@ std::optional<std::string> ZmqParticipantConnection::receive(std::chrono::millis
       } catch (const zmq::error_t&) {
         frames.clear();
       }
+      return frames;
+    };
+    // A message already queued is read without polling first: a batch drains many, and a poll
+    // per message costs system calls.
+    std::vector<zmq::message_t> frames = read_frames();
+    bool readable = !frames.empty();
+    if (!readable) {
+      zmq_pollitem_t items[] = {{s.dealer.handle(), 0, ZMQ_POLLIN, 0}};
+      try {
+        zmq::poll(items, 1, timeout);
+      } catch (const zmq::error_t&) {
+        items[0].revents = 0;
+      }
+      readable = (items[0].revents & ZMQ_POLLIN) != 0;
+      if (readable) frames = read_frames();
+    }
+    now = Clock::now();
+    if (readable) {
       if (!frames.empty()) {
         s.last_heard = now;  // any frame proves the orchestrator alive
         const std::string_view type = frames[0].to_string_view();

@@ -458,6 +458,12 @@ SendResult ZmqTransport::send(std::string_view destination, std::string_view byt
 
 std::optional<InboundMessage> ZmqTransport::receive(std::chrono::milliseconds wait) {
   auto& s = *impl_;
+  // A message already queued is read without polling first: a turn drains many, and a poll per
+  // message costs system calls. Control frames, and an empty queue, go through the poll below.
+  try {
+    if (auto message = s.read_router()) return message;
+  } catch (const zmq::error_t&) {
+  }
   const auto deadline = deadline_after(wait);
   int past_deadline = 0;
   while (true) {
