@@ -387,9 +387,16 @@ JournalWalk walk_journal(const std::vector<JournalEntry>& journal) {
   ReactionReading reaction;
   const JournalEntry* previous = nullptr;  // the entry before, when it is a transition
   for (const JournalEntry& entry : journal) {
-    if (entry.kind == JournalKind::transition) {
+    // An input's own entry (started, message_in, timed_out) records the first transition of its
+    // reaction; journals written before it did have a transition entry for it instead.
+    const bool input_with_transition =
+        (entry.kind == JournalKind::started || entry.kind == JournalKind::message_in ||
+         entry.kind == JournalKind::timed_out) &&
+        !entry.to_state.empty();
+    if (entry.kind == JournalKind::transition || input_with_transition) {
       PathStep step{entry.from_state, entry.to_state, ""};
-      bool continues = previous && previous->message_id == entry.message_id;
+      bool continues =
+          !input_with_transition && previous && previous->message_id == entry.message_id;
       if (continues)
         step.event = kStepFailedEvent;  // the same input failed again in the state just reached
       else if (auto found = message_types.find(entry.message_id); found != message_types.end())

@@ -613,15 +613,25 @@ struct Engine::Impl {
     return data;
   }
 
-  // `closed_command`: the command this input has already marked replied (the one it answers, or
-  // the one that expired), empty when none.
+  // `cause_entry`: the index in the turn's journal of the input's own entry (started,
+  // message_in, timed_out), which records the reaction's first transition in its from_state and
+  // to_state; any further transitions get entries of their own (docs/architecture.md, "The
+  // journal"). `closed_command`: the command this input has already marked replied (the one it
+  // answers, or the one that expired), empty when none.
   void record_reaction(Turn& turn, const std::string& saga_id, CachedSaga& saga,
                        const Reaction& reaction, SagaStatus before, const std::string& cause_id,
-                       std::string_view closed_command = {}) {
+                       std::size_t cause_entry, std::string_view closed_command = {}) {
     std::size_t first_command = turn.batch.outbox.size();
-    for (std::size_t i = 1; i < reaction.path.size(); ++i)
-      journal(turn, saga_id, JournalKind::transition, cause_id, "", reaction.path[i - 1],
-              reaction.path[i], "");
+    for (std::size_t i = 1; i < reaction.path.size(); ++i) {
+      if (i == 1) {
+        JournalEntry& input = turn.batch.journal[cause_entry];
+        input.from_state = reaction.path[0];
+        input.to_state = reaction.path[1];
+      } else {
+        journal(turn, saga_id, JournalKind::transition, cause_id, "", reaction.path[i - 1],
+                reaction.path[i], "");
+      }
+    }
     for (const auto& error : reaction.user_errors)
       journal(turn, saga_id, JournalKind::user_error, cause_id, "", "", "", error);
     for (const auto& command : reaction.commands) {
@@ -716,11 +726,12 @@ struct Engine::Impl {
     saga.record.definition_version = request.type->version();
     saga.record.created_at = clock.now();
     journal(turn, request.saga_id, JournalKind::started, "", "", "", "", request.data_text);
+    const std::size_t started_entry = turn.batch.journal.size() - 1;
     if (logs(LogLevel::debug))
       write_later(turn, saga_line(LogLevel::debug, "saga started", request.saga_id, saga, ""));
     SagaStatus before = saga.instance->status();
     Reaction reaction = saga.instance->begin();
-    record_reaction(turn, request.saga_id, saga, reaction, before, "");
+    record_reaction(turn, request.saga_id, saga, reaction, before, "", started_entry);
     ++turn.started;
   }
 
@@ -838,7 +849,7 @@ struct Engine::Impl {
     journal(turn, saga_id, JournalKind::message_in, envelope.event_id, envelope.event_type, "", "",
             detail::json_text(envelope.data));
     record_reaction(turn, saga_id, *saga, reaction, before, envelope.event_id,
-                    envelope.causation_id);
+                    turn.batch.journal.size() - 1, envelope.causation_id);
     ++turn.applied;
   }
 
@@ -1214,6 +1225,7 @@ struct Engine::Impl {
                       std::to_string(row.attempts) + " attempt(s)";
     journal(turn, row.saga_id, JournalKind::timed_out, row.message_id, row.message_type, "", "",
             why);
+    const std::size_t timed_out_entry = turn.batch.journal.size() - 1;
     if (metrics) {
       std::string type = row.message_type;
       turn.after_commit.push_back([this, type] { metrics->timeouts.with({type}).inc(); });
@@ -1226,7 +1238,8 @@ struct Engine::Impl {
     turn.touched.push_back(row.saga_id);
     Reaction reaction = saga->instance->time_out(why);
     turn.batch.replied.push_back(row.message_id);
-    record_reaction(turn, row.saga_id, *saga, reaction, before, row.message_id, row.message_id);
+    record_reaction(turn, row.saga_id, *saga, reaction, before, row.message_id, timed_out_entry,
+                    row.message_id);
     ++turn.timeouts;
   }
 

@@ -361,7 +361,10 @@ int show_saga(const Context& context, const std::string& saga_id, Picture pictur
     std::string detail = entry.detail;
     if (entry.kind == "transition") {
       message = entry.from_state + " -> " + entry.to_state;
-    } else if (entry.kind == "started") {
+    } else if (!entry.to_state.empty()) {  // an input's entry with the transition it caused
+      message += (message.empty() ? "" : ": ") + entry.from_state + " -> " + entry.to_state;
+    }
+    if (entry.kind == "started") {
       detail = "data " + entry.detail;
     } else if (entry.kind == "message_out") {
       bool compensation = entry.detail.starts_with("compensation ");

@@ -39,11 +39,17 @@ struct SagaRecord {
 };
 
 // What happened to a saga, in order. The journal is append-only.
+//
+// The entry of an input (started, message_in, timed_out) also records the first transition the
+// input caused, in from_state and to_state (both empty when it caused none); a `transition`
+// entry follows for each further one. Earlier builds of the engine wrote a `transition` entry for
+// every transition and left the inputs' states empty; readers (saga::path_from_journal, sagactl)
+// take both.
 enum class JournalKind {
   started,         // the saga was created (detail: initial data)
   message_in,      // a message was accepted for this saga (detail: payload)
   message_out,     // a command was written to the outbox (detail: payload)
-  transition,      // the state machine moved from_state -> to_state
+  transition,      // the state machine moved from_state -> to_state (after the input's first)
   duplicate,       // a message whose id is already in the inbox; no effect
   unexpected,      // a message the current state does not expect; dead-lettered
   user_error,      // user code (command builder, reply handler) threw (detail: what())
