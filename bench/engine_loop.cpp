@@ -11,7 +11,9 @@
 //
 //   build/default/bench/saga_engine_loop [--sagas 2000] [--in-flight 100] [--store memory|file]
 //                                        [--events]
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>

@@ -605,8 +605,12 @@ struct Engine::Impl {
     auto [slot, inserted] = turn.saga_writes.emplace(saga_id, turn.batch.sagas.size());
     if (inserted) {
       std::optional<std::int64_t> expected;
-      if (saga.committed) expected = saga.record.row_version;
-      turn.batch.sagas.push_back({std::move(record), expected});
+      std::optional<SagaStatus> stored;
+      if (saga.committed) {
+        expected = saga.record.row_version;
+        stored = saga.record.status;
+      }
+      turn.batch.sagas.push_back({std::move(record), expected, stored});
     } else {
       turn.batch.sagas[slot->second].record = std::move(record);
     }

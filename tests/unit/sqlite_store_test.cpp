@@ -565,6 +565,48 @@ TEST(SqliteStoreCommit, SagaRecordRoundTripsWithMicrosecondTimestamps) {
   expect_same_saga(record, *loaded.value());
 }
 
+// SagaWrite::stored_status only lets the store pick its statement: whatever it says, right or
+// wrong, the row written and the conflicts found are the same.
+TEST(SqliteStoreCommit, StoredStatusHintNeverChangesWhatIsWrittenOrWhatConflicts) {
+  const std::optional<SagaStatus> hints[] = {std::nullopt, SagaStatus::Running,
+                                             SagaStatus::Completed, SagaStatus::Failed};
+  for (SagaStatus next : {SagaStatus::Running, SagaStatus::Completed}) {
+    for (const auto& hint : hints) {
+      for (bool stale : {false, true}) {
+        auto store = open_or_fail(memory_options());
+        ASSERT_TRUE(store);
+        WriteBatch first;
+        first.sagas.push_back(insert(make_saga("s1")));
+        ASSERT_TRUE(store->commit(first));
+        SagaRecord changed = make_saga("s1", next);
+        changed.state = "Elsewhere";
+        changed.data = R"({"changed":true})";
+        changed.updated_at = at_us(5);
+        WriteBatch second;
+        second.sagas.push_back(update(changed, stale ? 7 : 0));
+        second.sagas.back().stored_status = hint;
+        StoreStatus status = store->commit(second);
+        SCOPED_TRACE(std::string(to_string(next)) + " hint " +
+                     (hint ? std::string(to_string(*hint)) : "none") + (stale ? " stale" : ""));
+        auto loaded = store->load_saga("s1").value();
+        ASSERT_TRUE(loaded.has_value());
+        if (stale) {
+          ASSERT_FALSE(status);
+          EXPECT_EQ(status.error->code, StoreErrorCode::conflict);
+          EXPECT_EQ(loaded->status, SagaStatus::Running);
+          EXPECT_EQ(loaded->row_version, 0);
+        } else {
+          ASSERT_TRUE(status) << status.error->message;
+          EXPECT_EQ(loaded->status, next);
+          EXPECT_EQ(loaded->state, "Elsewhere");
+          EXPECT_EQ(loaded->data, R"({"changed":true})");
+          EXPECT_EQ(loaded->row_version, 1);
+        }
+      }
+    }
+  }
+}
+
 TEST(SqliteStoreCommit, LoadingAnUnknownSagaGivesNullopt) {
   auto store = open_or_fail(memory_options());
   ASSERT_TRUE(store);

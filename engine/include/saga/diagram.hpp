@@ -135,8 +135,10 @@ struct Path {
 };
 
 // The path recorded in a saga's journal (entries in sequence order, as Store::journal returns
-// them). Each `transition` entry is a step, in order. The event of each is filled in where the
-// journal tells it: the type of the message whose id caused it, "Begin" for the start, and
+// them). Each transition is a step, in order: the one an input's entry (started, message_in,
+// timed_out) records in its from_state and to_state, and each `transition` entry (journals
+// written by earlier builds have one for every transition). The event of each is filled in where
+// the journal tells it: the type of the message whose id caused it, "Begin" for the start, and
 // "StepFailed" for any further transition caused by the same input or for a command whose retry
 // policy ran out; otherwise left empty. A reaction whose status_changed entry sets Failed while
 // the state stays is a `parked` step: the reaction ended in a transition from a state to itself

@@ -143,6 +143,10 @@ struct SagaDefinitionRecord {
 struct SagaWrite {
   SagaRecord record;
   std::optional<std::int64_t> expected_row_version;
+  // For an update, the status the stored row has, when the writer knows it; a hint a store may
+  // use to choose its statement (SqliteStore: whether the status index changes). Never changes
+  // what is written or whether it conflicts.
+  std::optional<SagaStatus> stored_status = std::nullopt;
 };
 
 struct WriteBatch {

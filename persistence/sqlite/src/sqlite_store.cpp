@@ -684,10 +684,12 @@ Error SqliteStore::Impl::write_saga(const SagaWrite& write) {
 
   // First as an update that keeps the stored status and type; if no row matched (the status or
   // type changes, or the row version is stale, or the saga is missing), as the full update,
-  // which then tells a conflict apart.
+  // which then tells a conflict apart. A status change the writer announced goes straight to it.
   const std::int64_t expected = *write.expected_row_version;
   const std::string_view status = to_string(r.status);
+  const bool status_changes = write.stored_status && *write.stored_status != r.status;
   for (sqlite3_stmt* statement : {update_saga_same_status.get(), update_saga.get()}) {
+    if (status_changes && statement == update_saga_same_status.get()) continue;
     Use use(statement);
     use.text(1, r.id)
         .text(2, r.type)

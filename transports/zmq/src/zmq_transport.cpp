@@ -460,6 +460,9 @@ std::optional<InboundMessage> ZmqTransport::receive(std::chrono::milliseconds wa
   auto& s = *impl_;
   // A message already queued is read without polling first: a turn drains many, and a poll per
   // message costs system calls. Control frames, and an empty queue, go through the poll below.
+  // Heartbeats and liveness are kept up first, as in the poll loop: under inbound traffic that
+  // never lets the queue empty, they would otherwise wait for the next send().
+  s.housekeeping(Clock::now());
   try {
     if (auto message = s.read_router()) return message;
   } catch (const zmq::error_t&) {
