@@ -283,6 +283,30 @@ TEST_F(ZmqTransportTest, ParticipantReconnectsWhenOrchestratorIsSilent) {
   EXPECT_TRUE(inventory->connected());
 }
 
+// receive() takes a queued message without polling; it must still keep heartbeats and liveness
+// up while a backlog never lets the queue run empty and nothing is sent.
+TEST_F(ZmqTransportTest, IdleParticipantHearsHeartbeatsWhileTheTransportReadsABacklog) {
+  auto idle = participant("payment", "payment-1");
+  auto busy = participant("inventory", "inventory-1");
+  ASSERT_TRUE(announced("payment", "payment-1"));
+  ASSERT_TRUE(announced("inventory", "inventory-1"));
+  const auto deadline = Clock::now() + kDeadline;
+  while (!idle->connected() && Clock::now() < deadline) (void)idle->receive(10ms);
+  ASSERT_TRUE(idle->connected());
+
+  constexpr int kBacklog = 60;  // read one per 10 ms: four liveness periods (3 x 50 ms)
+  for (int i = 0; i < kBacklog; ++i) ASSERT_TRUE(busy->send("reply-" + std::to_string(i)));
+  std::this_thread::sleep_for(20ms);  // queued at the transport
+  int read = 0;
+  for (int i = 0; i < kBacklog; ++i) {
+    std::this_thread::sleep_for(10ms);
+    if (auto message = transport->receive(0ms); message && message->defect_code.empty()) ++read;
+    (void)idle->receive(0ms);  // takes the heartbeats the transport sent it
+    ASSERT_TRUE(idle->connected()) << "silent for a liveness period after " << i << " reads";
+  }
+  EXPECT_GE(read, kBacklog - 5);  // the busy peer's own heartbeats may take a turn or two
+}
+
 TEST_F(ZmqTransportTest, ReplyFromParticipantArrivesViaReceive) {
   auto inventory = participant("inventory", "inventory-1");
   ASSERT_TRUE(announced("inventory", "inventory-1"));
