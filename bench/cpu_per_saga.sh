@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CPU time per saga of each process of the order flow, over a fixed amount of work: the
 # orchestrator and the three services on fresh databases in a scratch directory, a warm-up, then
-# `--orders` sagas with 1,000 in flight, repeated `--runs` times. Prints every run and the median.
+# `--orders` sagas with 1,000 in flight, repeated `--runs` times. Prints every run and the median,
+# and the driver's sagas/s of each.
 #
 # CPU per saga moves far less from run to run than throughput does on a shared machine, so this
 # is the figure to compare two builds by (run it with --samples pointing at each, alternately).
@@ -47,15 +48,21 @@ run_once() {
     line+=" ${names[$i]} ${us} µs"
     echo "${names[$i]} $us" >>"$work/figures"
   done
-  echo "$line per saga ($orders sagas in $((SECONDS - started)) s)"
+  # The driver's own figure for the measured run (its log also holds the warm-up's).
+  local rate
+  rate=$(sed -n 's/^Throughput *\([0-9.]*\) sagas.*/\1/p' "$dir/driver.log" | tail -n 1)
+  echo "sagas/s ${rate%.*}" >>"$work/figures"
+  echo "$line per saga ($orders sagas in $((SECONDS - started)) s, $rate sagas/s)"
   cluster_stop
 }
 
 for run in $(seq 1 "$runs"); do run_once "$run"; done
 echo -n "median:"
+median_of() {
+  awk -v n="$1" '$1 == n { print $2 }' "$work/figures" | sort -n |
+    awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
 for name in orchestrator inventory payment shipping; do
-  median=$(awk -v n="$name" '$1 == n { print $2 }' "$work/figures" | sort -n |
-    awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
-  echo -n " $name $median µs"
+  echo -n " $name $(median_of "$name") µs"
 done
-echo " CPU per saga"
+echo " CPU per saga; $(median_of sagas/s) sagas/s (throughput moves far more between runs)"
