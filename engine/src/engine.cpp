@@ -523,8 +523,10 @@ struct Engine::Impl {
     write_later(turn, std::move(line));
   }
 
-  void journal(Turn& turn, const std::string& saga_id, JournalKind kind, std::string message_id,
-               std::string message_type, std::string from, std::string to, std::string detail) {
+  // Appends to the turn's journal; returns the entry's index there.
+  std::size_t journal(Turn& turn, const std::string& saga_id, JournalKind kind,
+                      std::string message_id, std::string message_type, std::string from,
+                      std::string to, std::string detail) {
     JournalEntry entry;
     entry.saga_id = saga_id;
     entry.at = clock.now();
@@ -535,6 +537,7 @@ struct Engine::Impl {
     entry.to_state = std::move(to);
     entry.detail = std::move(detail);
     turn.batch.journal.push_back(std::move(entry));
+    return turn.batch.journal.size() - 1;
   }
 
   // Finds a saga in the cache or loads it from the store. Returns nullptr with a reason code and
@@ -626,16 +629,14 @@ struct Engine::Impl {
                        const Reaction& reaction, SagaStatus before, const std::string& cause_id,
                        std::size_t cause_entry, std::string_view closed_command = {}) {
     std::size_t first_command = turn.batch.outbox.size();
-    for (std::size_t i = 1; i < reaction.path.size(); ++i) {
-      if (i == 1) {
-        JournalEntry& input = turn.batch.journal[cause_entry];
-        input.from_state = reaction.path[0];
-        input.to_state = reaction.path[1];
-      } else {
-        journal(turn, saga_id, JournalKind::transition, cause_id, "", reaction.path[i - 1],
-                reaction.path[i], "");
-      }
+    if (reaction.path.size() > 1) {
+      JournalEntry& input = turn.batch.journal[cause_entry];
+      input.from_state = reaction.path[0];
+      input.to_state = reaction.path[1];
     }
+    for (std::size_t i = 2; i < reaction.path.size(); ++i)
+      journal(turn, saga_id, JournalKind::transition, cause_id, "", reaction.path[i - 1],
+              reaction.path[i], "");
     for (const auto& error : reaction.user_errors)
       journal(turn, saga_id, JournalKind::user_error, cause_id, "", "", "", error);
     for (const auto& command : reaction.commands) {
@@ -729,8 +730,8 @@ struct Engine::Impl {
     saga.record.type = std::string(request.type->name());
     saga.record.definition_version = request.type->version();
     saga.record.created_at = clock.now();
-    journal(turn, request.saga_id, JournalKind::started, "", "", "", "", request.data_text);
-    const std::size_t started_entry = turn.batch.journal.size() - 1;
+    const std::size_t started_entry =
+        journal(turn, request.saga_id, JournalKind::started, "", "", "", "", request.data_text);
     if (logs(LogLevel::debug))
       write_later(turn, saga_line(LogLevel::debug, "saga started", request.saga_id, saga, ""));
     SagaStatus before = saga.instance->status();
@@ -850,10 +851,11 @@ struct Engine::Impl {
       }
     }
     if (!envelope.causation_id.empty()) turn.batch.replied.push_back(envelope.causation_id);
-    journal(turn, saga_id, JournalKind::message_in, envelope.event_id, envelope.event_type, "", "",
-            detail::json_text(envelope.data));
-    record_reaction(turn, saga_id, *saga, reaction, before, envelope.event_id,
-                    turn.batch.journal.size() - 1, envelope.causation_id);
+    const std::size_t message_entry =
+        journal(turn, saga_id, JournalKind::message_in, envelope.event_id, envelope.event_type, "",
+                "", detail::json_text(envelope.data));
+    record_reaction(turn, saga_id, *saga, reaction, before, envelope.event_id, message_entry,
+                    envelope.causation_id);
     ++turn.applied;
   }
 
@@ -1227,9 +1229,8 @@ struct Engine::Impl {
     }
     std::string why = "no reply to " + row.message_type + " " + row.message_id + " after " +
                       std::to_string(row.attempts) + " attempt(s)";
-    journal(turn, row.saga_id, JournalKind::timed_out, row.message_id, row.message_type, "", "",
-            why);
-    const std::size_t timed_out_entry = turn.batch.journal.size() - 1;
+    const std::size_t timed_out_entry = journal(turn, row.saga_id, JournalKind::timed_out,
+                                                row.message_id, row.message_type, "", "", why);
     if (metrics) {
       std::string type = row.message_type;
       turn.after_commit.push_back([this, type] { metrics->timeouts.with({type}).inc(); });

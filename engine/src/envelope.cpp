@@ -334,29 +334,11 @@ EnvelopeError bad_uuid(const char* field, std::string_view value) {
                   quote(value));
 }
 
-bool is_plain_ascii(std::string_view s) noexcept {
-  for (char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u >= 0x7F || c == '"' || c == '\\') return false;
-  }
-  return true;
-}
-
-void append_json_string(std::string& out, std::string_view s) {
-  if (is_plain_ascii(s)) {
-    out += '"';
-    out += s;
-    out += '"';
-  } else {
-    out += json(std::string(s)).dump();
-  }
-}
-
 void append_member(std::string& out, std::string_view key, std::string_view value) {
   out += '"';
   out += key;
   out += "\":";
-  append_json_string(out, value);
+  detail::append_json_string(out, value);
   out += ',';
 }
 
@@ -521,6 +503,15 @@ void members_of_document(json& doc, Members& members) {
   }
 }
 
+// JSON text parsed, or a discarded value when it is not JSON. Never throws for bad input.
+json parse_or_discarded(std::string_view text) {
+  try {
+    return json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  } catch (const json::exception&) {
+    return json(json::value_t::discarded);
+  }
+}
+
 bool is_json_space(char c) noexcept {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
@@ -531,12 +522,11 @@ std::optional<std::string_view> plain_string(std::string_view bytes, std::size_t
   if (at >= bytes.size() || bytes[at] != '"') return std::nullopt;
   const std::size_t begin = at + 1;
   for (std::size_t i = begin; i < bytes.size(); ++i) {
-    const auto c = static_cast<unsigned char>(bytes[i]);
-    if (c == '"') {
+    if (bytes[i] == '"') {
       at = i + 1;
       return bytes.substr(begin, i - begin);
     }
-    if (c == '\\' || c < 0x20 || c >= 0x80) return std::nullopt;
+    if (!detail::is_plain_json_char(bytes[i])) return std::nullopt;
   }
   return std::nullopt;
 }
@@ -566,13 +556,7 @@ bool scan_plain_envelope(std::string_view bytes, Members& members) {
       if (members.data_present || at >= bytes.size() || bytes[at] != '{') return false;
       const std::size_t end = walk_nesting(bytes, at, kMaxEnvelopeDepth, true);
       if (end == std::string_view::npos) return false;
-      json data;
-      try {
-        data = json::parse(bytes.data() + at, bytes.data() + end, nullptr,
-                           /*allow_exceptions=*/false);
-      } catch (const json::exception&) {
-        return false;
-      }
+      json data = parse_or_discarded(bytes.substr(at, end - at));
       if (data.is_discarded()) return false;
       members.data_present = true;
       members.data = std::move(data);
@@ -596,6 +580,17 @@ bool scan_plain_envelope(std::string_view bytes, Members& members) {
   ++at;
   skip_space();
   return at == bytes.size();
+}
+
+// An optional member that holds a UUID when not empty (causationId, compensates): into `out` in
+// lower case.
+std::optional<EnvelopeError> optional_uuid(const Field& field, const char* name, std::string& out) {
+  std::optional<EnvelopeError> error;
+  const std::string_view* value = string_field(field, name, error);
+  if (error || value == nullptr || value->empty()) return error;
+  if (!is_uuid(*value)) return bad_uuid(name, *value);
+  out = lower(*value);
+  return std::nullopt;
 }
 
 DecodeResult envelope_of(Members& members) {
@@ -659,23 +654,10 @@ DecodeResult envelope_of(Members& members) {
   }
   if (error) return std::move(*error);
 
-  if (const std::string_view* causation =
-          string_field(members.causation_id, "causationId", error)) {
-    if (!causation->empty()) {
-      if (!is_uuid(*causation)) return bad_uuid("causationId", *causation);
-      env.causation_id = lower(*causation);
-    }
-  }
-  if (error) return std::move(*error);
-
-  if (const std::string_view* compensates =
-          string_field(members.compensates, "compensates", error)) {
-    if (!compensates->empty()) {
-      if (!is_uuid(*compensates)) return bad_uuid("compensates", *compensates);
-      env.compensates = lower(*compensates);
-    }
-  }
-  if (error) return std::move(*error);
+  if (auto uuid_error = optional_uuid(members.causation_id, "causationId", env.causation_id))
+    return std::move(*uuid_error);
+  if (auto uuid_error = optional_uuid(members.compensates, "compensates", env.compensates))
+    return std::move(*uuid_error);
 
   if (const std::string_view* kind = string_field(members.kind, "kind", error)) {
     if (*kind == "command") {
@@ -697,33 +679,31 @@ DecodeResult envelope_of(Members& members) {
 
 }  // namespace
 
-namespace detail {
+namespace {
 
-DecodeResult decode_envelope_document(std::string_view bytes, std::size_t max_bytes) {
-  using Code = EnvelopeErrorCode;
+std::optional<EnvelopeError> beyond_limits(std::string_view bytes, std::size_t max_bytes) {
   if (bytes.size() > max_bytes) {
-    return fail(Code::too_large, "",
+    return fail(EnvelopeErrorCode::too_large, "",
                 "envelope is " + std::to_string(bytes.size()) + " bytes, more than the limit of " +
                     std::to_string(max_bytes));
   }
   if (nests_deeper_than(bytes, kMaxEnvelopeDepth)) {
-    return fail(Code::too_deep, "",
+    return fail(EnvelopeErrorCode::too_deep, "",
                 "envelope nests arrays and objects more than " + std::to_string(kMaxEnvelopeDepth) +
                     " levels deep");
   }
+  return std::nullopt;
+}
 
-  json doc;
-  try {
-    doc = json::parse(bytes.data(), bytes.data() + bytes.size(), nullptr,
-                      /*allow_exceptions=*/false);
-  } catch (const json::exception&) {
-    doc = json(json::value_t::discarded);
-  }
+// Bytes within the limits, parsed whole.
+DecodeResult decode_document(std::string_view bytes) {
+  json doc = parse_or_discarded(bytes);
   if (doc.is_discarded()) {
-    return fail(Code::not_json, "", "envelope is not valid JSON: " + describe_parse_failure(bytes));
+    return fail(EnvelopeErrorCode::not_json, "",
+                "envelope is not valid JSON: " + describe_parse_failure(bytes));
   }
   if (!doc.is_object()) {
-    return fail(Code::not_object, "",
+    return fail(EnvelopeErrorCode::not_object, "",
                 std::string("envelope must be a JSON object, got ") + doc.type_name());
   }
   Members members;
@@ -731,14 +711,22 @@ DecodeResult decode_envelope_document(std::string_view bytes, std::size_t max_by
   return envelope_of(members);
 }
 
+}  // namespace
+
+namespace detail {
+
+DecodeResult decode_envelope_document(std::string_view bytes, std::size_t max_bytes) {
+  if (auto error = beyond_limits(bytes, max_bytes)) return std::move(*error);
+  return decode_document(bytes);
+}
+
 }  // namespace detail
 
 DecodeResult decode_envelope(std::string_view bytes, std::size_t max_bytes) {
-  if (bytes.size() <= max_bytes && !nests_deeper_than(bytes, kMaxEnvelopeDepth)) {
-    Members members;
-    if (scan_plain_envelope(bytes, members)) return envelope_of(members);
-  }
-  return detail::decode_envelope_document(bytes, max_bytes);
+  if (auto error = beyond_limits(bytes, max_bytes)) return std::move(*error);
+  Members members;
+  if (scan_plain_envelope(bytes, members)) return envelope_of(members);
+  return decode_document(bytes);
 }
 
 std::string encode_envelope(const Envelope& envelope) {

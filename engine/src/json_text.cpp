@@ -1,5 +1,6 @@
 #include "saga/detail/json_text.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <string_view>
 
@@ -7,27 +8,6 @@ namespace saga::detail {
 namespace {
 
 using nlohmann::json;
-
-// Printable ASCII other than the quote and the backslash: written as is by dump() too.
-bool needs_no_escaping(std::string_view text) noexcept {
-  for (char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u >= 0x80 || c == '"' || c == '\\') return false;
-  }
-  return true;
-}
-
-void append_string(std::string& out, const std::string& text, const json* node) {
-  if (needs_no_escaping(text)) {
-    out += '"';
-    out += text;
-    out += '"';
-  } else if (node != nullptr) {
-    out += node->dump();
-  } else {
-    out += json(text).dump();
-  }
-}
 
 template <class Integer>
 void append_integer(std::string& out, Integer value) {
@@ -38,6 +18,16 @@ void append_integer(std::string& out, Integer value) {
 
 }  // namespace
 
+void append_json_string(std::string& out, std::string_view text) {
+  if (std::all_of(text.begin(), text.end(), [](char c) { return is_plain_json_char(c); })) {
+    out += '"';
+    out += text;
+    out += '"';
+  } else {
+    out += json(std::string(text)).dump();
+  }
+}
+
 void append_json_text(std::string& out, const json& value) {
   switch (value.type()) {
     case json::value_t::object: {
@@ -46,7 +36,7 @@ void append_json_text(std::string& out, const json& value) {
       for (const auto& [key, member] : value.get_ref<const json::object_t&>()) {
         if (!first) out += ',';
         first = false;
-        append_string(out, key, nullptr);
+        append_json_string(out, key);
         out += ':';
         append_json_text(out, member);
       }
@@ -65,7 +55,7 @@ void append_json_text(std::string& out, const json& value) {
       return;
     }
     case json::value_t::string:
-      append_string(out, value.get_ref<const std::string&>(), &value);
+      append_json_string(out, value.get_ref<const std::string&>());
       return;
     case json::value_t::number_integer:
       append_integer(out, value.get<json::number_integer_t>());
@@ -82,8 +72,7 @@ void append_json_text(std::string& out, const json& value) {
     case json::value_t::number_float:
     case json::value_t::binary:
     case json::value_t::discarded:
-      out += value.dump();
-      return;
+      break;
   }
   out += value.dump();
 }

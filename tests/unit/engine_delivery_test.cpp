@@ -192,6 +192,15 @@ class EngineTimeoutTest : public EngineDeliveryTest {
     return take_commands(transport).at(0);
   }
 
+  // A saga reserved and charged: returns the Ship command (and the Charge, when asked).
+  saga::test::SentCommand charged(std::string& id, saga::test::SentCommand* charge_sent = nullptr) {
+    auto charge = reserved(id);
+    if (charge_sent) *charge_sent = charge;
+    transport.deliver(reply_bytes(charge.envelope, "payment.Charged", {{"payment_id", "p-1"}}));
+    engine->run_once();
+    return take_commands(transport).at(0);
+  }
+
   std::size_t journal_count(const std::string& id, saga::JournalKind kind) {
     std::size_t n = 0;
     for (const auto& entry : store->journal(id).value()) n += entry.kind == kind ? 1 : 0;
@@ -292,10 +301,7 @@ TEST_F(EngineTimeoutTest, CompensationOfACompletedStepNamesTheCommandItUndoes) {
 // repeat from its ledger). Compensating the steps before it could refund a shipped order.
 TEST_F(EngineTimeoutTest, PivotWhoseRepliesNeverComeParksTheSagaInPlace) {
   std::string id;
-  auto charge = reserved(id);
-  transport.deliver(reply_bytes(charge.envelope, "payment.Charged", {{"payment_id", "p-1"}}));
-  engine->run_once();
-  auto ship = take_commands(transport).at(0);
+  auto ship = charged(id);
   ASSERT_EQ(ship.envelope.event_type, "shipping.Ship");
   for (int attempt = 1; attempt <= 3; ++attempt) {
     clock.advance(11s);
@@ -347,10 +353,8 @@ TEST_F(EngineTimeoutTest, PerCommandPolicyOverridesTheDefaultForThatStepOnly) {
 // all, it is applied as an operator's retry would have had it applied, and the saga completes.
 TEST_F(EngineTimeoutTest, PivotParkedByATimeoutIsResumedByALateReplyToThatCommand) {
   std::string id;
-  auto charge = reserved(id);
-  transport.deliver(reply_bytes(charge.envelope, "payment.Charged", {{"payment_id", "p-1"}}));
-  engine->run_once();
-  auto ship = take_commands(transport).at(0);
+  saga::test::SentCommand charge;
+  auto ship = charged(id, &charge);
   for (int attempt = 1; attempt <= 3; ++attempt) {
     clock.advance(11s);
     engine->run_once();

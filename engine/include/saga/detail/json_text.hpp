@@ -10,10 +10,22 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
 namespace saga::detail {
+
+// Whether `c` stands for itself inside a JSON string, both in the text dump() writes and in
+// strict JSON: ASCII other than control characters, the quote and the backslash.
+constexpr bool is_plain_json_char(char c) noexcept {
+  const auto u = static_cast<unsigned char>(c);
+  return u >= 0x20 && u < 0x80 && c != '"' && c != '\\';
+}
+
+// Appends `text` as a JSON string, exactly as dump() writes it (and throws as dump() does for
+// text that is not UTF-8).
+void append_json_string(std::string& out, std::string_view text);
 
 // Appends the compact JSON text of `value` to `out`.
 void append_json_text(std::string& out, const nlohmann::json& value);
