@@ -78,8 +78,14 @@ void append_json_text(std::string& out, const json& value) {
 }
 
 std::string json_text(const json& value) {
-  std::string out;
-  append_json_text(out, value);
+  // Written into a buffer kept per thread, then copied once at its final size: growing the
+  // result by doubling cost several allocations and copies for every saga write.
+  constexpr std::size_t kept_capacity = 64 * 1024;
+  thread_local std::string scratch;
+  scratch.clear();
+  append_json_text(scratch, value);
+  std::string out(scratch);
+  if (scratch.capacity() > kept_capacity) std::string().swap(scratch);
   return out;
 }
 
