@@ -51,7 +51,7 @@ void visit_strings(saga::WriteBatch& batch, Visit visit) {
     visit(letter.saga_id);
     visit(letter.raw);
   }
-  for (auto& id : batch.dispatched) visit(id);
+  for (auto& mark : batch.dispatched) visit(mark.message_id);
   for (auto& id : batch.replied) visit(id);
   for (auto& id : batch.reopened) visit(id);
 }

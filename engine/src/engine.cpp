@@ -208,7 +208,7 @@ struct Engine::Impl {
   std::unordered_map<std::string, std::vector<std::string>> in_flight_by_saga;
   std::vector<Input> expired;  // commands whose retry policy ran out, for the next turn
   std::mt19937_64 jitter{options.random_seed != 0 ? options.random_seed : std::random_device{}()};
-  std::vector<std::string> dispatched_marks;
+  std::vector<DispatchMark> dispatched_marks;  // re-sends, for the next commit
   std::vector<Input> retry_inputs;
   std::vector<std::pair<Timestamp, Input>> deferred;  // poison messages waiting for another try
   std::chrono::milliseconds backoff{0};
@@ -951,21 +951,23 @@ struct Engine::Impl {
 
   // Sends pending rows in order. Once a destination refuses, its later rows wait too, so the
   // commands for one service leave in the order they were committed.
-  void send_unsent() {
+  // A first send is not recorded: after a restart every open command sent at most once is sent
+  // again (its send may have died in this process's queues). Re-sends are, so that a command's
+  // retry budget holds across restarts. Returns how many were handed over.
+  std::size_t send_unsent() {
     std::deque<OutboxMessage> still_pending;
     std::unordered_set<std::string> refusing;
-    std::size_t refused = 0;
+    std::size_t refused = 0, sent = 0;
     for (auto& row : unsent) {
       if (refusing.contains(row.destination)) {
         still_pending.push_back(std::move(row));
         continue;
       }
       if (transport.send(row.destination, row.payload) == SendResult::sent) {
-        if (!dispatched_marks.empty()) detail::crash_point("engine.mid_send");
+        if (sent++ > 0) detail::crash_point("engine.mid_send");
         if (metrics) metrics->published.with({"command", row.message_type}).inc();
-        dispatched_marks.push_back(row.message_id);
         counters.commands_sent.fetch_add(1, std::memory_order_relaxed);
-        ++row.attempts;
+        if (++row.attempts > 1) dispatched_marks.push_back({row.message_id, row.attempts});
         track(std::move(row), clock.now());
       } else {
         ++refused;
@@ -976,6 +978,7 @@ struct Engine::Impl {
     }
     unsent = std::move(still_pending);
     counters.send_retries.fetch_add(refused, std::memory_order_relaxed);
+    return sent;
   }
 
   const RetryPolicy& policy_for(const OutboxMessage& row) const {
@@ -1262,7 +1265,7 @@ struct Engine::Impl {
   std::vector<Input> gather_inputs() {
     std::vector<Input> inputs = take_queued_starts(options.max_batch_messages);
     if (stopping.load()) return inputs;  // draining: finish what was accepted, take nothing new
-    // Dispatch marks alone are not worth a commit (an fsync): they wait for company.
+    // Re-send marks alone are not worth a commit (an fsync): they wait for company.
     auto wait = inputs.empty() ? options.idle_wait : std::chrono::milliseconds{0};
     auto deadline = std::chrono::steady_clock::now() + options.max_batch_delay;
     while (inputs.size() < options.max_batch_messages && !stopping.load()) {
@@ -1469,8 +1472,7 @@ struct Engine::Impl {
     for (auto& row : turn.rearm) unsent.push_back(std::move(row));
     counters.command_timeouts.fetch_add(turn.timeouts, std::memory_order_relaxed);
     finish_operations(turn, true);
-    send_unsent();
-    if (!dispatched_marks.empty()) detail::crash_point("engine.after_send");
+    if (send_unsent() > 0) detail::crash_point("engine.after_send");
     for (const auto& [type, bytes] : turn.events) {
       transport.publish(type, bytes);
       if (metrics) metrics->published.with({"event", type}).inc();
@@ -1606,7 +1608,7 @@ struct Engine::Impl {
   }
 
   // After stop(): turns until the accepted starts (and queued operator actions), a failed turn's
-  // inputs and the dispatch marks are committed. Accepted starts are drained however many turns
+  // inputs and the re-send marks are committed. Accepted starts are drained however many turns
   // they take (no new ones are accepted, so that ends); after the last, the rest gets
   // kMaxDrainTurns turns, as replies still arriving keep producing marks. A store that keeps
   // failing ends the drain after kMaxDrainTurns failed turns in a row; what is left is logged.

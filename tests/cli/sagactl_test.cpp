@@ -158,7 +158,7 @@ class Orchestrator {
       engine->run_once();
       pending = take_commands(transport);
     }
-    engine->run_once();  // commits the dispatch marks
+    engine->run_once();  // an idle turn
     return id;
   }
 
@@ -574,8 +574,8 @@ TEST_F(SagactlTest, StatsCountsByStatusAndTypeWithOutboxAndDeadLetterDepth) {
   EXPECT_EQ(stats["sagas"]["by_type"][0]["total"], 6);
   EXPECT_EQ(stats["oldest_in_flight"]["id"], scenario->running_old);
   EXPECT_GT(stats["oldest_in_flight"]["age_seconds"].get<double>(), 2 * 3600);
-  EXPECT_EQ(stats["outbox"]["pending"], 0);
-  EXPECT_EQ(stats["outbox"]["awaiting_reply"], 2);
+  EXPECT_EQ(stats["outbox"]["open"], 2);
+  EXPECT_EQ(stats["outbox"]["resent"], 1);  // the payment sent 3x
   EXPECT_EQ(stats["dead_letters"]["open"], 3);
   EXPECT_EQ(stats["dead_letters"]["total"], 3);
   EXPECT_EQ(stats["dead_letters"]["open_by_reason"]["not_json"], 1);
@@ -584,7 +584,7 @@ TEST_F(SagactlTest, StatsCountsByStatusAndTypeWithOutboxAndDeadLetterDepth) {
   ASSERT_EQ(table.code, 0) << table.err;
   for (const char* expected :
        {"Sagas              6 (Running 2, Compensating 0, Completed 2, Compensated 1, Failed 1)",
-        "Oldest in flight", "Outbox             0 pending, 2 awaiting reply",
+        "Oldest in flight", "Outbox             2 awaiting reply (oldest ", ", 1 of them re-sent",
         "Dead letters       3 open", "TYPE   RUNNING  COMPENSATING  COMPLETED  COMPENSATED",
         "order        2             0          2            1       1      6"})
     EXPECT_NE(table.out.find(expected), std::string::npos) << expected << "\n" << table.out;

@@ -342,7 +342,7 @@ TEST_F(MetricsEndpointTest, ScrapesDuringAndAfterARunMatchWhatWasSent) {
   transport.deliver(reply(thirds[a], "shipping.Shipped", {{"tracking_number", "t-a"}}));
   transport.deliver(reply(thirds[b], "inventory.Released", {{"reservation_id", "r-b"}}));
   turn();
-  turn();                // flushes the dispatch marks
+  turn();                // an idle turn
   clock.advance(10min);  // C has now waited 13 minutes
   turn();
 

@@ -78,6 +78,10 @@ TEST_F(RestartTest, SagaContinuesFromItsPersistedStateAfterACleanClose) {
   }
   Running second = open();
   EXPECT_EQ(row(*second.store, id).state, "awaiting:payment.Charge");
+  second.engine->run_once();
+  auto again = take_commands(transport);  // sent once before the restart, so sent again
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].envelope.event_id, charge.event_id);
   transport.deliver(reply_bytes(charge, "payment.Charged", {{"payment_id", "p"}}));
   second.engine->run_once();
   auto ship = take_commands(transport);

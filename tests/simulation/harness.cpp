@@ -110,7 +110,7 @@ class SimulatedTransport final : public Transport {
     bool crash = network_.faults() && network_.chance(config_.crash_while_sending);
     if (crash && network_.chance(0.5)) throw SimulatedCrash{};  // committed, not sent
     network_.post({false, std::string(destination), std::string(bytes)});
-    if (crash) throw SimulatedCrash{};  // sent, not marked dispatched
+    if (crash) throw SimulatedCrash{};  // sent; the store does not know
     return SendResult::sent;
   }
   std::optional<InboundMessage> receive(std::chrono::milliseconds) override {
@@ -329,7 +329,7 @@ Result run(const Config& config) {
     clock.advance(step);
   }
   if (!engine) open();
-  engine->run_once();  // commit pending dispatch marks
+  engine->run_once();  // commit pending re-send marks
 
   // Invariants, read from the store and the participants' ledgers.
   std::vector<SagaRecord> all;

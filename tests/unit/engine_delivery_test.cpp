@@ -97,19 +97,42 @@ TEST_F(EngineDeliveryTest, AppliedReplyStopsTheResends) {
   EXPECT_EQ(resent[0].envelope.event_type, "payment.Charge");
 }
 
-TEST_F(EngineDeliveryTest, CommandsAwaitingRepliesAreResentByANewEngineAfterTheirTimeout) {
-  start();
+TEST_F(EngineDeliveryTest, CommandSentOnceIsSentAgainAtOnceByANewEngine) {
+  std::string id = start();
   engine->run_once();
   auto first = take_commands(transport).at(0);
-  engine->run_once();  // dispatch mark committed
-  make_engine();       // a restart on the same store
+  engine->run_once();
+  EXPECT_FALSE(store->outbox(id).value()[0].dispatched) << "a first send is not recorded";
+  make_engine();  // a restart on the same store: that send may never have left the process
+  engine->run_once();
+  auto again = take_commands(transport);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].bytes, first.bytes);
+  engine->run_once();
+  EXPECT_FALSE(store->outbox(id).value()[0].dispatched) << "still its first send to this engine";
+}
+
+TEST_F(EngineDeliveryTest, CommandsReSentAndAwaitingRepliesAreResentByANewEngineAfterTheirTimeout) {
+  std::string id = start();
+  engine->run_once();
+  auto first = take_commands(transport).at(0);
+  clock.advance(11s);
+  engine->run_once();
+  ASSERT_EQ(take_commands(transport).size(), 1u);
+  engine->run_once();  // the re-send is recorded
+  auto row = store->outbox(id).value()[0];
+  EXPECT_TRUE(row.dispatched);
+  EXPECT_EQ(row.attempts, 2);
+  make_engine();  // a restart on the same store
   engine->run_once();
   EXPECT_TRUE(take_commands(transport).empty()) << "not yet overdue";
-  clock.advance(11s);
+  clock.advance(21s);  // the second wait is twice as long
   engine->run_once();
   auto resent = take_commands(transport);
   ASSERT_EQ(resent.size(), 1u);
   EXPECT_EQ(resent[0].envelope.event_id, first.envelope.event_id);
+  engine->run_once();
+  EXPECT_EQ(store->outbox(id).value()[0].attempts, 3);
 }
 
 TEST_F(EngineDeliveryTest, LateDuplicateReplyAfterAResendHasNoEffect) {
@@ -465,7 +488,7 @@ TEST_F(EngineTimeoutTest, AnUnexpectedReplyToACommandNotGivenUpOnStaysUnexpected
 TEST_F(EngineTimeoutTest, CommandOfASagaThisEngineCannotLoadStaysOpenWhenItTimesOut) {
   std::string id = start();
   engine->run_once();
-  engine->run_once();  // the dispatch mark
+  engine->run_once();  // an idle turn
   take_commands(transport);
   engine.reset();
 
@@ -508,7 +531,6 @@ TEST_F(EngineTimeoutTest, JitterKeepsEachWaitWithinItsBounds) {
 TEST_F(EngineTimeoutTest, ExpiredCommandIsGivenUpOnAfterARestartToo) {
   std::string id;
   reserved(id);
-  engine->run_once();  // dispatch mark
   for (int i = 0; i < 2; ++i) {
     clock.advance(11s);
     engine->run_once();

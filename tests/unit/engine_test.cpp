@@ -99,15 +99,18 @@ TEST_F(EngineTest, StartPersistsTheSagaAndSendsItsFirstCommand) {
   EXPECT_EQ(outbox[0].payload, command.bytes);
 }
 
-TEST_F(EngineTest, SentCommandIsMarkedDispatchedByTheNextCommit) {
+TEST_F(EngineTest, FirstSendOfACommandWritesNothingMore) {
   std::string id;
   start_order(&id);
-  EXPECT_FALSE(store->outbox(id).value()[0].dispatched);
+  auto before = store->outbox(id).value()[0];
   engine->run_once();
   auto row = store->outbox(id).value()[0];
-  EXPECT_TRUE(row.dispatched);
-  EXPECT_EQ(row.attempts, 1);
-  EXPECT_TRUE(store->pending_outbox(10).value().empty());
+  EXPECT_FALSE(row.dispatched);
+  EXPECT_EQ(row.attempts, 0);
+  EXPECT_EQ(row.dispatched_at, std::nullopt);
+  auto pending = store->pending_outbox(10).value();
+  ASSERT_EQ(pending.size(), 1u) << "sent at most once, as far as the store knows";
+  EXPECT_EQ(pending[0].message_id, before.message_id);
 }
 
 TEST_F(EngineTest, RepliesDriveTheSagaToCompletionAndTheOutcomeIsReported) {
@@ -229,7 +232,7 @@ class EngineBadInputTest : public EngineTest, public ::testing::WithParamInterfa
 TEST_P(EngineBadInputTest, IsDeadLetteredWithoutStateChangeAndTheEngineKeepsServing) {
   std::string id;
   auto reserve = start_order(&id);
-  engine->run_once();  // commit the dispatch mark
+  engine->run_once();  // an idle turn
   saga::SagaRecord before = saga_row(id);
 
   std::string bad = GetParam().bytes(reserve.envelope);
@@ -382,8 +385,8 @@ TEST_F(EngineTest, RefusedSendStaysPendingAndIsRetried) {
   engine->run_once();
   EXPECT_EQ(take_commands(transport).size(), 1u);
   engine->run_once();
-  EXPECT_TRUE(store->pending_outbox(10).value().empty());
-  EXPECT_EQ(store->outbox(id).value()[0].attempts, 1);
+  EXPECT_TRUE(take_commands(transport).empty()) << "sent once, and not again before its timeout";
+  EXPECT_EQ(store->outbox(id).value()[0].attempts, 0) << "a first send is not recorded";
 }
 
 TEST_F(EngineTest, SagaInAStateTheCodeNoLongerKnowsIsDeadLetteredAndReported) {

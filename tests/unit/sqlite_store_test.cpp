@@ -461,7 +461,7 @@ TEST(SqliteStoreMigration, Schema7OutboxIsServedByOneOpenCommandsIndex) {
   EXPECT_EQ(ids_of(store->awaiting_reply(10).value()), std::vector<std::string>{"awaiting"});
 
   WriteBatch batch;
-  batch.dispatched = {"pending"};
+  batch.dispatched = {{"pending", 2}};
   batch.replied = {"awaiting"};
   ASSERT_TRUE(store->commit(batch));
   EXPECT_TRUE(store->pending_outbox(10).value().empty());
@@ -734,7 +734,7 @@ TEST(SqliteStoreCommit, WholeBatchAcrossEveryTableCommitsTogether) {
   batch.outbox.push_back(make_outbox("m1", "s1", at_us(10)));
   batch.inbox.push_back("in-1");
   batch.dead_letters.push_back(DeadLetter{});
-  batch.dispatched.push_back("m1");  // a row of the same batch
+  batch.dispatched.push_back({"m1", 2});  // a row of the same batch
   ASSERT_TRUE(store->commit(batch));
 
   EXPECT_TRUE(store->load_saga("s1").value().has_value());
@@ -744,7 +744,7 @@ TEST(SqliteStoreCommit, WholeBatchAcrossEveryTableCommitsTogether) {
   auto outbox = store->outbox("s1").value();
   ASSERT_EQ(outbox.size(), 1u);
   EXPECT_TRUE(outbox[0].dispatched);
-  EXPECT_EQ(outbox[0].attempts, 1);
+  EXPECT_EQ(outbox[0].attempts, 2);
 }
 
 // --- Optimistic concurrency and conflicts -----------------------------------------------------
@@ -977,7 +977,7 @@ TEST(SqliteStoreCommit, UnknownStatusNameInARowIsReportedCorrupt) {
 
 // --- Outbox dispatch and reads ----------------------------------------------------------------
 
-TEST(SqliteStoreOutbox, DispatchedMarksSetTheFlagIncrementAttemptsAndStampTheTime) {
+TEST(SqliteStoreOutbox, DispatchMarksSetTheFlagRecordTheAttemptsGivenAndStampTheTime) {
   TempDir dir;
   const fs::path db = dir.path() / "saga.db";
   auto store = open_or_fail(file_options(db));
@@ -988,20 +988,20 @@ TEST(SqliteStoreOutbox, DispatchedMarksSetTheFlagIncrementAttemptsAndStampTheTim
 
   WriteBatch dispatched;
   dispatched.at = at_us(1000);
-  dispatched.dispatched = {"m1", "unknown-id-is-ignored"};
+  dispatched.dispatched = {{"m1", 2}, {"unknown-id-is-ignored", 2}};
   ASSERT_TRUE(store->commit(dispatched));
   EXPECT_EQ(ids_of(store->pending_outbox(10).value()), std::vector<std::string>{"m2"});
 
   WriteBatch resent;
   resent.at = at_us(2000);
-  resent.dispatched = {"m1"};
+  resent.dispatched = {{"m1", 3}};
   ASSERT_TRUE(store->commit(resent));
 
   auto rows = store->outbox("s1").value();
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[0].message_id, "m1");
   EXPECT_TRUE(rows[0].dispatched);
-  EXPECT_EQ(rows[0].attempts, 2);
+  EXPECT_EQ(rows[0].attempts, 3);
   EXPECT_FALSE(rows[1].dispatched);
   EXPECT_EQ(rows[1].attempts, 0);
 
@@ -1025,7 +1025,7 @@ TEST(SqliteStoreOutbox, PendingOutboxIsOldestFirstTiesInInsertionOrderAndHonours
   EXPECT_TRUE(store->pending_outbox(0).value().empty());
 
   WriteBatch dispatched;
-  dispatched.dispatched = {"a"};
+  dispatched.dispatched = {{"a", 2}};
   ASSERT_TRUE(store->commit(dispatched));
   EXPECT_EQ(ids_of(store->pending_outbox(2).value()), (std::vector<std::string>{"b2", "b1"}));
 }

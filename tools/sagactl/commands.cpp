@@ -93,16 +93,15 @@ json request_json(const OperatorRequestRow& request) {
           {"result", request.result}};
 }
 
-// Where a command stands: pending (not sent yet), awaiting_reply, timed_out or done.
+// Where a command stands: awaiting_reply, timed_out or done. (The store does not record a first
+// send, so a command committed but not yet handed over also reads as awaiting its reply.)
 std::string command_state(const OutboxRow& row, const std::set<std::string>& timed_out) {
   if (timed_out.contains(row.message_id)) return "timed_out";
-  if (!row.dispatched) return "pending";
   if (!row.replied_at) return "awaiting_reply";
   return "done";
 }
 
 std::string command_outcome(const OutboxRow& row, const std::string& state) {
-  if (state == "pending") return "not sent yet";
   if (state == "awaiting_reply") return "awaiting reply";
   if (state == "timed_out") return "timed out";
   return "done after " + format_duration(*row.replied_at - row.created_at);
@@ -680,19 +679,19 @@ int show_stats(const Context& context) {
   if (oldest_query.step()) oldest = saga_from(oldest_query);
 
   // Both counts read the open-commands index (outbox_open, or the two partial indexes of
-  // schemas before 8), never the whole outbox.
+  // schemas before 8), never the whole outbox. The engine records re-sends, not first sends.
   const bool has_replies = db.has_column("outbox", "replied_at");
-  auto pending = db.prepare(std::string("SELECT count(*), min(created_at) FROM outbox WHERE ") +
-                            (has_replies ? "replied_at IS NULL AND " : "") + "dispatched = 0");
-  pending.step();
-  std::int64_t outbox_pending = pending.integer(0);
-  std::optional<std::int64_t> oldest_pending = pending.optional_integer(1);
-  std::optional<std::int64_t> awaiting_reply;
+  auto open = db.prepare(std::string("SELECT count(*), min(created_at) FROM outbox WHERE ") +
+                         (has_replies ? "replied_at IS NULL" : "dispatched = 0"));
+  open.step();
+  std::int64_t outbox_open = open.integer(0);
+  std::optional<std::int64_t> oldest_open = open.optional_integer(1);
+  std::optional<std::int64_t> resent;
   if (has_replies) {
-    auto awaiting =
+    auto query =
         db.prepare("SELECT count(*) FROM outbox WHERE replied_at IS NULL AND dispatched = 1");
-    awaiting.step();
-    awaiting_reply = awaiting.integer(0);
+    query.step();
+    resent = query.integer(0);
   }
   std::string open_letter = "1";
   if (db.has_column("dead_letters", "replayed_at")) open_letter += " AND replayed_at IS NULL";
@@ -733,10 +732,10 @@ int show_stats(const Context& context) {
         {{"sagas", {{"total", total}, {"by_status", by_status}, {"by_type", types}}},
          {"oldest_in_flight", oldest_json},
          {"outbox",
-          {{"pending", outbox_pending},
-           {"awaiting_reply", awaiting_reply ? json(*awaiting_reply) : json(nullptr)},
-           {"oldest_pending_age_seconds",
-            oldest_pending ? json(seconds(now - *oldest_pending)) : json(nullptr)}}},
+          {{"open", outbox_open},
+           {"resent", resent ? json(*resent) : json(nullptr)},
+           {"oldest_open_age_seconds",
+            oldest_open ? json(seconds(now - *oldest_open)) : json(nullptr)}}},
          {"dead_letters",
           {{"open", letters_open}, {"total", letters_total}, {"open_by_reason", open_by_reason}}},
          {"operator_requests",
@@ -752,9 +751,9 @@ int show_stats(const Context& context) {
                          format_duration(now - oldest->created_at) + " ago)"
                    : "none");
   key_value(out, "Outbox",
-            std::to_string(outbox_pending) + " pending" +
-                (oldest_pending ? " (oldest " + format_duration(now - *oldest_pending) + ")" : "") +
-                (awaiting_reply ? ", " + std::to_string(*awaiting_reply) + " awaiting reply" : ""));
+            std::to_string(outbox_open) + " awaiting reply" +
+                (oldest_open ? " (oldest " + format_duration(now - *oldest_open) + ")" : "") +
+                (resent ? ", " + std::to_string(*resent) + " of them re-sent" : ""));
   std::string reasons;
   for (const auto& [reason, n] : open_by_reason)
     reasons += (reasons.empty() ? "" : ", ") + reason + " " + std::to_string(n);

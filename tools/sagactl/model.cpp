@@ -59,8 +59,8 @@ std::vector<OutboxRow> read_outbox(Database& db, const std::string& saga_id) {
     row.destination = query.text(2);
     row.message_type = query.text(3);
     row.payload = query.text(4);
-    row.attempts = query.integer(5);
     row.dispatched = query.integer(6) != 0;
+    row.attempts = row.dispatched ? query.integer(5) : 1;
     row.compensation = query.integer(7) != 0;
     row.created_at = query.integer(8);
     row.dispatched_at = query.optional_integer(9);

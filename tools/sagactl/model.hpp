@@ -43,8 +43,9 @@ struct OutboxRow {
   std::string destination;
   std::string message_type;
   std::string payload;
-  std::int64_t attempts = 0;
-  bool dispatched = false;
+  std::int64_t attempts = 0;  // sends: the engine records re-sends only, so an open row it
+                              // never re-sent reads as one send (it was committed to be sent)
+  bool dispatched = false;    // re-sent at least once
   bool compensation = false;
   std::int64_t created_at = 0;
   std::optional<std::int64_t> dispatched_at;

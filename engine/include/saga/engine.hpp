@@ -17,11 +17,13 @@
 // inbound envelopes; for each, validate, deduplicate by eventId (inbox), apply it to its saga's
 // state machine and collect the commands it produces; then commit everything in ONE store
 // transaction (saga rows, journal, outbox, inbox, dead letters); only then hand the new commands
-// to the transport. A command handed over is marked dispatched in the next commit.
+// to the transport. A re-send (a command's second hand-over or later) is recorded in the next
+// commit; a first send is not.
 //
 // Guarantees (each has a test in tests/):
 // - Nothing is sent that is not committed; a committed command not yet sent is sent after a
-//   restart (pending outbox rows are re-read on the first turn).
+//   restart (pending outbox rows are re-read on the first turn). So is every open command that
+//   was sent at most once: the store does not know whether that send left the process.
 // - A command stays "awaiting reply" until a reply with its eventId as causationId is applied;
 //   until then it is re-sent (same bytes, same eventId) per Options::command_retry (or
 //   compensation_retry), with backoff and jitter. When the policy runs out, the saga gets
@@ -168,7 +170,7 @@ class Engine {
   std::size_t run_once();
   // Runs turns until stop(). Then drains and returns: commits every start already accepted (and
   // queued operator action), however many turns that takes; retries a failed turn; flushes
-  // dispatch marks (at most 100 more turns for those, as replies still arrive). Only a store that
+  // re-send marks (at most 100 more turns for those, as replies still arrive). Only a store that
   // fails 100 turns in a row ends the drain early; what was not committed is then logged at
   // error level ("engine stopped with work not committed", with the saga ids not started).
   void run();

@@ -3,7 +3,7 @@
 //
 // Write model: the engine collects everything one loop turn produced into a WriteBatch and calls
 // commit() once. A Store applies a batch atomically (one transaction) or not at all: saga rows,
-// journal, outbox, inbox, dead letters and dispatch marks together. This is the group commit.
+// journal, outbox, inbox, dead letters and re-send marks together. This is the group commit.
 //
 // Errors: conditions a caller handles (busy, conflict, I/O error, disk full) come back as
 // StoreStatus / StoreResult; a failed commit leaves the store exactly as before the call.
@@ -72,19 +72,21 @@ struct JournalEntry {
   std::string detail;
 };
 
-// A command waiting to be sent (pending), sent and awaiting its reply (dispatched, not replied),
-// or done (replied).
+// A command, open until its reply is applied (replied_at). The store records re-sends, not the
+// first send: `dispatched` is set, and `attempts` and `dispatched_at` kept, only once the engine
+// has handed the command to the transport a second time. An open row that is not dispatched was
+// sent at most once, and is sent again at once when an engine starts on the store.
 struct OutboxMessage {
   std::string message_id;  // the envelope's eventId; primary key
   std::string saga_id;
   std::string destination;  // service name
   std::string message_type;
-  std::string payload;  // the encoded envelope, sent as is
-  int attempts = 0;     // how many times it was handed to the transport
-  bool dispatched = false;
+  std::string payload;      // the encoded envelope, sent as is
+  int attempts = 0;         // hand-overs to the transport, as of the last recorded re-send (else 0)
+  bool dispatched = false;  // re-sent at least once (the attempts above are recorded)
   bool compensation = false;  // a compensating command (it has its own retry policy)
   Timestamp created_at{};
-  std::optional<Timestamp> dispatched_at;  // last hand-over to the transport
+  std::optional<Timestamp> dispatched_at;  // last recorded re-send
   std::optional<Timestamp> replied_at;     // when a reply to it was applied
 };
 
@@ -149,19 +151,25 @@ struct SagaWrite {
   std::optional<SagaStatus> stored_status = std::nullopt;
 };
 
+// A command handed to the transport again: its id and how many hand-overs that makes.
+struct DispatchMark {
+  std::string message_id;
+  int attempts = 0;
+};
+
 struct WriteBatch {
   std::vector<SagaWrite> sagas;
   std::vector<JournalEntry> journal;
   std::vector<OutboxMessage> outbox;  // new pending commands
   std::vector<std::string> inbox;     // processed inbound message ids
   std::vector<DeadLetter> dead_letters;
-  std::vector<std::string> dispatched;  // outbox ids handed to the transport since
-                                        // the last commit: attempts += 1, dispatched
-  std::vector<std::string> replied;     // outbox ids whose reply was applied
-  std::vector<std::string> reopened;    // outbox ids to await a reply again (attempts = 0)
-  std::vector<std::int64_t> replayed;   // dead letters replayed by this batch
-  std::vector<std::int64_t> discarded;  // dead letters discarded by this batch
-  std::vector<OperatorAnswer> answers;  // operator requests applied (or refused) by this batch
+  std::vector<DispatchMark> dispatched;  // re-sends since the last commit: dispatched = 1,
+                                         // attempts as given, dispatched_at = at
+  std::vector<std::string> replied;      // outbox ids whose reply was applied
+  std::vector<std::string> reopened;     // outbox ids to await a reply again (attempts = 0)
+  std::vector<std::int64_t> replayed;    // dead letters replayed by this batch
+  std::vector<std::int64_t> discarded;   // dead letters discarded by this batch
+  std::vector<OperatorAnswer> answers;   // operator requests applied (or refused) by this batch
   std::vector<SagaDefinitionRecord> definitions;  // inserted or replaced
   Timestamp at{};                                 // commit time, for inbox/outbox bookkeeping
 
@@ -184,9 +192,10 @@ class Store {
   virtual StoreResult<std::optional<SagaRecord>> load_saga(const std::string& saga_id) = 0;
   virtual StoreResult<bool> inbox_contains(const std::string& message_id) = 0;
 
-  // Outbox rows not yet handed to the transport, oldest first, at most `limit`.
+  // Open outbox rows not dispatched (sent at most once), oldest first, at most `limit`.
   virtual StoreResult<std::vector<OutboxMessage>> pending_outbox(std::size_t limit) = 0;
-  // Dispatched rows whose reply has not been applied, oldest dispatch first, at most `limit`.
+  // Dispatched (re-sent) rows whose reply has not been applied, oldest dispatch first, at most
+  // `limit`.
   virtual StoreResult<std::vector<OutboxMessage>> awaiting_reply(std::size_t limit) = 0;
 
   // The outbox row of one command, or nullopt. The engine routes a reply by its causationId.

@@ -494,7 +494,7 @@ struct SqliteStore::Impl {
   Error write_outbox(const OutboxMessage& message);
   Error write_inbox(const std::string& message_id, Timestamp at);
   Error write_dead_letter(const DeadLetter& letter);
-  Error write_dispatched(const std::string& message_id, Timestamp at);
+  Error write_dispatched(const DispatchMark& mark, Timestamp at);
   Error write_replied(const std::string& message_id, Timestamp at);
 };
 
@@ -611,8 +611,7 @@ Error SqliteStore::Impl::prepare_statements() {
        "INSERT INTO dead_letters (at, reason_code, reason, message_id, message_type, saga_id, "
        "raw, raw_size, attempts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"},
       {&mark_dispatched,
-       "UPDATE outbox SET dispatched = 1, attempts = attempts + 1, dispatched_at = ?2 "
-       "WHERE message_id = ?1"},
+       "UPDATE outbox SET dispatched = 1, attempts = ?3, dispatched_at = ?2 WHERE message_id = ?1"},
       {&mark_replied,
        "UPDATE outbox SET replied_at = ?2 WHERE message_id = ?1 AND replied_at IS NULL"},
       {&select_awaiting_reply, select_awaiting_sql.c_str()},
@@ -770,12 +769,12 @@ Error SqliteStore::Impl::write_dead_letter(const DeadLetter& d) {
 }
 
 // An id that is not in the outbox is ignored: there is nothing to mark.
-Error SqliteStore::Impl::write_dispatched(const std::string& message_id, Timestamp at) {
+Error SqliteStore::Impl::write_dispatched(const DispatchMark& mark, Timestamp at) {
   Use use(mark_dispatched.get());
-  use.text(1, message_id).time(2, at);
+  use.text(1, mark.message_id).time(2, at).integer(3, mark.attempts);
   const int rc = use.step();
   if (rc == SQLITE_DONE) return std::nullopt;
-  return sqlite_error(db.get(), rc, "marking outbox message " + message_id + " dispatched");
+  return sqlite_error(db.get(), rc, "marking outbox message " + mark.message_id + " dispatched");
 }
 
 // A reply to a command that is not (or no longer) awaiting one changes nothing.
@@ -863,8 +862,8 @@ StoreStatus SqliteStore::commit(const WriteBatch& batch) {
   for (const DeadLetter& letter : batch.dead_letters) {
     if (Error error = s.write_dead_letter(letter)) return {std::move(error)};
   }
-  for (const std::string& message_id : batch.dispatched) {
-    if (Error error = s.write_dispatched(message_id, batch.at)) return {std::move(error)};
+  for (const DispatchMark& mark : batch.dispatched) {
+    if (Error error = s.write_dispatched(mark, batch.at)) return {std::move(error)};
   }
   for (const std::string& message_id : batch.replied) {
     if (Error error = s.write_replied(message_id, batch.at)) return {std::move(error)};

@@ -20,7 +20,7 @@ inline constexpr std::string_view kCrashPoints[] = {
     "engine.before_commit",        // a turn's inputs are processed, nothing is committed yet
     "engine.after_commit",         // committed, before the turn's commands are handed over
     "engine.mid_send",             // after the first of several sends of one turn
-    "engine.after_send",           // sent, before the next commit marks them dispatched
+    "engine.after_send",           // a turn's commands sent (re-sends not yet recorded)
     "engine.compensation_commit",  // committed a compensating command, before sending it
     "participant.after_commit",    // a participant committed its effect, before it replies
 };
