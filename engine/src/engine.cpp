@@ -941,7 +941,7 @@ struct Engine::Impl {
     if (!pending) throw TurnAborted{pending.error()};
     auto awaiting = store.awaiting_reply(std::numeric_limits<std::size_t>::max());
     if (!awaiting) throw TurnAborted{awaiting.error()};
-    for (auto& row : pending.value()) unsent.push_back(std::move(row));
+    for (auto& row : pending.value()) resend_after_restart(std::move(row));
     for (auto& row : awaiting.value()) {
       Timestamp sent = row.dispatched_at.value_or(clock.now());
       track(std::move(row), sent);
@@ -951,6 +951,24 @@ struct Engine::Impl {
 
   // Sends pending rows in order. Once a destination refuses, its later rows wait too, so the
   // commands for one service leave in the order they were committed.
+  // An open command the store holds as sent at most once: its first send (not recorded) may have
+  // died with the process, so it is sent again at once, as a re-send (recorded). The unrecorded
+  // send counts as an attempt made at commit time, so restarts use up the retry budget and
+  // cannot postpone the timeout for ever; a command with no attempt left waits out its first
+  // deadline and is given up on.
+  void resend_after_restart(OutboxMessage row) {
+    row.attempts = std::max(row.attempts, 1);
+    const RetryPolicy& policy = policy_for(row);
+    if (policy.max_attempts > 0 && row.attempts >= policy.max_attempts) {
+      Timestamp sent = row.created_at;
+      track(std::move(row), sent);
+      return;
+    }
+    if (metrics) metrics->resends.with({row.message_type}).inc();
+    counters.command_resends.fetch_add(1, std::memory_order_relaxed);
+    unsent.push_back(std::move(row));
+  }
+
   // A first send is not recorded: after a restart every open command sent at most once is sent
   // again (its send may have died in this process's queues). Re-sends are, so that a command's
   // retry budget holds across restarts. Returns how many were handed over.

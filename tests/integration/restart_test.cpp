@@ -94,8 +94,8 @@ TEST_F(RestartTest, SagaContinuesFromItsPersistedStateAfterACleanClose) {
 }
 
 TEST_F(RestartTest, AbandonedProcessLosesNothingAndPendingCommandsAreSentAgain) {
-  // The child commits a saga, hands its command to the transport and dies before the commit
-  // that would mark it dispatched: no destructor, no checkpoint, no clean close.
+  // The child commits a saga, hands its command to the transport (which the store does not
+  // record) and dies: no destructor, no checkpoint, no clean close.
   pid_t child = ::fork();
   ASSERT_GE(child, 0);
   if (child == 0) {

@@ -109,7 +109,23 @@ TEST_F(EngineDeliveryTest, CommandSentOnceIsSentAgainAtOnceByANewEngine) {
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(again[0].bytes, first.bytes);
   engine->run_once();
-  EXPECT_FALSE(store->outbox(id).value()[0].dispatched) << "still its first send to this engine";
+  auto row = store->outbox(id).value()[0];
+  EXPECT_TRUE(row.dispatched) << "sending it again after a restart is a re-send, recorded";
+  EXPECT_EQ(row.attempts, 2);
+}
+
+TEST_F(EngineDeliveryTest, ReSendIsRecordedWithItsAttemptCountByTheTurnThatMakesIt) {
+  std::string id = start();
+  engine->run_once();
+  take_commands(transport);
+  EXPECT_FALSE(store->outbox(id).value()[0].dispatched) << "a first send is not recorded";
+  clock.advance(11s);
+  engine->run_once();
+  ASSERT_EQ(take_commands(transport).size(), 1u);
+  auto row = store->outbox(id).value()[0];
+  EXPECT_TRUE(row.dispatched);
+  EXPECT_EQ(row.attempts, 2);
+  EXPECT_EQ(row.dispatched_at, clock.now());
 }
 
 TEST_F(EngineDeliveryTest, CommandsReSentAndAwaitingRepliesAreResentByANewEngineAfterTheirTimeout) {
@@ -528,6 +544,47 @@ TEST_F(EngineTimeoutTest, JitterKeepsEachWaitWithinItsBounds) {
   EXPECT_EQ(take_commands(transport).size(), 1u);
 }
 
+// A first send is not recorded, so a restart sends an open command again at once. Each such
+// restart used to start the command's first wait and its retry budget over: restarting more often
+// than the timeout kept its saga Running for ever.
+TEST_F(EngineTimeoutTest, RestartsUseUpTheRetryBudgetOfACommandSentOnce) {
+  std::string id;
+  auto charge = reserved(id);  // attempt 1, not recorded
+  make_engine();               // a restart before the timeout: attempt 2, at once, recorded
+  engine->run_once();
+  ASSERT_EQ(take_commands(transport).size(), 1u);
+  EXPECT_EQ(store->outbox_message(charge.envelope.event_id).value()->attempts, 2);
+  make_engine();  // another: the recorded re-send keeps its deadline
+  engine->run_once();
+  EXPECT_TRUE(take_commands(transport).empty()) << "re-sent 0 s ago";
+  clock.advance(11s);
+  engine->run_once();
+  ASSERT_EQ(take_commands(transport).size(), 1u) << "attempt 3";
+  make_engine();
+  clock.advance(11s);
+  engine->run_once();
+  engine->run_once();
+  for (const auto& sent : take_commands(transport))
+    EXPECT_NE(sent.envelope.event_id, charge.envelope.event_id) << "three sends made, none left";
+  EXPECT_EQ(journal_count(id, saga::JournalKind::timed_out), 1u);
+  EXPECT_EQ(store->load_saga(id).value()->status, saga::SagaStatus::Compensating);
+}
+
+TEST_F(EngineTimeoutTest, CommandSentOnceWithNoAttemptLeftIsGivenUpOnAfterARestart) {
+  options.retry_by_command["payment.Charge"] = {10s, 1.0, 10s, 0.0, 1};
+  make_engine();
+  std::string id;
+  reserved(id);
+  make_engine();
+  engine->run_once();
+  EXPECT_TRUE(take_commands(transport).empty()) << "its one send was made before the restart";
+  clock.advance(11s);
+  engine->run_once();
+  engine->run_once();
+  EXPECT_EQ(journal_count(id, saga::JournalKind::timed_out), 1u);
+  EXPECT_EQ(store->load_saga(id).value()->status, saga::SagaStatus::Compensating);
+}
+
 TEST_F(EngineTimeoutTest, ExpiredCommandIsGivenUpOnAfterARestartToo) {
   std::string id;
   reserved(id);
@@ -583,6 +640,10 @@ TEST_F(EngineOperatorTest, RetryResendsTheCommandAParkedSagaWaitsForAndItCarries
   ASSERT_EQ(resent.size(), 1u);
   EXPECT_EQ(resent[0].envelope.event_id, release.envelope.event_id) << "same command, same id";
   EXPECT_EQ(store->load_saga(id).value()->status, saga::SagaStatus::Compensating);
+  auto reopened = store->outbox_message(release.envelope.event_id).value();
+  ASSERT_TRUE(reopened.has_value());
+  EXPECT_FALSE(reopened->dispatched) << "its budget starts again with an unrecorded first send";
+  EXPECT_EQ(reopened->attempts, 0);
   transport.deliver(
       reply_bytes(resent[0].envelope, "inventory.Released", {{"reservation_id", "r-1"}}));
   engine->run_once();

@@ -52,10 +52,12 @@ struct RetryPolicy {
   double backoff = 2.0;
   std::chrono::milliseconds max_timeout{300000};
   double jitter = 0.1;
-  // Sends before giving up; 0 = never give up. Giving up on a step's command raises StepFailed
-  // with timed_out: a linear saga compensates that step itself (it may have been done), then
-  // the steps before it, and parks a saga whose pivot timed out (saga/definition.hpp); giving
-  // up on a compensation parks the saga as Failed. Commands of retriable steps never give up.
+  // Sends before giving up; 0 = never give up. A send the store did not record (a command's first
+  // send, before a restart) counts as one made when the command was committed. Giving up on a
+  // step's command raises StepFailed with timed_out: a linear saga compensates that step itself (it
+  // may have been done), then the steps before it, and parks a saga whose pivot timed out
+  // (saga/definition.hpp); giving up on a compensation parks the saga as Failed. Commands of
+  // retriable steps never give up.
   int max_attempts = 0;
 };
 
@@ -95,7 +97,7 @@ struct Options {
   // original length). Default: 64 KiB.
   std::size_t dead_letter_max_bytes = 64 * 1024;
 
-  // A dispatched command whose reply has not been applied is re-sent (same eventId, so the
+  // A sent command whose reply has not been applied is re-sent (same eventId, so the
   // participant deduplicates it) per this policy. Default: after 10 s, x2 each time, at most
   // 5 min, +/-10% jitter, 8 sends, then the engine gives up on the step (see RetryPolicy).
   RetryPolicy command_retry{std::chrono::milliseconds{10000}, 2.0,

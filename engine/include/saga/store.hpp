@@ -166,7 +166,8 @@ struct WriteBatch {
   std::vector<DispatchMark> dispatched;  // re-sends since the last commit: dispatched = 1,
                                          // attempts as given, dispatched_at = at
   std::vector<std::string> replied;      // outbox ids whose reply was applied
-  std::vector<std::string> reopened;     // outbox ids to await a reply again (attempts = 0)
+  std::vector<std::string> reopened;     // outbox ids to await a reply again (attempts = 0,
+                                         // not dispatched)
   std::vector<std::int64_t> replayed;    // dead letters replayed by this batch
   std::vector<std::int64_t> discarded;   // dead letters discarded by this batch
   std::vector<OperatorAnswer> answers;   // operator requests applied (or refused) by this batch

@@ -644,7 +644,9 @@ Error SqliteStore::Impl::prepare_statements() {
        "SELECT id, requested_at, action, target, status, note, requested_by FROM "
        "operator_requests WHERE done_at IS NULL ORDER BY id LIMIT ?1"},
       {&select_outbox_message, select_outbox_message_sql.c_str()},
-      {&reopen_outbox, "UPDATE outbox SET replied_at = NULL, attempts = 0 WHERE message_id = ?1"},
+      {&reopen_outbox,
+       "UPDATE outbox SET replied_at = NULL, attempts = 0, dispatched = 0, "
+       "dispatched_at = NULL WHERE message_id = ?1"},
       {&select_outbox, select_outbox_sql.c_str()},
       {&select_sagas_by_status, select_by_status_sql.c_str()},
       {&count_sagas,
