@@ -275,4 +275,59 @@ TEST_F(StoreFaultsTest, DiskFullStopsProgressWithoutLossAndSagasResumeWhenSpaceI
   expect_clean_end(10);
 }
 
+// SQLite writes each WAL frame's 24-byte header and its page apart. With synchronous = FULL the
+// store hands a commit's frames to the VFS underneath (here the faulty one, with no fault) in as
+// few writes as it may, and that VFS's failures still fail the commit (the tests above). With
+// NORMAL it must not: frames are published without a sync there.
+class WalWritesTest : public ::testing::TestWithParam<saga::Durability> {
+ protected:
+  long writes_of_one_commit_of_many_pages() {
+    FaultyVfs::install();
+    std::filesystem::path directory =
+        std::filesystem::temp_directory_path() / ("saga-wal-writes-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(directory);
+    std::filesystem::create_directories(directory);
+    saga::StoreOptions options;
+    options.path = (directory / "saga.db").string();
+    options.durability = GetParam();
+    options.background_checkpoint = false;
+    auto store = std::move(saga::SqliteStore::open(options).value());
+    auto batch_of = [](int first, int count) {
+      saga::WriteBatch batch;
+      for (int i = first; i < first + count; ++i) {
+        saga::SagaWrite write;
+        write.record.id = "saga-" + std::to_string(i);
+        write.record.correlation_id = write.record.id;
+        write.record.type = "order";
+        write.record.state = "Initial";
+        write.record.data = "\"" + std::string(1000, 'x') + "\"";
+        batch.sagas.push_back(std::move(write));
+      }
+      return batch;
+    };
+    EXPECT_TRUE(store->commit(batch_of(0, 1)));  // the WAL's own header goes first
+    const long before = FaultyVfs::writes.load();
+    EXPECT_TRUE(store->commit(batch_of(1, 40)));  // about 15 pages
+    const long writes = FaultyVfs::writes.load() - before;
+    EXPECT_TRUE(store->integrity_ok().value());
+    store.reset();
+    std::filesystem::remove_all(directory);
+    return writes;
+  }
+};
+
+TEST_P(WalWritesTest, ACommitsFramesLeaveInOneWriteOnlyWhenEveryCommitIsSynced) {
+  const long writes = writes_of_one_commit_of_many_pages();
+  if (GetParam() == saga::Durability::full)
+    EXPECT_EQ(writes, 1);
+  else
+    EXPECT_GE(writes, 20) << "two writes per frame, as SQLite makes them";
+}
+
+INSTANTIATE_TEST_SUITE_P(Store, WalWritesTest,
+                         ::testing::Values(saga::Durability::full, saga::Durability::normal),
+                         [](const auto& info) {
+                           return info.param == saga::Durability::full ? "Full" : "Normal";
+                         });
+
 }  // namespace
