@@ -9,7 +9,6 @@
 #include <stdlib.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -1165,69 +1164,6 @@ TEST(SqliteStoreFailure, CommitWhileAnotherConnectionHoldsTheWriteLockIsBusyAndR
   EXPECT_TRUE(store->load_saga("s1").value().has_value());
   EXPECT_EQ(store->journal("s1").value().size(), 1u);
   EXPECT_TRUE(store->inbox_contains("in-1").value());
-}
-
-// With synchronous = FULL the store hands a commit's WAL frames to the file system together, at
-// the sync SQLite makes before it lets readers see them (persistence/sqlite/src/
-// wal_coalescing_vfs.hpp). A reader on another connection must still see every commit whole.
-TEST(SqliteStoreWal, AnotherConnectionSeesEveryCommitWholeWhileTheWriterGoesOn) {
-  TempDir dir;
-  const fs::path db = dir.path() / "saga.db";
-  StoreOptions options = file_options(db);
-  ASSERT_EQ(options.durability, Durability::full);
-  auto store = open_or_fail(options);
-  ASSERT_TRUE(store);
-  constexpr int kPerCommit = 10, kCommits = 150;
-  const std::string data = R"({"padding":")" + std::string(900, 'p') + R"("})";
-  std::atomic<int> committed{0};
-  std::atomic<bool> done{false};
-  std::string problem;
-  int reads = 0;
-  std::thread reader([&] {
-    sqlite3* raw = nullptr;
-    if (sqlite3_open_v2(db.c_str(), &raw, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
-      problem = "cannot open a reader";
-      sqlite3_close(raw);
-      return;
-    }
-    sqlite3_busy_timeout(raw, 5000);
-    sqlite3_stmt* stmt = nullptr;
-    sqlite3_prepare_v2(raw, "SELECT count(*), coalesce(sum(length(data)), 0) FROM sagas", -1, &stmt,
-                       nullptr);
-    for (bool last = false; problem.empty() && !last; ++reads) {
-      last = done.load();
-      const int at_least = committed.load();
-      if (sqlite3_step(stmt) != SQLITE_ROW) {
-        problem = std::string("read failed: ") + sqlite3_errmsg(raw);
-        break;
-      }
-      const auto rows = sqlite3_column_int64(stmt, 0), bytes = sqlite3_column_int64(stmt, 1);
-      sqlite3_reset(stmt);
-      if (rows < at_least || rows % kPerCommit != 0 ||
-          bytes != rows * static_cast<std::int64_t>(data.size()))
-        problem = "saw " + std::to_string(rows) + " rows of " + std::to_string(bytes) +
-                  " bytes with " + std::to_string(at_least) + " committed";
-      if (last && problem.empty() && rows != kPerCommit * kCommits)
-        problem = "the reader ended with " + std::to_string(rows) + " rows";
-    }
-    sqlite3_finalize(stmt);
-    sqlite3_close(raw);
-  });
-  for (int commit = 0; commit < kCommits; ++commit) {
-    WriteBatch batch;
-    for (int i = 0; i < kPerCommit; ++i) {
-      SagaRecord record = make_saga("s" + std::to_string(commit * kPerCommit + i));
-      record.data = data;
-      batch.sagas.push_back(insert(std::move(record)));
-    }
-    ASSERT_TRUE(store->commit(batch));
-    committed += kPerCommit;
-  }
-  done = true;
-  reader.join();
-  EXPECT_EQ(problem, "");
-  EXPECT_GT(reads, 1);
-  EXPECT_TRUE(store->integrity_ok().value());
 }
 
 // --- Checkpoints ----------------------------------------------------------------------------

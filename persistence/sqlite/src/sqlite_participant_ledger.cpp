@@ -9,8 +9,6 @@
 #include <utility>
 #include <vector>
 
-#include "wal_coalescing_vfs.hpp"
-
 namespace saga {
 namespace {
 
@@ -128,13 +126,9 @@ SqliteParticipantLedger::~SqliteParticipantLedger() = default;
 StoreResult<std::unique_ptr<SqliteParticipantLedger>> SqliteParticipantLedger::open(
     const StoreOptions& options) {
   auto impl = std::make_unique<Impl>();
-  // With FULL, a commit's WAL frames can leave in one write (wal_coalescing_vfs.hpp).
-  const bool is_file = options.path != ":memory:" && !options.path.empty();
-  const char* vfs = is_file && options.durability == Durability::full
-                        ? sqlite_detail::wal_coalescing_vfs()
-                        : nullptr;
-  int rc = sqlite3_open_v2(options.path.c_str(), &impl->db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, vfs);
+  int rc =
+      sqlite3_open_v2(options.path.c_str(), &impl->db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) return error_of(impl->db, rc, "cannot open " + options.path);
   sqlite3_extended_result_codes(impl->db, 1);
   sqlite3_busy_timeout(impl->db, static_cast<int>(options.busy_timeout.count()));

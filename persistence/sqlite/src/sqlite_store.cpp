@@ -23,7 +23,6 @@
 #include <utility>
 
 #include "migrations.hpp"
-#include "wal_coalescing_vfs.hpp"
 
 namespace saga {
 namespace {
@@ -808,13 +807,9 @@ StoreResult<std::unique_ptr<SqliteStore>> SqliteStore::open(const StoreOptions& 
   }
 
   sqlite3* handle = nullptr;
-  // With FULL, a commit's WAL frames can leave in one write (wal_coalescing_vfs.hpp).
-  const char* vfs = is_file && options.durability == Durability::full
-                        ? sqlite_detail::wal_coalescing_vfs()
-                        : nullptr;
   const int rc =
       sqlite3_open_v2(options.path.c_str(), &handle,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, vfs);
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   impl->db.reset(handle);
   if (rc != SQLITE_OK) {
     return sqlite_error(handle, rc, "cannot open database " + options.path);

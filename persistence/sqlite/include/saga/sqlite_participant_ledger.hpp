@@ -8,9 +8,6 @@
 //     ...
 //   });
 //
-// With durability FULL a file database is opened through the same WAL write-coalescing VFS as
-// SqliteStore's (saga/sqlite_store.hpp).
-//
 // Ownership: owns its connection. Thread safety: one thread at a time.
 #pragma once
 

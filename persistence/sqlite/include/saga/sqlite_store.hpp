@@ -8,9 +8,6 @@
 //   busy_timeout, BEGIN IMMEDIATE for every write transaction, prepared statements only (no
 //   SQL is built from runtime data). The writer connection's page cache holds up to 16 MiB
 //   (PRAGMA cache_size = -16384; SQLite's default is about 2 MiB), allocated as it fills.
-// - With durability FULL, a file database is opened through a VFS registered over the process's
-//   default VFS at the time ("saga-wal-coalescing-<name>"), which hands a commit's WAL frames to
-//   it in one write; everything else goes to the default VFS unchanged (docs/architecture.md).
 // - With StoreOptions::exclusive_writer, a lock file "<path>.lock" is held (flock) for the
 //   lifetime of the store; a second writer is refused with a clear error.
 // - With StoreOptions::background_checkpoint (the default, file databases), WAL checkpoints run
