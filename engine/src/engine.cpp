@@ -949,8 +949,6 @@ struct Engine::Impl {
     recovered = true;
   }
 
-  // Sends pending rows in order. Once a destination refuses, its later rows wait too, so the
-  // commands for one service leave in the order they were committed.
   // An open command the store holds as sent at most once: its first send (not recorded) may have
   // died with the process, so it is sent again at once, as a re-send (recorded). The unrecorded
   // send counts as an attempt made at commit time, so restarts use up the retry budget and
@@ -958,20 +956,29 @@ struct Engine::Impl {
   // deadline and is given up on.
   void resend_after_restart(OutboxMessage row) {
     row.attempts = std::max(row.attempts, 1);
-    const RetryPolicy& policy = policy_for(row);
-    if (policy.max_attempts > 0 && row.attempts >= policy.max_attempts) {
+    if (out_of_attempts(row)) {
       Timestamp sent = row.created_at;
       track(std::move(row), sent);
       return;
     }
+    queue_resend(std::move(row));
+  }
+
+  bool out_of_attempts(const OutboxMessage& row) const {
+    const RetryPolicy& policy = policy_for(row);
+    return policy.max_attempts > 0 && row.attempts >= policy.max_attempts;
+  }
+
+  void queue_resend(OutboxMessage row) {
     if (metrics) metrics->resends.with({row.message_type}).inc();
     counters.command_resends.fetch_add(1, std::memory_order_relaxed);
     unsent.push_back(std::move(row));
   }
 
-  // A first send is not recorded: after a restart every open command sent at most once is sent
-  // again (its send may have died in this process's queues). Re-sends are, so that a command's
-  // retry budget holds across restarts. Returns how many were handed over.
+  // Sends pending rows in order. Once a destination refuses, its later rows wait too, so the
+  // commands for one service leave in the order they were committed. A first send is not
+  // recorded (see resend_after_restart); a re-send is marked for the next commit. Returns how
+  // many were handed over.
   std::size_t send_unsent() {
     std::deque<OutboxMessage> still_pending;
     std::unordered_set<std::string> refusing;
@@ -1080,17 +1087,14 @@ struct Engine::Impl {
     for (const auto& id : overdue) {
       OutboxMessage row = in_flight.at(id).row;
       untrack(id);
-      const RetryPolicy& policy = policy_for(row);
-      if (policy.max_attempts > 0 && row.attempts >= policy.max_attempts) {
+      if (out_of_attempts(row)) {
         expired.push_back(Input{nullptr, {}, std::move(row)});
         continue;
       }
-      if (metrics) metrics->resends.with({row.message_type}).inc();
       if (logs(LogLevel::info))
         logger->write(
             command_line(LogLevel::info, "command re-sent", row).with("attempt", row.attempts + 1));
-      unsent.push_back(std::move(row));
-      counters.command_resends.fetch_add(1, std::memory_order_relaxed);
+      queue_resend(std::move(row));
     }
   }
 
