@@ -99,8 +99,9 @@ std::shared_ptr<OperatorRequest> from_stored(const StoredOperatorRequest& stored
 struct Input {
   std::shared_ptr<StartRequest> start;
   InboundMessage message;
-  // A command whose retry policy ran out (set instead of start/message).
-  std::optional<OutboxMessage> expired = std::nullopt;
+  // A command whose retry policy ran out (set instead of start/message). Boxed: it is rare, and
+  // a turn's inputs are moved about in vectors.
+  std::unique_ptr<OutboxMessage> expired = nullptr;
   // An operator action (set instead of start/message).
   std::shared_ptr<OperatorRequest> operation = nullptr;
   int failed_attempts = 0;  // times its processing threw (poison messages)
@@ -600,10 +601,16 @@ struct Engine::Impl {
   // Returns the saga's data as written, for a caller that also needs it as JSON.
   nlohmann::json write_saga(Turn& turn, const std::string& saga_id, CachedSaga& saga) {
     nlohmann::json data = saga.instance->data();
-    SagaRecord record = saga.record;
+    SagaRecord record;  // not a copy of saga.record: its state and data are replaced anyway
+    record.id = saga.record.id;
+    record.correlation_id = saga.record.correlation_id;
+    record.type = saga.record.type;
+    record.definition_version = saga.record.definition_version;
     record.state = std::string(saga.instance->state());
     record.status = saga.instance->status();
     record.data = detail::json_text(data);
+    record.row_version = saga.record.row_version;
+    record.created_at = saga.record.created_at;
     record.updated_at = clock.now();
     auto [slot, inserted] = turn.saga_writes.emplace(saga_id, turn.batch.sagas.size());
     if (inserted) {
@@ -1088,7 +1095,7 @@ struct Engine::Impl {
       OutboxMessage row = in_flight.at(id).row;
       untrack(id);
       if (out_of_attempts(row)) {
-        expired.push_back(Input{nullptr, {}, std::move(row)});
+        expired.push_back(Input{nullptr, {}, std::make_unique<OutboxMessage>(std::move(row))});
         continue;
       }
       if (logs(LogLevel::info))
@@ -1207,7 +1214,7 @@ struct Engine::Impl {
     std::lock_guard lock(starts_mutex);
     for (const auto& stored : pending.value())
       if (stored_requests_queued.insert(stored.id).second)
-        queued_starts.push_back(Input{nullptr, {}, std::nullopt, from_stored(stored)});
+        queued_starts.push_back(Input{nullptr, {}, nullptr, from_stored(stored)});
   }
 
   std::future<OperatorResult> queue_operation(std::shared_ptr<OperatorRequest> request) {
@@ -1218,7 +1225,7 @@ struct Engine::Impl {
         request->promise.set_value({false, "the engine is stopping"});
         return future;
       }
-      queued_starts.push_back(Input{nullptr, {}, std::nullopt, std::move(request)});
+      queued_starts.push_back(Input{nullptr, {}, nullptr, std::move(request)});
     }
     transport.wake();
     return future;
@@ -1273,19 +1280,20 @@ struct Engine::Impl {
     ++turn.timeouts;
   }
 
-  std::vector<Input> take_queued_starts(std::size_t limit) {
-    std::vector<Input> inputs;
+  void take_queued_starts(std::vector<Input>& inputs, std::size_t limit) {
     std::lock_guard lock(starts_mutex);
     std::size_t take = std::min(queued_starts.size(), limit);
     std::move(queued_starts.begin(), queued_starts.begin() + static_cast<std::ptrdiff_t>(take),
               std::back_inserter(inputs));
     queued_starts.erase(queued_starts.begin(),
                         queued_starts.begin() + static_cast<std::ptrdiff_t>(take));
-    return inputs;
   }
 
+  // A turn's inputs go into the vector the last committed turn left (capacity kept): a turn of
+  // a few hundred inputs does not grow a fresh one, allocation by allocation.
   std::vector<Input> gather_inputs() {
-    std::vector<Input> inputs = take_queued_starts(options.max_batch_messages);
+    std::vector<Input> inputs = std::exchange(spare.inputs, {});
+    take_queued_starts(inputs, options.max_batch_messages);
     if (stopping.load()) return inputs;  // draining: finish what was accepted, take nothing new
     // Re-send marks alone are not worth a commit (an fsync): they wait for company.
     auto wait = inputs.empty() ? options.idle_wait : std::chrono::milliseconds{0};
@@ -1446,6 +1454,7 @@ struct Engine::Impl {
       finish_operations(turn, false);
       for (auto& row : turn.rearm) unsent.push_back(std::move(row));
       if (!turn.rearm.empty()) send_unsent();
+      keep_inputs(inputs);
       return 0;
     }
     detail::crash_point("engine.before_commit");
@@ -1481,11 +1490,15 @@ struct Engine::Impl {
       auto found = cache.find(write.record.id);
       if (found == cache.end()) continue;
       if (metrics) count_saga_write(write, found->second);
-      found->second.record = write.record;
-      found->second.record.row_version =
+      if (is_terminal(write.record.status)) {
+        cache.erase(found);
+        continue;
+      }
+      const std::int64_t row_version =
           write.expected_row_version ? *write.expected_row_version + 1 : write.record.row_version;
+      found->second.record = std::move(write.record);  // the batch is not read after this
+      found->second.record.row_version = row_version;
       found->second.committed = true;
-      if (is_terminal(write.record.status)) cache.erase(found);
     }
     discard_loaded_terminal(turn);
     for (const auto& id : turn.batch.replied) untrack(id);
@@ -1501,7 +1514,9 @@ struct Engine::Impl {
     }
     notify(turn);
     keep_buffers(turn);
-    return inputs.size();
+    const std::size_t applied = inputs.size();
+    keep_inputs(inputs);
+    return applied;
   }
 
   // The big vectors of a committed turn are kept for the next one (cleared, capacity kept), so a
@@ -1512,6 +1527,7 @@ struct Engine::Impl {
     std::vector<OutboxMessage> outbox;
     std::vector<std::string> inbox;
     std::vector<std::string> replied;
+    std::vector<Input> inputs;
   } spare;
 
   void reuse_buffers(Turn& turn) {
@@ -1532,6 +1548,11 @@ struct Engine::Impl {
     keep(turn.batch.outbox, spare.outbox);
     keep(turn.batch.inbox, spare.inbox);
     keep(turn.batch.replied, spare.replied);
+  }
+
+  void keep_inputs(std::vector<Input>& inputs) {
+    inputs.clear();
+    spare.inputs = std::move(inputs);
   }
 
   // The saga gauges follow every committed saga row: a new one, or a change of status.
