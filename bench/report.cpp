@@ -410,6 +410,15 @@ std::string markdown(const json& r) {
            << fmt("/E/half/batch_size", 1)
            << " steps per commit), so each commit's fixed cost (the transaction, its fsync, the "
               "wake-ups) is shared by fewer steps, and the services' batches shrink the same way";
+      if (phase == "half" && has(r, "/E/half/cpu_machine") && has(r, "/E/saturation/cpu_machine"))
+        md << ". The whole machine was " << fmt("/E/half/cpu_machine", 0) << " % of "
+           << number(cores * 100) << " % busy at half of the saturation rate, against "
+           << fmt("/E/saturation/cpu_machine", 0) << " % at saturation"
+           << (at(r, "/E/half/cpu_machine") >= 0.75 * at(r, "/E/saturation/cpu_machine")
+                   ? ": half the throughput does not leave half the machine idle, so at half "
+                     "load every hop of a saga still queues for a core, which is what its p99 "
+                     "there is made of"
+                   : "");
       md << ".\n";
     }
     if (has(r, "/E/half") && r["E"].contains("light_loads")) {
