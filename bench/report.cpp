@@ -206,6 +206,8 @@ std::string markdown(const json& r) {
         "table and index\n"
      << "bench/instructions_per_saga.sh --loop PATH  # the engine's instructions per saga "
         "(callgrind): compare two builds\n"
+     << "bench/syscalls_per_saga.sh --rate R         # system calls, context switches, CPU per "
+        "saga of each process under a load\n"
      << "```\n\n";
   md << "## This run\n\n"
      << "| | |\n|---|---|\n"
