@@ -1289,8 +1289,8 @@ struct Engine::Impl {
                         queued_starts.begin() + static_cast<std::ptrdiff_t>(take));
   }
 
-  // A turn's inputs go into the vector the last committed turn left (capacity kept): a turn of
-  // a few hundred inputs does not grow a fresh one, allocation by allocation.
+  // A turn's inputs go into the vector the last turn that did not fail left (capacity kept): a
+  // turn of a few hundred inputs does not grow a fresh one, allocation by allocation.
   std::vector<Input> gather_inputs() {
     std::vector<Input> inputs = std::exchange(spare.inputs, {});
     take_queued_starts(inputs, options.max_batch_messages);
@@ -1700,7 +1700,7 @@ void Engine::register_upcaster(std::string_view message_type, int from_version, 
   impl_->upcasters.add(message_type, from_version, std::move(upcaster));
 }
 
-std::string Engine::start(std::string_view saga_type, const nlohmann::json& data,
+std::string Engine::start(std::string_view saga_type, nlohmann::json data,
                           std::string_view correlation_id) {
   auto found = impl_->latest.find(std::string(saga_type));
   if (found == impl_->latest.end())
@@ -1710,15 +1710,15 @@ std::string Engine::start(std::string_view saga_type, const nlohmann::json& data
   request->saga_id = impl_->next_id();
   request->correlation_id = correlation_id.empty() ? request->saga_id : std::string(correlation_id);
   request->type = found->second;
-  request->data = data;
+  request->data = std::move(data);
   try {
-    request->instance = found->second->create(data);
+    request->instance = found->second->create(request->data);
   } catch (const std::exception& error) {
     throw std::invalid_argument("start: data for saga '" + std::string(saga_type) +
                                 "' does not convert: " + error.what());
   }
   try {
-    request->data_text = detail::json_text(data);
+    request->data_text = detail::json_text(request->data);
   } catch (const std::exception& error) {
     throw std::invalid_argument("start: data for saga '" + std::string(saga_type) +
                                 "' cannot be serialized: " + error.what());

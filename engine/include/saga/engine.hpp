@@ -127,9 +127,10 @@ class Engine {
   // `correlation_id`: the caller's request id, carried as correlationId by every command and
   // event of the saga (and expected back in every reply); empty = the saga id. Several sagas may
   // share one. Replies are routed to their saga by causationId, not by correlationId.
+  // `data` is kept with the start until it is committed (pass an rvalue to spare a copy).
   // Throws std::invalid_argument (unknown type, unconvertible data) or std::logic_error (the
   // engine is stopping).
-  std::string start(std::string_view saga_type, const nlohmann::json& data,
+  std::string start(std::string_view saga_type, nlohmann::json data,
                     std::string_view correlation_id = {});
   template <class Definition>
   std::string start(const typename Definition::data_type& data,
