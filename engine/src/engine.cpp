@@ -1454,6 +1454,7 @@ struct Engine::Impl {
       finish_operations(turn, false);
       for (auto& row : turn.rearm) unsent.push_back(std::move(row));
       if (!turn.rearm.empty()) send_unsent();
+      keep_buffers(turn);
       keep_inputs(inputs);
       return 0;
     }
@@ -1519,14 +1520,19 @@ struct Engine::Impl {
     return applied;
   }
 
-  // The big vectors of a committed turn are kept for the next one (cleared, capacity kept), so a
-  // busy loop does not allocate and free them, and the allocator does not consolidate, per turn.
+  // The big containers of a turn are kept for the next one (cleared, capacity kept), so a busy
+  // loop does not allocate and free them, and the allocator does not consolidate, per turn.
   struct SpareBuffers {
     std::vector<SagaWrite> sagas;
     std::vector<JournalEntry> journal;
     std::vector<OutboxMessage> outbox;
     std::vector<std::string> inbox;
     std::vector<std::string> replied;
+    std::unordered_map<std::string, std::size_t> saga_writes;
+    std::unordered_set<std::string> seen_inbox;
+    std::vector<SagaOutcome> outcomes;
+    std::vector<std::string> touched;
+    std::vector<std::function<void()>> after_commit;
     std::vector<Input> inputs;
   } spare;
 
@@ -1536,8 +1542,14 @@ struct Engine::Impl {
     turn.batch.outbox = std::exchange(spare.outbox, {});
     turn.batch.inbox = std::exchange(spare.inbox, {});
     turn.batch.replied = std::exchange(spare.replied, {});
+    turn.saga_writes = std::exchange(spare.saga_writes, {});
+    turn.inbox = std::exchange(spare.seen_inbox, {});
+    turn.outcomes = std::exchange(spare.outcomes, {});
+    turn.touched = std::exchange(spare.touched, {});
+    turn.after_commit = std::exchange(spare.after_commit, {});
   }
 
+  // After a turn that did not fail, when nothing reads it any more.
   void keep_buffers(Turn& turn) {
     auto keep = [](auto& from, auto& to) {
       from.clear();
@@ -1548,6 +1560,11 @@ struct Engine::Impl {
     keep(turn.batch.outbox, spare.outbox);
     keep(turn.batch.inbox, spare.inbox);
     keep(turn.batch.replied, spare.replied);
+    keep(turn.saga_writes, spare.saga_writes);
+    keep(turn.inbox, spare.seen_inbox);
+    keep(turn.outcomes, spare.outcomes);
+    keep(turn.touched, spare.touched);
+    keep(turn.after_commit, spare.after_commit);
   }
 
   void keep_inputs(std::vector<Input>& inputs) {

@@ -39,11 +39,13 @@ class Intake {
     socket_.set(zmq::sockopt::rcvtimeo, 10000);
     socket_.connect(endpoint);
   }
-  nlohmann::json call(const nlohmann::json& request) {
-    socket_.send(zmq::buffer(request.dump()), zmq::send_flags::none);
+  nlohmann::json call(const nlohmann::json& request) { return call_text(request.dump()); }
+  nlohmann::json call_text(std::string_view request) {
+    socket_.send(zmq::buffer(request), zmq::send_flags::none);
     zmq::message_t reply;
     if (!socket_.recv(reply)) throw std::runtime_error("the orchestrator did not answer in 10 s");
-    auto json = nlohmann::json::parse(reply.to_string());
+    const auto* bytes = static_cast<const char*>(reply.data());
+    auto json = nlohmann::json::parse(bytes, bytes + reply.size());  // no copy of a large reply
     if (!json.value("ok", false)) throw std::runtime_error(json.value("error", "request refused"));
     return json;
   }
@@ -117,6 +119,9 @@ Tracked run_tracked(Intake& intake, const Load& load, std::mt19937_64& random,
     return seen;
   };
 
+  std::vector<order::OrderData> orders;  // of the request being placed
+  std::vector<std::int64_t> at;          // their scheduled (or sent) times
+  std::string request;
   constexpr auto kPollEvery = std::chrono::milliseconds{5};
   auto next_poll = begin;
   for (;;) {
@@ -140,20 +145,23 @@ Tracked run_tracked(Intake& intake, const Load& load, std::mt19937_64& random,
       want = std::clamp<std::int64_t>(want, 0, kMaxPerRequest);
     }
     if (want > 0) {
-      nlohmann::json batch = nlohmann::json::array();
-      std::vector<order::OrderData> orders;
-      std::vector<std::int64_t> at;
+      // The request is written as text into buffers kept across requests: at hundreds of orders
+      // per request, a JSON array and vectors grown afresh each time make the allocator
+      // consolidate on every large step, a tenth of this process's CPU.
+      orders.clear();
+      at.clear();
+      request = R"({"op":"start_many","orders":[)";
       const std::int64_t sent_us = now_us();
       for (std::int64_t i = 0; i < want; ++i, ++n) {
         orders.push_back(order_check::random_order(load.first_order + static_cast<int>(n), random));
-        batch.push_back(orders.back());
+        if (i > 0) request += ',';
+        request += nlohmann::json(orders.back()).dump();
         at.push_back(load.rate > 0 ? begin_us + static_cast<std::int64_t>(static_cast<double>(n) *
                                                                           1e6 / load.rate)
                                    : sent_us);
       }
-      nlohmann::json request = {{"op", "start_many"}};
-      request["orders"] = std::move(batch);
-      auto reply = intake.call(request);
+      request += "]}";
+      auto reply = intake.call_text(request);
       const auto& ids = reply["sagaIds"];
       for (std::size_t i = 0; i < ids.size(); ++i) {
         std::string id = ids[i];

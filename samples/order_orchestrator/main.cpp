@@ -81,7 +81,7 @@ class Intake {
       if (!(items[0].revents & ZMQ_POLLIN)) continue;
       zmq::message_t request;
       if (!socket_.recv(request, zmq::recv_flags::dontwait)) continue;
-      nlohmann::json reply = answer(request.to_string());
+      nlohmann::json reply = answer(request.to_string_view());
       socket_.send(zmq::buffer(reply.dump()), zmq::send_flags::none);
     }
   }
@@ -172,8 +172,8 @@ class Intake {
               {"callback_errors", s.callback_errors}}}};
   }
 
-  nlohmann::json answer(const std::string& text) {
-    auto request = nlohmann::json::parse(text, nullptr, false);
+  nlohmann::json answer(std::string_view text) {
+    auto request = nlohmann::json::parse(text.begin(), text.end(), nullptr, false);
     if (!request.is_object()) return {{"ok", false}, {"error", "request is not a JSON object"}};
     std::string op = request.value("op", "");
     try {
