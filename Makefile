@@ -38,7 +38,7 @@ test-sanitize: deps
 	@ctest --preset asan -j $(JOBS)
 
 # The benchmark (docs/benchmarks.md): builds saga_bench and the samples it starts, runs it (about
-# five minutes) and rewrites docs/benchmarks.json and docs/benchmarks.md. BENCH_FLAGS is passed
+# seven minutes) and rewrites docs/benchmarks.json and docs/benchmarks.md. BENCH_FLAGS is passed
 # through, e.g. BENCH_FLAGS="--saturation-seconds 60" or BENCH_FLAGS=--quick.
 bench: configure
 	@cmake --build --preset default -j $(JOBS) --target saga_bench saga_microbench
