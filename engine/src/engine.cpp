@@ -659,11 +659,11 @@ struct Engine::Impl {
       if (!command.undoes.empty()) envelope.compensates = last_sent(turn, saga_id, command.undoes);
       std::string payload = detail::json_text(command.payload);
       OutboxMessage row;
-      row.message_id = envelope.event_id;
+      row.payload = encode_envelope(envelope, payload);
+      row.message_id = std::move(envelope.event_id);  // the envelope is not read after encoding
       row.saga_id = saga_id;
       row.destination = std::string(command.destination);
-      row.message_type = envelope.event_type;
-      row.payload = encode_envelope(envelope, payload);
+      row.message_type = std::move(envelope.event_type);
       row.created_at = envelope.timestamp;
       row.compensation = command.role == CommandRole::compensation;
       journal(turn, saga_id, JournalKind::message_out, row.message_id, row.message_type, "", "",
