@@ -379,13 +379,14 @@ class Cluster {
     const MachineSample machine_first = sample_machine();
     std::map<std::string, ProcSample> cpu_first;
     for (Child* child : processes()) cpu_first[child->name()] = sample_process(child->pid());
+    const ProcSample driver_first = sample_process(driver.pid());
     std::this_thread::sleep_until(at(duration_s - margin));
     EngineSnapshot second = snapshot();
     const MachineSample machine_second = sample_machine();
     std::map<std::string, ProcSample> cpu_second;
     for (Child* child : processes()) cpu_second[child->name()] = sample_process(child->pid());
-    auto [exit_code, driver_cpu] = driver.wait();
-    const double driver_seconds = std::chrono::duration<double>(Clock::now() - started).count();
+    const ProcSample driver_second = sample_process(driver.pid());
+    const int exit_code = driver.wait().first;
     check_alive();
     std::ifstream in(summary_file);
     if (!in)
@@ -401,20 +402,19 @@ class Cluster {
     result.machine_iowait_percent =
         100 * cores * (machine_second.iowait - machine_first.iowait) / ticks;
     const double sagas = static_cast<double>(std::max<std::uint64_t>(result.engine.sagas_ended, 1));
-    for (Child* child : processes()) {
-      const auto& a = cpu_first[child->name()];
-      const auto& b = cpu_second[child->name()];
+    // Every process over the same window, the driver included (its whole life would add its
+    // start-up and its final check of the services' ledgers).
+    cpu_first["driver"] = driver_first;
+    cpu_second["driver"] = driver_second;
+    for (const auto& [name, b] : cpu_second) {
+      const ProcSample& a = cpu_first[name];
       ProcessUse use;
       use.cpu_percent = 100.0 * (b.cpu_s - a.cpu_s) / result.engine.seconds;
       use.cpu_us_per_saga = 1e6 * (b.cpu_s - a.cpu_s) / sagas;
       use.peak_rss_kib = b.hwm_kib;
       add_scheduling(a, b, result.engine.seconds, use);
-      result.processes[child->name()] = use;
+      result.processes[name] = use;
     }
-    // The driver's CPU is known for its whole life only.
-    ProcessUse driver_use;
-    driver_use.cpu_percent = 100.0 * driver_cpu / driver_seconds;
-    result.processes["driver"] = driver_use;
     if (exit_code != 0)
       throw std::runtime_error("the order driver failed (exit " + std::to_string(exit_code) +
                                "): a saga did not end or an invariant does not hold");

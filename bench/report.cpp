@@ -346,7 +346,7 @@ std::string markdown(const json& r) {
   processes_table("saturation", "Processes at saturation");
   processes_table("half", "Processes at 50 % of saturation");
   if (has(r, "/E/saturation/processes"))
-    md << "(The driver's CPU is over its whole life, the others' over the measured window. "
+    md << "(CPU is over the measured window for every process, the driver included. "
           "\"Waiting for a core\" is the time the process's threads were runnable but every "
           "core was busy (from /proc/<pid>/task/*/schedstat), as % of one core; the busiest "
           "thread of the orchestrator is the engine's loop.)\n\n";

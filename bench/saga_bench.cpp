@@ -124,10 +124,8 @@ json phase_json(const bench::PhaseResult& phase) {
   for (const auto& [name, use] : phase.processes) {
     total_cpu += use.cpu_percent;
     json entry = {{"cpu", bench::figure(use.cpu_percent, "% of one core")}};
-    if (name != "driver") {
-      entry["cpu_per_saga"] = bench::figure(use.cpu_us_per_saga, "us");
-      entry["peak_rss"] = bench::figure(use.peak_rss_kib / 1024.0, "MiB");
-    }
+    entry["cpu_per_saga"] = bench::figure(use.cpu_us_per_saga, "us");
+    entry["peak_rss"] = bench::figure(use.peak_rss_kib / 1024.0, "MiB");
     if (use.runnable_percent >= 0) {
       entry["waiting_for_a_core"] = bench::figure(use.runnable_percent, "% of one core");
       entry["busiest_thread_cpu"] = bench::figure(use.busiest_thread_cpu_percent, "% of one core");
