@@ -3,7 +3,6 @@
 
 #include <fcntl.h>
 #include <spawn.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -70,16 +69,13 @@ class Child {
   const std::string& name() const { return name_; }
   bool running() const { return pid_ > 0; }
 
-  // Waits for the child to exit on its own; returns its exit status and CPU seconds.
-  std::pair<int, double> wait() {
+  // Waits for the child to exit on its own; returns its exit status.
+  int wait() {
     int status = 0;
-    rusage usage{};
-    while (::wait4(pid_, &status, 0, &usage) < 0 && errno == EINTR) {
+    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
     }
     pid_ = -1;
-    const double cpu = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
-                       static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), cpu};
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
 
   bool exited() {
@@ -386,7 +382,7 @@ class Cluster {
     std::map<std::string, ProcSample> cpu_second;
     for (Child* child : processes()) cpu_second[child->name()] = sample_process(child->pid());
     const ProcSample driver_second = sample_process(driver.pid());
-    const int exit_code = driver.wait().first;
+    const int exit_code = driver.wait();
     check_alive();
     std::ifstream in(summary_file);
     if (!in)

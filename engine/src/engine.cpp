@@ -119,7 +119,7 @@ struct PoisonError : std::runtime_error {
 struct CachedSaga {
   const SagaType* type = nullptr;
   std::unique_ptr<SagaInstance> instance;
-  SagaRecord record;  // as last committed
+  SagaRecord record;  // as last committed, but for `data`, left empty: it lives in `instance`
   bool committed = false;
 };
 
@@ -579,6 +579,7 @@ struct Engine::Impl {
     entry.type = type;
     entry.instance = std::move(std::get<0>(restored));
     entry.record = std::move(record);
+    entry.record.data = std::string();
     entry.committed = true;
     return &entry;
   }
@@ -601,16 +602,10 @@ struct Engine::Impl {
   // Returns the saga's data as written, for a caller that also needs it as JSON.
   nlohmann::json write_saga(Turn& turn, const std::string& saga_id, CachedSaga& saga) {
     nlohmann::json data = saga.instance->data();
-    SagaRecord record;  // not a copy of saga.record: its state and data are replaced anyway
-    record.id = saga.record.id;
-    record.correlation_id = saga.record.correlation_id;
-    record.type = saga.record.type;
-    record.definition_version = saga.record.definition_version;
+    SagaRecord record = saga.record;  // no data text to copy: the cache keeps none
     record.state = std::string(saga.instance->state());
     record.status = saga.instance->status();
     record.data = detail::json_text(data);
-    record.row_version = saga.record.row_version;
-    record.created_at = saga.record.created_at;
     record.updated_at = clock.now();
     auto [slot, inserted] = turn.saga_writes.emplace(saga_id, turn.batch.sagas.size());
     if (inserted) {
@@ -1454,8 +1449,7 @@ struct Engine::Impl {
       finish_operations(turn, false);
       for (auto& row : turn.rearm) unsent.push_back(std::move(row));
       if (!turn.rearm.empty()) send_unsent();
-      keep_buffers(turn);
-      keep_inputs(inputs);
+      keep_buffers(turn, inputs);
       return 0;
     }
     detail::crash_point("engine.before_commit");
@@ -1498,6 +1492,7 @@ struct Engine::Impl {
       const std::int64_t row_version =
           write.expected_row_version ? *write.expected_row_version + 1 : write.record.row_version;
       found->second.record = std::move(write.record);  // the batch is not read after this
+      found->second.record.data = std::string();
       found->second.record.row_version = row_version;
       found->second.committed = true;
     }
@@ -1514,9 +1509,8 @@ struct Engine::Impl {
       if (metrics) metrics->published.with({"event", type}).inc();
     }
     notify(turn);
-    keep_buffers(turn);
     const std::size_t applied = inputs.size();
-    keep_inputs(inputs);
+    keep_buffers(turn, inputs);
     return applied;
   }
 
@@ -1549,8 +1543,8 @@ struct Engine::Impl {
     turn.after_commit = std::exchange(spare.after_commit, {});
   }
 
-  // After a turn that did not fail, when nothing reads it any more.
-  void keep_buffers(Turn& turn) {
+  // After a turn that did not fail, when nothing reads it or its inputs any more.
+  void keep_buffers(Turn& turn, std::vector<Input>& inputs) {
     auto keep = [](auto& from, auto& to) {
       from.clear();
       to = std::move(from);
@@ -1565,11 +1559,7 @@ struct Engine::Impl {
     keep(turn.outcomes, spare.outcomes);
     keep(turn.touched, spare.touched);
     keep(turn.after_commit, spare.after_commit);
-  }
-
-  void keep_inputs(std::vector<Input>& inputs) {
-    inputs.clear();
-    spare.inputs = std::move(inputs);
+    keep(inputs, spare.inputs);
   }
 
   // The saga gauges follow every committed saga row: a new one, or a change of status.

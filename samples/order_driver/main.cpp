@@ -44,8 +44,8 @@ class Intake {
     socket_.send(zmq::buffer(request), zmq::send_flags::none);
     zmq::message_t reply;
     if (!socket_.recv(reply)) throw std::runtime_error("the orchestrator did not answer in 10 s");
-    const auto* bytes = static_cast<const char*>(reply.data());
-    auto json = nlohmann::json::parse(bytes, bytes + reply.size());  // no copy of a large reply
+    const std::string_view text = reply.to_string_view();  // no copy of a large reply
+    auto json = nlohmann::json::parse(text.begin(), text.end());
     if (!json.value("ok", false)) throw std::runtime_error(json.value("error", "request refused"));
     return json;
   }
