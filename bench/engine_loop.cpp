@@ -9,8 +9,14 @@
 // the engine alone collect only inside Engine::run_once and Engine::start (the script's
 // --toggle-collect).
 //
+// --waiting N then starts N more sagas and never answers them (their commands are taken off the
+// transport, as if delivered) and prints the engine's heap bytes per waiting saga (glibc's
+// mallinfo2, SQLite's page cache excluded): what a saga costs in memory while it waits, with
+// the saga cache (--saga-cache) holding it or not.
+//
 //   build/default/bench/saga_engine_loop [--sagas 2000] [--in-flight 100] [--store memory|file]
-//                                        [--events]
+//                                        [--events] [--saga-cache N] [--waiting N]
+#include <malloc.h>
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -58,6 +64,8 @@ int main(int argc, char** argv) {
   std::string store_kind = "memory";
   std::string path = "/tmp/saga_engine_loop.db";
   bool events = false;
+  std::size_t saga_cache = saga::Options{}.max_cached_sagas;
+  int waiting = 0;
   app.add_option("--sagas", sagas, "Order sagas to run to completion")
       ->check(CLI::Range(1, 10000000));
   app.add_option("--in-flight", in_flight, "Sagas started per turn, and so inputs per turn")
@@ -66,12 +74,18 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"memory", "file"}));
   app.add_option("--path", path, "The database file for --store file (replaced)");
   app.add_flag("--events", events, "Publish lifecycle events (an observer is subscribed)");
+  app.add_option("--saga-cache", saga_cache,
+                 "Options::max_cached_sagas (below --in-flight, every reply reads its saga back)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 40));
+  app.add_option("--waiting", waiting, "Then start this many sagas, never answered: heap per saga")
+      ->check(CLI::Range(0, 10000000));
   CLI11_PARSE(app, argc, argv);
   saga::disable_sqlite_memory_statistics();  // as the sample orchestrator does
 
   saga::Options options;
   options.idle_wait = std::chrono::milliseconds{0};
   options.max_batch_messages = static_cast<std::size_t>(in_flight) * 2;
+  options.max_cached_sagas = saga_cache;
   if (store_kind == "file") {
     for (const char* suffix : {"", "-wal", "-shm", ".lock"}) std::filesystem::remove(path + suffix);
     options.store.path = path;
@@ -109,5 +123,30 @@ int main(int argc, char** argv) {
   const auto completed = engine.stats().sagas_completed;
   std::printf("%llu of %d sagas completed in %.3f s (%.1f us per saga, replies included)\n",
               static_cast<unsigned long long>(completed), sagas, seconds, seconds * 1e6 / sagas);
-  return completed == static_cast<std::uint64_t>(sagas) ? 0 : 1;
+  if (completed != static_cast<std::uint64_t>(sagas)) return 1;
+  if (waiting == 0) return 0;
+
+  // SQLite's page cache is heap too: fill it first (it is bounded), so that what grows below is
+  // the engine's own memory per waiting saga.
+  auto heap_in_use = [] { return static_cast<double>(mallinfo2().uordblks); };
+  auto start_waiting = [&](int count) {
+    for (int started = 0; started < count;) {
+      const int now = std::min(in_flight, count - started);
+      for (int i = 0; i < now; ++i) engine.start<order::OrderSaga>(data);
+      started += now;
+      engine.run_once();
+      engine.run_once();
+      transport.take_sent();
+    }
+  };
+  start_waiting(waiting);
+  const double before = heap_in_use();
+  start_waiting(waiting);
+  const double after = heap_in_use();
+  std::printf(
+      "%.0f bytes of heap per waiting saga (%d more waiting: %.1f -> %.1f MiB; %llu "
+      "sagas cached, saga cache %zu)\n",
+      (after - before) / waiting, waiting, before / 1048576, after / 1048576,
+      static_cast<unsigned long long>(engine.stats().cached_sagas), saga_cache);
+  return 0;
 }

@@ -9,7 +9,7 @@
 # most inclusive instructions in the large run.
 #
 #   bench/instructions_per_saga.sh [--loop build/default/bench/saga_engine_loop] [--store file]
-#                                  [--in-flight 100] [--top 0]
+#                                  [--in-flight 100] [--top 0] [-- SAGA_ENGINE_LOOP FLAGS...]
 set -euo pipefail
 
 loop=build/default/bench/saga_engine_loop
@@ -22,9 +22,12 @@ while [[ $# -gt 0 ]]; do
     --store) store=$2; shift 2 ;;
     --in-flight) in_flight=$2; shift 2 ;;
     --top) top=$2; shift 2 ;;
-    *) echo "usage: $0 [--loop PATH] [--store memory|file] [--in-flight N] [--top N]" >&2; exit 2 ;;
+    --) shift; break ;;
+    *) echo "usage: $0 [--loop PATH] [--store memory|file] [--in-flight N] [--top N] [-- FLAGS]" >&2
+       exit 2 ;;
   esac
 done
+loop_flags=("$@")
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 1; }
 work=$(mktemp -d /tmp/instructions_per_saga.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -35,7 +38,7 @@ count() {
   valgrind --tool=callgrind --callgrind-out-file="$work/cg.$1" \
     '--toggle-collect=saga::Engine::run_once()' '--toggle-collect=saga::Engine::start(*' \
     "$loop" --sagas "$1" --in-flight "$in_flight" --store "$store" --path "$work/loop.db" \
-    >"$work/out.$1" 2>&1 || { cat "$work/out.$1" >&2; exit 1; }
+    "${loop_flags[@]}" >"$work/out.$1" 2>&1 || { cat "$work/out.$1" >&2; exit 1; }
   sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$work/out.$1"
 }
 a=$(count $small)

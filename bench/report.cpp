@@ -156,6 +156,10 @@ json targets(const json& report) {
                         ? number(at(report, "/E/in_flight/rss_per_in_flight_saga")) +
                               " bytes per in-flight saga; "
                         : "";
+  if (has(report, "/E/in_flight/bounded_cache"))
+    rss += number(at(report, "/E/in_flight/bounded_cache/rss_per_in_flight_saga")) +
+           " with the saga cache at a tenth of them (" +
+           number(at(report, "/E/in_flight/bounded_cache/saga_cache")) + "); ";
   rss += "orchestrator peak " +
          number(at(report, "/E/saturation/processes/orchestrator/peak_rss"), 1) +
          " MiB at saturation";
@@ -465,7 +469,16 @@ std::string markdown(const json& r) {
     md << "RSS per in-flight saga: **" << fmt("/E/in_flight/rss_per_in_flight_saga")
        << " bytes** (orchestrator " << fmt("/E/in_flight/orchestrator_rss_before", 1) << " MiB → "
        << fmt("/E/in_flight/orchestrator_rss_with_sagas", 1) << " MiB with "
-       << fmt("/E/in_flight/sagas") << " sagas in flight).\n\n";
+       << fmt("/E/in_flight/sagas") << " sagas in flight)";
+  if (has(r, "/E/in_flight/bounded_cache"))
+    md << "; **" << fmt("/E/in_flight/bounded_cache/rss_per_in_flight_saga")
+       << " bytes** with the orchestrator's saga cache at "
+       << fmt("/E/in_flight/bounded_cache/saga_cache") << " sagas (`--saga-cache`; "
+       << fmt("/E/in_flight/bounded_cache/orchestrator_rss_before", 1) << " MiB → "
+       << fmt("/E/in_flight/bounded_cache/orchestrator_rss_with_sagas", 1)
+       << " MiB): past the cache, a waiting saga keeps only its open command in memory, for its "
+          "timeout";
+  if (has(r, "/E/in_flight")) md << ".\n\n";
   if (has(r, "/E/profile")) {
     const json& p = r["E"]["profile"];
     auto escape = [](std::string text) {
@@ -541,9 +554,14 @@ std::string markdown(const json& r) {
   cluster. Peak RSS is `VmHWM` from `/proc/PID/status`.
 - **RSS per in-flight saga**: a fresh cluster; the inventory service is stopped (SIGSTOP), N
   sagas are started and committed (each waits on `inventory.Reserve`), and the orchestrator's
-  `VmRSS` growth is divided by N. It includes the engine's cache, the command held for re-sending
-  and the sample intake's own map of statuses; then the service continues and every saga must
-  complete.
+  `VmRSS` growth is divided by N. It includes the engine's saga cache, each saga's open command,
+  the commands queued for the stopped service (in ZeroMQ's queue and, past its high-water mark,
+  in the engine's send queue, with their bytes), SQLite's page cache growing towards its 16 MiB
+  bound, and the sample intake's set of sagas in flight; then the service continues and every
+  saga must complete. The second figure is the same run with the orchestrator's saga cache at a
+  tenth of N (`--saga-cache`): the sagas it let go are read back from the store when their
+  replies come. `saga_engine_loop --waiting N` isolates the engine's own heap per waiting saga
+  (docs/architecture.md, "The saga cache is bounded").
 - **Participants not durable**: the same saturation run with the three services on
   `--durability off`. Each service handles the commands waiting together in one transaction (the
   participant SDK's group commit, `ParticipantOptions::max_batch`), so with durable ledgers every

@@ -121,6 +121,7 @@ struct CachedSaga {
   std::unique_ptr<SagaInstance> instance;
   SagaRecord record;  // as last committed, but for `data`, left empty: it lives in `instance`
   bool committed = false;
+  std::uint64_t last_used_turn = 0;  // for evicting the sagas used longest ago
 };
 
 constexpr int kMaxDrainTurns = 100;
@@ -131,7 +132,8 @@ struct Counters {
   std::atomic<std::uint64_t> sagas_started{0}, messages_received{0}, messages_applied{0},
       duplicates{0}, dead_letters{0}, commits{0}, commit_failures{0}, commands_sent{0},
       send_retries{0}, command_resends{0}, command_timeouts{0}, sagas_completed{0},
-      sagas_compensated{0}, sagas_failed{0}, callback_errors{0};
+      sagas_compensated{0}, sagas_failed{0}, callback_errors{0}, cached_sagas{0}, sagas_evicted{0},
+      sagas_loaded{0};
 };
 
 std::string truncated(std::string_view bytes, std::size_t limit) {
@@ -192,8 +194,11 @@ struct Engine::Impl {
 
   Upcasters upcasters;
   std::unordered_map<std::string, CachedSaga> cache;
+  std::uint64_t turn_number = 0;  // stamps CachedSaga::last_used_turn
   std::deque<OutboxMessage> unsent;
-  // Dispatched commands awaiting a reply, by eventId, with the time they are re-sent.
+  // Dispatched commands awaiting a reply, by eventId, with the time they are re-sent. A row here
+  // keeps no payload (the encoded command): a re-send reads it back from the outbox, so a saga
+  // waiting for a reply costs little memory once the saga cache has let it go.
   // The two time indexes point at in_flight's keys (stable: erased only with their entry), and
   // each entry keeps its positions in them, so tracking never copies or compares ids.
   using TimeIndex = std::multimap<Timestamp, const std::string*>;
@@ -544,7 +549,10 @@ struct Engine::Impl {
   // Finds a saga in the cache or loads it from the store. Returns nullptr with a reason code and
   // message when it cannot be used.
   CachedSaga* load(Turn& turn, const std::string& saga_id, std::string& code, std::string& reason) {
-    if (auto found = cache.find(saga_id); found != cache.end()) return &found->second;
+    if (auto found = cache.find(saga_id); found != cache.end()) {
+      found->second.last_used_turn = turn_number;
+      return &found->second;
+    }
     auto loaded = store.load_saga(saga_id);
     if (!loaded && loaded.error().code == StoreErrorCode::corrupt) {
       // One row this build cannot read (a status it does not know, a damaged page) refuses its
@@ -581,6 +589,7 @@ struct Engine::Impl {
     entry.record = std::move(record);
     entry.record.data = std::string();
     entry.committed = true;
+    entry.last_used_turn = turn_number;
     return &entry;
   }
 
@@ -726,6 +735,7 @@ struct Engine::Impl {
     saga.instance =
         request.instance ? std::move(request.instance) : request.type->create(request.data);
     saga.committed = false;
+    saga.last_used_turn = turn_number;
     saga.record = SagaRecord{};
     saga.record.id = request.saga_id;
     saga.record.correlation_id = request.correlation_id;
@@ -1047,6 +1057,7 @@ struct Engine::Impl {
     }
     flight.deadline = deadline;
     flight.row = std::move(row);
+    std::string().swap(flight.row.payload);  // frees it; read back from the store to re-send
   }
 
   void untrack(const std::string& message_id) {
@@ -1087,8 +1098,17 @@ struct Engine::Impl {
              std::tie(right.created_at, right.message_id);
     });
     for (const auto& id : overdue) {
+      auto stored = store.outbox_message(id);
+      if (!stored) throw TurnAborted{stored.error()};  // still tracked: tried again next turn
       OutboxMessage row = in_flight.at(id).row;
       untrack(id);
+      if (!stored.value()) {
+        if (logs(LogLevel::error))
+          logger->write(command_line(
+              LogLevel::error, "open command missing from the outbox; no longer tracked", row));
+        continue;
+      }
+      row.payload = std::move(stored.value()->payload);
       if (out_of_attempts(row)) {
         expired.push_back(Input{nullptr, {}, std::make_unique<OutboxMessage>(std::move(row))});
         continue;
@@ -1408,6 +1428,7 @@ struct Engine::Impl {
   }
 
   std::size_t run_once() {
+    ++turn_number;
     if (backoff.count() > 0) std::this_thread::sleep_for(backoff);
     std::vector<Input> inputs;
     try {
@@ -1445,6 +1466,7 @@ struct Engine::Impl {
     turn.batch.at = clock.now();
     if (turn.batch.empty()) {
       discard_loaded_terminal(turn);
+      evict_least_recently_used(turn);
       for (const auto& action : turn.after_commit) action();
       finish_operations(turn, false);
       for (auto& row : turn.rearm) unsent.push_back(std::move(row));
@@ -1497,6 +1519,7 @@ struct Engine::Impl {
       found->second.committed = true;
     }
     discard_loaded_terminal(turn);
+    evict_least_recently_used(turn);
     for (const auto& id : turn.batch.replied) untrack(id);
     forget_closed_resends(turn);
     for (auto& row : turn.batch.outbox) unsent.push_back(std::move(row));
@@ -1595,6 +1618,32 @@ struct Engine::Impl {
     }
   }
 
+  // Past Options::max_cached_sagas, the sagas used longest ago leave the cache, down to 7/8 of
+  // it so that this runs once per many evictions. Only after a turn's commit (or a turn with
+  // nothing to commit): every cached saga then matches the store, which load() reads back.
+  void evict_least_recently_used(const Turn& turn) {
+    counters.sagas_loaded.fetch_add(turn.loaded.size(), std::memory_order_relaxed);
+    if (metrics) metrics->cache_loads.inc(static_cast<double>(turn.loaded.size()));
+    const std::size_t limit = options.max_cached_sagas;
+    if (cache.size() > limit) {
+      const std::size_t keep = limit - limit / 8;
+      std::vector<std::pair<std::uint64_t, const std::string*>> by_use;
+      by_use.reserve(cache.size());
+      for (const auto& [saga_id, saga] : cache) by_use.emplace_back(saga.last_used_turn, &saga_id);
+      const std::size_t evicted = cache.size() - keep;
+      std::nth_element(by_use.begin(), by_use.begin() + static_cast<std::ptrdiff_t>(evicted),
+                       by_use.end());
+      std::vector<std::string> ids;
+      ids.reserve(evicted);
+      for (std::size_t i = 0; i < evicted; ++i) ids.push_back(*by_use[i].second);
+      for (const auto& saga_id : ids) cache.erase(saga_id);
+      counters.sagas_evicted.fetch_add(evicted, std::memory_order_relaxed);
+      if (metrics) metrics->cache_evictions.inc(static_cast<double>(evicted));
+    }
+    counters.cached_sagas.store(cache.size(), std::memory_order_relaxed);
+    if (metrics) metrics->cached_sagas.set(static_cast<double>(cache.size()));
+  }
+
   void notify(const Turn& turn) {
     for (const auto& action : turn.after_commit) action();
     for (const auto& outcome : turn.outcomes) {
@@ -1688,7 +1737,10 @@ struct Engine::Impl {
 };
 
 Engine::Engine(Options options, Store& store, Transport& transport, const Clock& clock)
-    : impl_(std::make_unique<Impl>(std::move(options), store, transport, clock)) {}
+    : impl_(std::make_unique<Impl>(std::move(options), store, transport, clock)) {
+  if (impl_->options.max_cached_sagas == 0)
+    throw std::invalid_argument("Options::max_cached_sagas must be at least 1");
+}
 
 Engine::~Engine() = default;
 
@@ -1805,7 +1857,8 @@ EngineStats Engine::stats() const {
           get(c.duplicates),        get(c.dead_letters),      get(c.commits),
           get(c.commit_failures),   get(c.commands_sent),     get(c.send_retries),
           get(c.command_resends),   get(c.command_timeouts),  get(c.sagas_completed),
-          get(c.sagas_compensated), get(c.sagas_failed),      get(c.callback_errors)};
+          get(c.sagas_compensated), get(c.sagas_failed),      get(c.callback_errors),
+          get(c.cached_sagas),      get(c.sagas_evicted),     get(c.sagas_loaded)};
 }
 
 }  // namespace saga

@@ -78,6 +78,17 @@ EngineMetrics::EngineMetrics(Metrics& r)
                                   "Age of the oldest command still awaiting its reply (0 when "
                                   "none).")
                               .with({})),
+      cached_sagas(
+          r.gauge("saga_cached_sagas", "Sagas held in memory (the saga cache) after the last turn.")
+              .with({})),
+      cache_evictions(r.counter("saga_cache_evictions_total",
+                                "Sagas not ended that left the cache because it was full "
+                                "(Options::max_cached_sagas); read back when next needed.")
+                          .with({})),
+      cache_loads(r.counter("saga_cache_loads_total",
+                            "Sagas read from the store into the cache: after a restart, or "
+                            "after an eviction.")
+                      .with({})),
       lag_alert_level(r.gauge("saga_lag_alert_level",
                               "Consumer lag alert: 0 ok, 1 warning, 2 critical. kind=pending: "
                               "pending plus awaiting commands; kind=delay: age of the oldest.",

@@ -29,6 +29,9 @@ struct EngineMetrics {
   Gauge& awaiting_reply;
   Gauge& oldest_pending_age;
   Gauge& oldest_awaiting_age;
+  Gauge& cached_sagas;
+  Counter& cache_evictions;
+  Counter& cache_loads;
   Family<Gauge>& lag_alert_level;      // kind
   Family<Gauge>& lag_alert_threshold;  // kind, level
 };

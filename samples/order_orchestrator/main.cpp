@@ -169,7 +169,10 @@ class Intake {
               {"sagas_completed", s.sagas_completed},
               {"sagas_compensated", s.sagas_compensated},
               {"sagas_failed", s.sagas_failed},
-              {"callback_errors", s.callback_errors}}}};
+              {"callback_errors", s.callback_errors},
+              {"cached_sagas", s.cached_sagas},
+              {"sagas_evicted", s.sagas_evicted},
+              {"sagas_loaded", s.sagas_loaded}}}};
   }
 
   nlohmann::json answer(std::string_view text) {
@@ -254,6 +257,7 @@ int main(int argc, char** argv) {
   std::string endpoints_file;
   std::size_t batch = 256;
   int batch_delay_us = 0;
+  std::size_t saga_cache = saga::Options{}.max_cached_sagas;
   int command_timeout_ms = 10000;
   int heartbeat_ms = 1000;
   std::string metrics_listen;
@@ -279,6 +283,10 @@ int main(int argc, char** argv) {
   app.add_option("--batch-delay-us", batch_delay_us,
                  "Once a turn has a message, keep draining for up to this long before committing")
       ->check(CLI::Range(0, 1000000))
+      ->capture_default_str();
+  app.add_option("--saga-cache", saga_cache,
+                 "Sagas kept in memory; past it, those used longest ago are read back when needed")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 40))
       ->capture_default_str();
   app.add_option("--command-timeout-ms", command_timeout_ms,
                  "Re-send a command after this long without a reply (doubling, max 5 min)")
@@ -338,6 +346,7 @@ int main(int argc, char** argv) {
                                                       : saga::Durability::off;
   options.max_batch_messages = batch;
   options.max_batch_delay = std::chrono::microseconds{batch_delay_us};
+  options.max_cached_sagas = saga_cache;
   options.command_retry.timeout = std::chrono::milliseconds{command_timeout_ms};
   options.compensation_retry.timeout = std::chrono::milliseconds{command_timeout_ms};
   options.idle_wait = std::chrono::milliseconds{20};

@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
   int sagas = 200, rate = 400;
   std::uint64_t seed = 7;
   int charge_attempts = 0;
+  std::size_t saga_cache = saga::Options{}.max_cached_sagas;
   app.add_option("--db", db, "SQLite database")->capture_default_str();
   app.add_option("--router", router, "ROUTER endpoint")->capture_default_str();
   app.add_option("--endpoints-file", endpoints_file, "Write router=<bound endpoint> here");
@@ -56,12 +57,16 @@ int main(int argc, char** argv) {
                  "Give up on a payment.Charge after this many sends (0: never)")
       ->check(CLI::Range(0, 1000))
       ->capture_default_str();
+  app.add_option("--saga-cache", saga_cache, "Options::max_cached_sagas")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 40))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   auto [existing, ended_before] = count_sagas(db);
   saga::Options options;
   options.store.path = db;
   options.idle_wait = std::chrono::milliseconds{10};
+  options.max_cached_sagas = saga_cache;
   // Never give up on a command: every saga must end Completed or Compensated however often the
   // processes die. Re-sends are frequent so crashes heal quickly.
   options.command_retry = {std::chrono::milliseconds{400}, 1.5, std::chrono::milliseconds{2000},

@@ -92,6 +92,7 @@ int main(int argc, char** argv) {
   int sagas = 200, crashes_per_point = 1, rate = 400, timeout_s = 300;
   std::uint64_t seed = 1;
   int stall_ms = 0, charge_attempts = 0;
+  std::size_t saga_cache = 100000;
   std::string stall_service = "payment";
   app.add_option("--samples", bin_dir, "Directory of the built samples (services/...)")->required();
   app.add_option("--orchestrator", orchestrator_path, "The crash_orchestrator program")->required();
@@ -110,6 +111,10 @@ int main(int argc, char** argv) {
   app.add_option("--charge-attempts", charge_attempts,
                  "The orchestrator gives up on a charge after this many sends (0: never)")
       ->check(CLI::Range(0, 1000));
+  app.add_option("--saga-cache", saga_cache,
+                 "The orchestrator's saga cache (below the sagas in flight: they are read back)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 40))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   fs::remove_all(work);
@@ -129,7 +134,8 @@ int main(int argc, char** argv) {
         spawn("orchestrator",
               {orchestrator_path, "--db", db, "--router", router, "--endpoints-file",
                (dir / "endpoints").string(), "--sagas", std::to_string(sagas), "--rate",
-               std::to_string(rate), "--charge-attempts", std::to_string(charge_attempts)},
+               std::to_string(rate), "--charge-attempts", std::to_string(charge_attempts),
+               "--saga-cache", std::to_string(saga_cache)},
               env, dir / "orchestrator.log");
     for (int i = 0; i < 500 && !fs::exists(dir / "endpoints"); ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds{10});

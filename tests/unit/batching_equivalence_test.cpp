@@ -4,11 +4,11 @@
 // serial run (one message per transaction) produces.
 #include <gtest/gtest.h>
 
-#include <cstdio>
 #include <string>
 #include <vector>
 
 #include "../support/participant.hpp"
+#include "../support/store_lines.hpp"
 #include "order/order_saga.hpp"
 #include "saga/engine.hpp"
 #include "saga/memory_transport.hpp"
@@ -19,12 +19,7 @@ namespace {
 using namespace std::chrono_literals;
 using saga::test::reply_bytes;
 using saga::test::take_commands;
-
-std::string uuid_number(int n) {
-  char text[40];
-  std::snprintf(text, sizeof text, "00000000-0000-4000-8000-%012d", n);
-  return text;
-}
+using saga::test::uuid_number;
 
 struct EngineRun {
   explicit EngineRun(std::size_t batch) {
@@ -44,24 +39,9 @@ struct EngineRun {
   }
 
   // What the run left behind, without the bookkeeping that depends on batching (row versions,
-  // timestamps, sequence numbers).
+  // send attempts).
   std::vector<std::string> outcome(const std::vector<std::string>& saga_ids) {
-    std::vector<std::string> lines;
-    for (const auto& id : saga_ids) {
-      auto saga = store->load_saga(id).value().value();
-      lines.push_back(id + " " + saga.state + " " + std::string(saga::to_string(saga.status)) +
-                      " " + saga.data);
-      for (const auto& entry : store->journal(id).value())
-        lines.push_back("  " + std::string(saga::to_string(entry.kind)) + " " + entry.message_id +
-                        " " + entry.message_type + " " + entry.from_state + " -> " +
-                        entry.to_state + " " + entry.detail);
-      for (const auto& row : store->outbox(id).value())
-        lines.push_back("  outbox " + row.message_id + " " + row.message_type +
-                        " replied=" + std::to_string(row.replied_at.has_value()));
-    }
-    for (const auto& letter : store->dead_letters(100).value())
-      lines.push_back("dead letter " + letter.reason_code + " " + letter.message_id);
-    return lines;
+    return saga::test::stored_lines(*store, saga_ids, false);
   }
 
   int ids = 0;

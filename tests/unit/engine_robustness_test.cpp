@@ -155,14 +155,22 @@ TEST_F(EngineRobustnessTest, StartWithDataThatCannotBeSerializedIsRefusedAtOnce)
   EXPECT_THROW(engine->start<notes::NotesSaga>({"\xFF"}), std::invalid_argument);
 }
 
-// A store that fails its next commit, its next poll for operator requests, or its next read of
-// the commands awaiting a reply, when told to.
+// A store that fails its next commit, its next poll for operator requests, its next read of
+// the commands awaiting a reply, or its next read of one outbox row, when told to.
 class FailingOnce final : public saga::ForwardingStore {
  public:
   using ForwardingStore::ForwardingStore;
   bool fail_commit = false;
   bool fail_poll = false;
   bool fail_awaiting = false;
+  bool fail_outbox_message = false;
+
+  saga::StoreResult<std::optional<saga::OutboxMessage>> outbox_message(
+      const std::string& message_id) override {
+    if (std::exchange(fail_outbox_message, false))
+      return saga::StoreError{saga::StoreErrorCode::io_error, "injected"};
+    return inner().outbox_message(message_id);
+  }
 
   saga::StoreResult<std::vector<saga::OutboxMessage>> awaiting_reply(std::size_t limit) override {
     if (std::exchange(fail_awaiting, false))
@@ -229,6 +237,39 @@ TEST_F(EngineRobustnessTest, RecoveryRetriedAfterAFailedReadSendsEachPendingComm
   auto commands = take_commands(transport);
   ASSERT_EQ(commands.size(), 1u);
   EXPECT_EQ(commands.front().envelope.event_type, "inventory.Reserve");
+}
+
+// The engine keeps no payload for a command awaiting its reply: a re-send reads it back from the
+// outbox. When that read fails, the turn fails and the command stays tracked: it goes out, the
+// same bytes, on the next turn, and no reply or other input of that turn is lost.
+TEST_F(EngineRobustnessTest, AReSendWhoseOutboxReadFailsGoesOutOnTheNextTurn) {
+  options.command_retry = {1s, 1.0, 1s, 0.0, 0};
+  options.commit_backoff = 0ms;
+  options.max_commit_backoff = 0ms;
+  FailingOnce failing(*store);
+  saga::Engine engine(options, failing, transport, clock);
+  engine.register_saga<order::OrderSaga>();
+  engine.start<order::OrderSaga>({"order-1", "c", "a", {{"sku", 1, 10}}});
+  engine.run_once();
+  auto reserve_one = take_commands(transport).at(0);
+  clock.advance(600ms);
+  engine.start<order::OrderSaga>({"order-2", "c", "a", {{"sku", 1, 10}}});
+  engine.run_once();
+  auto reserve_other = take_commands(transport).at(0);
+
+  clock.advance(600ms);  // the first command is overdue, the second is not
+  transport.deliver(
+      reply_bytes(reserve_other.envelope, "inventory.Reserved", {{"reservation_id", "r-2"}}));
+  failing.fail_outbox_message = true;
+  engine.run_once();
+  EXPECT_EQ(engine.stats().commit_failures, 1u);
+  EXPECT_TRUE(take_commands(transport).empty());
+  engine.run_once();
+  auto sent = take_commands(transport);
+  ASSERT_EQ(sent.size(), 2u) << "the re-send and the other saga's next command";
+  EXPECT_EQ(sent[0].bytes, reserve_one.bytes) << "the same bytes, read back from the outbox";
+  EXPECT_EQ(sent[1].envelope.event_type, "payment.Charge");
+  EXPECT_EQ(engine.stats().command_resends, 1u);
 }
 
 // A poisoned input is taken out by a commit of its own (a dead letter). When that commit failed,

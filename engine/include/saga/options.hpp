@@ -90,6 +90,15 @@ struct Options {
   // How long an idle loop turn waits for the first message. Default: 50 ms.
   std::chrono::milliseconds idle_wait{50};
 
+  // The saga cache: at most about this many sagas stay in memory between turns. A saga that
+  // ended leaves at once; past the limit, the sagas used longest ago leave after a commit (down
+  // to 7/8 of it) and are read back from the store when a reply, timeout or operator action
+  // next needs them. A saga a turn uses stays for that turn, so a single turn may hold more.
+  // Memory for waiting sagas is then bounded by this, not by how many wait; a working set larger
+  // than the cache costs a store read, a JSON parse and a restore per input. Must be at least 1.
+  // Default: 100,000 (about 400 MB of the order sample's sagas).
+  std::size_t max_cached_sagas = 100000;
+
   // Inbound envelopes longer than this are dead-lettered unparsed. Default: 1 MiB.
   std::size_t max_message_bytes = kDefaultMaxMessageBytes;
 
