@@ -212,7 +212,8 @@ struct Engine::Impl {
   TimeIndex deadlines;         // of in_flight, soonest first
   TimeIndex in_flight_by_age;  // by created_at, oldest first
   std::unordered_map<std::string, std::vector<std::string>> in_flight_by_saga;
-  std::vector<Input> expired;  // commands whose retry policy ran out, for the next turn
+  std::vector<Input> expired;        // commands whose retry policy ran out, for the next turn
+  bool resend_read_failing = false;  // the last read of an overdue command's bytes failed
   std::mt19937_64 jitter{options.random_seed != 0 ? options.random_seed : std::random_device{}()};
   std::vector<DispatchMark> dispatched_marks;  // re-sends, for the next commit
   std::vector<Input> retry_inputs;
@@ -1098,16 +1099,31 @@ struct Engine::Impl {
              std::tie(right.created_at, right.message_id);
     });
     for (const auto& id : overdue) {
+      // The bytes of a tracked command are read back from its outbox row. A failed read leaves
+      // this and the later overdue commands tracked, for the next turn; the turn goes on.
       auto stored = store.outbox_message(id);
-      if (!stored) throw TurnAborted{stored.error()};  // still tracked: tried again next turn
-      OutboxMessage row = in_flight.at(id).row;
-      untrack(id);
-      if (!stored.value()) {
+      if (!stored) {
+        if (!resend_read_failing && logs(LogLevel::warn))
+          logger->write(command_line(LogLevel::warn,
+                                     "cannot read an overdue command back from the outbox; "
+                                     "re-sending it later",
+                                     in_flight.at(id).row)
+                            .with("error", stored.error().message));
+        resend_read_failing = true;
+        break;
+      }
+      resend_read_failing = false;
+      if (!stored.value()) {  // a Store that deleted an open row: nothing to re-send
         if (logs(LogLevel::error))
-          logger->write(command_line(
-              LogLevel::error, "open command missing from the outbox; no longer tracked", row));
+          logger->write(command_line(LogLevel::error,
+                                     "open command missing from the outbox; looked for again at "
+                                     "its next deadline",
+                                     in_flight.at(id).row));
+        track(in_flight.at(id).row, now);
         continue;
       }
+      OutboxMessage row = in_flight.at(id).row;
+      untrack(id);
       row.payload = std::move(stored.value()->payload);
       if (out_of_attempts(row)) {
         expired.push_back(Input{nullptr, {}, std::make_unique<OutboxMessage>(std::move(row))});
@@ -1328,6 +1344,7 @@ struct Engine::Impl {
   void discard_turn(const Turn& turn) {
     for (const auto& saga_id : turn.touched) cache.erase(saga_id);
     for (const auto& saga_id : turn.loaded) cache.erase(saga_id);
+    counters.cached_sagas.store(cache.size(), std::memory_order_relaxed);
   }
 
   // Processes every input into `turn`. Returns the index of an input whose processing threw

@@ -94,9 +94,12 @@ struct Options {
   // ended leaves at once; past the limit, the sagas used longest ago leave after a commit (down
   // to 7/8 of it) and are read back from the store when a reply, timeout or operator action
   // next needs them. A saga a turn uses stays for that turn, so a single turn may hold more.
-  // Memory for waiting sagas is then bounded by this, not by how many wait; a working set larger
-  // than the cache costs a store read, a JSON parse and a restore per input. Must be at least 1.
-  // Default: 100,000 (about 400 MB of the order sample's sagas).
+  // The sagas' own memory is then bounded by this, not by how many wait (each waiting saga still
+  // keeps its open command's ids, type and deadline); a working set larger than the cache costs
+  // a store read, a JSON parse and a restore per input. A saga read back is
+  // restored from its stored row as after a restart, so its data must survive JSON (a NaN
+  // double does not). Must be at least 1; Engine's constructor throws std::invalid_argument.
+  // Default: 100,000 (about 190 MB of the order sample's sagas: saga_engine_loop --waiting).
   std::size_t max_cached_sagas = 100000;
 
   // Inbound envelopes longer than this are dead-lettered unparsed. Default: 1 MiB.
