@@ -212,6 +212,8 @@ std::string markdown(const json& r) {
         "(callgrind): compare two builds\n"
      << "bench/syscalls_per_saga.sh --rate R         # system calls, context switches, CPU per "
         "saga of each process under a load\n"
+     << "build/default/bench/saga_engine_loop --waiting N [--saga-cache C]  # the engine's heap "
+        "per waiting saga\n"
      << "```\n\n";
   md << "## This run\n\n"
      << "| | |\n|---|---|\n"
@@ -476,8 +478,9 @@ std::string markdown(const json& r) {
        << fmt("/E/in_flight/bounded_cache/saga_cache") << " sagas (`--saga-cache`; "
        << fmt("/E/in_flight/bounded_cache/orchestrator_rss_before", 1) << " MiB → "
        << fmt("/E/in_flight/bounded_cache/orchestrator_rss_with_sagas", 1)
-       << " MiB): past the cache, a waiting saga keeps only its open command in memory, for its "
-          "timeout";
+       << " MiB): past the cache the engine keeps only a waiting saga's open command (ids, type, "
+          "deadline); the rest of this figure is the commands queued for the stopped service, "
+          "SQLite's page cache and the sample intake";
   if (has(r, "/E/in_flight")) md << ".\n\n";
   if (has(r, "/E/profile")) {
     const json& p = r["E"]["profile"];

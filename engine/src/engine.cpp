@@ -1345,6 +1345,7 @@ struct Engine::Impl {
     for (const auto& saga_id : turn.touched) cache.erase(saga_id);
     for (const auto& saga_id : turn.loaded) cache.erase(saga_id);
     counters.cached_sagas.store(cache.size(), std::memory_order_relaxed);
+    if (metrics) metrics->cached_sagas.set(static_cast<double>(cache.size()));
   }
 
   // Processes every input into `turn`. Returns the index of an input whose processing threw

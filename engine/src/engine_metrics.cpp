@@ -86,8 +86,8 @@ EngineMetrics::EngineMetrics(Metrics& r)
                                 "(Options::max_cached_sagas); read back when next needed.")
                           .with({})),
       cache_loads(r.counter("saga_cache_loads_total",
-                            "Sagas read from the store into the cache: after a restart, or "
-                            "after an eviction.")
+                            "Sagas read from the store into the cache: after a restart or an "
+                            "eviction, or an ended saga to journal a late or duplicate reply.")
                       .with({})),
       lag_alert_level(r.gauge("saga_lag_alert_level",
                               "Consumer lag alert: 0 ok, 1 warning, 2 critical. kind=pending: "

@@ -103,7 +103,7 @@ struct EngineStats {
   std::uint64_t callback_errors = 0;  // exceptions thrown by on_outcome / on_dead_letter callbacks
   std::uint64_t cached_sagas = 0;     // sagas in the saga cache after the last turn
   std::uint64_t sagas_evicted = 0;    // sagas the cache let go while not ended (max_cached_sagas)
-  std::uint64_t sagas_loaded = 0;     // sagas read back into the cache (counted on commit)
+  std::uint64_t sagas_loaded = 0;     // sagas read from the store into the cache (a miss)
 };
 
 class Engine {
