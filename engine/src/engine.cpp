@@ -1344,8 +1344,7 @@ struct Engine::Impl {
   void discard_turn(const Turn& turn) {
     for (const auto& saga_id : turn.touched) cache.erase(saga_id);
     for (const auto& saga_id : turn.loaded) cache.erase(saga_id);
-    counters.cached_sagas.store(cache.size(), std::memory_order_relaxed);
-    if (metrics) metrics->cached_sagas.set(static_cast<double>(cache.size()));
+    publish_cache_size();
   }
 
   // Processes every input into `turn`. Returns the index of an input whose processing threw
@@ -1483,8 +1482,7 @@ struct Engine::Impl {
     turn.batch.dispatched = dispatched_marks;
     turn.batch.at = clock.now();
     if (turn.batch.empty()) {
-      discard_loaded_terminal(turn);
-      evict_least_recently_used(turn);
+      settle_cache(turn);
       for (const auto& action : turn.after_commit) action();
       finish_operations(turn, false);
       for (auto& row : turn.rearm) unsent.push_back(std::move(row));
@@ -1536,8 +1534,7 @@ struct Engine::Impl {
       found->second.record.row_version = row_version;
       found->second.committed = true;
     }
-    discard_loaded_terminal(turn);
-    evict_least_recently_used(turn);
+    settle_cache(turn);
     for (const auto& id : turn.batch.replied) untrack(id);
     forget_closed_resends(turn);
     for (auto& row : turn.batch.outbox) unsent.push_back(std::move(row));
@@ -1636,28 +1633,38 @@ struct Engine::Impl {
     }
   }
 
-  // Past Options::max_cached_sagas, the sagas used longest ago leave the cache, down to 7/8 of
-  // it so that this runs once per many evictions. Only after a turn's commit (or a turn with
-  // nothing to commit): every cached saga then matches the store, which load() reads back.
-  void evict_least_recently_used(const Turn& turn) {
+  // After a turn that committed (or had nothing to commit), when every cached saga matches the
+  // store, which load() reads back: ended sagas loaded only to journal a message leave, the
+  // turn's loads are counted, and the cache is trimmed to Options::max_cached_sagas.
+  void settle_cache(const Turn& turn) {
+    discard_loaded_terminal(turn);
     counters.sagas_loaded.fetch_add(turn.loaded.size(), std::memory_order_relaxed);
     if (metrics) metrics->cache_loads.inc(static_cast<double>(turn.loaded.size()));
+    evict_least_recently_used();
+    publish_cache_size();
+  }
+
+  // Past the limit, the sagas used longest ago leave, down to 7/8 of it, so that this runs once
+  // per many evictions.
+  void evict_least_recently_used() {
     const std::size_t limit = options.max_cached_sagas;
-    if (cache.size() > limit) {
-      const std::size_t keep = limit - limit / 8;
-      std::vector<std::pair<std::uint64_t, const std::string*>> by_use;
-      by_use.reserve(cache.size());
-      for (const auto& [saga_id, saga] : cache) by_use.emplace_back(saga.last_used_turn, &saga_id);
-      const std::size_t evicted = cache.size() - keep;
-      std::nth_element(by_use.begin(), by_use.begin() + static_cast<std::ptrdiff_t>(evicted),
-                       by_use.end());
-      std::vector<std::string> ids;
-      ids.reserve(evicted);
-      for (std::size_t i = 0; i < evicted; ++i) ids.push_back(*by_use[i].second);
-      for (const auto& saga_id : ids) cache.erase(saga_id);
-      counters.sagas_evicted.fetch_add(evicted, std::memory_order_relaxed);
-      if (metrics) metrics->cache_evictions.inc(static_cast<double>(evicted));
-    }
+    if (cache.size() <= limit) return;
+    const std::size_t keep = limit - limit / 8;
+    std::vector<std::pair<std::uint64_t, const std::string*>> by_use;
+    by_use.reserve(cache.size());
+    for (const auto& [saga_id, saga] : cache) by_use.emplace_back(saga.last_used_turn, &saga_id);
+    const std::size_t evicted = cache.size() - keep;
+    std::nth_element(by_use.begin(), by_use.begin() + static_cast<std::ptrdiff_t>(evicted),
+                     by_use.end());
+    std::vector<std::string> ids;
+    ids.reserve(evicted);
+    for (std::size_t i = 0; i < evicted; ++i) ids.push_back(*by_use[i].second);
+    for (const auto& saga_id : ids) cache.erase(saga_id);
+    counters.sagas_evicted.fetch_add(evicted, std::memory_order_relaxed);
+    if (metrics) metrics->cache_evictions.inc(static_cast<double>(evicted));
+  }
+
+  void publish_cache_size() {
     counters.cached_sagas.store(cache.size(), std::memory_order_relaxed);
     if (metrics) metrics->cached_sagas.set(static_cast<double>(cache.size()));
   }
