@@ -49,13 +49,13 @@ struct CacheRun {
     engine->run_once();
   }
 
-  // Every command the engine handed to the transport since the last call, as sent.
-  std::vector<std::string> sent() {
-    std::vector<std::string> bytes;
-    for (const auto& command : take_commands(transport))
-      bytes.push_back(command.destination + " " + command.bytes);
-    sent_log.insert(sent_log.end(), bytes.begin(), bytes.end());
-    return bytes;
+  // The commands the engine handed to the transport since the last call; each is also logged
+  // as sent (destination and bytes), for comparing runs.
+  std::vector<saga::test::SentCommand> sent() {
+    auto commands = take_commands(transport);
+    for (const auto& command : commands)
+      sent_log.push_back(command.destination + " " + command.bytes);
+    return commands;
   }
 
   std::vector<std::string> stored(const std::vector<std::string>& saga_ids) {
@@ -72,15 +72,6 @@ struct CacheRun {
   std::vector<std::string> outcomes;
   std::vector<std::string> sent_log;
 };
-
-// The envelopes of commands as CacheRun::sent() lists them.
-std::vector<saga::Envelope> envelopes_of(const std::vector<std::string>& sent) {
-  std::vector<saga::Envelope> envelopes;
-  for (const auto& line : sent)
-    envelopes.push_back(
-        std::get<saga::Envelope>(saga::decode_envelope(line.substr(line.find(' ') + 1))));
-  return envelopes;
-}
 
 // A participant's success reply to a command of the later steps and compensations.
 std::pair<std::string, nlohmann::json> success_reply(const saga::Envelope& command) {
@@ -108,7 +99,8 @@ std::vector<std::string> play(CacheRun& run) {
   auto reserves = run.sent();
   EXPECT_EQ(reserves.size(), 40u);
   int reply = 1000;
-  auto commands = envelopes_of(reserves);
+  std::vector<saga::Envelope> commands;
+  for (const auto& command : reserves) commands.push_back(command.envelope);
   std::vector<saga::Envelope> unanswered;
   for (std::size_t i = 0; i < commands.size(); ++i) {
     if (i % 10 == 9) {
@@ -126,13 +118,13 @@ std::vector<std::string> play(CacheRun& run) {
                                         uuid_number(++reply)));
   }
   run.drain();
-  auto charges = envelopes_of(run.sent());
+  auto charges = run.sent();
   for (std::size_t i = 0; i < charges.size(); ++i) {
     if (i % 6 == 5)
-      run.transport.deliver(reply_bytes(charges[i], "payment.Declined", {{"reason", "no funds"}},
-                                        uuid_number(++reply)));
+      run.transport.deliver(reply_bytes(charges[i].envelope, "payment.Declined",
+                                        {{"reason", "no funds"}}, uuid_number(++reply)));
     else
-      run.transport.deliver(reply_bytes(charges[i], "payment.Charged",
+      run.transport.deliver(reply_bytes(charges[i].envelope, "payment.Charged",
                                         {{"payment_id", "p-" + std::to_string(i)}},
                                         uuid_number(++reply)));
   }
@@ -143,7 +135,8 @@ std::vector<std::string> play(CacheRun& run) {
   }
   std::vector<std::string> left_parked;      // no late reply: an operator acts on these
   for (int round = 0; round < 3; ++round) {  // compensations, then what they lead to
-    for (const auto& command : envelopes_of(run.sent())) {
+    for (const auto& sent : run.sent()) {
+      const saga::Envelope& command = sent.envelope;
       const std::string order_id = command.data.value("order_id", "");
       if (command.event_type == "shipping.Ship" && order_id.ends_with("7")) {
         if (std::find(left_parked.begin(), left_parked.end(), command.correlation_id) ==
@@ -159,18 +152,16 @@ std::vector<std::string> play(CacheRun& run) {
   EXPECT_GE(left_parked.size(), 2u);
   for (std::size_t i = 0; i < left_parked.size(); ++i) {  // retried or resolved, once evicted
     std::string saga_id;
-    for (const auto& id : ids)
-      if (run.store->load_saga(id).value()->correlation_id == left_parked[i] ||
-          id == left_parked[i])
-        saga_id = id;
+    for (const auto& id : ids)  // a saga started without one has its id as correlation id
+      if (run.store->load_saga(id).value()->correlation_id == left_parked[i]) saga_id = id;
     auto result = i % 2 ? run.engine->resolve(saga_id, saga::SagaStatus::Completed, "by hand")
                         : run.engine->retry(saga_id);
     run.drain();
     auto answer = result.get();
     EXPECT_TRUE(answer.ok) << saga_id << ": " << answer.message;
-    for (const auto& command : envelopes_of(run.sent())) {
-      auto [type, data] = success_reply(command);
-      run.transport.deliver(reply_bytes(command, type, data, uuid_number(++reply)));
+    for (const auto& sent : run.sent()) {
+      auto [type, data] = success_reply(sent.envelope);
+      run.transport.deliver(reply_bytes(sent.envelope, type, data, uuid_number(++reply)));
     }
     run.drain();
   }
