@@ -255,7 +255,8 @@ class Cluster {
             "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*", "--intake", "tcp://127.0.0.1:*",
             "--db", (work / "orchestrator.db").string(), "--durability", options.durability,
             "--batch", std::to_string(options.max_batch), "--saga-cache",
-            std::to_string(options.saga_cache), "--endpoints-file", endpoints_file},
+            std::to_string(options.saga_cache), "--send-queue", std::to_string(options.send_queue),
+            "--endpoints-file", endpoints_file},
         (work / "orchestrator.log").string());
     const auto deadline = Clock::now() + std::chrono::seconds{20};
     while (!fs::exists(endpoints_file)) {

@@ -158,7 +158,7 @@ json targets(const json& report) {
                         : "";
   if (has(report, "/E/in_flight/bounded_cache"))
     rss += number(at(report, "/E/in_flight/bounded_cache/rss_per_in_flight_saga")) +
-           " with the saga cache at a tenth of them (" +
+           " with the saga cache and the send queue at a tenth of them (" +
            number(at(report, "/E/in_flight/bounded_cache/saga_cache")) + "); ";
   rss += "orchestrator peak " +
          number(at(report, "/E/saturation/processes/orchestrator/peak_rss"), 1) +
@@ -474,13 +474,13 @@ std::string markdown(const json& r) {
        << fmt("/E/in_flight/sagas") << " sagas in flight)";
   if (has(r, "/E/in_flight/bounded_cache"))
     md << "; **" << fmt("/E/in_flight/bounded_cache/rss_per_in_flight_saga")
-       << " bytes** with the orchestrator's saga cache at "
-       << fmt("/E/in_flight/bounded_cache/saga_cache") << " sagas (`--saga-cache`; "
+       << " bytes** with the orchestrator's saga cache and send queue at "
+       << fmt("/E/in_flight/bounded_cache/saga_cache") << " (`--saga-cache`, `--send-queue`; "
        << fmt("/E/in_flight/bounded_cache/orchestrator_rss_before", 1) << " MiB → "
        << fmt("/E/in_flight/bounded_cache/orchestrator_rss_with_sagas", 1)
-       << " MiB): past the cache the engine keeps only a waiting saga's open command (ids, type, "
-          "deadline); the rest of this figure is the commands queued for the stopped service, "
-          "SQLite's page cache and the sample intake";
+       << " MiB): past the cache the engine keeps no saga, and past the send queue no command "
+          "for the stopped service, only in the outbox; the rest of this figure is what ZeroMQ "
+          "queued before it refused, SQLite's page cache and the sample intake";
   if (has(r, "/E/in_flight")) md << ".\n\n";
   if (has(r, "/E/profile")) {
     const json& p = r["E"]["profile"];
@@ -561,9 +561,10 @@ std::string markdown(const json& r) {
   the commands queued for the stopped service (in ZeroMQ's queue and, past its high-water mark,
   in the engine's send queue, with their bytes), SQLite's page cache growing towards its 16 MiB
   bound, and the sample intake's set of sagas in flight; then the service continues and every
-  saga must complete. The second figure is the same run with the orchestrator's saga cache at a
-  tenth of N (`--saga-cache`): the sagas it let go are read back from the store when their
-  replies come. `saga_engine_loop --waiting N` isolates the engine's own heap per waiting saga
+  saga must complete. The second figure is the same run with the orchestrator's saga cache and
+  send queue at a tenth of N (`--saga-cache`, `--send-queue`): the sagas the cache let go are
+  read back from the store when their replies come, and the commands past the send queue wait
+  in the outbox only, read back in order as the service takes the queued ones. `saga_engine_loop --waiting N` isolates the engine's own heap per waiting saga
   (docs/architecture.md, "The saga cache is bounded").
 - **Participants not durable**: the same saturation run with the three services on
   `--durability off`. Each service handles the commands waiting together in one transaction (the

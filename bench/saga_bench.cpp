@@ -590,14 +590,16 @@ int main(int argc, char** argv) {
             {"all_completed_afterwards", measured.all_completed}};
       };
       e["in_flight"] = held_in_flight(bench::measure_in_flight(held, in_flight, quick ? 0.3 : 2));
-      // The same sagas with a saga cache a tenth their number: what a waiting saga costs once
-      // the cache has let it go (its open command, tracked for its timeout).
+      // The same sagas with a saga cache and a send queue a tenth their number: what a waiting
+      // saga costs once the cache has let it go and its command waits in the outbox only.
       held.saga_cache = std::max<std::size_t>(1, in_flight / 10);
-      say("  again with the orchestrator's saga cache at " + std::to_string(held.saga_cache) +
-          " sagas (--saga-cache)");
+      held.send_queue = held.saga_cache;
+      say("  again with the orchestrator's saga cache and send queue at " +
+          std::to_string(held.saga_cache) + " (--saga-cache, --send-queue)");
       nlohmann::json bounded =
           held_in_flight(bench::measure_in_flight(held, in_flight, quick ? 0.3 : 2));
       bounded["saga_cache"] = held.saga_cache;
+      bounded["send_queue"] = held.send_queue;
       e["in_flight"]["bounded_cache"] = bounded;
     } else {
       say("[9/9] RSS per in-flight saga: skipped");

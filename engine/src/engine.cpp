@@ -125,6 +125,7 @@ struct CachedSaga {
 };
 
 constexpr int kMaxDrainTurns = 100;
+constexpr int kMaxReadBackRounds = 64;
 constexpr std::size_t kMaxConsumerLabels = 32;
 constexpr const char* kOtherLabel = "other";
 
@@ -133,7 +134,7 @@ struct Counters {
       duplicates{0}, dead_letters{0}, commits{0}, commit_failures{0}, commands_sent{0},
       send_retries{0}, command_resends{0}, command_timeouts{0}, sagas_completed{0},
       sagas_compensated{0}, sagas_failed{0}, callback_errors{0}, cached_sagas{0}, sagas_evicted{0},
-      sagas_loaded{0};
+      sagas_loaded{0}, queued_commands{0}, backlogged_commands{0};
 };
 
 std::string truncated(std::string_view bytes, std::size_t limit) {
@@ -195,7 +196,27 @@ struct Engine::Impl {
   Upcasters upcasters;
   std::unordered_map<std::string, CachedSaga> cache;
   std::uint64_t turn_number = 0;  // stamps CachedSaga::last_used_turn
+  // The send queue: commands the transport has not taken yet, each destination's in commit order
+  // (see send_unsent), and how many it holds per destination. At most
+  // Options::max_queued_commands new commands per destination wait here; past that, a
+  // destination has a backlog: its newer commands stay in the outbox only and are read back, in
+  // commit order, as its queue drains (read_backlogs). Re-sends always queue here.
   std::deque<OutboxMessage> unsent;
+  std::unordered_map<std::string, std::size_t> queued;
+  struct Backlog {
+    std::string first_id;               // the first command left out, until its sequence is read
+    std::int64_t after_sequence = 0;    // read back up to this outbox sequence
+    std::int64_t restart_boundary = 0;  // rows up to here were committed before this engine ran
+    std::size_t count = 0;              // left in the outbox (rows closed meanwhile included)
+    std::size_t read_back = 0;          // since the backlog began
+  };
+  std::unordered_map<std::string, Backlog> backlogs;
+  std::size_t backlog_size = 0;
+  // Commands in a backlog's range that another path queued or tracked already (re-armed by an
+  // operator retry or a retriable step, or out of attempts at start): the read-back skips them.
+  std::unordered_set<std::string> handled_outside_backlog;
+  bool read_back_failing = false;  // the last read of a backlog failed
+  bool backlog_ready = false;      // a destination took everything and its backlog has more
   // Dispatched commands awaiting a reply, by eventId, with the time they are re-sent. A row here
   // keeps no payload (the encoded command): a re-send reads it back from the outbox, so a saga
   // waiting for a reply costs little memory once the saga cache has let it go.
@@ -402,11 +423,12 @@ struct Engine::Impl {
     // The send queue is walked by every send_unsent() anyway; commands in flight are indexed.
     Timestamp oldest_pending = now;
     for (const auto& row : unsent) oldest_pending = std::min(oldest_pending, row.created_at);
+    const std::size_t pending = unsent.size() + backlog_size;
     Timestamp oldest_awaiting =
         in_flight_by_age.empty() ? now : std::min(now, in_flight_by_age.begin()->first);
     double pending_age = seconds_between(oldest_pending, now);
     double awaiting_age = seconds_between(oldest_awaiting, now);
-    std::size_t lag = unsent.size() + in_flight.size();
+    std::size_t lag = pending + in_flight.size();
     double delay = std::max(pending_age, awaiting_age);
     const LagAlerts& alerts = options.lag_alerts;
     int pending_level =
@@ -415,7 +437,8 @@ struct Engine::Impl {
     int delay_level = alert_level(delay, static_cast<double>(alerts.delay_warning.count()),
                                   static_cast<double>(alerts.delay_critical.count()));
     if (metrics) {
-      metrics->outbox_pending.set(static_cast<double>(unsent.size()));
+      metrics->outbox_pending.set(static_cast<double>(pending));
+      metrics->backlogged_commands.set(static_cast<double>(backlog_size));
       metrics->awaiting_reply.set(static_cast<double>(in_flight.size()));
       metrics->oldest_pending_age.set(pending_age);
       metrics->oldest_awaiting_age.set(awaiting_age);
@@ -949,17 +972,63 @@ struct Engine::Impl {
         known_reply_types.emplace(message_type);
     record_definitions();
     if (metrics) count_from_store();
-    // Both reads before either is used: a failed read makes the next turn recover again.
-    auto pending = store.pending_outbox(std::numeric_limits<std::size_t>::max());
+    // Every read before anything is used: a failed read makes the next turn recover again. The
+    // commands sent at most once start as every destination's backlog, read back (and sent
+    // again, see resend_after_restart) in commit order, at most max_queued_commands at a time.
+    auto pending = store.outbox_backlog();
     if (!pending) throw TurnAborted{pending.error()};
     auto awaiting = store.awaiting_reply(std::numeric_limits<std::size_t>::max());
     if (!awaiting) throw TurnAborted{awaiting.error()};
-    for (auto& row : pending.value()) resend_after_restart(std::move(row));
+    std::vector<OutboxMessage> exhausted = out_of_attempts_at_start(pending.value());
+    backlogs.clear();
+    backlog_size = 0;
+    for (const auto& entry : pending.value()) {
+      Backlog& backlog = backlogs[entry.destination];
+      backlog.restart_boundary = entry.last_sequence;
+      backlog.count = static_cast<std::size_t>(entry.count);
+      backlog_size += backlog.count;
+    }
+    for (auto& row : exhausted) {
+      handled_outside_backlog.insert(row.message_id);
+      Timestamp sent = row.created_at;
+      track(std::move(row), sent);
+    }
     for (auto& row : awaiting.value()) {
       Timestamp sent = row.dispatched_at.value_or(clock.now());
       track(std::move(row), sent);
     }
     recovered = true;
+  }
+
+  // The commands sent at most once that have no attempt left (a policy of one attempt): they are
+  // not sent again but wait out their first deadline, which must run even while their
+  // destination takes nothing, so they are found at start, a queue's worth of rows at a time
+  // (without their bytes), and tracked at once; the read-back skips them. None without such a
+  // policy.
+  std::vector<OutboxMessage> out_of_attempts_at_start(const std::vector<OutboxBacklog>& pending) {
+    std::vector<OutboxMessage> exhausted;
+    auto one_attempt = [](const RetryPolicy& policy) { return policy.max_attempts == 1; };
+    if (!one_attempt(options.command_retry) && !one_attempt(options.compensation_retry) &&
+        std::none_of(options.retry_by_command.begin(), options.retry_by_command.end(),
+                     [&](const auto& entry) { return one_attempt(entry.second); }))
+      return exhausted;
+    const std::size_t chunk = options.max_queued_commands;
+    for (const auto& entry : pending) {
+      std::int64_t after = 0;
+      for (;;) {
+        auto rows = store.pending_outbox_for(entry.destination, after, chunk);
+        if (!rows) throw TurnAborted{rows.error()};
+        for (auto& row : rows.value()) {
+          after = row.sequence;
+          row.attempts = std::max(row.attempts, 1);
+          if (!out_of_attempts(row)) continue;
+          std::string().swap(row.payload);
+          exhausted.push_back(std::move(row));
+        }
+        if (rows.value().size() < chunk) break;
+      }
+    }
+    return exhausted;
   }
 
   // An open command the store holds as sent at most once: its first send (not recorded) may have
@@ -985,7 +1054,160 @@ struct Engine::Impl {
   void queue_resend(OutboxMessage row) {
     if (metrics) metrics->resends.with({row.message_type}).inc();
     counters.command_resends.fetch_add(1, std::memory_order_relaxed);
+    queue(std::move(row));
+  }
+
+  void queue(OutboxMessage row) {
+    ++queued[row.destination];
     unsent.push_back(std::move(row));
+  }
+
+  // A command sent again by an operator retry or a retriable step: its row may lie in a backlog
+  // not read back yet (after a start), which must then not send it a second time.
+  void requeue(OutboxMessage row) {
+    if (!backlogs.empty()) handled_outside_backlog.insert(row.message_id);
+    queue(std::move(row));
+  }
+
+  void dequeued(const std::string& destination) {
+    if (auto found = queued.find(destination); found != queued.end() && found->second > 0)
+      --found->second;
+  }
+
+  // A command the turn just committed: queued, unless its destination's queue is full or it has
+  // a backlog already; then it stays in the outbox only, read back when its turn comes.
+  void queue_new(OutboxMessage row) {
+    auto backlog = backlogs.find(row.destination);
+    if (backlog == backlogs.end()) {
+      std::size_t& held = queued[row.destination];
+      if (held < options.max_queued_commands) {
+        unsent.push_back(std::move(row));
+        ++held;
+        return;
+      }
+      backlog = backlogs.emplace(row.destination, Backlog{row.message_id}).first;
+      if (logs(LogLevel::warn))
+        logger->write(LogRecord(LogLevel::warn,
+                                "send queue full: the destination's next commands wait in the "
+                                "outbox and are read back as it takes the queued ones",
+                                clock.now())
+                          .with("destination", row.destination)
+                          .with("queuedCommands", static_cast<std::int64_t>(held)));
+    }
+    ++backlog->second.count;
+    ++backlog_size;
+  }
+
+  // Reads back, in commit order, the commands of every destination with a backlog whose queue
+  // has drained to half of max_queued_commands, enough to fill it. A destination is caught up
+  // once a read returns less than that: its next commands queue in memory again (commits and
+  // reads are both this thread's, so none can fall in between). A failed read is tried again at
+  // the next send. Returns whether anything was queued.
+  bool read_backlogs() {
+    const std::size_t limit = options.max_queued_commands;
+    bool queued_any = false;
+    bool failed = false;
+    for (auto it = backlogs.begin(); it != backlogs.end();) {
+      const std::string& destination = it->first;
+      Backlog& backlog = it->second;
+      const std::size_t held = queued[destination];
+      if (held > limit / 2) {
+        ++it;
+        continue;
+      }
+      if (!backlog.first_id.empty()) {
+        auto first = store.outbox_message(backlog.first_id);
+        if (!first) {
+          read_back_failed(destination, first.error());
+          failed = true;
+          ++it;
+          continue;
+        }
+        if (!first.value()) {  // a Store that deleted an open row: the rest waits for a restart
+          if (logs(LogLevel::error))
+            logger->write(LogRecord(LogLevel::error,
+                                    "a command left in the outbox is missing from it; the "
+                                    "destination's later commands are sent after a restart",
+                                    clock.now())
+                              .with("destination", destination)
+                              .with("messageId", backlog.first_id));
+          backlog_size -= std::min(backlog_size, backlog.count);
+          it = backlogs.erase(it);
+          continue;
+        }
+        backlog.after_sequence = first.value()->sequence - 1;
+        backlog.first_id.clear();
+      }
+      const std::size_t room = limit - held;
+      auto rows = store.pending_outbox_for(destination, backlog.after_sequence, room);
+      if (!rows) {
+        read_back_failed(destination, rows.error());
+        failed = true;
+        ++it;
+        continue;
+      }
+      for (auto& row : rows.value()) {
+        backlog.after_sequence = row.sequence;
+        if (backlog.count > 0) {
+          --backlog.count;
+          --backlog_size;
+        }
+        if (handled_outside_backlog.erase(row.message_id) > 0) continue;
+        queued_any = true;
+        if (row.sequence <= backlog.restart_boundary)
+          resend_after_restart(std::move(row));
+        else
+          queue(std::move(row));
+      }
+      backlog.read_back += rows.value().size();
+      if (rows.value().size() < room) {
+        backlog_size -= std::min(backlog_size, backlog.count);
+        if (backlog.restart_boundary == 0 && logs(LogLevel::info))
+          logger->write(LogRecord(LogLevel::info,
+                                  "send queue caught up: the destination's commands queue in "
+                                  "memory again",
+                                  clock.now())
+                            .with("destination", destination)
+                            .with("readBack", static_cast<std::int64_t>(backlog.read_back)));
+        it = backlogs.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (!failed) read_back_failing = false;
+    if (backlogs.empty()) handled_outside_backlog.clear();
+    return queued_any;
+  }
+
+  void read_back_failed(const std::string& destination, const StoreError& error) {
+    if (!read_back_failing && logs(LogLevel::warn))
+      logger->write(LogRecord(LogLevel::warn,
+                              "cannot read commands back from the outbox; trying again at the "
+                              "next turn",
+                              clock.now())
+                        .with("destination", destination)
+                        .with("error", error.message));
+    read_back_failing = true;
+  }
+
+  // Sends what is queued, then what the backlogs give back as their queues drain: a few rounds,
+  // until a destination refuses or the backlogs are caught up, so a loop catching up after an
+  // outage sends many queues' worth per turn without holding more than one in memory.
+  std::size_t send_queued() {
+    std::size_t sent = send_unsent();
+    backlog_ready = false;
+    for (int round = 0; !backlogs.empty() && read_backlogs(); ++round) {
+      const std::size_t more = send_unsent();
+      sent += more;
+      if (more == 0) break;
+      if (round + 1 == kMaxReadBackRounds) {  // the next turn goes on without waiting for input
+        backlog_ready = true;
+        break;
+      }
+    }
+    counters.queued_commands.store(unsent.size(), std::memory_order_relaxed);
+    counters.backlogged_commands.store(backlog_size, std::memory_order_relaxed);
+    return sent;
   }
 
   // Sends pending rows in order. Once a destination refuses, its later rows wait too, so the
@@ -1003,6 +1225,7 @@ struct Engine::Impl {
       }
       if (transport.send(row.destination, row.payload) == SendResult::sent) {
         if (sent++ > 0) detail::crash_point("engine.mid_send");
+        dequeued(row.destination);
         if (metrics) metrics->published.with({"command", row.message_type}).inc();
         counters.commands_sent.fetch_add(1, std::memory_order_relaxed);
         if (++row.attempts > 1) dispatched_marks.push_back({row.message_id, row.attempts});
@@ -1082,7 +1305,11 @@ struct Engine::Impl {
     std::unordered_set<std::string_view> closed(turn.batch.replied.begin(),
                                                 turn.batch.replied.end());
     auto is_closed = [&](const OutboxMessage& row) { return closed.contains(row.message_id); };
-    std::erase_if(unsent, is_closed);
+    std::erase_if(unsent, [&](const OutboxMessage& row) {
+      if (!is_closed(row)) return false;
+      dequeued(row.destination);
+      return true;
+    });
     std::erase_if(turn.rearm, is_closed);
   }
 
@@ -1327,7 +1554,7 @@ struct Engine::Impl {
     take_queued_starts(inputs, options.max_batch_messages);
     if (stopping.load()) return inputs;  // draining: finish what was accepted, take nothing new
     // Re-send marks alone are not worth a commit (an fsync): they wait for company.
-    auto wait = inputs.empty() ? options.idle_wait : std::chrono::milliseconds{0};
+    auto wait = inputs.empty() && !backlog_ready ? options.idle_wait : std::chrono::milliseconds{0};
     auto deadline = std::chrono::steady_clock::now() + options.max_batch_delay;
     while (inputs.size() < options.max_batch_messages && !stopping.load()) {
       auto message = transport.receive(wait);
@@ -1451,7 +1678,7 @@ struct Engine::Impl {
     try {
       if (!recovered) recover();
       resend_overdue();
-      send_unsent();
+      send_queued();
       poll_operator_requests();
       inputs = retry_inputs.empty() ? gather_inputs() : std::exchange(retry_inputs, {});
       for (auto& input : expired) inputs.push_back(std::move(input));  // after the replies
@@ -1485,8 +1712,8 @@ struct Engine::Impl {
       settle_cache(turn);
       for (const auto& action : turn.after_commit) action();
       finish_operations(turn, false);
-      for (auto& row : turn.rearm) unsent.push_back(std::move(row));
-      if (!turn.rearm.empty()) send_unsent();
+      for (auto& row : turn.rearm) requeue(std::move(row));
+      if (!turn.rearm.empty()) send_queued();
       keep_buffers(turn, inputs);
       return 0;
     }
@@ -1537,11 +1764,11 @@ struct Engine::Impl {
     settle_cache(turn);
     for (const auto& id : turn.batch.replied) untrack(id);
     forget_closed_resends(turn);
-    for (auto& row : turn.batch.outbox) unsent.push_back(std::move(row));
-    for (auto& row : turn.rearm) unsent.push_back(std::move(row));
+    for (auto& row : turn.batch.outbox) queue_new(std::move(row));
+    for (auto& row : turn.rearm) requeue(std::move(row));
     counters.command_timeouts.fetch_add(turn.timeouts, std::memory_order_relaxed);
     finish_operations(turn, true);
-    if (send_unsent() > 0) detail::crash_point("engine.after_send");
+    if (send_queued() > 0) detail::crash_point("engine.after_send");
     for (const auto& [type, bytes] : turn.events) {
       transport.publish(type, bytes);
       if (metrics) metrics->published.with({"event", type}).inc();
@@ -1765,6 +1992,8 @@ Engine::Engine(Options options, Store& store, Transport& transport, const Clock&
     : impl_(std::make_unique<Impl>(std::move(options), store, transport, clock)) {
   if (impl_->options.max_cached_sagas == 0)
     throw std::invalid_argument("Options::max_cached_sagas must be at least 1");
+  if (impl_->options.max_queued_commands == 0)
+    throw std::invalid_argument("Options::max_queued_commands must be at least 1");
 }
 
 Engine::~Engine() = default;
@@ -1878,12 +2107,13 @@ EngineStats Engine::stats() const {
   auto get = [](const std::atomic<std::uint64_t>& value) {
     return value.load(std::memory_order_relaxed);
   };
-  return {get(c.sagas_started),     get(c.messages_received), get(c.messages_applied),
-          get(c.duplicates),        get(c.dead_letters),      get(c.commits),
-          get(c.commit_failures),   get(c.commands_sent),     get(c.send_retries),
-          get(c.command_resends),   get(c.command_timeouts),  get(c.sagas_completed),
-          get(c.sagas_compensated), get(c.sagas_failed),      get(c.callback_errors),
-          get(c.cached_sagas),      get(c.sagas_evicted),     get(c.sagas_loaded)};
+  return {get(c.sagas_started),     get(c.messages_received),  get(c.messages_applied),
+          get(c.duplicates),        get(c.dead_letters),       get(c.commits),
+          get(c.commit_failures),   get(c.commands_sent),      get(c.send_retries),
+          get(c.command_resends),   get(c.command_timeouts),   get(c.sagas_completed),
+          get(c.sagas_compensated), get(c.sagas_failed),       get(c.callback_errors),
+          get(c.cached_sagas),      get(c.sagas_evicted),      get(c.sagas_loaded),
+          get(c.queued_commands),   get(c.backlogged_commands)};
 }
 
 }  // namespace saga

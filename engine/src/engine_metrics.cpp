@@ -65,8 +65,14 @@ EngineMetrics::EngineMetrics(Metrics& r)
                              {}, Metrics::power_of_two_buckets(4096))
                      .with({})),
       outbox_pending(r.gauge("saga_outbox_pending_messages",
-                             "Committed commands not yet handed to the transport.")
+                             "Committed commands not yet handed to the transport (in the send "
+                             "queue or left in the outbox).")
                          .with({})),
+      backlogged_commands(r.gauge("saga_outbox_backlog_messages",
+                                  "Committed commands left in the outbox only, not in memory: "
+                                  "their destination's send queue was full "
+                                  "(Options::max_queued_commands); read back as it drains.")
+                              .with({})),
       awaiting_reply(r.gauge("saga_commands_awaiting_reply",
                              "Commands handed to the transport whose reply has not been applied.")
                          .with({})),

@@ -26,6 +26,7 @@ struct EngineMetrics {
   Histogram& commit_duration;
   Histogram& batch_size;
   Gauge& outbox_pending;
+  Gauge& backlogged_commands;
   Gauge& awaiting_reply;
   Gauge& oldest_pending_age;
   Gauge& oldest_awaiting_age;

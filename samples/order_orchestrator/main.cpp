@@ -153,26 +153,26 @@ class Intake {
 
   nlohmann::json stats() const {
     const saga::EngineStats s = engine_.stats();
-    return {{"ok", true},
-            {"stats",
-             {{"sagas_started", s.sagas_started},
-              {"messages_received", s.messages_received},
-              {"messages_applied", s.messages_applied},
-              {"duplicates", s.duplicates},
-              {"dead_letters", s.dead_letters},
-              {"commits", s.commits},
-              {"commit_failures", s.commit_failures},
-              {"commands_sent", s.commands_sent},
-              {"send_retries", s.send_retries},
-              {"command_resends", s.command_resends},
-              {"command_timeouts", s.command_timeouts},
-              {"sagas_completed", s.sagas_completed},
-              {"sagas_compensated", s.sagas_compensated},
-              {"sagas_failed", s.sagas_failed},
-              {"callback_errors", s.callback_errors},
-              {"cached_sagas", s.cached_sagas},
-              {"sagas_evicted", s.sagas_evicted},
-              {"sagas_loaded", s.sagas_loaded}}}};
+    return {{"ok", true}, {"stats", {{"sagas_started", s.sagas_started},
+                                     {"messages_received", s.messages_received},
+                                     {"messages_applied", s.messages_applied},
+                                     {"duplicates", s.duplicates},
+                                     {"dead_letters", s.dead_letters},
+                                     {"commits", s.commits},
+                                     {"commit_failures", s.commit_failures},
+                                     {"commands_sent", s.commands_sent},
+                                     {"send_retries", s.send_retries},
+                                     {"command_resends", s.command_resends},
+                                     {"command_timeouts", s.command_timeouts},
+                                     {"sagas_completed", s.sagas_completed},
+                                     {"sagas_compensated", s.sagas_compensated},
+                                     {"sagas_failed", s.sagas_failed},
+                                     {"callback_errors", s.callback_errors},
+                                     {"cached_sagas", s.cached_sagas},
+                                     {"sagas_evicted", s.sagas_evicted},
+                                     {"sagas_loaded", s.sagas_loaded},
+                                     {"queued_commands", s.queued_commands},
+                                     {"backlogged_commands", s.backlogged_commands}}}};
   }
 
   nlohmann::json answer(std::string_view text) {
@@ -258,6 +258,7 @@ int main(int argc, char** argv) {
   std::size_t batch = 256;
   int batch_delay_us = 0;
   std::size_t saga_cache = saga::Options{}.max_cached_sagas;
+  std::size_t send_queue = saga::Options{}.max_queued_commands;
   int command_timeout_ms = 10000;
   int heartbeat_ms = 1000;
   std::string metrics_listen;
@@ -286,6 +287,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--saga-cache", saga_cache,
                  "Sagas kept in memory; past it, those used longest ago are read back when needed")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 40))
+      ->capture_default_str();
+  app.add_option("--send-queue", send_queue,
+                 "Unsent commands kept in memory per participant; past it, the rest wait in the "
+                 "outbox and are read back in order")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 40))
       ->capture_default_str();
   app.add_option("--command-timeout-ms", command_timeout_ms,
@@ -347,6 +353,7 @@ int main(int argc, char** argv) {
   options.max_batch_messages = batch;
   options.max_batch_delay = std::chrono::microseconds{batch_delay_us};
   options.max_cached_sagas = saga_cache;
+  options.max_queued_commands = send_queue;
   options.command_retry.timeout = std::chrono::milliseconds{command_timeout_ms};
   options.compensation_retry.timeout = std::chrono::milliseconds{command_timeout_ms};
   options.idle_wait = std::chrono::milliseconds{20};

@@ -15,6 +15,7 @@
 #include "ledger_check.hpp"
 #include "order/order_saga.hpp"
 #include "saga/engine.hpp"
+#include "saga/log.hpp"
 #include "saga/sqlite_store.hpp"
 #include "saga/zmq_transport.hpp"
 
@@ -47,6 +48,7 @@ int main(int argc, char** argv) {
   std::uint64_t seed = 7;
   int charge_attempts = 0;
   std::size_t saga_cache = saga::Options{}.max_cached_sagas;
+  std::size_t send_queue = saga::Options{}.max_queued_commands;
   app.add_option("--db", db, "SQLite database")->capture_default_str();
   app.add_option("--router", router, "ROUTER endpoint")->capture_default_str();
   app.add_option("--endpoints-file", endpoints_file, "Write router=<bound endpoint> here");
@@ -60,6 +62,9 @@ int main(int argc, char** argv) {
   app.add_option("--saga-cache", saga_cache, "Options::max_cached_sagas")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 40))
       ->capture_default_str();
+  app.add_option("--send-queue", send_queue, "Options::max_queued_commands")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 40))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   auto [existing, ended_before] = count_sagas(db);
@@ -67,6 +72,10 @@ int main(int argc, char** argv) {
   options.store.path = db;
   options.idle_wait = std::chrono::milliseconds{10};
   options.max_cached_sagas = saga_cache;
+  options.max_queued_commands = send_queue;
+  // Warnings and errors only (the crash test keeps this process's stderr in orchestrator.log).
+  options.logger = saga::make_stream_logger(std::cerr, saga::LogFormat::console,
+                                            saga::LogLevel::warn);
   // Never give up on a command: every saga must end Completed or Compensated however often the
   // processes die. Re-sends are frequent so crashes heal quickly.
   options.command_retry = {std::chrono::milliseconds{400}, 1.5, std::chrono::milliseconds{2000},

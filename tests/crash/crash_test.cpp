@@ -93,6 +93,7 @@ int main(int argc, char** argv) {
   std::uint64_t seed = 1;
   int stall_ms = 0, charge_attempts = 0;
   std::size_t saga_cache = 100000;
+  std::size_t send_queue = 10000;
   std::string stall_service = "payment";
   app.add_option("--samples", bin_dir, "Directory of the built samples (services/...)")->required();
   app.add_option("--orchestrator", orchestrator_path, "The crash_orchestrator program")->required();
@@ -115,6 +116,11 @@ int main(int argc, char** argv) {
                  "The orchestrator's saga cache (below the sagas in flight: they are read back)")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 40))
       ->capture_default_str();
+  app.add_option("--send-queue", send_queue,
+                 "The orchestrator's send queue per participant (past it, commands wait in the "
+                 "outbox only and are read back)")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 40))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   fs::remove_all(work);
@@ -130,13 +136,13 @@ int main(int argc, char** argv) {
   std::string router = "tcp://127.0.0.1:*";
   auto start_orchestrator = [&](const std::map<std::string, std::string>& env) {
     fs::remove(dir / "endpoints");
-    Process process =
-        spawn("orchestrator",
-              {orchestrator_path, "--db", db, "--router", router, "--endpoints-file",
-               (dir / "endpoints").string(), "--sagas", std::to_string(sagas), "--rate",
-               std::to_string(rate), "--charge-attempts", std::to_string(charge_attempts),
-               "--saga-cache", std::to_string(saga_cache)},
-              env, dir / "orchestrator.log");
+    Process process = spawn(
+        "orchestrator",
+        {orchestrator_path, "--db", db, "--router", router, "--endpoints-file",
+         (dir / "endpoints").string(), "--sagas", std::to_string(sagas), "--rate",
+         std::to_string(rate), "--charge-attempts", std::to_string(charge_attempts), "--saga-cache",
+         std::to_string(saga_cache), "--send-queue", std::to_string(send_queue)},
+        env, dir / "orchestrator.log");
     for (int i = 0; i < 500 && !fs::exists(dir / "endpoints"); ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds{10});
     std::ifstream in(dir / "endpoints");

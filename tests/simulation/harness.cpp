@@ -106,7 +106,12 @@ class SimulatedTransport final : public Transport {
  public:
   SimulatedTransport(Network& network, const Config& config) : network_(network), config_(config) {}
 
+  // A participant that is away refuses a send (the engine queues it, then leaves later ones in
+  // the outbox): drawn only when `refusals` is set, so other seeds keep their scenario.
+  bool refusals = false;
+
   SendResult send(std::string_view destination, std::string_view bytes) override {
+    if (refusals && network_.faults() && network_.chance(0.2)) return SendResult::unroutable;
     bool crash = network_.faults() && network_.chance(config_.crash_while_sending);
     if (crash && network_.chance(0.5)) throw SimulatedCrash{};  // committed, not sent
     network_.post({false, std::string(destination), std::string(bytes)});
@@ -259,6 +264,11 @@ Result run(const Config& config) {
   // from the seed without drawing from `random`, so each seed keeps its scenario.
   const std::size_t cache_sizes[] = {Options{}.max_cached_sagas, 1, 16};
   options.max_cached_sagas = cache_sizes[(config.seed / 2) % 3];
+  // A send queue of one or three commands, with sends refused while faults last, makes the engine
+  // leave commands in the outbox and read them back; also from the seed.
+  const std::size_t queue_limits[] = {Options{}.max_queued_commands, 1, 3};
+  options.max_queued_commands = queue_limits[(config.seed / 6) % 3];
+  transport.refusals = options.max_queued_commands < 10;
   options.id_generator = [&ids] { return uuid_from(ids); };
   auto remove_files = [&] {
     for (const char* suffix : {"", "-wal", "-shm", ".lock"})
@@ -318,6 +328,8 @@ Result run(const Config& config) {
       crash();
       continue;
     }
+    result.backlogged =
+        std::max(result.backlogged, static_cast<int>(engine->stats().backlogged_commands));
     while (auto packet = network.take(false)) participants.handle(*packet, result.violations);
 
     // The operator: once the faults stop, a saga parked on a pivot given up on is retried.

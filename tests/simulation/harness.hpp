@@ -39,6 +39,7 @@ struct Result {
   int engine_crashes = 0;
   int given_up = 0;           // commands the engine gave up on (timed_out entries)
   int compensated_first = 0;  // step commands the participants refused: compensated
+  int backlogged = 0;         // most commands left in the outbox at once (a full send queue)
   int steps = 0;
   bool ok() const { return violations.empty(); }
 };

@@ -42,7 +42,8 @@ int main(int argc, char** argv) {
     }
   }
   auto begin = std::chrono::steady_clock::now();
-  std::uint64_t failed = 0, sagas = 0, crashes = 0, given_up = 0, compensated_first = 0;
+  std::uint64_t failed = 0, sagas = 0, crashes = 0, given_up = 0, compensated_first = 0,
+                backlogged = 0;
   for (std::uint64_t seed = first; seed < first + count; ++seed) {
     saga::simulation::Config config;
     config.seed = seed;
@@ -53,6 +54,7 @@ int main(int argc, char** argv) {
     compensated_first += static_cast<std::uint64_t>(result.compensated_first);
     sagas += static_cast<std::uint64_t>(result.sagas);
     crashes += static_cast<std::uint64_t>(result.engine_crashes);
+    if (result.backlogged > 0) ++backlogged;
     if (!result.ok()) {
       ++failed;
       std::cout << "seed " << seed << " FAILED:\n";
@@ -66,7 +68,8 @@ int main(int argc, char** argv) {
   std::cout << count << " seeds (" << first << ".." << first + count - 1 << "), " << failed
             << " failed, " << sagas << " sagas, " << crashes << " engine crashes, " << given_up
             << " commands given up on, " << compensated_first
-            << " step commands refused after their compensation, " << seconds << " s, "
+            << " step commands refused after their compensation, " << backlogged
+            << " seeds left commands in the outbox (a full send queue), " << seconds << " s, "
             << static_cast<double>(count) / seconds << " seeds/s\n";
   return failed == 0 ? 0 : 1;
 }

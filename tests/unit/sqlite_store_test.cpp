@@ -267,7 +267,7 @@ TEST(SqliteTuning, MemoryStatisticsStayOnWhenSqliteIsAlreadyInUse) {
 }
 
 TEST(SqliteStoreOpen, LatestSchemaVersionIsTheNumberOfMigrations) {
-  EXPECT_EQ(SqliteStore::latest_schema_version(), 8);
+  EXPECT_EQ(SqliteStore::latest_schema_version(), 9);
 }
 
 TEST(SqliteStoreOpen, InMemoryDatabaseOpensAndIsIntact) {
@@ -469,7 +469,7 @@ TEST(SqliteStoreMigration, Schema7OutboxIsServedByOneOpenCommandsIndex) {
   store.reset();
 
   RawDb raw(db);
-  EXPECT_EQ(raw.integer("PRAGMA user_version"), 8);
+  EXPECT_EQ(raw.integer("PRAGMA user_version"), SqliteStore::latest_schema_version());
   EXPECT_EQ(raw.integer("SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name IN "
                         "('outbox_pending', 'outbox_awaiting_reply')"),
             0);
@@ -487,6 +487,13 @@ TEST(SqliteStoreMigration, Schema7OutboxIsServedByOneOpenCommandsIndex) {
     const std::string plan = raw.plan(query);
     EXPECT_NE(plan.find("USING INDEX outbox_open"), std::string::npos) << query << "\n" << plan;
   }
+  // Schema 9: a destination's backlog is a range of that index (destination, then rowid).
+  const std::string plan = raw.plan(
+      "SELECT message_id FROM outbox WHERE destination = 'payment' AND replied_at IS "
+      "NULL AND rowid > 1 AND dispatched = 0 ORDER BY rowid LIMIT 10");
+  EXPECT_NE(plan.find("USING INDEX outbox_open (destination=? AND rowid>?)"), std::string::npos)
+      << plan;
+  EXPECT_EQ(plan.find("TEMP B-TREE"), std::string::npos) << plan;
 }
 
 // --- Exclusive writer ---------------------------------------------------------------------------
@@ -1028,6 +1035,45 @@ TEST(SqliteStoreOutbox, PendingOutboxIsOldestFirstTiesInInsertionOrderAndHonours
   dispatched.dispatched = {{"a", 2}};
   ASSERT_TRUE(store->commit(dispatched));
   EXPECT_EQ(ids_of(store->pending_outbox(2).value()), (std::vector<std::string>{"b2", "b1"}));
+}
+
+TEST(SqliteStoreOutbox, PendingOutboxForOneDestinationIsInCommitOrderAfterASequence) {
+  auto store = open_or_fail(memory_options());
+  ASSERT_TRUE(store);
+  auto to = [](OutboxMessage row, const char* destination) {
+    row.destination = destination;
+    return row;
+  };
+  WriteBatch batch;  // created_at does not decide the order: the commit does
+  batch.outbox = {make_outbox("p1", "s1", at_us(30)), to(make_outbox("i1", "s1"), "inventory"),
+                  make_outbox("p2", "s2", at_us(10)), make_outbox("p3", "s3", at_us(20))};
+  ASSERT_TRUE(store->commit(batch));
+  WriteBatch later;
+  later.outbox = {make_outbox("p4", "s4", at_us(5)), make_outbox("p5", "s5", at_us(5))};
+  later.dispatched = {{"p2", 2}};  // re-sent: not pending any more
+  later.replied = {"p3"};          // closed
+  ASSERT_TRUE(store->commit(later));
+
+  auto all = store->pending_outbox_for("payment", 0, 10).value();
+  EXPECT_EQ(ids_of(all), (std::vector<std::string>{"p1", "p4", "p5"}));
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_LT(all[0].sequence, all[1].sequence);
+  EXPECT_LT(all[1].sequence, all[2].sequence);
+  EXPECT_EQ(store->outbox_message("p4").value()->sequence, all[1].sequence);
+  EXPECT_EQ(ids_of(store->pending_outbox_for("payment", all[0].sequence, 1).value()),
+            std::vector<std::string>{"p4"});
+  EXPECT_TRUE(store->pending_outbox_for("payment", all[2].sequence, 10).value().empty());
+  EXPECT_EQ(ids_of(store->pending_outbox_for("inventory", 0, 10).value()),
+            std::vector<std::string>{"i1"});
+  EXPECT_TRUE(store->pending_outbox_for("shipping", 0, 10).value().empty());
+
+  auto backlog = store->outbox_backlog().value();
+  ASSERT_EQ(backlog.size(), 2u);
+  EXPECT_EQ(backlog[0].destination, "inventory");
+  EXPECT_EQ(backlog[0].count, 1);
+  EXPECT_EQ(backlog[1].destination, "payment");
+  EXPECT_EQ(backlog[1].count, 3);
+  EXPECT_EQ(backlog[1].last_sequence, all[2].sequence);
 }
 
 TEST(SqliteStoreOutbox, DuplicateOutboxIdIsConflict) {

@@ -22,8 +22,9 @@
 //
 // Guarantees (each has a test in tests/):
 // - Nothing is sent that is not committed; a committed command not yet sent is sent after a
-//   restart (pending outbox rows are re-read on the first turn). So is every open command that
-//   was sent at most once: the store does not know whether that send left the process.
+//   restart (the pending outbox rows are read back from the first turn on, in commit order per
+//   destination, Options::max_queued_commands at a time). So is every open command that was
+//   sent at most once: the store does not know whether that send left the process.
 // - A command stays "awaiting reply" until a reply with its eventId as causationId is applied;
 //   until then it is re-sent (same bytes, same eventId) per Options::command_retry (or
 //   compensation_retry), with backoff and jitter. When the policy runs out, the saga gets
@@ -104,6 +105,9 @@ struct EngineStats {
   std::uint64_t cached_sagas = 0;     // sagas in the saga cache after the last turn
   std::uint64_t sagas_evicted = 0;    // sagas the cache let go while not ended (max_cached_sagas)
   std::uint64_t sagas_loaded = 0;     // sagas read from the store into the cache (a miss)
+  std::uint64_t queued_commands = 0;  // commands in the send queue (memory) after the last send
+  std::uint64_t backlogged_commands = 0;  // commands left in the outbox only: their destination's
+                                          // queue was full (Options::max_queued_commands)
 };
 
 class Engine {

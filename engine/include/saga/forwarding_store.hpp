@@ -23,6 +23,14 @@ class ForwardingStore : public Store {
   StoreResult<std::vector<OutboxMessage>> pending_outbox(std::size_t limit) override {
     return inner_.pending_outbox(limit);
   }
+  StoreResult<std::vector<OutboxMessage>> pending_outbox_for(const std::string& destination,
+                                                             std::int64_t after_sequence,
+                                                             std::size_t limit) override {
+    return inner_.pending_outbox_for(destination, after_sequence, limit);
+  }
+  StoreResult<std::vector<OutboxBacklog>> outbox_backlog() override {
+    return inner_.outbox_backlog();
+  }
   StoreResult<std::vector<OutboxMessage>> awaiting_reply(std::size_t limit) override {
     return inner_.awaiting_reply(limit);
   }

@@ -102,6 +102,18 @@ struct Options {
   // Default: 100,000 (about 190 MB of the order sample's sagas: saga_engine_loop --waiting).
   std::size_t max_cached_sagas = 100000;
 
+  // The send queue: at most this many new commands per destination wait in memory for the
+  // transport to take them (a participant down or slow refuses sends). A destination's later
+  // commands are committed to the outbox as always but not kept in memory: once its queue has
+  // drained to half, they are read back from the store in commit order, so each destination
+  // still receives its commands in the order they were committed, and memory does not grow with
+  // the time a participant is away. Re-sends (timeouts, operator retries) always queue: they are
+  // bounded by the commands awaiting replies. At start, the commands sent at most once are read
+  // back the same way, this many per destination at a time. Must be at least 1; Engine's
+  // constructor throws std::invalid_argument. Default: 10,000 (about 9 MB per destination of the
+  // order sample's commands).
+  std::size_t max_queued_commands = 10000;
+
   // Inbound envelopes longer than this are dead-lettered unparsed. Default: 1 MiB.
   std::size_t max_message_bytes = kDefaultMaxMessageBytes;
 

@@ -75,7 +75,8 @@ struct JournalEntry {
 // A command, open until its reply is applied (replied_at). The store records re-sends, not the
 // first send: `dispatched` is set, and `attempts` and `dispatched_at` kept, only once the engine
 // has handed the command to the transport a second time. An open row that is not dispatched was
-// sent at most once, and is sent again at once when an engine starts on the store.
+// sent at most once, and is sent again when an engine starts on the store (at once, unless its
+// destination has more than Options::max_queued_commands of them: then in commit order).
 struct OutboxMessage {
   std::string message_id;  // the envelope's eventId; primary key
   std::string saga_id;
@@ -88,6 +89,16 @@ struct OutboxMessage {
   Timestamp created_at{};
   std::optional<Timestamp> dispatched_at;  // last recorded re-send
   std::optional<Timestamp> replied_at;     // when a reply to it was applied
+  std::int64_t sequence = 0;  // assigned by the store: ascending in commit order (SqliteStore: the
+                              // rowid); set on rows read back, 0 on rows not yet committed
+};
+
+// The open commands of one destination that were sent at most once (not dispatched), as the
+// engine reads them when it starts: how many, and the sequence of the newest.
+struct OutboxBacklog {
+  std::string destination;
+  std::int64_t count = 0;
+  std::int64_t last_sequence = 0;
 };
 
 // A message that could not be processed, kept for an operator with its raw bytes (bounded).
@@ -195,6 +206,14 @@ class Store {
 
   // Open outbox rows not dispatched (sent at most once), oldest first, at most `limit`.
   virtual StoreResult<std::vector<OutboxMessage>> pending_outbox(std::size_t limit) = 0;
+  // The same rows for one destination with a sequence above `after_sequence`, in commit order
+  // (ascending sequence), at most `limit`. The engine reads the commands it did not keep in
+  // memory (Options::max_queued_commands) this way, a destination at a time.
+  virtual StoreResult<std::vector<OutboxMessage>> pending_outbox_for(const std::string& destination,
+                                                                     std::int64_t after_sequence,
+                                                                     std::size_t limit) = 0;
+  // Those rows counted by destination (ordered by destination name), read once at start.
+  virtual StoreResult<std::vector<OutboxBacklog>> outbox_backlog() = 0;
   // Dispatched (re-sent) rows whose reply has not been applied, oldest dispatch first, at most
   // `limit`.
   virtual StoreResult<std::vector<OutboxMessage>> awaiting_reply(std::size_t limit) = 0;

@@ -310,6 +310,7 @@ StoreResult<OutboxMessage> read_outbox(const Use& row) {
   message.dispatched_at = row.optional_time(8);
   message.replied_at = row.optional_time(9);
   message.compensation = row.integer(10) != 0;
+  message.sequence = row.integer(11);
   return message;
 }
 
@@ -477,9 +478,10 @@ struct SqliteStore::Impl {
   Statement insert_saga, update_saga, update_saga_same_status, insert_journal, insert_outbox,
       insert_inbox, insert_dead_letter, mark_dispatched, mark_replied, mark_replayed, reopen_outbox,
       mark_discarded, answer_operator_request, upsert_definition;
-  Statement select_saga, select_inbox, select_pending_outbox, select_journal, select_dead_letters,
-      select_outbox, select_sagas_by_status, select_awaiting_reply, select_dead_letter,
-      select_outbox_message, select_operator_requests, count_sagas, count_open_dead_letters;
+  Statement select_saga, select_inbox, select_pending_outbox, select_pending_outbox_for,
+      select_outbox_backlog, select_journal, select_dead_letters, select_outbox,
+      select_sagas_by_status, select_awaiting_reply, select_dead_letter, select_outbox_message,
+      select_operator_requests, count_sagas, count_open_dead_letters;
 
   Transaction transaction() noexcept {
     return Transaction(db.get(), begin.get(), commit.get(), rollback.get());
@@ -573,7 +575,7 @@ Error SqliteStore::Impl::prepare_statements() {
   const std::string select_sagas = std::string("SELECT ") + kSagaColumns + " FROM sagas ";
   const std::string select_outbox_rows =
       "SELECT message_id, saga_id, destination, message_type, payload, attempts, dispatched, "
-      "created_at, dispatched_at, replied_at, compensation FROM outbox ";
+      "created_at, dispatched_at, replied_at, compensation, rowid FROM outbox ";
   const std::string select_saga_sql = select_sagas + "WHERE id = ?1";
   const std::string select_by_status_sql =
       select_sagas + "WHERE status = ?1 ORDER BY created_at, rowid LIMIT ?2";
@@ -583,6 +585,10 @@ Error SqliteStore::Impl::prepare_statements() {
   const std::string select_outbox_message_sql = select_outbox_rows + "WHERE message_id = ?1";
   const std::string select_outbox_sql =
       select_outbox_rows + "WHERE saga_id = ?1 ORDER BY created_at, rowid";
+  const std::string select_pending_for_sql =
+      select_outbox_rows +
+      "WHERE destination = ?1 AND replied_at IS NULL AND rowid > ?2 AND dispatched = 0 "
+      "ORDER BY rowid LIMIT ?3";
   const std::string select_awaiting_sql =
       select_outbox_rows +
       "WHERE replied_at IS NULL AND dispatched = 1 ORDER BY dispatched_at, rowid LIMIT ?1";
@@ -618,6 +624,10 @@ Error SqliteStore::Impl::prepare_statements() {
       {&select_saga, select_saga_sql.c_str()},
       {&select_inbox, "SELECT 1 FROM inbox WHERE message_id = ?1"},
       {&select_pending_outbox, select_pending_sql.c_str()},
+      {&select_pending_outbox_for, select_pending_for_sql.c_str()},
+      {&select_outbox_backlog,
+       "SELECT destination, count(*), max(rowid) FROM outbox WHERE replied_at IS NULL AND "
+       "dispatched = 0 GROUP BY destination ORDER BY destination"},
       {&select_journal,
        "SELECT sequence, saga_id, at, kind, message_id, message_type, from_state, to_state, "
        "detail FROM journal WHERE saga_id = ?1 ORDER BY sequence"},
@@ -942,6 +952,23 @@ StoreResult<std::vector<OutboxMessage>> SqliteStore::pending_outbox(std::size_t 
   Use use(impl_->select_pending_outbox.get());
   use.integer(1, to_limit(limit));
   return read_all<OutboxMessage>(impl_->db.get(), use, "reading the pending outbox", read_outbox);
+}
+
+StoreResult<std::vector<OutboxMessage>> SqliteStore::pending_outbox_for(
+    const std::string& destination, std::int64_t after_sequence, std::size_t limit) {
+  Use use(impl_->select_pending_outbox_for.get());
+  use.text(1, destination).integer(2, after_sequence).integer(3, to_limit(limit));
+  return read_all<OutboxMessage>(impl_->db.get(), use,
+                                 "reading the pending outbox of " + destination, read_outbox);
+}
+
+StoreResult<std::vector<OutboxBacklog>> SqliteStore::outbox_backlog() {
+  Use use(impl_->select_outbox_backlog.get());
+  return read_all<OutboxBacklog>(
+      impl_->db.get(), use, "counting the pending outbox",
+      [](const Use& row) -> StoreResult<OutboxBacklog> {
+        return OutboxBacklog{row.text(0), row.integer(1), row.integer(2)};
+      });
 }
 
 StoreResult<std::vector<OutboxMessage>> SqliteStore::awaiting_reply(std::size_t limit) {

@@ -43,6 +43,10 @@ class SqliteStore final : public Store {
   StoreResult<std::optional<SagaRecord>> load_saga(const std::string& saga_id) override;
   StoreResult<bool> inbox_contains(const std::string& message_id) override;
   StoreResult<std::vector<OutboxMessage>> pending_outbox(std::size_t limit) override;
+  StoreResult<std::vector<OutboxMessage>> pending_outbox_for(const std::string& destination,
+                                                             std::int64_t after_sequence,
+                                                             std::size_t limit) override;
+  StoreResult<std::vector<OutboxBacklog>> outbox_backlog() override;
   StoreResult<std::vector<OutboxMessage>> awaiting_reply(std::size_t limit) override;
   StoreResult<std::optional<OutboxMessage>> outbox_message(const std::string& message_id) override;
   StoreResult<std::vector<StoredOperatorRequest>> pending_operator_requests(
