@@ -984,6 +984,7 @@ struct Engine::Impl {
     backlog_size = 0;
     for (const auto& entry : pending.value()) {
       Backlog& backlog = backlogs[entry.destination];
+      backlog.after_sequence = entry.first_sequence - 1;
       backlog.restart_boundary = entry.last_sequence;
       backlog.count = static_cast<std::size_t>(entry.count);
       backlog_size += backlog.count;
@@ -1014,7 +1015,7 @@ struct Engine::Impl {
       return exhausted;
     const std::size_t chunk = options.max_queued_commands;
     for (const auto& entry : pending) {
-      std::int64_t after = 0;
+      std::int64_t after = entry.first_sequence - 1;
       for (;;) {
         auto rows = store.pending_outbox_for(entry.destination, after, chunk);
         if (!rows) throw TurnAborted{rows.error()};
@@ -1075,9 +1076,10 @@ struct Engine::Impl {
   }
 
   // A command the turn just committed: queued, unless its destination's queue is full or it has
-  // a backlog already; then it stays in the outbox only, read back when its turn comes.
-  void queue_new(OutboxMessage row) {
-    auto backlog = backlogs.find(row.destination);
+  // a backlog already; then it stays in the outbox only, read back when its turn comes. Moves
+  // from `row` when it queues it.
+  void queue_new(OutboxMessage& row) {
+    auto backlog = backlogs.empty() ? backlogs.end() : backlogs.find(row.destination);
     if (backlog == backlogs.end()) {
       std::size_t& held = queued[row.destination];
       if (held < options.max_queued_commands) {
@@ -1764,7 +1766,7 @@ struct Engine::Impl {
     settle_cache(turn);
     for (const auto& id : turn.batch.replied) untrack(id);
     forget_closed_resends(turn);
-    for (auto& row : turn.batch.outbox) queue_new(std::move(row));
+    for (auto& row : turn.batch.outbox) queue_new(row);
     for (auto& row : turn.rearm) requeue(std::move(row));
     counters.command_timeouts.fetch_add(turn.timeouts, std::memory_order_relaxed);
     finish_operations(turn, true);

@@ -678,10 +678,8 @@ int show_stats(const Context& context) {
   std::optional<SagaRow> oldest;
   if (oldest_query.step()) oldest = saga_from(oldest_query);
 
-  // Both counts search the open-commands index (outbox_open, or the two partial indexes of
-  // schemas before 8) rather than scan the outbox; since schema 9 that index is keyed by
-  // destination, so the oldest open command's age reads each open row. The engine records
-  // re-sends, not first sends.
+  // Both counts read the open-commands index (outbox_open, or the two partial indexes of
+  // schemas before 8), never the whole outbox. The engine records re-sends, not first sends.
   const bool has_replies = db.has_column("outbox", "replied_at");
   auto open = db.prepare(std::string("SELECT count(*), min(created_at) FROM outbox WHERE ") +
                          (has_replies ? "replied_at IS NULL" : "dispatched = 0"));

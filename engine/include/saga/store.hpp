@@ -94,10 +94,11 @@ struct OutboxMessage {
 };
 
 // The open commands of one destination that were sent at most once (not dispatched), as the
-// engine reads them when it starts: how many, and the sequence of the newest.
+// engine reads them when it starts: how many, and the sequences of the oldest and the newest.
 struct OutboxBacklog {
   std::string destination;
   std::int64_t count = 0;
+  std::int64_t first_sequence = 0;
   std::int64_t last_sequence = 0;
 };
 
@@ -208,7 +209,9 @@ class Store {
   virtual StoreResult<std::vector<OutboxMessage>> pending_outbox(std::size_t limit) = 0;
   // The same rows for one destination with a sequence above `after_sequence`, in commit order
   // (ascending sequence), at most `limit`. The engine reads the commands it did not keep in
-  // memory (Options::max_queued_commands) this way, a destination at a time.
+  // memory (Options::max_queued_commands) this way, a destination at a time. SqliteStore walks
+  // the outbox in rowid order from `after_sequence`, past other destinations' rows, until it has
+  // `limit` rows or reaches the end: no index is kept for this rare read.
   virtual StoreResult<std::vector<OutboxMessage>> pending_outbox_for(const std::string& destination,
                                                                      std::int64_t after_sequence,
                                                                      std::size_t limit) = 0;

@@ -626,7 +626,8 @@ Error SqliteStore::Impl::prepare_statements() {
       {&select_pending_outbox, select_pending_sql.c_str()},
       {&select_pending_outbox_for, select_pending_for_sql.c_str()},
       {&select_outbox_backlog,
-       "SELECT destination, count(*), max(rowid) FROM outbox WHERE replied_at IS NULL AND "
+       "SELECT destination, count(*), min(rowid), max(rowid) FROM outbox WHERE replied_at IS NULL "
+       "AND "
        "dispatched = 0 GROUP BY destination ORDER BY destination"},
       {&select_journal,
        "SELECT sequence, saga_id, at, kind, message_id, message_type, from_state, to_state, "
@@ -967,7 +968,7 @@ StoreResult<std::vector<OutboxBacklog>> SqliteStore::outbox_backlog() {
   return read_all<OutboxBacklog>(
       impl_->db.get(), use, "counting the pending outbox",
       [](const Use& row) -> StoreResult<OutboxBacklog> {
-        return OutboxBacklog{row.text(0), row.integer(1), row.integer(2)};
+        return OutboxBacklog{row.text(0), row.integer(1), row.integer(2), row.integer(3)};
       });
 }
 
