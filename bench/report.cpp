@@ -558,8 +558,9 @@ std::string markdown(const json& r) {
 - **RSS per in-flight saga**: a fresh cluster; the inventory service is stopped (SIGSTOP), N
   sagas are started and committed (each waits on `inventory.Reserve`), and the orchestrator's
   `VmRSS` growth is divided by N. It includes the engine's saga cache, each saga's open command,
-  the commands queued for the stopped service (in ZeroMQ's queue and, past its high-water mark,
-  in the engine's send queue, with their bytes), SQLite's page cache growing towards its 16 MiB
+  the commands queued for the stopped service (in ZeroMQ's queue and, past its high-water mark
+  of 10,000 and the socket buffers, in the engine's send queue, with their bytes: N is 40,000 so
+  that they get there), SQLite's page cache growing towards its 16 MiB
   bound, and the sample intake's set of sagas in flight; then the service continues and every
   saga must complete. The second figure is the same run with the orchestrator's saga cache and
   send queue at a tenth of N (`--saga-cache`, `--send-queue`): the sagas the cache let go are
