@@ -197,24 +197,26 @@ struct Engine::Impl {
   std::unordered_map<std::string, CachedSaga> cache;
   std::uint64_t turn_number = 0;  // stamps CachedSaga::last_used_turn
   // The send queue: commands the transport has not taken yet, each destination's in commit order
-  // (see send_unsent), and how many it holds per destination. At most
-  // Options::max_queued_commands new commands per destination wait here; past that, a
-  // destination has a backlog: its newer commands stay in the outbox only and are read back, in
-  // commit order, as its queue drains (read_backlogs). Re-sends always queue here.
+  // (see send_unsent), and how many it holds per destination. A new command queues here while
+  // its destination holds fewer than Options::max_queued_commands (re-sends included); past
+  // that, the destination has a backlog: its newer commands stay in the outbox only and are read
+  // back, in commit order, as its queue drains (read_backlogs). Re-sends always queue here.
   std::deque<OutboxMessage> unsent;
   std::unordered_map<std::string, std::size_t> queued;
   struct Backlog {
     std::string first_id;               // the first command left out, until its sequence is read
     std::int64_t after_sequence = 0;    // read back up to this outbox sequence
     std::int64_t restart_boundary = 0;  // rows up to here were committed before this engine ran
-    std::size_t count = 0;              // left in the outbox (rows closed meanwhile included)
-    std::size_t read_back = 0;          // since the backlog began
+    std::size_t count = 0;      // left in the outbox: an estimate (rows closed meanwhile included)
+    std::size_t read_back = 0;  // since the backlog began
+    bool logged = false;        // its start was logged (so is its end)
+    // Commands in the backlog's range that another path queued or tracked already (re-armed by
+    // an operator retry or a retriable step, or out of attempts at start): read-back skips them.
+    std::unordered_set<std::string> handled_elsewhere;
   };
   std::unordered_map<std::string, Backlog> backlogs;
   std::size_t backlog_size = 0;
-  // Commands in a backlog's range that another path queued or tracked already (re-armed by an
-  // operator retry or a retriable step, or out of attempts at start): the read-back skips them.
-  std::unordered_set<std::string> handled_outside_backlog;
+  std::unordered_map<std::string, Timestamp> backlog_logged_at;  // by destination: rate limit
   bool read_back_failing = false;  // the last read of a backlog failed
   bool backlog_ready = false;      // a destination took everything and its backlog has more
   // Dispatched commands awaiting a reply, by eventId, with the time they are re-sent. A row here
@@ -989,8 +991,13 @@ struct Engine::Impl {
       backlog.count = static_cast<std::size_t>(entry.count);
       backlog_size += backlog.count;
     }
-    for (auto& row : exhausted) {
-      handled_outside_backlog.insert(row.message_id);
+    for (auto& row : exhausted) {  // tracked, not pending: not part of the backlog's count
+      Backlog& backlog = backlogs[row.destination];
+      backlog.handled_elsewhere.insert(row.message_id);
+      if (backlog.count > 0) {
+        --backlog.count;
+        --backlog_size;
+      }
       Timestamp sent = row.created_at;
       track(std::move(row), sent);
     }
@@ -1066,7 +1073,8 @@ struct Engine::Impl {
   // A command sent again by an operator retry or a retriable step: its row may lie in a backlog
   // not read back yet (after a start), which must then not send it a second time.
   void requeue(OutboxMessage row) {
-    if (!backlogs.empty()) handled_outside_backlog.insert(row.message_id);
+    if (auto backlog = backlogs.find(row.destination); backlog != backlogs.end())
+      backlog->second.handled_elsewhere.insert(row.message_id);
     queue(std::move(row));
   }
 
@@ -1087,14 +1095,23 @@ struct Engine::Impl {
         ++held;
         return;
       }
-      backlog = backlogs.emplace(row.destination, Backlog{row.message_id}).first;
-      if (logs(LogLevel::warn))
+      backlog = backlogs.try_emplace(row.destination).first;
+      backlog->second.first_id = row.message_id;
+      // Logged at most once a minute per destination: a consumer about as fast as the producer
+      // could otherwise fill and drain its queue over and over.
+      Timestamp now = clock.now();
+      auto [last, first_time] = backlog_logged_at.try_emplace(row.destination, now);
+      backlog->second.logged =
+          logs(LogLevel::warn) && (first_time || now - last->second >= std::chrono::minutes{1});
+      if (backlog->second.logged) {
+        last->second = now;
         logger->write(LogRecord(LogLevel::warn,
                                 "send queue full: the destination's next commands wait in the "
                                 "outbox and are read back as it takes the queued ones",
                                 clock.now())
                           .with("destination", row.destination)
                           .with("queuedCommands", static_cast<std::int64_t>(held)));
+      }
     }
     ++backlog->second.count;
     ++backlog_size;
@@ -1104,10 +1121,14 @@ struct Engine::Impl {
   // has drained to half of max_queued_commands, enough to fill it. A destination is caught up
   // once a read returns less than that: its next commands queue in memory again (commits and
   // reads are both this thread's, so none can fall in between). A failed read is tried again at
-  // the next send. Returns whether anything was queued.
-  bool read_backlogs() {
+  // the next send.
+  struct ReadBack {
+    bool read_any = false;    // rows were read (the backlogs moved on)
+    bool queued_any = false;  // some of them were queued
+  };
+  ReadBack read_backlogs() {
     const std::size_t limit = options.max_queued_commands;
-    bool queued_any = false;
+    ReadBack result;
     bool failed = false;
     for (auto it = backlogs.begin(); it != backlogs.end();) {
       const std::string& destination = it->first;
@@ -1148,14 +1169,15 @@ struct Engine::Impl {
         ++it;
         continue;
       }
+      result.read_any = result.read_any || !rows.value().empty();
       for (auto& row : rows.value()) {
         backlog.after_sequence = row.sequence;
+        if (backlog.handled_elsewhere.erase(row.message_id) > 0) continue;
         if (backlog.count > 0) {
           --backlog.count;
           --backlog_size;
         }
-        if (handled_outside_backlog.erase(row.message_id) > 0) continue;
-        queued_any = true;
+        result.queued_any = true;
         if (row.sequence <= backlog.restart_boundary)
           resend_after_restart(std::move(row));
         else
@@ -1164,7 +1186,7 @@ struct Engine::Impl {
       backlog.read_back += rows.value().size();
       if (rows.value().size() < room) {
         backlog_size -= std::min(backlog_size, backlog.count);
-        if (backlog.restart_boundary == 0 && logs(LogLevel::info))
+        if (backlog.logged && logs(LogLevel::info))
           logger->write(LogRecord(LogLevel::info,
                                   "send queue caught up: the destination's commands queue in "
                                   "memory again",
@@ -1177,8 +1199,7 @@ struct Engine::Impl {
       }
     }
     if (!failed) read_back_failing = false;
-    if (backlogs.empty()) handled_outside_backlog.clear();
-    return queued_any;
+    return result;
   }
 
   void read_back_failed(const std::string& destination, const StoreError& error) {
@@ -1198,10 +1219,14 @@ struct Engine::Impl {
   std::size_t send_queued() {
     std::size_t sent = send_unsent();
     backlog_ready = false;
-    for (int round = 0; !backlogs.empty() && read_backlogs(); ++round) {
-      const std::size_t more = send_unsent();
-      sent += more;
-      if (more == 0) break;
+    for (int round = 0; !backlogs.empty(); ++round) {
+      const ReadBack read = read_backlogs();
+      if (!read.read_any) break;
+      if (read.queued_any) {
+        const std::size_t more = send_unsent();
+        sent += more;
+        if (more == 0) break;
+      }
       if (round + 1 == kMaxReadBackRounds) {  // the next turn goes on without waiting for input
         backlog_ready = true;
         break;

@@ -71,7 +71,8 @@ EngineMetrics::EngineMetrics(Metrics& r)
       backlogged_commands(r.gauge("saga_outbox_backlog_messages",
                                   "Committed commands left in the outbox only, not in memory: "
                                   "their destination's send queue was full "
-                                  "(Options::max_queued_commands); read back as it drains.")
+                                  "(Options::max_queued_commands), or they were pending at start; "
+                                  "read back as it drains.")
                               .with({})),
       awaiting_reply(r.gauge("saga_commands_awaiting_reply",
                              "Commands handed to the transport whose reply has not been applied.")

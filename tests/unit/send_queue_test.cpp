@@ -273,6 +273,20 @@ TEST_F(SendQueue, HoldsAtMostItsLimitWhileAParticipantIsAwayAndCountsTheRest) {
   EXPECT_EQ(count("send queue full"), 1u) << run.log.str();
   EXPECT_EQ(count("send queue caught up"), 1u) << run.log.str();
   EXPECT_NE(run.log.str().find("readBack=96"), std::string::npos) << run.log.str();
+
+  // Full again within the minute: not logged again, nor is its end; after a minute, both are.
+  for (int episode = 0; episode < 2; ++episode) {
+    run.transport.away = {"inventory"};
+    start_orders(run, 100 + episode * 10, 10);
+    run.drain();
+    EXPECT_EQ(run.engine->stats().backlogged_commands, 6u);
+    run.transport.away.clear();
+    run.drain();
+    EXPECT_EQ(run.sent().size(), 10u);
+    EXPECT_EQ(count("send queue full"), 1u + episode) << run.log.str();
+    EXPECT_EQ(count("send queue caught up"), 1u + episode) << run.log.str();
+    run.clock.advance(61s);
+  }
 }
 
 TEST_F(SendQueue, AfterARestartTheWaitingCommandsAreReadBackAFewAtATime) {
@@ -386,6 +400,8 @@ TEST_F(SendQueue, ACommandWithNoAttemptLeftTimesOutAfterAStartWhileItsBacklogWai
   run.drain();
   run.restart();  // backlog: the release, then the reservation
   run.drain();
+  EXPECT_EQ(run.engine->stats().backlogged_commands, 0u)
+      << "the release is queued; the reservation, out of attempts, is tracked instead";
   run.clock.advance(60ms);
   run.drain();
   EXPECT_EQ(run.engine->stats().command_timeouts, 1u);

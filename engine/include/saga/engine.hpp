@@ -106,8 +106,10 @@ struct EngineStats {
   std::uint64_t sagas_evicted = 0;    // sagas the cache let go while not ended (max_cached_sagas)
   std::uint64_t sagas_loaded = 0;     // sagas read from the store into the cache (a miss)
   std::uint64_t queued_commands = 0;  // commands in the send queue (memory) after the last send
-  std::uint64_t backlogged_commands = 0;  // commands left in the outbox only: their destination's
-                                          // queue was full (Options::max_queued_commands)
+  std::uint64_t backlogged_commands = 0;  // commands left in the outbox only (their destination's
+                                          // queue was full, Options::max_queued_commands, or they
+                                          // were pending at start); an estimate: rows closed
+                                          // meanwhile count until read back
 };
 
 class Engine {

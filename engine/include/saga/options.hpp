@@ -102,8 +102,9 @@ struct Options {
   // Default: 100,000 (about 190 MB of the order sample's sagas: saga_engine_loop --waiting).
   std::size_t max_cached_sagas = 100000;
 
-  // The send queue: at most this many new commands per destination wait in memory for the
-  // transport to take them (a participant down or slow refuses sends). A destination's later
+  // The send queue: a new command waits in memory for the transport to take it (a participant
+  // down or slow refuses sends) only while its destination holds fewer than this many (re-sends
+  // included). A destination's later
   // commands are committed to the outbox as always but not kept in memory: once its queue has
   // drained to half, they are read back from the store in commit order, so each destination
   // still receives its commands in the order they were committed, and memory does not grow with

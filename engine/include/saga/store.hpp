@@ -205,7 +205,8 @@ class Store {
   virtual StoreResult<std::optional<SagaRecord>> load_saga(const std::string& saga_id) = 0;
   virtual StoreResult<bool> inbox_contains(const std::string& message_id) = 0;
 
-  // Open outbox rows not dispatched (sent at most once), oldest first, at most `limit`.
+  // Open outbox rows not dispatched (sent at most once), oldest first, at most `limit`. For tools
+  // and tests: the engine reads them a destination at a time (pending_outbox_for).
   virtual StoreResult<std::vector<OutboxMessage>> pending_outbox(std::size_t limit) = 0;
   // The same rows for one destination with a sequence above `after_sequence`, in commit order
   // (ascending sequence), at most `limit`. The engine reads the commands it did not keep in
