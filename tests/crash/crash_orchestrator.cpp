@@ -74,8 +74,8 @@ int main(int argc, char** argv) {
   options.max_cached_sagas = saga_cache;
   options.max_queued_commands = send_queue;
   // Warnings and errors only (the crash test keeps this process's stderr in orchestrator.log).
-  options.logger = saga::make_stream_logger(std::cerr, saga::LogFormat::console,
-                                            saga::LogLevel::warn);
+  options.logger =
+      saga::make_stream_logger(std::cerr, saga::LogFormat::console, saga::LogLevel::warn);
   // Never give up on a command: every saga must end Completed or Compensated however often the
   // processes die. Re-sends are frequent so crashes heal quickly.
   options.command_retry = {std::chrono::milliseconds{400}, 1.5, std::chrono::milliseconds{2000},
