@@ -994,10 +994,7 @@ struct Engine::Impl {
     for (auto& row : exhausted) {  // tracked, not pending: not part of the backlog's count
       Backlog& backlog = backlogs[row.destination];
       backlog.handled_elsewhere.insert(row.message_id);
-      if (backlog.count > 0) {
-        --backlog.count;
-        --backlog_size;
-      }
+      uncount(backlog);
       Timestamp sent = row.created_at;
       track(std::move(row), sent);
     }
@@ -1117,15 +1114,29 @@ struct Engine::Impl {
     ++backlog_size;
   }
 
+  // One command fewer left in the backlog's outbox range (the count is an estimate: never below 0).
+  void uncount(Backlog& backlog) {
+    if (backlog.count == 0) return;
+    --backlog.count;
+    --backlog_size;
+  }
+
+  std::unordered_map<std::string, Backlog>::iterator erase_backlog(
+      std::unordered_map<std::string, Backlog>::iterator it) {
+    backlog_size -= std::min(backlog_size, it->second.count);
+    return backlogs.erase(it);
+  }
+
+  struct ReadBack {
+    bool read_any = false;    // rows were read (the backlogs moved on)
+    bool queued_any = false;  // some of them were queued
+  };
+
   // Reads back, in commit order, the commands of every destination with a backlog whose queue
   // has drained to half of max_queued_commands, enough to fill it. A destination is caught up
   // once a read returns less than that: its next commands queue in memory again (commits and
   // reads are both this thread's, so none can fall in between). A failed read is tried again at
   // the next send.
-  struct ReadBack {
-    bool read_any = false;    // rows were read (the backlogs moved on)
-    bool queued_any = false;  // some of them were queued
-  };
   ReadBack read_backlogs() {
     const std::size_t limit = options.max_queued_commands;
     ReadBack result;
@@ -1154,8 +1165,7 @@ struct Engine::Impl {
                                     clock.now())
                               .with("destination", destination)
                               .with("messageId", backlog.first_id));
-          backlog_size -= std::min(backlog_size, backlog.count);
-          it = backlogs.erase(it);
+          it = erase_backlog(it);
           continue;
         }
         backlog.after_sequence = first.value()->sequence - 1;
@@ -1173,10 +1183,7 @@ struct Engine::Impl {
       for (auto& row : rows.value()) {
         backlog.after_sequence = row.sequence;
         if (backlog.handled_elsewhere.erase(row.message_id) > 0) continue;
-        if (backlog.count > 0) {
-          --backlog.count;
-          --backlog_size;
-        }
+        uncount(backlog);
         result.queued_any = true;
         if (row.sequence <= backlog.restart_boundary)
           resend_after_restart(std::move(row));
@@ -1185,7 +1192,6 @@ struct Engine::Impl {
       }
       backlog.read_back += rows.value().size();
       if (rows.value().size() < room) {
-        backlog_size -= std::min(backlog_size, backlog.count);
         if (backlog.logged && logs(LogLevel::info))
           logger->write(LogRecord(LogLevel::info,
                                   "send queue caught up: the destination's commands queue in "
@@ -1193,7 +1199,7 @@ struct Engine::Impl {
                                   clock.now())
                             .with("destination", destination)
                             .with("readBack", static_cast<std::int64_t>(backlog.read_back)));
-        it = backlogs.erase(it);
+        it = erase_backlog(it);
       } else {
         ++it;
       }
