@@ -36,6 +36,19 @@ struct TurnAborted {
   StoreError error;
 };
 
+// The reads of applying a turn's inputs share one read transaction (Store::begin_reads); the
+// scope ends however the applying ends, before anything commits.
+class ReadScope {
+ public:
+  explicit ReadScope(Store& store) noexcept : store_(store) { store_.begin_reads(); }
+  ~ReadScope() { store_.end_reads(); }
+  ReadScope(const ReadScope&) = delete;
+  ReadScope& operator=(const ReadScope&) = delete;
+
+ private:
+  Store& store_;
+};
+
 struct StartRequest {
   std::string saga_id;
   std::string correlation_id;
@@ -1725,17 +1738,20 @@ struct Engine::Impl {
     Turn turn;
     reuse_buffers(turn);
     turn.publish_events = options.publish_events && transport.has_observers();
+    std::optional<std::size_t> poisoned;
     try {
-      if (auto poisoned = process_inputs(turn, inputs)) {
-        discard_turn(turn);
-        Input bad = std::move(inputs[*poisoned]);
-        inputs.erase(inputs.begin() + static_cast<std::ptrdiff_t>(*poisoned));
-        quarantine(std::move(bad), turn.poison_code, turn.poison_reason, std::move(inputs));
-        return 0;
-      }
+      ReadScope reads(store);
+      poisoned = process_inputs(turn, inputs);
     } catch (const TurnAborted& aborted) {
       discard_turn(turn);
       fail_turn(aborted.error, std::move(inputs));
+      return 0;
+    }
+    if (poisoned) {
+      discard_turn(turn);
+      Input bad = std::move(inputs[*poisoned]);
+      inputs.erase(inputs.begin() + static_cast<std::ptrdiff_t>(*poisoned));
+      quarantine(std::move(bad), turn.poison_code, turn.poison_reason, std::move(inputs));
       return 0;
     }
 

@@ -103,6 +103,12 @@ class EngineRobustnessTest : public ::testing::Test {
     engine->on_outcome([this](const saga::SagaOutcome& outcome) { outcomes.push_back(outcome); });
   }
 
+  // A failed turn is retried at the next run_once, without sleeping first.
+  void retry_failed_turns_at_once() {
+    options.commit_backoff = 0ms;
+    options.max_commit_backoff = 0ms;
+  }
+
   static saga::Options options_for_timeouts() {
     saga::Options options;
     options.store.path = ":memory:";
@@ -195,8 +201,7 @@ class FailingOnce final : public saga::ForwardingStore {
 // the retry (here the operator-request poll) fails that turn too, and must not drop them.
 TEST_F(EngineRobustnessTest, AFailedReadBeforeARetriedTurnKeepsTheTurnsInputs) {
   options.operator_poll_interval = 0ms;  // poll every turn
-  options.commit_backoff = 0ms;
-  options.max_commit_backoff = 0ms;
+  retry_failed_turns_at_once();
   FailingOnce failing(*store);
   saga::Engine engine(options, failing, transport, clock);
   engine.register_saga<order::OrderSaga>();
@@ -280,8 +285,7 @@ TEST_F(EngineRobustnessTest, AReSendWhoseOutboxReadFailsGoesOutLaterAndTheTurnGo
 // store.
 TEST_F(EngineRobustnessTest, AFailedCommitOfAPoisonedInputsDeadLetterIsAFailedTurn) {
   options.poison_attempts = 1;
-  options.commit_backoff = 0ms;
-  options.max_commit_backoff = 0ms;
+  retry_failed_turns_at_once();
   FailingOnce failing(*store);
   saga::Engine engine(options, failing, transport, clock);
   engine.register_saga<notes::NotesSaga>();
@@ -379,6 +383,69 @@ TEST_F(EngineRobustnessTest, ASagaRowThatCannotBeReadRefusesOnlyItsOwnReplies) {
   std::filesystem::remove(db.string() + "-wal");
   std::filesystem::remove(db.string() + "-shm");
   std::filesystem::remove(db.string() + ".lock");
+}
+
+// Records, in order, the read scopes, the reads the engine makes while applying a turn, and the
+// commits; the inbox read fails when told to.
+class ScopeRecorder final : public saga::ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  std::vector<std::string> events;
+  bool fail_inbox = false;
+
+  void begin_reads() noexcept override {
+    events.push_back("begin");
+    inner().begin_reads();
+  }
+  void end_reads() noexcept override {
+    events.push_back("end");
+    inner().end_reads();
+  }
+  saga::StoreResult<bool> inbox_contains(const std::string& message_id) override {
+    events.push_back("inbox");
+    if (std::exchange(fail_inbox, false))
+      return saga::StoreError{saga::StoreErrorCode::io_error, "injected"};
+    return inner().inbox_contains(message_id);
+  }
+  saga::StoreStatus commit(const saga::WriteBatch& batch) override {
+    events.push_back("commit");
+    return inner().commit(batch);
+  }
+};
+
+// The lookups of a turn share the store's read scope (one read transaction for the turn instead
+// of one per reply); the scope ends before the turn commits, also when a read fails.
+TEST_F(EngineRobustnessTest, ATurnsReadsShareOneReadScopeThatEndsBeforeItsCommit) {
+  retry_failed_turns_at_once();
+  ScopeRecorder recorder(*store);
+  saga::Engine engine(options, recorder, transport, clock);
+  engine.register_saga<order::OrderSaga>();
+  engine.run_once();  // recovery
+  engine.start<order::OrderSaga>({"o-1", "c-1", "addr", {{"sku", 1, 100}}});
+  engine.start<order::OrderSaga>({"o-2", "c-1", "addr", {{"sku", 1, 100}}});
+  engine.run_once();
+  auto commands = take_commands(transport);
+  ASSERT_EQ(commands.size(), 2u);
+
+  recorder.events.clear();
+  for (const auto& command : commands)
+    transport.deliver(
+        reply_bytes(command.envelope, "inventory.Reserved", {{"reservation_id", "r"}}));
+  engine.run_once();
+  EXPECT_EQ(recorder.events,
+            (std::vector<std::string>{"begin", "inbox", "inbox", "end", "commit"}));
+
+  recorder.events.clear();
+  commands = take_commands(transport);
+  ASSERT_EQ(commands.size(), 2u);
+  transport.deliver(reply_bytes(commands[0].envelope, "payment.Charged", {{"payment_id", "p"}}));
+  recorder.fail_inbox = true;
+  engine.run_once();  // the read fails: the turn is abandoned, its scope ended
+  engine.run_once();  // retried
+  EXPECT_EQ(recorder.events,
+            (std::vector<std::string>{"begin", "inbox", "end", "begin", "inbox", "end", "commit"}));
+  EXPECT_EQ(engine.stats().commit_failures, 1u);
+  EXPECT_EQ(engine.stats().messages_applied, 3u);
 }
 
 TEST_F(EngineRobustnessTest, ThrowingOutcomeCallbackIsCountedAndDoesNotStopTheLoop) {

@@ -1213,6 +1213,85 @@ TEST(SqliteStoreFailure, CommitWhileAnotherConnectionHoldsTheWriteLockIsBusyAndR
   EXPECT_TRUE(store->inbox_contains("in-1").value());
 }
 
+// --- Read scopes --------------------------------------------------------------------------------
+
+// A store on a file with its writer connection captured, and a second connection that writes
+// behind its back (as nothing can in production, where the store is the only writer).
+struct ScopedReadsFixture {
+  TempDir dir;
+  std::unique_ptr<SqliteStore> store;
+  sqlite3* connection = nullptr;
+  std::unique_ptr<RawDb> other;
+
+  ScopedReadsFixture() {
+    StoreOptions options = file_options(dir.path() / "saga.db");
+    options.exclusive_writer = false;
+    {
+      CaptureConnection capture;
+      store = open_or_fail(options);
+      connection = capture.handle();
+    }
+    other = std::make_unique<RawDb>(dir.path() / "saga.db");
+  }
+  bool in_transaction() const { return sqlite3_get_autocommit(connection) == 0; }
+};
+
+TEST(SqliteStoreReadScope, ReadsInAScopeShareOneTransactionAndOneSnapshotUntilItEnds) {
+  ScopedReadsFixture f;
+  ASSERT_TRUE(f.store);
+  f.store->begin_reads();
+  EXPECT_FALSE(f.in_transaction()) << "a scope without reads costs nothing";
+  EXPECT_FALSE(f.store->inbox_contains("in-1").value());
+  EXPECT_TRUE(f.in_transaction()) << "the first read begins the shared transaction";
+  f.other->exec("INSERT INTO inbox (message_id, processed_at) VALUES ('in-1', 1)");
+  EXPECT_FALSE(f.store->inbox_contains("in-1").value()) << "a read in the scope left its snapshot";
+  EXPECT_FALSE(f.store->load_saga("s-1").value().has_value());
+  f.store->end_reads();
+  EXPECT_FALSE(f.in_transaction());
+  EXPECT_TRUE(f.store->inbox_contains("in-1").value());
+  EXPECT_FALSE(f.in_transaction()) << "outside a scope each read stands alone";
+}
+
+TEST(SqliteStoreReadScope, CommitInsideAScopeEndsItAndCommits) {
+  ScopedReadsFixture f;
+  ASSERT_TRUE(f.store);
+  f.store->begin_reads();
+  EXPECT_FALSE(f.store->inbox_contains("in-1").value());
+  WriteBatch batch;
+  batch.at = at_us(1);
+  batch.sagas.push_back(insert(make_saga("s-1")));
+  batch.inbox.push_back("in-1");
+  StoreStatus status = f.store->commit(batch);
+  ASSERT_TRUE(status) << status.error->message;
+  EXPECT_FALSE(f.in_transaction());
+  EXPECT_EQ(f.other->integer("SELECT count(*) FROM inbox WHERE message_id = 'in-1'"), 1);
+  EXPECT_TRUE(f.store->inbox_contains("in-1").value());
+  EXPECT_TRUE(f.store->load_saga("s-1").value().has_value());
+  f.store->end_reads();  // already ended: nothing to do
+  EXPECT_FALSE(f.in_transaction());
+}
+
+TEST(SqliteStoreReadScope, EndingTwiceBeginningTwiceAndClosingInsideAScopeAreHarmless) {
+  ScopedReadsFixture f;
+  ASSERT_TRUE(f.store);
+  f.store->end_reads();
+  f.store->begin_reads();
+  EXPECT_FALSE(f.store->inbox_contains("in-1").value());
+  f.store->begin_reads();  // ends the first scope, opens another
+  EXPECT_FALSE(f.in_transaction());
+  f.other->exec("INSERT INTO inbox (message_id, processed_at) VALUES ('in-1', 1)");
+  EXPECT_TRUE(f.store->inbox_contains("in-1").value());
+  f.store->end_reads();
+  f.store->end_reads();
+  f.store->begin_reads();
+  EXPECT_TRUE(f.store->inbox_contains("in-1").value());
+  EXPECT_TRUE(f.in_transaction());
+  f.store.reset();  // closing with a scope open ends it
+  EXPECT_EQ(f.other->integer("SELECT count(*) FROM inbox"), 1);
+  f.other->exec("BEGIN IMMEDIATE");  // no lock was left behind
+  f.other->exec("COMMIT");
+}
+
 // --- Checkpoints ----------------------------------------------------------------------------
 
 // Commits one new saga "saga-<index>" whose data carries `blob_bytes` of payload, so that each

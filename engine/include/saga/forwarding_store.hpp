@@ -20,6 +20,8 @@ class ForwardingStore : public Store {
   StoreResult<bool> inbox_contains(const std::string& message_id) override {
     return inner_.inbox_contains(message_id);
   }
+  void begin_reads() noexcept override { inner_.begin_reads(); }
+  void end_reads() noexcept override { inner_.end_reads(); }
   StoreResult<std::vector<OutboxMessage>> pending_outbox(std::size_t limit) override {
     return inner_.pending_outbox(limit);
   }

@@ -205,6 +205,16 @@ class Store {
   virtual StoreResult<std::optional<SagaRecord>> load_saga(const std::string& saga_id) = 0;
   virtual StoreResult<bool> inbox_contains(const std::string& message_id) = 0;
 
+  // A read scope. Between begin_reads() and end_reads() the reads may share one read transaction:
+  // one snapshot, and one lock taken and released for all of them instead of one each. The engine
+  // opens a scope around applying a turn's inputs (an inbox lookup per reply, a load per saga not
+  // in its cache), and ends it before the turn's commit. A store with nothing to share keeps the
+  // defaults, which do nothing. commit() ends an open scope first. Scopes do not nest; ending one
+  // that is not open does nothing. Never throws: a store that cannot open the shared transaction
+  // lets every read stand alone, as outside a scope.
+  virtual void begin_reads() noexcept {}
+  virtual void end_reads() noexcept {}
+
   // Open outbox rows not dispatched (sent at most once), oldest first, at most `limit`. For tools
   // and tests: the engine reads them a destination at a time (pending_outbox_for).
   virtual StoreResult<std::vector<OutboxMessage>> pending_outbox(std::size_t limit) = 0;

@@ -470,11 +470,34 @@ struct SqliteStore::Impl {
   std::unique_ptr<Checkpointer> checkpointer;
 
   ~Impl() {
+    end_reads();
     if (checkpointer) sqlite3_wal_hook(db.get(), nullptr, nullptr);
   }
   std::string path;
 
-  Statement begin, commit, rollback;
+  Statement begin, commit, rollback, begin_read;
+  bool reads_shared = false;  // between begin_reads() and end_reads()
+  bool read_open = false;     // the shared read transaction has begun
+
+  // Called first by every read: inside a read scope, the first read begins the transaction the
+  // others join (BEGIN DEFERRED: the read lock is taken by the read itself). If it cannot begin,
+  // each read stands alone.
+  void join_reads() noexcept {
+    if (!reads_shared || read_open) return;
+    Use use(begin_read.get());
+    read_open = use.step() == SQLITE_DONE;
+  }
+  void end_reads() noexcept {
+    reads_shared = false;
+    if (!read_open) return;
+    read_open = false;
+    if (sqlite3_get_autocommit(db.get()) != 0) return;  // an error already ended it
+    Use use(commit.get());
+    if (use.step() != SQLITE_DONE) {
+      Use undo(rollback.get());
+      undo.step();
+    }
+  }
   Statement insert_saga, update_saga, update_saga_same_status, insert_journal, insert_outbox,
       insert_inbox, insert_dead_letter, mark_dispatched, mark_replied, mark_replayed, reopen_outbox,
       mark_discarded, answer_operator_request, upsert_definition;
@@ -847,7 +870,7 @@ StoreResult<std::unique_ptr<SqliteStore>> SqliteStore::open(const StoreOptions& 
   }
   for (const auto& [statement, sql] :
        {std::pair{&impl->begin, "BEGIN IMMEDIATE"}, std::pair{&impl->commit, "COMMIT"},
-        std::pair{&impl->rollback, "ROLLBACK"}}) {
+        std::pair{&impl->rollback, "ROLLBACK"}, std::pair{&impl->begin_read, "BEGIN DEFERRED"}}) {
     if (Error error = prepare(handle, sql, *statement)) return *error;
   }
   if (Error error = impl->migrate()) return *error;
@@ -855,7 +878,17 @@ StoreResult<std::unique_ptr<SqliteStore>> SqliteStore::open(const StoreOptions& 
   return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(impl)));
 }
 
+void SqliteStore::begin_reads() noexcept {
+  impl_->end_reads();
+  impl_->reads_shared = true;
+}
+
+void SqliteStore::end_reads() noexcept {
+  impl_->end_reads();
+}
+
 StoreStatus SqliteStore::commit(const WriteBatch& batch) {
+  impl_->end_reads();
   if (batch.empty()) return StoreStatus::success();
   Impl& s = *impl_;
   Transaction tx = s.transaction();
@@ -930,6 +963,7 @@ StoreStatus SqliteStore::commit(const WriteBatch& batch) {
 }
 
 StoreResult<std::optional<SagaRecord>> SqliteStore::load_saga(const std::string& saga_id) {
+  impl_->join_reads();
   Use use(impl_->select_saga.get());
   use.text(1, saga_id);
   const int rc = use.step();
@@ -941,6 +975,7 @@ StoreResult<std::optional<SagaRecord>> SqliteStore::load_saga(const std::string&
 }
 
 StoreResult<bool> SqliteStore::inbox_contains(const std::string& message_id) {
+  impl_->join_reads();
   Use use(impl_->select_inbox.get());
   use.text(1, message_id);
   const int rc = use.step();
@@ -950,6 +985,7 @@ StoreResult<bool> SqliteStore::inbox_contains(const std::string& message_id) {
 }
 
 StoreResult<std::vector<OutboxMessage>> SqliteStore::pending_outbox(std::size_t limit) {
+  impl_->join_reads();
   Use use(impl_->select_pending_outbox.get());
   use.integer(1, to_limit(limit));
   return read_all<OutboxMessage>(impl_->db.get(), use, "reading the pending outbox", read_outbox);
@@ -957,6 +993,7 @@ StoreResult<std::vector<OutboxMessage>> SqliteStore::pending_outbox(std::size_t 
 
 StoreResult<std::vector<OutboxMessage>> SqliteStore::pending_outbox_for(
     const std::string& destination, std::int64_t after_sequence, std::size_t limit) {
+  impl_->join_reads();
   Use use(impl_->select_pending_outbox_for.get());
   use.text(1, destination).integer(2, after_sequence).integer(3, to_limit(limit));
   return read_all<OutboxMessage>(impl_->db.get(), use,
@@ -964,6 +1001,7 @@ StoreResult<std::vector<OutboxMessage>> SqliteStore::pending_outbox_for(
 }
 
 StoreResult<std::vector<OutboxBacklog>> SqliteStore::outbox_backlog() {
+  impl_->join_reads();
   Use use(impl_->select_outbox_backlog.get());
   return read_all<OutboxBacklog>(
       impl_->db.get(), use, "counting the pending outbox",
@@ -973,6 +1011,7 @@ StoreResult<std::vector<OutboxBacklog>> SqliteStore::outbox_backlog() {
 }
 
 StoreResult<std::vector<OutboxMessage>> SqliteStore::awaiting_reply(std::size_t limit) {
+  impl_->join_reads();
   Use use(impl_->select_awaiting_reply.get());
   use.integer(1, to_limit(limit));
   return read_all<OutboxMessage>(impl_->db.get(), use, "reading commands awaiting replies",
@@ -981,6 +1020,7 @@ StoreResult<std::vector<OutboxMessage>> SqliteStore::awaiting_reply(std::size_t 
 
 StoreResult<std::optional<OutboxMessage>> SqliteStore::outbox_message(
     const std::string& message_id) {
+  impl_->join_reads();
   Use use(impl_->select_outbox_message.get());
   use.text(1, message_id);
   const int rc = use.step();
@@ -994,6 +1034,7 @@ StoreResult<std::optional<OutboxMessage>> SqliteStore::outbox_message(
 
 StoreResult<std::vector<StoredOperatorRequest>> SqliteStore::pending_operator_requests(
     std::size_t limit) {
+  impl_->join_reads();
   Use use(impl_->select_operator_requests.get());
   use.integer(1, to_limit(limit));
   return read_all<StoredOperatorRequest>(impl_->db.get(), use, "reading operator requests",
@@ -1001,6 +1042,7 @@ StoreResult<std::vector<StoredOperatorRequest>> SqliteStore::pending_operator_re
 }
 
 StoreResult<std::vector<JournalEntry>> SqliteStore::journal(const std::string& saga_id) {
+  impl_->join_reads();
   Use use(impl_->select_journal.get());
   use.text(1, saga_id);
   return read_all<JournalEntry>(impl_->db.get(), use, "reading the journal of saga " + saga_id,
@@ -1008,12 +1050,14 @@ StoreResult<std::vector<JournalEntry>> SqliteStore::journal(const std::string& s
 }
 
 StoreResult<std::vector<DeadLetter>> SqliteStore::dead_letters(std::size_t limit) {
+  impl_->join_reads();
   Use use(impl_->select_dead_letters.get());
   use.integer(1, to_limit(limit));
   return read_all<DeadLetter>(impl_->db.get(), use, "reading dead letters", read_dead_letter);
 }
 
 StoreResult<std::optional<DeadLetter>> SqliteStore::dead_letter(std::int64_t id) {
+  impl_->join_reads();
   Use use(impl_->select_dead_letter.get());
   use.integer(1, id);
   const int rc = use.step();
@@ -1026,6 +1070,7 @@ StoreResult<std::optional<DeadLetter>> SqliteStore::dead_letter(std::int64_t id)
 }
 
 StoreResult<std::vector<OutboxMessage>> SqliteStore::outbox(const std::string& saga_id) {
+  impl_->join_reads();
   Use use(impl_->select_outbox.get());
   use.text(1, saga_id);
   return read_all<OutboxMessage>(impl_->db.get(), use, "reading the outbox of saga " + saga_id,
@@ -1034,6 +1079,7 @@ StoreResult<std::vector<OutboxMessage>> SqliteStore::outbox(const std::string& s
 
 StoreResult<std::vector<SagaRecord>> SqliteStore::sagas_with_status(SagaStatus status,
                                                                     std::size_t limit) {
+  impl_->join_reads();
   Use use(impl_->select_sagas_by_status.get());
   use.text(1, to_string(status)).integer(2, to_limit(limit));
   return read_all<SagaRecord>(impl_->db.get(), use,
@@ -1042,6 +1088,7 @@ StoreResult<std::vector<SagaRecord>> SqliteStore::sagas_with_status(SagaStatus s
 }
 
 StoreResult<std::vector<SagaCount>> SqliteStore::count_sagas() {
+  impl_->join_reads();
   Use use(impl_->count_sagas.get());
   return read_all<SagaCount>(
       impl_->db.get(), use, "counting sagas", [](const Use& row) -> StoreResult<SagaCount> {
@@ -1054,6 +1101,7 @@ StoreResult<std::vector<SagaCount>> SqliteStore::count_sagas() {
 }
 
 StoreResult<std::int64_t> SqliteStore::count_open_dead_letters() {
+  impl_->join_reads();
   Use use(impl_->count_open_dead_letters.get());
   const int rc = use.step();
   if (rc != SQLITE_ROW) return sqlite_error(impl_->db.get(), rc, "counting dead letters");
@@ -1065,6 +1113,7 @@ std::uint64_t SqliteStore::background_checkpoints() const noexcept {
 }
 
 StoreResult<bool> SqliteStore::integrity_ok() {
+  impl_->join_reads();
   sqlite3* handle = impl_->db.get();
   Statement stmt;
   if (Error error = prepare(handle, "PRAGMA integrity_check", stmt)) return *error;

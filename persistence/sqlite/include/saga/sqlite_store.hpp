@@ -10,6 +10,9 @@
 //   (PRAGMA cache_size = -16384; SQLite's default is about 2 MiB), allocated as it fills.
 // - With StoreOptions::exclusive_writer, a lock file "<path>.lock" is held (flock) for the
 //   lifetime of the store; a second writer is refused with a clear error.
+// - Reads inside a read scope (begin_reads) share one deferred transaction, begun by the first of
+//   them: in WAL mode every transaction takes and releases a read lock on the shared-memory index
+//   (system calls), which cost more than the inbox lookup it guarded.
 // - With StoreOptions::background_checkpoint (the default, file databases), WAL checkpoints run
 //   on a thread the store owns, over a second connection, once the WAL holds 1,000 pages;
 //   commits never copy pages into the database file themselves.
@@ -42,6 +45,8 @@ class SqliteStore final : public Store {
   StoreStatus commit(const WriteBatch& batch) override;
   StoreResult<std::optional<SagaRecord>> load_saga(const std::string& saga_id) override;
   StoreResult<bool> inbox_contains(const std::string& message_id) override;
+  void begin_reads() noexcept override;
+  void end_reads() noexcept override;
   StoreResult<std::vector<OutboxMessage>> pending_outbox(std::size_t limit) override;
   StoreResult<std::vector<OutboxMessage>> pending_outbox_for(const std::string& destination,
                                                              std::int64_t after_sequence,
