@@ -337,7 +337,7 @@ TEST(SqliteStoreOpen, FileThatIsNotADatabaseIsReportedCorrupt) {
   EXPECT_EQ(opened.error().code, StoreErrorCode::corrupt) << opened.error().message;
 }
 
-TEST(SqliteStoreOpen, FileDatabaseUsesWalSynchronousFullTheBusyTimeoutAndA16MibCacheByDefault) {
+TEST(SqliteStoreOpen, FileDatabaseUsesWalSynchronousFullTheBusyTimeoutA16MibCacheAnd8KibPages) {
   TempDir dir;
   const fs::path db = dir.path() / "saga.db";
   StoreOptions options = file_options(db);
@@ -355,9 +355,56 @@ TEST(SqliteStoreOpen, FileDatabaseUsesWalSynchronousFullTheBusyTimeoutAndA16MibC
   EXPECT_EQ(RawDb::query_integer(connection, "PRAGMA busy_timeout"), 5000);
   EXPECT_EQ(RawDb::query_text(connection, "PRAGMA journal_mode"), "wal");
   EXPECT_EQ(RawDb::query_integer(connection, "PRAGMA cache_size"), -16384);  // 16 MiB
+  EXPECT_EQ(RawDb::query_integer(connection, "PRAGMA page_size"), 8192);
 
-  RawDb raw(db);  // journal_mode = WAL is persistent: another connection sees it too
+  RawDb raw(db);  // journal_mode = WAL and the page size are persistent: another connection sees
   EXPECT_EQ(raw.text("PRAGMA journal_mode"), "wal");
+  EXPECT_EQ(raw.integer("PRAGMA page_size"), 8192);
+}
+
+// The page size is chosen when the store creates a database; an existing one (here made with
+// SQLite's default 4 KiB, as every database was before 8 KiB became the default) keeps its own,
+// whatever the options say, and works as before.
+TEST(SqliteStoreOpen, AnExistingDatabaseKeepsThePageSizeItWasCreatedWith) {
+  TempDir dir;
+  const fs::path db = dir.path() / "saga.db";
+  {
+    StoreOptions created = file_options(db);
+    created.page_size = 4096;
+    auto store = open_or_fail(created);
+    ASSERT_TRUE(store);
+    WriteBatch batch;
+    batch.at = at_us(1);
+    batch.sagas.push_back(insert(make_saga("s1")));
+    ASSERT_TRUE(store->commit(batch));
+  }
+  EXPECT_EQ(RawDb(db).integer("PRAGMA page_size"), 4096);
+  auto store = open_or_fail(file_options(db));  // asks for 8 KiB
+  ASSERT_TRUE(store);
+  EXPECT_EQ(RawDb(db).integer("PRAGMA page_size"), 4096);
+  WriteBatch batch;
+  batch.at = at_us(2);
+  batch.sagas.push_back(insert(make_saga("s2")));
+  ASSERT_TRUE(store->commit(batch));
+  EXPECT_TRUE(store->load_saga("s1").value().has_value());
+  EXPECT_TRUE(store->load_saga("s2").value().has_value());
+  EXPECT_TRUE(store->integrity_ok().value());
+}
+
+TEST(SqliteStoreOpen, APageSizeSqliteCannotUseIsRefusedBeforeAnythingIsCreated) {
+  TempDir dir;
+  for (std::size_t bad :
+       {std::size_t{0}, std::size_t{256}, std::size_t{6000}, std::size_t{131072}}) {
+    StoreOptions options = file_options(dir.path() / "saga.db");
+    options.page_size = bad;
+    EXPECT_THROW(SqliteStore::open(options), std::invalid_argument) << bad;
+  }
+  EXPECT_FALSE(fs::exists(dir.path() / "saga.db"));
+  StoreOptions options = file_options(dir.path() / "saga.db");
+  options.page_size = 65536;
+  auto store = open_or_fail(options);
+  ASSERT_TRUE(store);
+  EXPECT_EQ(RawDb(dir.path() / "saga.db").integer("PRAGMA page_size"), 65536);
 }
 
 TEST(SqliteStoreOpen, DurabilityNormalAndOffSetPragmaSynchronous) {
@@ -1353,6 +1400,7 @@ TEST(SqliteStoreCheckpoint, SmallCommitsWakeTheCheckpointThreadOncePerThresholdO
   TempDir dir;
   StoreOptions options = file_options(dir.path() / "saga.db");
   options.durability = Durability::full;
+  options.page_size = 4096;  // the counts below are in pages of this size
   auto store = open_or_fail(options);
   ASSERT_TRUE(store);
   for (int i = 0; i < 3000; ++i)  // ~2 pages each: ~6,000 WAL pages, some 6 wakes

@@ -39,10 +39,17 @@ struct StoreOptions {
   bool exclusive_writer = true;
   // Run WAL checkpoints (copying committed pages into the database file) on a thread of the
   // store's own, with a second connection, instead of inside the commit that crosses SQLite's
-  // auto-checkpoint size (1,000 pages). Should that thread fall behind a writer that never
-  // pauses (8,000 pages, ~32 MiB with 4 KiB pages), the writer completes the checkpoint itself
-  // after a commit, so the WAL stays bounded. Default: true.
+  // auto-checkpoint size (1,000 pages of 4 KiB: the store wakes the thread every ~4 MiB of WAL
+  // whatever its page size). Should that thread fall behind a writer that never pauses (~32 MiB of
+  // WAL), the writer completes the checkpoint itself after a commit, so the WAL stays bounded.
+  // Default: true.
   bool background_checkpoint = true;
+  // The page size, in bytes, of a database the store creates: a power of two from 512 to 65,536
+  // (SqliteStore::open throws std::invalid_argument for another value). An existing database
+  // keeps the size it was created with. Default: 8,192. A commit writes every page it changed to
+  // the WAL (two system calls each); at the engine's large commits 8 KiB pages write fewer of
+  // them than SQLite's default 4 KiB (docs/architecture.md, "8 KiB pages").
+  std::size_t page_size = 8192;
 };
 
 // How often a command is re-sent while its reply does not come, and when to give up. The n-th wait

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -17,6 +18,8 @@
 #include <filesystem>
 #include <limits>
 #include <mutex>
+#include <stdexcept>
+#include <string>
 #include <string_view>
 #include <system_error>
 #include <thread>
@@ -381,21 +384,27 @@ StoreResult<std::vector<T>> read_all(sqlite3* db, Use& use, std::string_view wha
 
 // WAL checkpoints on a thread of their own, so they do not run inside the engine's commits.
 // The writer's WAL hook (called after every commit with the WAL's size in pages) wakes the
-// thread each time the WAL has grown by kThresholdPages since the last wake (or since it was
+// thread each time the WAL has grown by kThresholdBytes since the last wake (or since it was
 // rewound); the thread runs a PASSIVE checkpoint on its own connection, which never blocks the
 // writer. Waking it after every commit past the threshold instead made small commits pay for a
 // pass (and its fsync of the database file) each. A failed checkpoint is retried at the next
-// wake. Only a WAL of kWriterCheckpointPages makes the writer wait (see there).
+// wake. Only a WAL of kWriterCheckpointBytes makes the writer wait (see there).
 class Checkpointer {
  public:
-  static constexpr int kThresholdPages = 1000;  // SQLite's own auto-checkpoint default
+  // SQLite's own auto-checkpoint default (1,000 pages) at its default page size.
+  static constexpr std::int64_t kThresholdBytes = 1000 * 4096;
   // Under steady load the writer appends while the thread copies, so a background pass never
   // ends with the whole WAL copied and SQLite never rewinds the WAL: it would grow without bound.
   // Past this size the writer waits for the thread's pass to end and finishes the copy itself,
   // between two of its transactions; its next transaction then rewinds the WAL.
-  static constexpr int kWriterCheckpointPages = 8 * kThresholdPages;
+  static constexpr std::int64_t kWriterCheckpointBytes = 8 * kThresholdBytes;
 
-  Checkpointer(Connection connection) : db_(std::move(connection)), thread_([this] { run(); }) {}
+  // `page_size`: the database's, in bytes (the WAL hook counts pages).
+  Checkpointer(Connection connection, std::int64_t page_size)
+      : threshold_pages_(static_cast<int>(kThresholdBytes / page_size)),
+        writer_checkpoint_pages_(static_cast<int>(kWriterCheckpointBytes / page_size)),
+        db_(std::move(connection)),
+        thread_([this] { run(); }) {}
   ~Checkpointer() {
     {
       std::lock_guard lock(mutex_);
@@ -411,9 +420,9 @@ class Checkpointer {
     auto& checkpointer = *static_cast<Checkpointer*>(self);
     int& requested_at = checkpointer.requested_at_pages_;
     if (pages < requested_at) requested_at = 0;  // the WAL was rewound
-    if (pages >= kWriterCheckpointPages) {
+    if (pages >= checkpointer.writer_checkpoint_pages_) {
       checkpointer.checkpoint_in_writer(writer, schema);
-    } else if (pages - requested_at >= kThresholdPages) {
+    } else if (pages - requested_at >= checkpointer.threshold_pages_) {
       requested_at = pages;
       checkpointer.request();
     }
@@ -452,6 +461,8 @@ class Checkpointer {
     }
   }
 
+  const int threshold_pages_;  // kThresholdBytes in pages
+  const int writer_checkpoint_pages_;
   Connection db_;
   std::mutex mutex_;
   std::condition_variable wake_;
@@ -530,6 +541,11 @@ Error SqliteStore::Impl::configure(const StoreOptions& options, bool is_file) {
                                                                   std::numeric_limits<int>::max());
   sqlite3_busy_timeout(handle, static_cast<int>(timeout));
 
+  // Takes effect only while the database is still empty (before the WAL switch below writes its
+  // first page); an existing database keeps the page size it was created with.
+  const std::string page_size = "PRAGMA page_size = " + std::to_string(options.page_size);
+  if (int rc = sqlite3_exec(handle, page_size.c_str(), nullptr, nullptr, nullptr); rc != SQLITE_OK)
+    return sqlite_error(handle, rc, "setting PRAGMA page_size");
   if (is_file) {
     StoreResult<std::string> mode = query_text(handle, "PRAGMA journal_mode = WAL");
     if (!mode) return mode.error();
@@ -832,6 +848,11 @@ int SqliteStore::latest_schema_version() noexcept {
 }
 
 StoreResult<std::unique_ptr<SqliteStore>> SqliteStore::open(const StoreOptions& options) {
+  if (options.page_size < 512 || options.page_size > 65536 ||
+      !std::has_single_bit(options.page_size))
+    throw std::invalid_argument(
+        "StoreOptions::page_size must be a power of two from 512 to 65536, not " +
+        std::to_string(options.page_size));
   auto impl = std::make_unique<Impl>();
   impl->path = options.path;
   const bool is_file = options.path != ":memory:" && !options.path.empty();
@@ -865,7 +886,10 @@ StoreResult<std::unique_ptr<SqliteStore>> SqliteStore::open(const StoreOptions& 
             sqlite3_exec(second, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
         rc != SQLITE_OK)
       return sqlite_error(second, rc, "cannot read database " + options.path + " to checkpoint");
-    impl->checkpointer = std::make_unique<Checkpointer>(std::move(connection));
+    StoreResult<std::string> page_size = query_text(handle, "PRAGMA page_size");
+    if (!page_size) return page_size.error();
+    impl->checkpointer =
+        std::make_unique<Checkpointer>(std::move(connection), std::stoll(page_size.value()));
     sqlite3_wal_hook(handle, &Checkpointer::on_commit, impl->checkpointer.get());
   }
   for (const auto& [statement, sql] :

@@ -13,8 +13,10 @@
 // - Reads inside a read scope (begin_reads) share one deferred transaction, begun by the first of
 //   them: in WAL mode every transaction takes and releases a read lock on the shared-memory index
 //   (system calls), which cost more than the inbox lookup it guarded.
+// - A database the store creates gets StoreOptions::page_size (8 KiB by default); an existing
+//   one keeps its own. open() throws std::invalid_argument for a page size SQLite cannot use.
 // - With StoreOptions::background_checkpoint (the default, file databases), WAL checkpoints run
-//   on a thread the store owns, over a second connection, once the WAL holds 1,000 pages;
+//   on a thread the store owns, over a second connection, each time the WAL has grown by ~4 MiB;
 //   commits never copy pages into the database file themselves.
 //
 // Ownership: the store owns its connections (and its checkpoint thread) and closes them in the
