@@ -1335,8 +1335,24 @@ TEST(SqliteStoreReadScope, EndingTwiceBeginningTwiceAndClosingInsideAScopeAreHar
   EXPECT_TRUE(f.in_transaction());
   f.store.reset();  // closing with a scope open ends it
   EXPECT_EQ(f.other->integer("SELECT count(*) FROM inbox"), 1);
-  f.other->exec("BEGIN IMMEDIATE");  // no lock was left behind
-  f.other->exec("COMMIT");
+  EXPECT_EQ(f.other->integer("PRAGMA wal_checkpoint(TRUNCATE)"), 0) << "a reader was left behind";
+}
+
+// A scope's snapshot holds back a checkpoint that would rewind the WAL (SQLite keeps the frames
+// a reader may still read) until the scope ends: it must end with the turn.
+TEST(SqliteStoreReadScope, EndingAScopeReleasesItsSnapshotForCheckpoints) {
+  ScopedReadsFixture f;
+  ASSERT_TRUE(f.store);
+  WriteBatch batch;  // frames in the WAL that no checkpoint has copied yet
+  batch.at = at_us(1);
+  batch.inbox.push_back("in-1");
+  ASSERT_TRUE(f.store->commit(batch));
+  f.store->begin_reads();
+  EXPECT_TRUE(f.store->inbox_contains("in-1").value());
+  EXPECT_EQ(f.other->integer("PRAGMA wal_checkpoint(TRUNCATE)"), 1)
+      << "busy: a reader holds the WAL";
+  f.store->end_reads();
+  EXPECT_EQ(f.other->integer("PRAGMA wal_checkpoint(TRUNCATE)"), 0);
 }
 
 // --- Checkpoints ----------------------------------------------------------------------------
@@ -1363,13 +1379,33 @@ TEST(SqliteStoreCheckpoint, BackgroundCheckpointCopiesTheWalIntoTheDatabaseFile)
   auto store = open_or_fail(options);
   ASSERT_TRUE(store);
   const auto initial = fs::file_size(options.path);
-  for (int i = 0; i < 300; ++i)  // ~3 pages each: past the 1,000-page threshold
+  for (int i = 0; i < 600; ++i)  // ~16 KiB of WAL each: twice the ~4 MiB threshold
     ASSERT_TRUE(commit_saga_with_blob(*store, i, 8000));
   for (int i = 0; i < 500 && fs::file_size(options.path) < initial + 2'000'000; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds{10});
   EXPECT_GT(fs::file_size(options.path), initial + 2'000'000) << "no checkpoint ran";
   EXPECT_TRUE(store->integrity_ok().value());
-  EXPECT_TRUE(store->load_saga("saga-299").value().has_value());
+  EXPECT_TRUE(store->load_saga("saga-599").value().has_value());
+}
+
+// Without the thread, SQLite checkpoints inside the commit that crosses the same ~4 MiB (its own
+// default is 1,000 pages whatever their size: 8 MiB of the store's default 8 KiB pages).
+TEST(SqliteStoreCheckpoint, WithoutTheThreadSqliteCheckpointsAtTheSameSizeInBytes) {
+  TempDir dir;
+  StoreOptions options = file_options(dir.path() / "saga.db");
+  options.durability = Durability::off;
+  options.background_checkpoint = false;
+  auto store = open_or_fail(options);
+  ASSERT_TRUE(store);
+  const fs::path wal = options.path + "-wal";
+  std::uintmax_t largest = 0;
+  for (int i = 0; i < 1500; ++i) {  // ~16 KiB each: ~24 MiB in all
+    ASSERT_TRUE(commit_saga_with_blob(*store, i, 8000));
+    if (fs::exists(wal)) largest = std::max(largest, fs::file_size(wal));
+  }
+  EXPECT_GT(largest, 3u * 1024 * 1024);
+  EXPECT_LT(largest, 6u * 1024 * 1024) << "checkpoints at 1,000 pages of 8 KiB";
+  EXPECT_EQ(store->background_checkpoints(), 0u);
 }
 
 // A writer that never pauses must not outrun the checkpoint thread for ever: each pass would end
@@ -1383,7 +1419,7 @@ TEST(SqliteStoreCheckpoint, WalStaysBoundedWhileTheWriterNeverPauses) {
   ASSERT_TRUE(store);
   const fs::path wal = options.path + "-wal";
   std::uintmax_t largest = 0;
-  for (int i = 0; i < 8000; ++i) {  // ~3 pages each: ~24,000 pages if the WAL never rewinds
+  for (int i = 0; i < 8000; ++i) {  // ~16 KiB each: ~125 MiB if the WAL never rewinds
     ASSERT_TRUE(commit_saga_with_blob(*store, i, 8000));
     if (i % 100 == 0 && fs::exists(wal)) largest = std::max(largest, fs::file_size(wal));
   }

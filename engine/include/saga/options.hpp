@@ -38,11 +38,11 @@ struct StoreOptions {
   // the database). Default: true.
   bool exclusive_writer = true;
   // Run WAL checkpoints (copying committed pages into the database file) on a thread of the
-  // store's own, with a second connection, instead of inside the commit that crosses SQLite's
-  // auto-checkpoint size (1,000 pages of 4 KiB: the store wakes the thread every ~4 MiB of WAL
-  // whatever its page size). Should that thread fall behind a writer that never pauses (~32 MiB of
-  // WAL), the writer completes the checkpoint itself after a commit, so the WAL stays bounded.
-  // Default: true.
+  // store's own, with a second connection, instead of inside the commit that crosses the
+  // auto-checkpoint size (~4 MiB of WAL whatever the page size: SQLite's 1,000 pages of 4 KiB;
+  // without the thread, the commit that crosses it checkpoints). Should that thread fall behind a
+  // writer that never pauses (~32 MiB of WAL), the writer completes the checkpoint itself after a
+  // commit, so the WAL stays bounded. Default: true.
   bool background_checkpoint = true;
   // The page size, in bytes, of a database the store creates: a power of two from 512 to 65,536
   // (SqliteStore::open throws std::invalid_argument for another value). An existing database

@@ -871,6 +871,10 @@ StoreResult<std::unique_ptr<SqliteStore>> SqliteStore::open(const StoreOptions& 
   }
 
   if (Error error = impl->configure(options, is_file)) return *error;
+  // The database's own page size (an existing database keeps the one it was created with).
+  StoreResult<std::string> page_size_text = query_text(handle, "PRAGMA page_size");
+  if (!page_size_text) return page_size_text.error();
+  const std::int64_t page_size = std::stoll(page_size_text.value());
   if (is_file && options.background_checkpoint) {
     sqlite3* second = nullptr;
     const int opened = sqlite3_open_v2(options.path.c_str(), &second,
@@ -886,11 +890,11 @@ StoreResult<std::unique_ptr<SqliteStore>> SqliteStore::open(const StoreOptions& 
             sqlite3_exec(second, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
         rc != SQLITE_OK)
       return sqlite_error(second, rc, "cannot read database " + options.path + " to checkpoint");
-    StoreResult<std::string> page_size = query_text(handle, "PRAGMA page_size");
-    if (!page_size) return page_size.error();
-    impl->checkpointer =
-        std::make_unique<Checkpointer>(std::move(connection), std::stoll(page_size.value()));
+    impl->checkpointer = std::make_unique<Checkpointer>(std::move(connection), page_size);
     sqlite3_wal_hook(handle, &Checkpointer::on_commit, impl->checkpointer.get());
+  } else if (is_file) {
+    // SQLite's own checkpoints, at the same size in bytes as the thread's.
+    sqlite3_wal_autocheckpoint(handle, static_cast<int>(Checkpointer::kThresholdBytes / page_size));
   }
   for (const auto& [statement, sql] :
        {std::pair{&impl->begin, "BEGIN IMMEDIATE"}, std::pair{&impl->commit, "COMMIT"},

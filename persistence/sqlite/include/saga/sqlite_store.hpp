@@ -34,7 +34,9 @@ namespace saga {
 
 class SqliteStore final : public Store {
  public:
-  // Opens (creating if needed) and migrates the database.
+  // Opens (creating if needed) and migrates the database. Errors opening, configuring or
+  // migrating it are returned; options no database can have (a page size SQLite cannot use)
+  // throw std::invalid_argument before anything is created.
   static StoreResult<std::unique_ptr<SqliteStore>> open(const StoreOptions& options);
 
   // The schema version this build writes.
