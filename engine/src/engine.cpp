@@ -284,6 +284,7 @@ struct Engine::Impl {
     std::string poison_reason;
     // Metrics and log lines of this turn, applied once it committed (dropped with it otherwise).
     std::vector<std::function<void()>> after_commit;
+    std::vector<LogRecord> log_lines;                        // written together (Logger::write_all)
     std::chrono::steady_clock::time_point input_received{};  // of the input being processed
   };
 
@@ -330,8 +331,12 @@ struct Engine::Impl {
     return record;
   }
 
-  void write_later(Turn& turn, LogRecord record) {
-    turn.after_commit.push_back([this, record = std::move(record)] { logger->write(record); });
+  void write_later(Turn& turn, LogRecord record) { turn.log_lines.push_back(std::move(record)); }
+
+  // What a turn leaves for after its commit (or for the end of a turn with nothing to commit).
+  void apply_after_commit(const Turn& turn) {
+    for (const auto& action : turn.after_commit) action();
+    if (!turn.log_lines.empty()) logger->write_all(turn.log_lines);
   }
 
   // Peers choose eventType and source: labels made of them would let any peer grow the metric
@@ -1759,7 +1764,7 @@ struct Engine::Impl {
     turn.batch.at = clock.now();
     if (turn.batch.empty()) {
       settle_cache(turn);
-      for (const auto& action : turn.after_commit) action();
+      apply_after_commit(turn);
       finish_operations(turn, false);
       for (auto& row : turn.rearm) requeue(std::move(row));
       if (!turn.rearm.empty()) send_queued();
@@ -1841,6 +1846,7 @@ struct Engine::Impl {
     std::vector<SagaOutcome> outcomes;
     std::vector<std::string> touched;
     std::vector<std::function<void()>> after_commit;
+    std::vector<LogRecord> log_lines;
     std::vector<Input> inputs;
   } spare;
 
@@ -1855,6 +1861,7 @@ struct Engine::Impl {
     turn.outcomes = std::exchange(spare.outcomes, {});
     turn.touched = std::exchange(spare.touched, {});
     turn.after_commit = std::exchange(spare.after_commit, {});
+    turn.log_lines = std::exchange(spare.log_lines, {});
   }
 
   // After a turn that did not fail, when nothing reads it or its inputs any more.
@@ -1873,6 +1880,7 @@ struct Engine::Impl {
     keep(turn.outcomes, spare.outcomes);
     keep(turn.touched, spare.touched);
     keep(turn.after_commit, spare.after_commit);
+    keep(turn.log_lines, spare.log_lines);
     keep(inputs, spare.inputs);
   }
 
@@ -1946,7 +1954,7 @@ struct Engine::Impl {
   }
 
   void notify(const Turn& turn) {
-    for (const auto& action : turn.after_commit) action();
+    apply_after_commit(turn);
     for (const auto& outcome : turn.outcomes) {
       auto& counter = outcome.status == SagaStatus::Completed     ? counters.sagas_completed
                       : outcome.status == SagaStatus::Compensated ? counters.sagas_compensated

@@ -39,16 +39,23 @@ class StreamLogger final : public Logger {
     return level != LogLevel::off && level >= threshold_;
   }
 
-  void write(const LogRecord& record) noexcept override {
-    if (!enabled(record.level)) return;
+  void write(const LogRecord& record) noexcept override { write_all({&record, 1}); }
+
+  // One write and one flush for all of them: a flush is a system call.
+  void write_all(std::span<const LogRecord> records) noexcept override {
     try {
-      std::string line = format_log_line(record, format_);
-      line.push_back('\n');
+      std::string lines;
+      for (const LogRecord& record : records) {
+        if (!enabled(record.level)) continue;
+        lines += format_log_line(record, format_);
+        lines.push_back('\n');
+      }
+      if (lines.empty()) return;
       std::lock_guard lock(mutex_);
-      out_.write(line.data(), static_cast<std::streamsize>(line.size()));
+      out_.write(lines.data(), static_cast<std::streamsize>(lines.size()));
       out_.flush();
     } catch (...) {
-      // A log line that cannot be written is dropped; logging never stops the caller.
+      // Lines that cannot be written are dropped; logging never stops the caller.
     }
   }
 

@@ -231,18 +231,30 @@ void set_log_name(std::string name) {
   log_name = std::move(name);
 }
 
-void log(Level level, std::string_view message) {
-  std::string line = saga::format_rfc3339(std::chrono::system_clock::now());
-  line += ' ';
-  line += level_name(level);
-  line += ' ';
-  std::lock_guard lock(log_mutex);
-  line += log_name;
-  line += ' ';
-  line += one_line(message);
-  line += '\n';
-  std::fwrite(line.data(), 1, line.size(), stderr);
+void append_log_line(std::string& lines, Level level, std::string_view message) {
+  lines += saga::format_rfc3339(std::chrono::system_clock::now());
+  lines += ' ';
+  lines += level_name(level);
+  lines += ' ';
+  {
+    std::lock_guard lock(log_mutex);
+    lines += log_name;
+  }
+  lines += ' ';
+  lines += one_line(message);
+  lines += '\n';
+}
+
+void write_log_lines(std::string_view lines) {
+  if (lines.empty()) return;
+  std::fwrite(lines.data(), 1, lines.size(), stderr);
   std::fflush(stderr);
+}
+
+void log(Level level, std::string_view message) {
+  std::string line;
+  append_log_line(line, level, message);
+  write_log_lines(line);
 }
 
 void block_stop_signals() {
@@ -283,12 +295,16 @@ int run_service(const CommonOptions& options, const Service& service) {
   participant_options.max_batch = options.batch;
   participant_options.on_error = [](const std::string& what) { log(Level::error, what); };
   CommandLog command_log;
-  participant_options.on_answered = [&command_log](const saga::Envelope& command, bool duplicate) {
+  // The lines of one poll's answers are written together once it returns: a flush per line was a
+  // system call per command.
+  std::string answered_lines;
+  participant_options.on_answered = [&](const saga::Envelope& command, bool duplicate) {
     if (auto line = command_log.take(command))
-      log(line->first, line->second);
+      append_log_line(answered_lines, line->first, line->second);
     else if (duplicate)
-      info("answered a redelivered " + command.event_type + " (" + command.event_id +
-           ") with the reply recorded the first time");
+      append_log_line(answered_lines, Level::info,
+                      "answered a redelivered " + command.event_type + " (" + command.event_id +
+                          ") with the reply recorded the first time");
   };
 
   std::unique_ptr<saga::Participant> participant;
@@ -315,6 +331,8 @@ int run_service(const CommonOptions& options, const Service& service) {
     while (!stopping.load()) {
       command_log.clear();
       answered += participant->poll(std::chrono::milliseconds{100});
+      write_log_lines(answered_lines);
+      answered_lines.clear();
       if (!paused && answered >= static_cast<std::size_t>(options.pause_after)) {
         paused = true;
         info("pausing for " + std::to_string(options.pause_ms) + " ms (--pause-ms)");

@@ -63,6 +63,10 @@ enum class Level { info, warn, error };
 void set_log_name(std::string name);
 // Writes one line to stderr: "2026-11-26T10:00:00.123Z INFO inventory-1 <message>".
 void log(Level level, std::string_view message);
+// The same line appended to `lines`, for writing several at once with write_log_lines().
+void append_log_line(std::string& lines, Level level, std::string_view message);
+// Writes and flushes `lines` (whole lines) to stderr.
+void write_log_lines(std::string_view lines);
 inline void info(std::string_view message) {
   log(Level::info, message);
 }

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -177,6 +178,43 @@ TEST_F(EngineLogsTest, ResendsAndTimeoutsNameTheCommandAndItsIds) {
   ASSERT_EQ(commands.size(), 2u);
   EXPECT_EQ(commands[1].envelope.event_type, "inventory.Release");
   EXPECT_EQ(commands[1].envelope.causation_id, reserve.envelope.event_id);
+}
+
+// The lines of one committed turn reach the logger in one write_all() call (one flush of a stream
+// logger), in the order the turn made them, instead of a write (and a flush) each.
+TEST_F(EngineLogsTest, ATurnsLinesAreHandedToTheLoggerTogether) {
+  struct Counting : saga::Logger {
+    std::vector<std::vector<std::string>> batches;  // messages of each write_all, or one write
+    bool enabled(saga::LogLevel level) const noexcept override {
+      return level >= saga::LogLevel::info;
+    }
+    void write(const saga::LogRecord& record) noexcept override {
+      batches.push_back({record.message});
+    }
+    void write_all(std::span<const saga::LogRecord> records) noexcept override {
+      std::vector<std::string> messages;
+      for (const auto& record : records) messages.push_back(record.message);
+      batches.push_back(std::move(messages));
+    }
+  };
+  auto counting = std::make_shared<Counting>();
+  options.store.path = ":memory:";
+  options.idle_wait = 0ms;
+  options.logger = counting;
+  store = std::move(saga::SqliteStore::open(options.store).value());
+  engine = std::make_unique<saga::Engine>(options, *store, transport, clock);
+  engine->register_saga<order::OrderSaga>();
+  engine->run_once();  // recovery
+  for (int i = 0; i < 3; ++i) engine->start<order::OrderSaga>(an_order());
+  engine->run_once();
+  for (const auto& reserve : take_commands(transport))
+    transport.deliver(
+        reply_bytes(reserve.envelope, "inventory.OutOfStock", {{"sku", "sku-1"}, {"reason", ""}}));
+  counting->batches.clear();
+  engine->run_once();  // three sagas end in one turn
+  ASSERT_EQ(counting->batches.size(), 1u);
+  EXPECT_EQ(counting->batches[0],
+            (std::vector<std::string>{"saga ended", "saga ended", "saga ended"}));
 }
 
 TEST_F(EngineLogsTest, NoLoggerMeansNoOutputAndNothingBreaks) {

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -67,6 +68,54 @@ TEST(StreamLogger, WritesOneLinePerRecordAtOrAboveItsThreshold) {
   std::vector<std::string> messages;
   while (std::getline(lines, line)) messages.push_back(nlohmann::json::parse(line)["msg"]);
   EXPECT_EQ(messages, (std::vector<std::string>{"shown", "also shown"}));
+}
+
+// A stream buffer that counts the flushes a stream asks of it (each one a system call on a file).
+class CountingBuffer : public std::stringbuf {
+ public:
+  int flushes = 0;
+
+ protected:
+  int sync() override {
+    ++flushes;
+    return std::stringbuf::sync();
+  }
+};
+
+TEST(StreamLogger, WriteAllWritesItsLinesInOrderAndFlushesOnce) {
+  CountingBuffer buffer;
+  std::ostream out(&buffer);
+  auto logger = saga::make_stream_logger(out, saga::LogFormat::json, saga::LogLevel::info);
+  const std::vector<saga::LogRecord> records{saga::LogRecord(saga::LogLevel::info, "first"),
+                                             saga::LogRecord(saga::LogLevel::debug, "hidden"),
+                                             saga::LogRecord(saga::LogLevel::warn, "second"),
+                                             saga::LogRecord(saga::LogLevel::info, "third")};
+  logger->write_all(records);
+  EXPECT_EQ(buffer.flushes, 1);
+  std::istringstream lines(buffer.str());
+  std::string line;
+  std::vector<std::string> messages;
+  while (std::getline(lines, line)) messages.push_back(nlohmann::json::parse(line)["msg"]);
+  EXPECT_EQ(messages, (std::vector<std::string>{"first", "second", "third"}));
+  logger->write_all({});
+  EXPECT_EQ(buffer.flushes, 1) << "nothing to write, nothing flushed";
+  logger->write(records[0]);
+  EXPECT_EQ(buffer.flushes, 2) << "a single write is flushed at once";
+}
+
+// A logger that only implements write() gets write_all() for free, record by record in order.
+TEST(Logger, WriteAllDefaultsToWriteForEachRecordInOrder) {
+  struct Recording : saga::Logger {
+    std::vector<std::string> messages;
+    bool enabled(saga::LogLevel) const noexcept override { return true; }
+    void write(const saga::LogRecord& record) noexcept override {
+      messages.push_back(record.message);
+    }
+  } logger;
+  const std::vector<saga::LogRecord> records{saga::LogRecord(saga::LogLevel::info, "a"),
+                                             saga::LogRecord(saga::LogLevel::error, "b")};
+  logger.write_all(records);
+  EXPECT_EQ(logger.messages, (std::vector<std::string>{"a", "b"}));
 }
 
 TEST(LogLevels, ParseTheirNames) {

@@ -32,6 +32,7 @@
 #include <iosfwd>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -86,6 +87,12 @@ class Logger {
   virtual ~Logger() = default;
   virtual bool enabled(LogLevel level) const noexcept = 0;
   virtual void write(const LogRecord& record) noexcept = 0;
+  // Writes several records, in order, as write() would one by one (the default does just that).
+  // The engine hands over the lines of one committed turn this way, so a logger may write them
+  // out at once: the stream logger below formats them all and writes and flushes once.
+  virtual void write_all(std::span<const LogRecord> records) noexcept {
+    for (const LogRecord& record : records) write(record);
+  }
 };
 
 enum class LogFormat { json, console };
@@ -95,7 +102,8 @@ std::optional<LogFormat> log_format_from_string(std::string_view text) noexcept;
 // One line, without the trailing newline. Never throws for invalid UTF-8 (it is replaced).
 std::string format_log_line(const LogRecord& record, LogFormat format);
 
-// Writes records at `threshold` or above to `out`, one line each, flushed, under a mutex.
+// Writes records at `threshold` or above to `out`, one line each, flushed after each write()
+// (after all of them for write_all()), under a mutex.
 std::shared_ptr<Logger> make_stream_logger(std::ostream& out, LogFormat format, LogLevel threshold);
 
 }  // namespace saga
