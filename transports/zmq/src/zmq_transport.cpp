@@ -3,14 +3,18 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <initializer_list>
 #include <map>
 #include <mutex>
+#include <new>
 #include <set>
 #include <stdexcept>
 #include <thread>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>
@@ -25,6 +29,9 @@ using Clock = std::chrono::steady_clock;
 using namespace zmq_detail;
 
 constexpr std::size_t kMaxDefectBytes = 64 * 1024;
+// Frames up to this size are copied into the ZeroMQ message itself (no allocation: ZeroMQ keeps
+// up to 33 bytes inline); larger ones go through SentBuffers.
+constexpr std::size_t kCopiedFrameBytes = 64;
 // A peer dead for this many dead periods is forgotten: instance names change with every restart
 // ("<service>-<pid>" by default), so remembering them all would grow without bound.
 constexpr int kForgetDeadAfter = 10;
@@ -93,6 +100,59 @@ enum class Delivery { sent, would_block, unreachable };
 
 }  // namespace
 
+// Frames the loop sends are handed to ZeroMQ without a copy, in buffers the loop allocates; the
+// I/O thread that wrote them to the socket gives them back here, and the loop frees them. A copy
+// would be allocated by the loop and freed by the I/O thread: glibc then returns each buffer to
+// the loop's malloc arena under that arena's lock, which the two threads fought over (a futex
+// call per saga at saturation). The loop collects what was given back every kReclaimEvery
+// messages, and only when the I/O thread is not holding the list at that moment.
+class SentBuffers {
+ public:
+  SentBuffers() = default;
+  SentBuffers(const SentBuffers&) = delete;
+  SentBuffers& operator=(const SentBuffers&) = delete;
+  ~SentBuffers() {
+    std::lock_guard lock(mutex_);
+    for (void* data : returned_) std::free(data);
+  }
+
+  // A ZeroMQ message owning a copy of `frame`, given back once ZeroMQ is done with it. The loop's
+  // thread only.
+  zmq::message_t message(std::string_view frame) {
+    if (++since_reclaim_ >= kReclaimEvery) reclaim();
+    void* data = std::malloc(frame.size());
+    if (data == nullptr) throw std::bad_alloc();
+    std::memcpy(data, frame.data(), frame.size());
+    return zmq::message_t(data, frame.size(), &SentBuffers::give_back, this);
+  }
+
+ private:
+  static constexpr int kReclaimEvery = 64;
+
+  void reclaim() {
+    {
+      std::unique_lock lock(mutex_, std::try_to_lock);
+      if (!lock.owns_lock()) return;  // the next message tries again
+      since_reclaim_ = 0;
+      returned_.swap(freeing_);
+    }
+    for (void* data : freeing_) std::free(data);
+    freeing_.clear();
+  }
+
+  // Called by ZeroMQ: by its I/O thread, or by the sending thread for a message never sent.
+  static void give_back(void* data, void* self) {
+    auto& buffers = *static_cast<SentBuffers*>(self);
+    std::lock_guard lock(buffers.mutex_);
+    buffers.returned_.push_back(data);
+  }
+
+  std::mutex mutex_;
+  std::vector<void*> returned_;  // under mutex_
+  std::vector<void*> freeing_;   // the loop's
+  int since_reclaim_ = 0;        // the loop's
+};
+
 struct ZmqTransport::Impl {
   explicit Impl(const ZmqTransportOptions& o) : options(o) {
     interval = std::max(options.heartbeat_interval, std::chrono::milliseconds(1));
@@ -117,6 +177,7 @@ struct ZmqTransport::Impl {
   std::chrono::milliseconds dead_after;
   std::chrono::milliseconds forget_after;
   Clock::time_point housekeeping_due{};
+  SentBuffers sent_buffers;  // outlives the context, whose closing gives back the unsent
   zmq::context_t context;
   zmq::socket_t router;
   zmq::socket_t publisher;              // XPUB: subscriptions arrive as messages
@@ -215,7 +276,10 @@ Delivery ZmqTransport::Impl::send_to(const std::string& routing_id,
     for (std::string_view frame : frames) {
       const auto flags = --left > 0 ? zmq::send_flags::sndmore | zmq::send_flags::dontwait
                                     : zmq::send_flags::dontwait;
-      (void)router.send(zmq::buffer(frame), flags);
+      if (frame.size() <= kCopiedFrameBytes)
+        (void)router.send(zmq::buffer(frame), flags);
+      else
+        (void)router.send(sent_buffers.message(frame), flags);
     }
     return Delivery::sent;
   } catch (const zmq::error_t&) {
