@@ -1123,7 +1123,7 @@ struct Engine::Impl {
         logger->write(LogRecord(LogLevel::warn,
                                 "send queue full: the destination's next commands wait in the "
                                 "outbox and are read back as it takes the queued ones",
-                                clock.now())
+                                now)
                           .with("destination", row.destination)
                           .with("queuedCommands", static_cast<std::int64_t>(held)));
       }

@@ -665,9 +665,8 @@ Error SqliteStore::Impl::prepare_statements() {
       {&select_pending_outbox, select_pending_sql.c_str()},
       {&select_pending_outbox_for, select_pending_for_sql.c_str()},
       {&select_outbox_backlog,
-       "SELECT destination, count(*), min(rowid), max(rowid) FROM outbox WHERE replied_at IS NULL "
-       "AND "
-       "dispatched = 0 GROUP BY destination ORDER BY destination"},
+       "SELECT destination, count(*), min(rowid), max(rowid) FROM outbox "
+       "WHERE replied_at IS NULL AND dispatched = 0 GROUP BY destination ORDER BY destination"},
       {&select_journal,
        "SELECT sequence, saga_id, at, kind, message_id, message_type, from_state, to_state, "
        "detail FROM journal WHERE saga_id = ?1 ORDER BY sequence"},
