@@ -250,13 +250,27 @@ class Cluster {
     if (options.prepare_database) options.prepare_database((work / "orchestrator.db").string());
     orchestrator_ = std::make_unique<Child>(
         "orchestrator",
-        std::vector<std::string>{
-            (samples / "order_orchestrator" / "order_orchestrator").string(), "--router",
-            "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*", "--intake", "tcp://127.0.0.1:*",
-            "--db", (work / "orchestrator.db").string(), "--durability", options.durability,
-            "--batch", std::to_string(options.max_batch), "--saga-cache",
-            std::to_string(options.saga_cache), "--send-queue", std::to_string(options.send_queue),
-            "--endpoints-file", endpoints_file},
+        std::vector<std::string>{(samples / "order_orchestrator" / "order_orchestrator").string(),
+                                 "--router",
+                                 "tcp://127.0.0.1:*",
+                                 "--events",
+                                 "tcp://127.0.0.1:*",
+                                 "--intake",
+                                 "tcp://127.0.0.1:*",
+                                 "--db",
+                                 (work / "orchestrator.db").string(),
+                                 "--durability",
+                                 options.durability,
+                                 "--sync",
+                                 options.sync,
+                                 "--batch",
+                                 std::to_string(options.max_batch),
+                                 "--saga-cache",
+                                 std::to_string(options.saga_cache),
+                                 "--send-queue",
+                                 std::to_string(options.send_queue),
+                                 "--endpoints-file",
+                                 endpoints_file},
         (work / "orchestrator.log").string());
     const auto deadline = Clock::now() + std::chrono::seconds{20};
     while (!fs::exists(endpoints_file)) {
@@ -626,7 +640,8 @@ PhaseResult median_phase(std::vector<PhaseResult> rounds) {
 
 RunResult run_cluster(const ClusterOptions& options, const RunPlan& plan) {
   say("  starting the orchestrator (--batch " + std::to_string(options.max_batch) +
-      ", durability " + options.durability + ") and the three services in " + options.work_dir);
+      ", durability " + options.durability + ", sync " + options.sync +
+      ") and the three services in " + options.work_dir);
   Cluster cluster(options);
   RunResult result;
   const std::string window = std::to_string(plan.window);

@@ -514,10 +514,13 @@ int main(int argc, char** argv) {
     }
 
     if (unbatched_s > 0) {
-      say("[7/9] E with batching disabled (orchestrator --batch 1)");
+      say("[7/9] E with batching disabled (orchestrator --batch 1 --sync commit)");
       bench::ClusterOptions single = cluster;
       single.work_dir = (fs::path(work_dir) / "unbatched").string();
       single.max_batch = 1;
+      // One message per transaction and per fsync: with the sync thread, the commits made during
+      // one fsync would share the next, which is batching again.
+      single.sync = "commit";
       bench::RunPlan single_plan;
       // One fsync per step: throughput does not grow with the window, the drain time does.
       single_plan.window = std::min<std::size_t>(window, 200);
@@ -529,6 +532,7 @@ int main(int argc, char** argv) {
       const bench::RunResult unbatched = bench::run_cluster(single, single_plan);
       json u = phase_json(unbatched.saturation);
       u["window"] = bench::figure(static_cast<double>(single_plan.window), "sagas in flight");
+      u["sync"] = single.sync;
       say("  F again, right after this run");
       awake = std::make_unique<bench::KeepCoresAwake>(!no_keep_awake);
       std::vector<double> f_rounds;

@@ -288,6 +288,19 @@ struct Engine::Impl {
     std::chrono::steady_clock::time_point input_received{};  // of the input being processed
   };
 
+  // A committed turn whose commit is not durable yet (Store::durable_through): what it hands to
+  // the outside world (commands, events, outcomes, operator answers, its log lines and metrics)
+  // waits here, in commit order. `committed`: the turn wrote something (else it only follows one
+  // that did).
+  struct HeldTurn {
+    std::uint64_t commit = 0;
+    bool committed = false;
+    Turn turn;
+    std::vector<Input> inputs;
+  };
+  std::deque<HeldTurn> held_turns;
+  bool sync_failed = false;  // Store::sync() failed: the store takes no commit any more
+
   bool instrumented() const noexcept { return metrics || logger; }
   bool logs(LogLevel level) const noexcept { return logger && logger->enabled(level); }
 
@@ -1159,11 +1172,16 @@ struct Engine::Impl {
     const std::size_t limit = options.max_queued_commands;
     ReadBack result;
     bool failed = false;
+    // The outbox already holds the commands of held turns; a read-back stops at the first of
+    // them (the rest of its destination's rows are newer), to read them once they are durable.
+    std::unordered_set<std::string_view> not_durable;
+    for (const auto& waiting : held_turns)
+      for (const auto& row : waiting.turn.batch.outbox) not_durable.insert(row.message_id);
     for (auto it = backlogs.begin(); it != backlogs.end();) {
       const std::string& destination = it->first;
       Backlog& backlog = it->second;
-      const std::size_t held = queued[destination];
-      if (held > limit / 2) {
+      const std::size_t in_queue = queued[destination];
+      if (in_queue > limit / 2) {
         ++it;
         continue;
       }
@@ -1189,7 +1207,7 @@ struct Engine::Impl {
         backlog.after_sequence = first.value()->sequence - 1;
         backlog.first_id.clear();
       }
-      const std::size_t room = limit - held;
+      const std::size_t room = limit - in_queue;
       auto rows = store.pending_outbox_for(destination, backlog.after_sequence, room);
       if (!rows) {
         read_back_failed(destination, rows.error());
@@ -1197,8 +1215,14 @@ struct Engine::Impl {
         ++it;
         continue;
       }
-      result.read_any = result.read_any || !rows.value().empty();
+      std::size_t taken = 0;
+      bool reached_held = false;
       for (auto& row : rows.value()) {
+        if (!not_durable.empty() && not_durable.contains(row.message_id)) {
+          reached_held = true;
+          break;
+        }
+        ++taken;
         backlog.after_sequence = row.sequence;
         if (backlog.handled_elsewhere.erase(row.message_id) > 0) continue;
         uncount(backlog);
@@ -1208,8 +1232,9 @@ struct Engine::Impl {
         else
           queue(std::move(row));
       }
-      backlog.read_back += rows.value().size();
-      if (rows.value().size() < room) {
+      result.read_any = result.read_any || taken > 0;
+      backlog.read_back += taken;
+      if (!reached_held && rows.value().size() < room) {
         if (backlog.logged && logs(LogLevel::info))
           logger->write(LogRecord(LogLevel::info,
                                   "send queue caught up: the destination's commands queue in "
@@ -1349,10 +1374,11 @@ struct Engine::Impl {
   }
 
   // A command waiting in the send queue for a re-send (refused by the transport) or re-armed
-  // this turn may have had its reply applied in the same commit: it is closed and is not sent
-  // again. This turn's new commands cannot have been answered yet.
+  // this turn or by a held one may have had its reply applied in the same commit: it is closed
+  // and is not sent again. This turn's new commands cannot have been answered yet.
   void forget_closed_resends(Turn& turn) {
-    if (turn.batch.replied.empty() || (unsent.empty() && turn.rearm.empty())) return;
+    if (turn.batch.replied.empty() || (unsent.empty() && turn.rearm.empty() && held_turns.empty()))
+      return;
     std::unordered_set<std::string_view> closed(turn.batch.replied.begin(),
                                                 turn.batch.replied.end());
     auto is_closed = [&](const OutboxMessage& row) { return closed.contains(row.message_id); };
@@ -1362,6 +1388,7 @@ struct Engine::Impl {
       return true;
     });
     std::erase_if(turn.rearm, is_closed);
+    for (auto& waiting : held_turns) std::erase_if(waiting.turn.rearm, is_closed);
   }
 
   // Commands whose reply is overdue go back to the send queue, unchanged (same eventId).
@@ -1606,16 +1633,43 @@ struct Engine::Impl {
     if (stopping.load()) return inputs;  // draining: finish what was accepted, take nothing new
     // Re-send marks alone are not worth a commit (an fsync): they wait for company.
     auto wait = inputs.empty() && !backlog_ready ? options.idle_wait : std::chrono::milliseconds{0};
-    auto deadline = std::chrono::steady_clock::now() + options.max_batch_delay;
+    // Idle with turns held: nothing is worth doing before their sync ends, which hands them out.
+    if (wait.count() > 0 && await_durable()) release_durable();
+    const auto deadline = std::chrono::steady_clock::now() + options.max_batch_delay;
     while (inputs.size() < options.max_batch_messages && !stopping.load()) {
       auto message = transport.receive(wait);
-      if (message) inputs.push_back(Input{nullptr, std::move(*message)});
-      auto now = std::chrono::steady_clock::now();
+      if (message) {
+        inputs.push_back(Input{nullptr, std::move(*message)});
+      } else if (!inputs.empty() && await_durable()) {
+        // Drained while the last commit's sync ran: what arrived meanwhile joins this turn. Its
+        // effects could not have left before that sync ended, and one commit costs less than two.
+        take_queued_starts(inputs, options.max_batch_messages - inputs.size());
+        wait = std::chrono::milliseconds{0};
+        continue;
+      }
+      const auto now = std::chrono::steady_clock::now();
       if (!message && (inputs.empty() || now >= deadline)) break;
       wait = now < deadline ? std::chrono::ceil<std::chrono::milliseconds>(deadline - now)
                             : std::chrono::milliseconds{0};
     }
     return inputs;
+  }
+
+  // Waits until the held turns' commits are durable, if any is not. Returns whether it waited. A
+  // store that could not sync is not asked again: it refuses commits from then on.
+  bool await_durable() {
+    if (held_turns.empty() || sync_failed || store.durable_through() >= held_turns.back().commit)
+      return false;
+    if (StoreStatus status = store.sync(); !status) {
+      sync_failed = true;
+      if (logs(LogLevel::error))
+        logger->write(
+            LogRecord(LogLevel::error, "cannot make the store's commits durable", clock.now())
+                .with("error", status.error->message)
+                .with("turnsNotDurable", held_turns.size()));
+      return false;
+    }
+    return true;
   }
 
   // The in-memory sagas of a turn that did not commit are ahead of the store: drop them.
@@ -1669,7 +1723,7 @@ struct Engine::Impl {
       if (request.stored_id != 0) {
         turn.batch.answers.push_back({request.stored_id, false, failed.message});
         turn.batch.at = clock.now();
-        if (StoreStatus status = store.commit(turn.batch); !status) {
+        if (StoreStatus status = store.commit(turn.batch); !status || !(status = wait_durable())) {
           fail_quarantine(*status.error, std::move(poisoned));
           return;
         }
@@ -1714,7 +1768,7 @@ struct Engine::Impl {
       turn.batch.dead_letters.back().attempts = poisoned.failed_attempts;
     }
     retry_inputs = std::move(others);
-    if (StoreStatus status = store.commit(turn.batch); !status) {
+    if (StoreStatus status = store.commit(turn.batch); !status || !(status = wait_durable())) {
       fail_quarantine(*status.error, std::move(poisoned));
       return;
     }
@@ -1728,6 +1782,7 @@ struct Engine::Impl {
     std::vector<Input> inputs;
     try {
       if (!recovered) recover();
+      release_durable();
       resend_overdue();
       send_queued();
       poll_operator_requests();
@@ -1764,11 +1819,7 @@ struct Engine::Impl {
     turn.batch.at = clock.now();
     if (turn.batch.empty()) {
       settle_cache(turn);
-      apply_after_commit(turn);
-      finish_operations(turn, false);
-      for (auto& row : turn.rearm) requeue(std::move(row));
-      if (!turn.rearm.empty()) send_queued();
-      keep_buffers(turn, inputs);
+      hand_out(turn, inputs, false, held_turns.empty() ? 0 : held_turns.back().commit);
       return 0;
     }
     detail::crash_point("engine.before_commit");
@@ -1818,19 +1869,58 @@ struct Engine::Impl {
     settle_cache(turn);
     for (const auto& id : turn.batch.replied) untrack(id);
     forget_closed_resends(turn);
-    for (auto& row : turn.batch.outbox) queue_new(row);
-    for (auto& row : turn.rearm) requeue(std::move(row));
     counters.command_timeouts.fetch_add(turn.timeouts, std::memory_order_relaxed);
-    finish_operations(turn, true);
-    if (send_queued() > 0) detail::crash_point("engine.after_send");
+    const std::size_t applied = inputs.size();
+    hand_out(turn, inputs, true, store.last_commit());
+    return applied;
+  }
+
+  // What a turn hands to the outside world, once its commit (`commit`, Store::last_commit) is
+  // durable and every turn before it has handed out its own: at once with a store that is durable
+  // on return, else held until release_durable() finds it durable.
+  void hand_out(Turn& turn, std::vector<Input>& inputs, bool committed, std::uint64_t commit) {
+    if (held_turns.empty() && store.durable_through() >= commit) {
+      release(turn, inputs, committed);
+      return;
+    }
+    held_turns.push_back(HeldTurn{commit, committed, std::move(turn), std::move(inputs)});
+    release_durable();
+  }
+
+  void release_durable() {
+    if (held_turns.empty()) return;
+    const std::uint64_t durable = store.durable_through();
+    while (!held_turns.empty() && held_turns.front().commit <= durable) {
+      HeldTurn next = std::move(held_turns.front());
+      held_turns.pop_front();
+      release(next.turn, next.inputs, next.committed);
+    }
+  }
+
+  // Rare paths that report what they committed at once (quarantine) wait for it to be durable,
+  // after the turns held before it.
+  StoreStatus wait_durable() {
+    if (store.durable_through() < store.last_commit())
+      if (StoreStatus status = store.sync(); !status) return status;
+    release_durable();
+    return StoreStatus::success();
+  }
+
+  void release(Turn& turn, std::vector<Input>& inputs, bool committed) {
+    if (committed)
+      for (auto& row : turn.batch.outbox) queue_new(row);
+    for (auto& row : turn.rearm) requeue(std::move(row));
+    finish_operations(turn, committed);
+    if (committed || !turn.rearm.empty()) {
+      const std::size_t sent = send_queued();
+      if (committed && sent > 0) detail::crash_point("engine.after_send");
+    }
     for (const auto& [type, bytes] : turn.events) {
       transport.publish(type, bytes);
       if (metrics) metrics->published.with({"event", type}).inc();
     }
     notify(turn);
-    const std::size_t applied = inputs.size();
     keep_buffers(turn, inputs);
-    return applied;
   }
 
   // The big containers of a turn are kept for the next one (cleared, capacity kept), so a busy
@@ -2005,9 +2095,17 @@ struct Engine::Impl {
     return committed;
   }
 
+  // Waits for the held turns' commits to be durable and hands them out. A store that cannot sync
+  // keeps them (a restart recovers from what the file holds).
+  void flush_held() {
+    await_durable();
+    release_durable();
+  }
+
   bool has_unfinished_work() {
     std::lock_guard lock(starts_mutex);
-    return !queued_starts.empty() || !retry_inputs.empty() || !dispatched_marks.empty();
+    return !queued_starts.empty() || !retry_inputs.empty() || !dispatched_marks.empty() ||
+           !held_turns.empty();
   }
 
   bool has_queued_starts() {
@@ -2031,6 +2129,7 @@ struct Engine::Impl {
       const bool failed = counters.commit_failures.load(std::memory_order_relaxed) != failures;
       failed_in_a_row = failed ? failed_in_a_row + 1 : 0;
     }
+    flush_held();
     if (!has_unfinished_work() || !logs(LogLevel::error)) return;
     std::lock_guard lock(starts_mutex);
     std::string sagas;
@@ -2041,6 +2140,7 @@ struct Engine::Impl {
                       .with("queuedInputs", queued_starts.size())
                       .with("failedTurnInputs", retry_inputs.size())
                       .with("dispatchMarks", dispatched_marks.size())
+                      .with("turnsNotDurable", held_turns.size())
                       .with("sagasNotStarted", sagas));
   }
 };
@@ -2143,7 +2243,9 @@ void Engine::on_dead_letter(std::function<void(const DeadLetter&)> callback) {
 }
 
 std::size_t Engine::run_once() {
-  return impl_->turn();
+  const std::size_t committed = impl_->turn();
+  impl_->flush_held();
+  return committed;
 }
 
 void Engine::run() {

@@ -254,6 +254,7 @@ int main(int argc, char** argv) {
   std::string intake_endpoint = "tcp://127.0.0.1:5557";
   std::string db = "order_orchestrator.db";
   std::string durability = "full";
+  std::string sync = "background";
   std::string endpoints_file;
   std::size_t batch = 256;
   int batch_delay_us = 0;
@@ -277,6 +278,12 @@ int main(int argc, char** argv) {
   app.add_option("--db", db, "SQLite database of the orchestrator")->capture_default_str();
   app.add_option("--durability", durability, "full (fsync per commit), normal or off")
       ->check(CLI::IsMember({"full", "normal", "off"}))
+      ->capture_default_str();
+  app.add_option(
+         "--sync", sync,
+         "With --durability full: 'background' (a store thread fsyncs while the loop goes "
+         "on; commits made meanwhile share the next fsync) or 'commit' (inside each COMMIT)")
+      ->check(CLI::IsMember({"background", "commit"}))
       ->capture_default_str();
   app.add_option("--batch", batch, "Max messages per transaction (group commit)")
       ->check(CLI::Range(1, 100000))
@@ -350,6 +357,7 @@ int main(int argc, char** argv) {
   options.store.durability = durability == "full"     ? saga::Durability::full
                              : durability == "normal" ? saga::Durability::normal
                                                       : saga::Durability::off;
+  options.store.sync_in_background = sync == "background";
   options.max_batch_messages = batch;
   options.max_batch_delay = std::chrono::microseconds{batch_delay_us};
   options.max_cached_sagas = saga_cache;

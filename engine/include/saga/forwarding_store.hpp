@@ -20,6 +20,9 @@ class ForwardingStore : public Store {
   StoreResult<bool> inbox_contains(const std::string& message_id) override {
     return inner_.inbox_contains(message_id);
   }
+  std::uint64_t last_commit() const noexcept override { return inner_.last_commit(); }
+  std::uint64_t durable_through() const noexcept override { return inner_.durable_through(); }
+  StoreStatus sync() override { return inner_.sync(); }
   void begin_reads() noexcept override { inner_.begin_reads(); }
   void end_reads() noexcept override { inner_.end_reads(); }
   StoreResult<std::vector<OutboxMessage>> pending_outbox(std::size_t limit) override {

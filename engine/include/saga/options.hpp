@@ -50,6 +50,13 @@ struct StoreOptions {
   // the WAL (two system calls each); at the engine's large commits 8 KiB pages write fewer of
   // them than SQLite's default 4 KiB (docs/architecture.md, "8 KiB pages").
   std::size_t page_size = 8192;
+  // With Durability::full, make commits durable on a thread of the store's own instead of inside
+  // COMMIT: the committing thread goes on with its next work while the disk syncs, and the commits
+  // made during one fdatasync share the next. A commit is then durable a little after commit()
+  // returns; the engine holds back everything a turn sends or reports until it is
+  // (Store::durable_through). Ignored by other durability levels and in-memory databases.
+  // Default: true.
+  bool sync_in_background = true;
 };
 
 // How often a command is re-sent while its reply does not come, and when to give up. The n-th wait

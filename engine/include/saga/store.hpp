@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -201,6 +202,23 @@ class Store {
   // Applies the whole batch in one transaction, or nothing. A conflict (row version mismatch or a
   // duplicate saga insert) rolls back everything and reports StoreErrorCode::conflict.
   virtual StoreStatus commit(const WriteBatch& batch) = 0;
+
+  // Durability that follows commit. A store may return from commit() once the batch is written
+  // and visible to its reads, and make it durable a little later on a thread of its own, so that
+  // the committing thread does not wait for the disk. Commits are numbered 1, 2, ... in the order
+  // they succeeded; a failed commit takes no number.
+  // - last_commit(): the number of the newest successful commit.
+  // - durable_through(): every commit up to this number is durable. Never decreases.
+  // - sync(): blocks until every commit made so far is durable; an error when that cannot be
+  //   done (the store then refuses further commits).
+  // The engine hands nothing of a turn to the outside world (commands, outcomes, events, operator
+  // answers) before durable_through() reaches the turn's commit. The defaults describe a store
+  // whose commits are durable when commit() returns: durable_through() is the largest number.
+  virtual std::uint64_t last_commit() const noexcept { return 0; }
+  virtual std::uint64_t durable_through() const noexcept {
+    return std::numeric_limits<std::uint64_t>::max();
+  }
+  virtual StoreStatus sync() { return {}; }
 
   virtual StoreResult<std::optional<SagaRecord>> load_saga(const std::string& saga_id) = 0;
   virtual StoreResult<bool> inbox_contains(const std::string& message_id) = 0;

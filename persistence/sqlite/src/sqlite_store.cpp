@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,6 +19,7 @@
 #include <filesystem>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -272,6 +274,10 @@ const char* synchronous_pragma(Durability durability) noexcept {
   return "PRAGMA synchronous = FULL";
 }
 
+bool syncs_in_background(const StoreOptions& options, bool is_file) noexcept {
+  return is_file && options.durability == Durability::full && options.sync_in_background;
+}
+
 // The writer connection's page cache bound, in KiB (PRAGMA cache_size = -kCacheKib).
 constexpr int kCacheKib = 16 * 1024;
 
@@ -474,11 +480,129 @@ class Checkpointer {
   std::thread thread_;
 };
 
+// fdatasync of a file by path; a file that does not exist has nothing to sync.
+Error sync_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return std::nullopt;
+    return StoreError{StoreErrorCode::io_error, "cannot open " + path + " to sync it: " +
+                                                    std::system_category().message(errno)};
+  }
+  const int rc = ::fdatasync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc == 0) return std::nullopt;
+  return StoreError{StoreErrorCode::io_error,
+                    "cannot sync " + path + ": " + std::system_category().message(err)};
+}
+
+// Makes commits durable on a thread of its own (StoreOptions::sync_in_background). The writer
+// commits with PRAGMA synchronous = NORMAL, so COMMIT writes the WAL without waiting for the disk,
+// and then calls committed(). The thread fdatasyncs the WAL file and advances durable() to the
+// last commit made before that call began: everything those commits wrote was written by then.
+// Commits made while one fdatasync runs share the next. A failed fdatasync is final (the kernel
+// may already have dropped the pages it could not write): the store refuses commits from then on,
+// and a restart recovers from what the file holds.
+class Syncer {
+ public:
+  explicit Syncer(std::string wal_path)
+      : wal_path_(std::move(wal_path)), thread_([this] { run(); }) {}
+  ~Syncer() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();  // after a last sync of what was committed
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  // The writer's thread, after a successful COMMIT.
+  void committed() {
+    {
+      std::lock_guard lock(mutex_);
+      ++last_;
+      last_copy_.store(last_, std::memory_order_release);
+    }
+    wake_.notify_one();
+  }
+  std::uint64_t last() const noexcept { return last_copy_.load(std::memory_order_acquire); }
+  std::uint64_t durable() const noexcept { return durable_.load(std::memory_order_seq_cst); }
+  std::optional<StoreError> failure() {
+    std::lock_guard lock(mutex_);
+    return failure_;
+  }
+
+  StoreStatus sync() {
+    std::unique_lock lock(mutex_);
+    const std::uint64_t target = last_;
+    done_.wait(lock, [&] { return durable_.load() >= target || failure_; });
+    if (failure_) return {failure_};
+    return StoreStatus::success();
+  }
+
+  std::uint64_t syncs() const noexcept { return syncs_.load(std::memory_order_relaxed); }
+
+ private:
+  void run() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      wake_.wait(lock, [this] { return stopping_ || (last_ > durable_.load() && !failure_); });
+      if (last_ <= durable_.load() || failure_) return;  // stopping, and nothing left to sync
+      const std::uint64_t target = last_;
+      lock.unlock();
+      Error error = sync_wal();
+      syncs_.fetch_add(1, std::memory_order_relaxed);
+      lock.lock();
+      if (error)
+        failure_ = StoreError{StoreErrorCode::io_error,
+                              error->message +
+                                  "; commits since the last successful sync may be lost, and the "
+                                  "store refuses new ones until the process restarts"};
+      else
+        durable_.store(target);
+      done_.notify_all();
+    }
+  }
+
+  // The WAL keeps its inode while the store's connections are open; should it have been replaced
+  // (unlinked), the new file is opened and synced instead.
+  Error sync_wal() {
+    struct stat status {};
+    if (fd_ >= 0 && (::fstat(fd_, &status) != 0 || status.st_nlink == 0)) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+    if (fd_ < 0) fd_ = ::open(wal_path_.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0)
+      return StoreError{StoreErrorCode::io_error, "cannot open " + wal_path_ + " to sync it: " +
+                                                      std::system_category().message(errno)};
+    if (::fdatasync(fd_) != 0)
+      return StoreError{StoreErrorCode::io_error,
+                        "cannot sync " + wal_path_ + ": " + std::system_category().message(errno)};
+    return std::nullopt;
+  }
+
+  const std::string wal_path_;
+  int fd_ = -1;  // the sync thread's only
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  std::uint64_t last_ = 0;
+  std::atomic<std::uint64_t> last_copy_{0};
+  std::atomic<std::uint64_t> durable_{0};
+  std::optional<StoreError> failure_;
+  bool stopping_ = false;
+  std::atomic<std::uint64_t> syncs_{0};
+  std::thread thread_;
+};
+
 struct SqliteStore::Impl {
-  // Destroyed bottom-up: statements, the checkpointer, the connection, then the lock.
+  // Destroyed bottom-up: statements, the syncer (a last sync), the checkpointer, the connection,
+  // then the lock.
   LockFile lock;
   Connection db;
   std::unique_ptr<Checkpointer> checkpointer;
+  std::unique_ptr<Syncer> syncer;
 
   ~Impl() {
     end_reads();
@@ -555,7 +679,10 @@ Error SqliteStore::Impl::configure(const StoreOptions& options, bool is_file) {
       return StoreError{StoreErrorCode::io_error, std::move(message)};
     }
   }
-  StoreResult<std::string> sync = query_text(handle, synchronous_pragma(options.durability));
+  // With the sync thread, COMMIT only writes the WAL; the thread makes it durable.
+  const Durability in_commit =
+      syncs_in_background(options, is_file) ? Durability::normal : options.durability;
+  StoreResult<std::string> sync = query_text(handle, synchronous_pragma(in_commit));
   if (!sync) return sync.error();
   // A page cache of up to kCacheKib KiB (SQLite's default is 2,000 KiB): the index pages the
   // sagas in flight live on stay in memory instead of being read back from the WAL.
@@ -870,6 +997,14 @@ StoreResult<std::unique_ptr<SqliteStore>> SqliteStore::open(const StoreOptions& 
   }
 
   if (Error error = impl->configure(options, is_file)) return *error;
+  if (is_file && options.durability == Durability::full) {
+    // What this store reads from now on must be durable before anything acts on it: a process
+    // that died between writing a commit and syncing it left that commit in the page cache only.
+    for (const std::string& file : {options.path + "-wal", options.path})
+      if (Error error = sync_file(file)) return *error;
+  }
+  if (syncs_in_background(options, is_file))
+    impl->syncer = std::make_unique<Syncer>(options.path + "-wal");
   // The database's own page size (an existing database keeps the one it was created with).
   StoreResult<std::string> page_size_text = query_text(handle, "PRAGMA page_size");
   if (!page_size_text) return page_size_text.error();
@@ -918,6 +1053,8 @@ StoreStatus SqliteStore::commit(const WriteBatch& batch) {
   impl_->end_reads();
   if (batch.empty()) return StoreStatus::success();
   Impl& s = *impl_;
+  if (s.syncer)
+    if (std::optional<StoreError> failed = s.syncer->failure()) return {std::move(failed)};
   Transaction tx = s.transaction();
   if (Error error = tx.begin()) return {std::move(error)};
   for (const SagaWrite& write : batch.sagas) {
@@ -986,7 +1123,24 @@ StoreStatus SqliteStore::commit(const WriteBatch& batch) {
                            "answering operator request " + std::to_string(answer.request_id))};
   }
   if (Error error = tx.commit()) return {std::move(error)};
+  if (s.syncer) s.syncer->committed();
   return StoreStatus::success();
+}
+
+std::uint64_t SqliteStore::last_commit() const noexcept {
+  return impl_->syncer ? impl_->syncer->last() : Store::last_commit();
+}
+
+std::uint64_t SqliteStore::durable_through() const noexcept {
+  return impl_->syncer ? impl_->syncer->durable() : Store::durable_through();
+}
+
+StoreStatus SqliteStore::sync() {
+  return impl_->syncer ? impl_->syncer->sync() : StoreStatus::success();
+}
+
+std::uint64_t SqliteStore::background_syncs() const noexcept {
+  return impl_->syncer ? impl_->syncer->syncs() : 0;
 }
 
 StoreResult<std::optional<SagaRecord>> SqliteStore::load_saga(const std::string& saga_id) {

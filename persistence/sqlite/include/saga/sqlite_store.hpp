@@ -19,9 +19,20 @@
 //   on a thread the store owns, over a second connection, each time the WAL has grown by ~4 MiB;
 //   commits never copy pages into the database file themselves.
 //
-// Ownership: the store owns its connections (and its checkpoint thread) and closes them in the
-// destructor (never throws).
-// Thread safety: one thread at a time (the checkpoint thread is internal).
+// - With StoreOptions::sync_in_background (the default, file databases, Durability::full), COMMIT
+//   writes the WAL without waiting for the disk (PRAGMA synchronous = NORMAL), and a thread the
+//   store owns fdatasyncs the WAL after it: commit() returns before its batch is durable, and
+//   durable_through() and sync() report when it is (saga/store.hpp). Commits made
+//   while one fdatasync runs share the next one. A failed fdatasync is final: every later commit
+//   returns StoreErrorCode::io_error, and the process must restart (it then recovers from what
+//   the file holds). The destructor syncs what was committed before it returns.
+// - With Durability::full, open() fdatasyncs the WAL and the database file before anything reads
+//   them: a process that died between writing a commit and syncing it left that commit in the
+//   page cache, where the next process would otherwise act on it before it is durable.
+//
+// Ownership: the store owns its connections (and its checkpoint and sync threads) and closes them
+// in the destructor (never throws).
+// Thread safety: one thread at a time (the checkpoint and sync threads are internal).
 #pragma once
 
 #include <cstdint>
@@ -47,6 +58,9 @@ class SqliteStore final : public Store {
   SqliteStore& operator=(const SqliteStore&) = delete;
 
   StoreStatus commit(const WriteBatch& batch) override;
+  std::uint64_t last_commit() const noexcept override;
+  std::uint64_t durable_through() const noexcept override;
+  StoreStatus sync() override;
   StoreResult<std::optional<SagaRecord>> load_saga(const std::string& saga_id) override;
   StoreResult<bool> inbox_contains(const std::string& message_id) override;
   void begin_reads() noexcept override;
@@ -75,6 +89,10 @@ class SqliteStore final : public Store {
   // WAL checkpoint passes the store's background thread has run so far (0 for an in-memory
   // database, which has no WAL). For diagnostics and tests; any thread.
   std::uint64_t background_checkpoints() const noexcept;
+
+  // fdatasync calls the store's sync thread has made so far (0 without the thread). For
+  // diagnostics and tests; any thread.
+  std::uint64_t background_syncs() const noexcept;
 
  private:
   struct Impl;

@@ -1,0 +1,267 @@
+// A store may return from commit() before the batch is durable (SqliteStore's sync thread): the
+// engine then hands nothing of a turn to the outside world (commands, outcomes) until
+// Store::durable_through() reaches the turn's commit. A loop with nothing else to do waits in
+// Store::sync() for it.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../support/participant.hpp"
+#include "order/order_saga.hpp"
+#include "saga/engine.hpp"
+#include "saga/forwarding_store.hpp"
+#include "saga/memory_transport.hpp"
+#include "saga/sqlite_store.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using saga::test::reply_bytes;
+using saga::test::SentCommand;
+using saga::test::take_commands;
+
+// Commits are durable only when the test says so (make_durable). sync() waits for that, or, with
+// `instant_sync`, makes every commit durable itself (as a real store's fsync would).
+class ManualDurabilityStore final : public saga::ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+
+  saga::StoreStatus commit(const saga::WriteBatch& batch) override {
+    saga::StoreStatus status = inner().commit(batch);
+    if (status && !batch.empty()) last_.fetch_add(1);
+    return status;
+  }
+  std::uint64_t last_commit() const noexcept override { return last_.load(); }
+  std::uint64_t durable_through() const noexcept override { return durable_.load(); }
+  saga::StoreStatus sync() override {
+    ++syncs;
+    const std::uint64_t target = last_.load();
+    if (instant_sync) make_durable(target);
+    std::unique_lock lock(mutex_);
+    durable_changed_.wait(lock, [&] { return durable_.load() >= target; });
+    return saga::StoreStatus::success();
+  }
+
+  void make_durable(std::uint64_t commit) {
+    {
+      std::lock_guard lock(mutex_);
+      durable_.store(commit);
+    }
+    durable_changed_.notify_all();
+  }
+
+  std::atomic<int> syncs{0};
+  std::atomic<bool> instant_sync{false};
+
+ private:
+  std::atomic<std::uint64_t> last_{0}, durable_{0};
+  std::mutex mutex_;
+  std::condition_variable durable_changed_;
+};
+
+class EngineDurabilityTest : public ::testing::Test {
+ protected:
+  EngineDurabilityTest() {
+    options.store.path = ":memory:";
+    options.publish_events = false;
+    store = std::move(saga::SqliteStore::open(options.store).value());
+    manual = std::make_unique<ManualDurabilityStore>(*store);
+  }
+
+  void make_engine() {
+    engine = std::make_unique<saga::Engine>(options, *manual, transport, clock);
+    engine->register_saga<order::OrderSaga>();
+    engine->on_outcome([this](const saga::SagaOutcome& outcome) {
+      std::lock_guard lock(mutex);
+      outcomes.push_back(std::string(saga::to_string(outcome.status)));
+    });
+  }
+
+  // Runs the loop on a thread. Its first commit records the saga definitions, so the turns are
+  // commits base + 1, base + 2, ...
+  void start_loop() {
+    loop = std::thread([this] { engine->run(); });
+    ASSERT_TRUE(eventually([&] { return manual->last_commit() >= base; }));
+  }
+
+  void stop_loop() {
+    engine->stop();
+    loop.join();
+  }
+
+  ~EngineDurabilityTest() override {
+    if (!loop.joinable()) return;
+    manual->instant_sync = true;
+    manual->make_durable(manual->last_commit());
+    stop_loop();
+  }
+
+  // Waits (briefly) for `done`.
+  static bool eventually(const std::function<bool()>& done, std::chrono::milliseconds limit = 3s) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!done()) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(1ms);
+    }
+    return true;
+  }
+
+  // Commit number `commit` is made, and for a while nothing is sent; once it is durable its
+  // command is, well before the idle wait would have ended (the store's wake-up did it).
+  SentCommand one_command_once_durable(std::uint64_t commit) {
+    EXPECT_TRUE(eventually([&] { return manual->last_commit() >= commit; }));
+    std::this_thread::sleep_for(50ms);
+    EXPECT_TRUE(take_commands(transport).empty())
+        << "sent before commit " << commit << " was durable";
+    manual->make_durable(commit);
+    std::vector<SentCommand> sent = commands_sent(1);
+    EXPECT_EQ(sent.size(), 1u);
+    return sent.empty() ? SentCommand{} : sent.front();
+  }
+
+  // The commands sent from now on, once there are `count` (or after a while, however many).
+  std::vector<SentCommand> commands_sent(std::size_t count) {
+    std::vector<SentCommand> sent;
+    eventually([&] {
+      for (auto& command : take_commands(transport)) sent.push_back(std::move(command));
+      return sent.size() >= count;
+    });
+    return sent;
+  }
+
+  std::size_t outcome_count() {
+    std::lock_guard lock(mutex);
+    return outcomes.size();
+  }
+
+  saga::Options options;
+  saga::ManualClock clock;
+  saga::MemoryTransport transport;
+  std::unique_ptr<saga::SqliteStore> store;
+  std::unique_ptr<ManualDurabilityStore> manual;
+  std::unique_ptr<saga::Engine> engine;
+  std::thread loop;
+  const std::uint64_t base = 1;
+  std::mutex mutex;
+  std::vector<std::string> outcomes;
+};
+
+TEST_F(EngineDurabilityTest, NoCommandOrOutcomeLeavesBeforeItsCommitIsDurable) {
+  options.idle_wait = 10s;  // a release that waited for the idle wait to end would time out
+  make_engine();
+  start_loop();
+  engine->start<order::OrderSaga>({"o-1", "c-1", "addr", {{"sku", 1, 100}}});
+
+  SentCommand reserve = one_command_once_durable(base + 1);
+  EXPECT_EQ(reserve.destination, "inventory");
+  transport.deliver(reply_bytes(reserve.envelope, "inventory.Reserved", {{"reservation_id", "r"}}));
+  SentCommand charge = one_command_once_durable(base + 2);
+  EXPECT_EQ(charge.destination, "payment");
+  transport.deliver(reply_bytes(charge.envelope, "payment.Charged", {{"payment_id", "p"}}));
+  SentCommand ship = one_command_once_durable(base + 3);
+  EXPECT_EQ(ship.destination, "shipping");
+  transport.deliver(reply_bytes(ship.envelope, "shipping.Shipped", {{"tracking_number", "t"}}));
+
+  ASSERT_TRUE(eventually([&] { return manual->last_commit() >= base + 4; }));
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(outcome_count(), 0u) << "the outcome was reported before its commit was durable";
+  EXPECT_EQ(engine->stats().sagas_completed, 0u);
+  manual->make_durable(base + 4);
+  ASSERT_TRUE(eventually([&] { return outcome_count() == 1; }));
+  EXPECT_EQ(outcomes.front(), "Completed");
+
+  stop_loop();
+}
+
+// What arrives while the last commit's sync runs joins one turn, committed once that sync ends:
+// its effects could not have left earlier, and one commit costs less than several.
+TEST_F(EngineDurabilityTest, InputsArrivingDuringASyncShareOneCommitMadeWhenItEnds) {
+  options.idle_wait = 10s;
+  make_engine();
+  start_loop();
+  engine->start<order::OrderSaga>({"o-1", "c-1", "addr", {{"sku", 1, 100}}});
+  ASSERT_TRUE(eventually([&] { return manual->last_commit() >= base + 1; }));
+  engine->start<order::OrderSaga>({"o-2", "c-2", "addr", {{"sku", 1, 100}}});
+  engine->start<order::OrderSaga>({"o-3", "c-3", "addr", {{"sku", 1, 100}}});
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(manual->last_commit(), base + 1);
+
+  manual->make_durable(base + 1);
+  std::vector<SentCommand> sent;
+  ASSERT_TRUE(eventually([&] {
+    for (auto& command : take_commands(transport)) sent.push_back(std::move(command));
+    return !sent.empty() && manual->last_commit() >= base + 2;
+  }));
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].envelope.data.at("order_id"), "o-1");
+  std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(manual->last_commit(), base + 2) << "o-2 and o-3 were not committed together";
+  EXPECT_TRUE(take_commands(transport).empty());
+
+  manual->make_durable(base + 2);
+  sent = commands_sent(2);
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(sent[0].envelope.data.at("order_id"), "o-2");
+  EXPECT_EQ(sent[1].envelope.data.at("order_id"), "o-3");
+  stop_loop();
+}
+
+// A full turn does not wait for the sync before it: it commits, and is held behind the earlier
+// turn; both leave in commit order once durable.
+TEST_F(EngineDurabilityTest, AFullTurnCommitsWhileTheSyncBeforeItRunsAndLeavesInCommitOrder) {
+  options.idle_wait = 10s;
+  options.max_batch_messages = 1;
+  make_engine();
+  engine->start<order::OrderSaga>({"o-1", "c-1", "addr", {{"sku", 1, 100}}});
+  engine->start<order::OrderSaga>({"o-2", "c-2", "addr", {{"sku", 1, 100}}});
+  start_loop();
+  ASSERT_TRUE(eventually([&] { return manual->last_commit() >= base + 2; }));
+  std::this_thread::sleep_for(20ms);
+  EXPECT_TRUE(take_commands(transport).empty());
+
+  manual->make_durable(base + 2);  // both at once: the first commit's command first
+  std::vector<SentCommand> sent = commands_sent(2);
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(sent[0].envelope.data.at("order_id"), "o-1");
+  EXPECT_EQ(sent[1].envelope.data.at("order_id"), "o-2");
+  stop_loop();
+}
+
+// Engine::run_once() is for callers that step the engine: it returns with its turn's effects
+// handed out, waiting for the store's sync when it must.
+TEST_F(EngineDurabilityTest, RunOnceReturnsWithItsTurnsCommandsSent) {
+  options.idle_wait = 0ms;
+  make_engine();
+  manual->instant_sync = true;
+  engine->start<order::OrderSaga>({"o-1", "c-1", "addr", {{"sku", 1, 100}}});
+  engine->run_once();
+  EXPECT_EQ(manual->syncs.load(), 1);
+  auto commands = take_commands(transport);
+  ASSERT_EQ(commands.size(), 1u);
+  EXPECT_EQ(commands[0].destination, "inventory");
+}
+
+// stop() ends run() only with everything it committed durable and handed out.
+TEST_F(EngineDurabilityTest, StoppingWaitsForTheHeldTurnsAndHandsThemOut) {
+  options.idle_wait = 10s;
+  make_engine();
+  start_loop();
+  engine->start<order::OrderSaga>({"o-1", "c-1", "addr", {{"sku", 1, 100}}});
+  ASSERT_TRUE(eventually([&] { return manual->last_commit() >= base + 1; }));
+  engine->stop();
+  std::this_thread::sleep_for(50ms);
+  EXPECT_TRUE(take_commands(transport).empty());
+  manual->make_durable(base + 1);
+  loop.join();
+  EXPECT_GE(manual->syncs.load(), 1);
+  EXPECT_EQ(take_commands(transport).size(), 1u);
+}
+
+}  // namespace
