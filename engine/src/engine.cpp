@@ -291,7 +291,7 @@ struct Engine::Impl {
   // A committed turn whose commit is not durable yet (Store::durable_through): what it hands to
   // the outside world (commands, events, outcomes, operator answers, its log lines and metrics)
   // waits here, in commit order. `committed`: the turn wrote something (else it only follows one
-  // that did).
+  // that did). The engine's counters (stats()) and saga gauges count commits as they are made.
   struct HeldTurn {
     std::uint64_t commit = 0;
     bool committed = false;
@@ -1099,11 +1099,11 @@ struct Engine::Impl {
   }
 
   // A command sent again by an operator retry or a retriable step: its row may lie in a backlog
-  // not read back yet (after a start), which must then not send it a second time.
-  void requeue(OutboxMessage row) {
+  // not read back yet (after a start), which must then not send it: marked when its turn commits
+  // (the row is open in the outbox from then on), queued when the turn is handed out.
+  void handled_elsewhere(const OutboxMessage& row) {
     if (auto backlog = backlogs.find(row.destination); backlog != backlogs.end())
       backlog->second.handled_elsewhere.insert(row.message_id);
-    queue(std::move(row));
   }
 
   void dequeued(const std::string& destination) {
@@ -1641,8 +1641,10 @@ struct Engine::Impl {
       if (message) {
         inputs.push_back(Input{nullptr, std::move(*message)});
       } else if (!inputs.empty() && await_durable()) {
-        // Drained while the last commit's sync ran: what arrived meanwhile joins this turn. Its
-        // effects could not have left before that sync ended, and one commit costs less than two.
+        // Drained while the last commit's sync ran: its turns go out now, and what arrived
+        // meanwhile joins this turn. Its effects could not have left before that sync ended
+        // anyway, and one commit costs less than two.
+        release_durable();
         take_queued_starts(inputs, options.max_batch_messages - inputs.size());
         wait = std::chrono::milliseconds{0};
         continue;
@@ -1655,11 +1657,16 @@ struct Engine::Impl {
     return inputs;
   }
 
-  // Waits until the held turns' commits are durable, if any is not. Returns whether it waited. A
-  // store that could not sync is not asked again: it refuses commits from then on.
+  // Waits until the held turns' commits are durable, if any is not. Returns whether it waited.
   bool await_durable() {
-    if (held_turns.empty() || sync_failed || store.durable_through() >= held_turns.back().commit)
-      return false;
+    if (held_turns.empty() || store.durable_through() >= held_turns.back().commit) return false;
+    return sync_store();
+  }
+
+  // Waits until every commit so far is durable. A store that could not sync is not asked again:
+  // it refuses commits from then on. Returns whether the commits are durable.
+  bool sync_store() {
+    if (sync_failed) return false;
     if (StoreStatus status = store.sync(); !status) {
       sync_failed = true;
       if (logs(LogLevel::error))
@@ -1871,7 +1878,17 @@ struct Engine::Impl {
     forget_closed_resends(turn);
     counters.command_timeouts.fetch_add(turn.timeouts, std::memory_order_relaxed);
     const std::size_t applied = inputs.size();
-    hand_out(turn, inputs, true, store.last_commit());
+    // A full turn means more input is waiting: the loop goes on while the store syncs. Otherwise
+    // there is nothing better to do than to wait for the disk here, on this thread: a hand-over
+    // to the store's thread and back would cost two wake-ups, each waiting for a core.
+    const std::uint64_t commit = store.last_commit();
+    if (store.durable_through() < commit) {
+      if (applied >= options.max_batch_messages)
+        store.begin_sync();
+      else
+        sync_store();
+    }
+    hand_out(turn, inputs, true, commit);
     return applied;
   }
 
@@ -1879,7 +1896,12 @@ struct Engine::Impl {
   // durable and every turn before it has handed out its own: at once with a store that is durable
   // on return, else held until release_durable() finds it durable.
   void hand_out(Turn& turn, std::vector<Input>& inputs, bool committed, std::uint64_t commit) {
-    if (held_turns.empty() && store.durable_through() >= commit) {
+    for (const auto& row : turn.rearm) handled_elsewhere(row);
+    // A turn that committed nothing and has nothing to answer or send is not held (a store that
+    // can no longer sync would otherwise collect one per idle turn): only its log lines and
+    // metrics go out ahead of held turns.
+    const bool nothing_to_hold = !committed && turn.operations.empty() && turn.rearm.empty();
+    if (nothing_to_hold || (held_turns.empty() && store.durable_through() >= commit)) {
       release(turn, inputs, committed);
       return;
     }
@@ -1909,7 +1931,7 @@ struct Engine::Impl {
   void release(Turn& turn, std::vector<Input>& inputs, bool committed) {
     if (committed)
       for (auto& row : turn.batch.outbox) queue_new(row);
-    for (auto& row : turn.rearm) requeue(std::move(row));
+    for (auto& row : turn.rearm) queue(std::move(row));
     finish_operations(turn, committed);
     if (committed || !turn.rearm.empty()) {
       const std::size_t sent = send_queued();
@@ -2122,6 +2144,7 @@ struct Engine::Impl {
     int turns_after_starts = 0, failed_in_a_row = 0;
     while (has_unfinished_work() && failed_in_a_row < kMaxDrainTurns &&
            (turns_after_starts < kMaxDrainTurns || !retry_inputs.empty())) {
+      flush_held();  // the drain takes no new input: nothing is gained by not waiting for the disk
       const bool starts_left = has_queued_starts();
       const auto failures = counters.commit_failures.load(std::memory_order_relaxed);
       turn();

@@ -57,7 +57,10 @@ class ManualDurabilityStore final : public saga::ForwardingStore {
     durable_changed_.notify_all();
   }
 
+  void begin_sync() override { ++begun_syncs; }
+
   std::atomic<int> syncs{0};
+  std::atomic<int> begun_syncs{0};
   std::atomic<bool> instant_sync{false};
 
  private:
@@ -176,6 +179,7 @@ TEST_F(EngineDurabilityTest, NoCommandOrOutcomeLeavesBeforeItsCommitIsDurable) {
   manual->make_durable(base + 4);
   ASSERT_TRUE(eventually([&] { return outcome_count() == 1; }));
   EXPECT_EQ(outcomes.front(), "Completed");
+  EXPECT_EQ(manual->begun_syncs.load(), 0) << "turns that were not full did not wait for the disk";
 
   stop_loop();
 }
@@ -231,6 +235,7 @@ TEST_F(EngineDurabilityTest, AFullTurnCommitsWhileTheSyncBeforeItRunsAndLeavesIn
   ASSERT_EQ(sent.size(), 2u);
   EXPECT_EQ(sent[0].envelope.data.at("order_id"), "o-1");
   EXPECT_EQ(sent[1].envelope.data.at("order_id"), "o-2");
+  EXPECT_GE(manual->begun_syncs.load(), 2) << "full turns waited for the disk";
   stop_loop();
 }
 

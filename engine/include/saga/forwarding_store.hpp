@@ -23,6 +23,7 @@ class ForwardingStore : public Store {
   std::uint64_t last_commit() const noexcept override { return inner_.last_commit(); }
   std::uint64_t durable_through() const noexcept override { return inner_.durable_through(); }
   StoreStatus sync() override { return inner_.sync(); }
+  void begin_sync() override { inner_.begin_sync(); }
   void begin_reads() noexcept override { inner_.begin_reads(); }
   void end_reads() noexcept override { inner_.end_reads(); }
   StoreResult<std::vector<OutboxMessage>> pending_outbox(std::size_t limit) override {

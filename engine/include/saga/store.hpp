@@ -211,14 +211,19 @@ class Store {
   // - durable_through(): every commit up to this number is durable. Never decreases.
   // - sync(): blocks until every commit made so far is durable; an error when that cannot be
   //   done (the store then refuses further commits).
+  // - begin_sync(): the commits made so far become durable without the caller waiting (on a
+  //   thread of the store's); sync() or durable_through() tell when.
   // The engine hands nothing of a turn to the outside world (commands, outcomes, events, operator
-  // answers) before durable_through() reaches the turn's commit. The defaults describe a store
-  // whose commits are durable when commit() returns: durable_through() is the largest number.
+  // answers) before durable_through() reaches the turn's commit. It calls sync() after a turn
+  // when it has nothing else to do, and begin_sync() when it goes on with a full turn. The
+  // defaults describe a store whose commits are durable when commit() returns: durable_through()
+  // is the largest number.
   virtual std::uint64_t last_commit() const noexcept { return 0; }
   virtual std::uint64_t durable_through() const noexcept {
     return std::numeric_limits<std::uint64_t>::max();
   }
   virtual StoreStatus sync() { return {}; }
+  virtual void begin_sync() {}
 
   virtual StoreResult<std::optional<SagaRecord>> load_saga(const std::string& saga_id) = 0;
   virtual StoreResult<bool> inbox_contains(const std::string& message_id) = 0;

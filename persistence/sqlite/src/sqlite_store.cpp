@@ -480,7 +480,8 @@ class Checkpointer {
   std::thread thread_;
 };
 
-// fdatasync of a file by path; a file that does not exist has nothing to sync.
+// fdatasync of a file by path; a file that does not exist has nothing to sync. Never for the
+// database file itself: closing the descriptor drops every POSIX lock the process holds on it.
 Error sync_file(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
@@ -496,13 +497,14 @@ Error sync_file(const std::string& path) {
                     "cannot sync " + path + ": " + std::system_category().message(err)};
 }
 
-// Makes commits durable on a thread of its own (StoreOptions::sync_in_background). The writer
-// commits with PRAGMA synchronous = NORMAL, so COMMIT writes the WAL without waiting for the disk,
-// and then calls committed(). The thread fdatasyncs the WAL file and advances durable() to the
-// last commit made before that call began: everything those commits wrote was written by then.
-// Commits made while one fdatasync runs share the next. A failed fdatasync is final (the kernel
-// may already have dropped the pages it could not write): the store refuses commits from then on,
-// and a restart recovers from what the file holds.
+// Makes commits durable after COMMIT (StoreOptions::sync_in_background). The writer commits with
+// PRAGMA synchronous = NORMAL, so COMMIT writes the WAL without waiting for the disk, and calls
+// committed(). An fdatasync of the WAL file then makes every commit made before it began durable:
+// everything those commits wrote was in the file by then. It runs on the caller's thread in
+// sync(), or on the syncer's own thread after begin(), so a caller with other work does not wait;
+// commits made while one runs share the next. One runs at a time. A failed fdatasync is final
+// (the kernel may already have dropped the pages it could not write): the store refuses commits
+// from then on, and a restart recovers from what the file holds.
 class Syncer {
  public:
   explicit Syncer(std::string wal_path)
@@ -513,32 +515,47 @@ class Syncer {
       stopping_ = true;
     }
     wake_.notify_all();
-    thread_.join();  // after a last sync of what was committed
+    thread_.join();
+    (void)sync();  // what was committed is durable when the store is gone
     if (fd_ >= 0) ::close(fd_);
   }
 
   // The writer's thread, after a successful COMMIT.
   void committed() {
-    {
-      std::lock_guard lock(mutex_);
-      ++last_;
-      last_copy_.store(last_, std::memory_order_release);
-    }
-    wake_.notify_one();
+    std::lock_guard lock(mutex_);
+    ++last_;
+    last_copy_.store(last_, std::memory_order_release);
   }
   std::uint64_t last() const noexcept { return last_copy_.load(std::memory_order_acquire); }
-  std::uint64_t durable() const noexcept { return durable_.load(std::memory_order_seq_cst); }
+  std::uint64_t durable() const noexcept { return durable_.load(std::memory_order_acquire); }
   std::optional<StoreError> failure() {
     std::lock_guard lock(mutex_);
     return failure_;
   }
 
+  // The commits made so far become durable on the syncer's thread.
+  void begin() {
+    {
+      std::lock_guard lock(mutex_);
+      requested_ = last_;
+    }
+    wake_.notify_one();
+  }
+
+  // Returns once the commits made so far are durable: after the fdatasync that is running, if it
+  // covers them, else after one of its own on this thread.
   StoreStatus sync() {
     std::unique_lock lock(mutex_);
     const std::uint64_t target = last_;
-    done_.wait(lock, [&] { return durable_.load() >= target || failure_; });
-    if (failure_) return {failure_};
-    return StoreStatus::success();
+    for (;;) {
+      if (failure_) return {failure_};
+      if (durable_.load() >= target) return StoreStatus::success();
+      if (in_progress_) {
+        done_.wait(lock);
+        continue;
+      }
+      sync_now(lock);
+    }
   }
 
   std::uint64_t syncs() const noexcept { return syncs_.load(std::memory_order_relaxed); }
@@ -547,36 +564,45 @@ class Syncer {
   void run() {
     std::unique_lock lock(mutex_);
     for (;;) {
-      wake_.wait(lock, [this] { return stopping_ || (last_ > durable_.load() && !failure_); });
-      if (last_ <= durable_.load() || failure_) return;  // stopping, and nothing left to sync
-      const std::uint64_t target = last_;
-      lock.unlock();
-      Error error = sync_wal();
-      syncs_.fetch_add(1, std::memory_order_relaxed);
-      lock.lock();
-      if (error)
-        failure_ = StoreError{StoreErrorCode::io_error,
-                              error->message +
-                                  "; commits since the last successful sync may be lost, and the "
-                                  "store refuses new ones until the process restarts"};
-      else
-        durable_.store(target);
-      done_.notify_all();
+      wake_.wait(lock, [this] {
+        return stopping_ || (requested_ > durable_.load() && !in_progress_ && !failure_);
+      });
+      if (stopping_) return;
+      sync_now(lock);
     }
   }
 
-  // The WAL keeps its inode while the store's connections are open; should it have been replaced
-  // (unlinked), the new file is opened and synced instead.
+  // One fdatasync, the mutex released meanwhile; covers the commits made before it began.
+  void sync_now(std::unique_lock<std::mutex>& lock) {
+    const std::uint64_t target = last_;
+    in_progress_ = true;
+    lock.unlock();
+    Error error = sync_wal();
+    syncs_.fetch_add(1, std::memory_order_relaxed);
+    lock.lock();
+    in_progress_ = false;
+    if (error)
+      failure_ = StoreError{StoreErrorCode::io_error,
+                            error->message +
+                                "; commits since the last successful sync may be lost, and the "
+                                "store refuses new ones until the process restarts"};
+    else
+      durable_.store(target, std::memory_order_release);
+    done_.notify_all();
+    wake_.notify_all();
+  }
+
+  // The WAL keeps its inode while the store's connections are open: one that was unlinked holds
+  // commits that are lost when the store closes, whatever file now has its name. Called by one
+  // thread at a time.
   Error sync_wal() {
-    struct stat status {};
-    if (fd_ >= 0 && (::fstat(fd_, &status) != 0 || status.st_nlink == 0)) {
-      ::close(fd_);
-      fd_ = -1;
-    }
     if (fd_ < 0) fd_ = ::open(wal_path_.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd_ < 0)
       return StoreError{StoreErrorCode::io_error, "cannot open " + wal_path_ + " to sync it: " +
                                                       std::system_category().message(errno)};
+    struct stat status {};
+    if (::fstat(fd_, &status) != 0 || status.st_nlink == 0)
+      return StoreError{StoreErrorCode::io_error, wal_path_ + " was deleted while in use"};
     if (::fdatasync(fd_) != 0)
       return StoreError{StoreErrorCode::io_error,
                         "cannot sync " + wal_path_ + ": " + std::system_category().message(errno)};
@@ -584,13 +610,15 @@ class Syncer {
   }
 
   const std::string wal_path_;
-  int fd_ = -1;  // the sync thread's only
+  int fd_ = -1;  // used by the one fdatasync in progress
   std::mutex mutex_;
   std::condition_variable wake_, done_;
   std::uint64_t last_ = 0;
+  std::uint64_t requested_ = 0;  // begin() asked for the commits up to this one
   std::atomic<std::uint64_t> last_copy_{0};
   std::atomic<std::uint64_t> durable_{0};
   std::optional<StoreError> failure_;
+  bool in_progress_ = false;
   bool stopping_ = false;
   std::atomic<std::uint64_t> syncs_{0};
   std::thread thread_;
@@ -998,10 +1026,11 @@ StoreResult<std::unique_ptr<SqliteStore>> SqliteStore::open(const StoreOptions& 
 
   if (Error error = impl->configure(options, is_file)) return *error;
   if (is_file && options.durability == Durability::full) {
-    // What this store reads from now on must be durable before anything acts on it: a process
-    // that died between writing a commit and syncing it left that commit in the page cache only.
-    for (const std::string& file : {options.path + "-wal", options.path})
-      if (Error error = sync_file(file)) return *error;
+    // What this store reads must be durable before anything acts on it: a process that died
+    // between writing a commit and syncing it left that commit in the page cache only. Only the
+    // WAL: SQLite syncs the database file itself before a checkpoint lets the WAL restart, and
+    // closing a descriptor of the database file would drop the process's POSIX locks on it.
+    if (Error error = sync_file(options.path + "-wal")) return *error;
   }
   if (syncs_in_background(options, is_file))
     impl->syncer = std::make_unique<Syncer>(options.path + "-wal");
@@ -1137,6 +1166,10 @@ std::uint64_t SqliteStore::durable_through() const noexcept {
 
 StoreStatus SqliteStore::sync() {
   return impl_->syncer ? impl_->syncer->sync() : StoreStatus::success();
+}
+
+void SqliteStore::begin_sync() {
+  if (impl_->syncer) impl_->syncer->begin();
 }
 
 std::uint64_t SqliteStore::background_syncs() const noexcept {

@@ -20,12 +20,13 @@
 //   commits never copy pages into the database file themselves.
 //
 // - With StoreOptions::sync_in_background (the default, file databases, Durability::full), COMMIT
-//   writes the WAL without waiting for the disk (PRAGMA synchronous = NORMAL), and a thread the
-//   store owns fdatasyncs the WAL after it: commit() returns before its batch is durable, and
-//   durable_through() and sync() report when it is (saga/store.hpp). Commits made
-//   while one fdatasync runs share the next one. A failed fdatasync is final: every later commit
-//   returns StoreErrorCode::io_error, and the process must restart (it then recovers from what
-//   the file holds). The destructor syncs what was committed before it returns.
+//   writes the WAL without waiting for the disk (PRAGMA synchronous = NORMAL): commit() returns
+//   before its batch is durable. An fdatasync of the WAL makes it durable: in sync(), on the
+//   caller's thread, or after begin_sync() on a thread the store owns; durable_through() reports
+//   how far (saga/store.hpp). Commits made while one fdatasync runs share the next one. A failed
+//   fdatasync is final: every later commit returns StoreErrorCode::io_error, and the process must
+//   restart (it then recovers from what the file holds). The destructor syncs what was committed
+//   before it returns.
 // - With Durability::full, open() fdatasyncs the WAL and the database file before anything reads
 //   them: a process that died between writing a commit and syncing it left that commit in the
 //   page cache, where the next process would otherwise act on it before it is durable.
@@ -61,6 +62,7 @@ class SqliteStore final : public Store {
   std::uint64_t last_commit() const noexcept override;
   std::uint64_t durable_through() const noexcept override;
   StoreStatus sync() override;
+  void begin_sync() override;
   StoreResult<std::optional<SagaRecord>> load_saga(const std::string& saga_id) override;
   StoreResult<bool> inbox_contains(const std::string& message_id) override;
   void begin_reads() noexcept override;
