@@ -16,12 +16,15 @@
 // One loop turn: take the pending saga starts and drain up to Options::max_batch_messages
 // inbound envelopes; for each, validate, deduplicate by eventId (inbox), apply it to its saga's
 // state machine and collect the commands it produces; then commit everything in ONE store
-// transaction (saga rows, journal, outbox, inbox, dead letters); only then hand the new commands
-// to the transport. A re-send (a command's second hand-over or later) is recorded in the next
-// commit; a first send is not.
+// transaction (saga rows, journal, outbox, inbox, dead letters); only once that commit is durable
+// (Store::durable_through) hand the new commands to the transport and report outcomes. After a
+// full turn the loop goes on while the store makes it durable (SqliteStore's sync thread); after
+// any other it waits for the disk itself. A re-send (a command's second hand-over or later) is
+// recorded in the next commit; a first send is not.
 //
 // Guarantees (each has a test in tests/):
-// - Nothing is sent that is not committed; a committed command not yet sent is sent after a
+// - Nothing is sent, reported or answered before its commit is durable; a crash before that loses
+//   the commit and its effects together. A committed command not yet sent is sent after a
 //   restart (the pending outbox rows are read back from the first turn on, in commit order per
 //   destination, Options::max_queued_commands at a time). So is every open command that was
 //   sent at most once: the store does not know whether that send left the process.
@@ -176,7 +179,8 @@ class Engine {
   void on_dead_letter(std::function<void(const DeadLetter&)> callback);
 
   // One loop turn (see above). Waits up to Options::idle_wait when there is nothing to do.
-  // Returns the number of inputs (starts and inbound messages) committed in this turn.
+  // Returns once what the turn committed is durable and handed out (it waits for the store's
+  // sync if it must), with the number of inputs (starts and inbound messages) it committed.
   std::size_t run_once();
   // Runs turns until stop(). Then drains and returns: commits every start already accepted (and
   // queued operator action), however many turns that takes; retries a failed turn; flushes
