@@ -4,16 +4,19 @@
 // Store::sync() for it.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <limits>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "../support/participant.hpp"
+#include "../support/partly_away_transport.hpp"
 #include "order/order_saga.hpp"
 #include "saga/engine.hpp"
 #include "saga/forwarding_store.hpp"
@@ -28,7 +31,8 @@ using saga::test::SentCommand;
 using saga::test::take_commands;
 
 // Commits are durable only when the test says so (make_durable). sync() waits for that, or, with
-// `instant_sync`, makes every commit durable itself (as a real store's fsync would).
+// `instant_sync`, makes the commits durable itself (as a real store's fsync would), though never
+// past `ceiling`: a turn can then stay held while a test steps the engine with run_once().
 class ManualDurabilityStore final : public saga::ForwardingStore {
  public:
   using ForwardingStore::ForwardingStore;
@@ -43,7 +47,10 @@ class ManualDurabilityStore final : public saga::ForwardingStore {
   saga::StoreStatus sync() override {
     ++syncs;
     const std::uint64_t target = last_.load();
-    if (instant_sync) make_durable(target);
+    if (instant_sync) {
+      make_durable(std::min(target, ceiling.load()));
+      return saga::StoreStatus::success();
+    }
     std::unique_lock lock(mutex_);
     durable_changed_.wait(lock, [&] { return durable_.load() >= target; });
     return saga::StoreStatus::success();
@@ -62,6 +69,7 @@ class ManualDurabilityStore final : public saga::ForwardingStore {
   std::atomic<int> syncs{0};
   std::atomic<int> begun_syncs{0};
   std::atomic<bool> instant_sync{false};
+  std::atomic<std::uint64_t> ceiling{std::numeric_limits<std::uint64_t>::max()};
 
  private:
   std::atomic<std::uint64_t> last_{0}, durable_{0};
@@ -121,7 +129,7 @@ class EngineDurabilityTest : public ::testing::Test {
   SentCommand one_command_once_durable(std::uint64_t commit) {
     EXPECT_TRUE(eventually([&] { return manual->last_commit() >= commit; }));
     std::this_thread::sleep_for(50ms);
-    EXPECT_TRUE(take_commands(transport).empty())
+    EXPECT_TRUE(take_commands(transport.inner).empty())
         << "sent before commit " << commit << " was durable";
     manual->make_durable(commit);
     std::vector<SentCommand> sent = commands_sent(1);
@@ -133,7 +141,7 @@ class EngineDurabilityTest : public ::testing::Test {
   std::vector<SentCommand> commands_sent(std::size_t count) {
     std::vector<SentCommand> sent;
     eventually([&] {
-      for (auto& command : take_commands(transport)) sent.push_back(std::move(command));
+      for (auto& command : take_commands(transport.inner)) sent.push_back(std::move(command));
       return sent.size() >= count;
     });
     return sent;
@@ -146,7 +154,7 @@ class EngineDurabilityTest : public ::testing::Test {
 
   saga::Options options;
   saga::ManualClock clock;
-  saga::MemoryTransport transport;
+  saga::test::PartlyAwayTransport transport;
   std::unique_ptr<saga::SqliteStore> store;
   std::unique_ptr<ManualDurabilityStore> manual;
   std::unique_ptr<saga::Engine> engine;
@@ -164,13 +172,15 @@ TEST_F(EngineDurabilityTest, NoCommandOrOutcomeLeavesBeforeItsCommitIsDurable) {
 
   SentCommand reserve = one_command_once_durable(base + 1);
   EXPECT_EQ(reserve.destination, "inventory");
-  transport.deliver(reply_bytes(reserve.envelope, "inventory.Reserved", {{"reservation_id", "r"}}));
+  transport.inner.deliver(
+      reply_bytes(reserve.envelope, "inventory.Reserved", {{"reservation_id", "r"}}));
   SentCommand charge = one_command_once_durable(base + 2);
   EXPECT_EQ(charge.destination, "payment");
-  transport.deliver(reply_bytes(charge.envelope, "payment.Charged", {{"payment_id", "p"}}));
+  transport.inner.deliver(reply_bytes(charge.envelope, "payment.Charged", {{"payment_id", "p"}}));
   SentCommand ship = one_command_once_durable(base + 3);
   EXPECT_EQ(ship.destination, "shipping");
-  transport.deliver(reply_bytes(ship.envelope, "shipping.Shipped", {{"tracking_number", "t"}}));
+  transport.inner.deliver(
+      reply_bytes(ship.envelope, "shipping.Shipped", {{"tracking_number", "t"}}));
 
   ASSERT_TRUE(eventually([&] { return manual->last_commit() >= base + 4; }));
   std::this_thread::sleep_for(50ms);
@@ -200,14 +210,14 @@ TEST_F(EngineDurabilityTest, InputsArrivingDuringASyncShareOneCommitMadeWhenItEn
   manual->make_durable(base + 1);
   std::vector<SentCommand> sent;
   ASSERT_TRUE(eventually([&] {
-    for (auto& command : take_commands(transport)) sent.push_back(std::move(command));
+    for (auto& command : take_commands(transport.inner)) sent.push_back(std::move(command));
     return !sent.empty() && manual->last_commit() >= base + 2;
   }));
   ASSERT_EQ(sent.size(), 1u);
   EXPECT_EQ(sent[0].envelope.data.at("order_id"), "o-1");
   std::this_thread::sleep_for(20ms);
   EXPECT_EQ(manual->last_commit(), base + 2) << "o-2 and o-3 were not committed together";
-  EXPECT_TRUE(take_commands(transport).empty());
+  EXPECT_TRUE(take_commands(transport.inner).empty());
 
   manual->make_durable(base + 2);
   sent = commands_sent(2);
@@ -228,7 +238,7 @@ TEST_F(EngineDurabilityTest, AFullTurnCommitsWhileTheSyncBeforeItRunsAndLeavesIn
   start_loop();
   ASSERT_TRUE(eventually([&] { return manual->last_commit() >= base + 2; }));
   std::this_thread::sleep_for(20ms);
-  EXPECT_TRUE(take_commands(transport).empty());
+  EXPECT_TRUE(take_commands(transport.inner).empty());
 
   manual->make_durable(base + 2);  // both at once: the first commit's command first
   std::vector<SentCommand> sent = commands_sent(2);
@@ -248,7 +258,7 @@ TEST_F(EngineDurabilityTest, RunOnceReturnsWithItsTurnsCommandsSent) {
   engine->start<order::OrderSaga>({"o-1", "c-1", "addr", {{"sku", 1, 100}}});
   engine->run_once();
   EXPECT_EQ(manual->syncs.load(), 1);
-  auto commands = take_commands(transport);
+  auto commands = take_commands(transport.inner);
   ASSERT_EQ(commands.size(), 1u);
   EXPECT_EQ(commands[0].destination, "inventory");
 }
@@ -262,11 +272,46 @@ TEST_F(EngineDurabilityTest, StoppingWaitsForTheHeldTurnsAndHandsThemOut) {
   ASSERT_TRUE(eventually([&] { return manual->last_commit() >= base + 1; }));
   engine->stop();
   std::this_thread::sleep_for(50ms);
-  EXPECT_TRUE(take_commands(transport).empty());
+  EXPECT_TRUE(take_commands(transport.inner).empty());
   manual->make_durable(base + 1);
   loop.join();
   EXPECT_GE(manual->syncs.load(), 1);
-  EXPECT_EQ(take_commands(transport).size(), 1u);
+  EXPECT_EQ(take_commands(transport.inner).size(), 1u);
+}
+
+// The outbox already holds a held turn's commands. A destination's backlog read back from it
+// must stop at them: sent before their commit is durable, they could outlive a crash that loses
+// it. Once durable, they go out in commit order.
+TEST_F(EngineDurabilityTest, TheBacklogReadBackStopsAtAHeldTurnsCommandsUntilTheyAreDurable) {
+  options.idle_wait = 0ms;
+  options.max_queued_commands = 1;
+  options.max_batch_messages = 1;
+  make_engine();
+  manual->instant_sync = true;
+  transport.away = {"inventory"};
+  auto start = [&](const std::string& order) {
+    engine->start<order::OrderSaga>({order, "c", "addr", {{"sku", 1, 100}}});
+    engine->run_once();
+  };
+  start("o-1");  // queued in memory (the limit), refused
+  start("o-2");  // the queue is full: left in the outbox, the destination's backlog
+  manual->ceiling = manual->last_commit();
+  start("o-3");  // committed, not durable: held, its command in the outbox behind o-2's
+  EXPECT_EQ(manual->durable_through(), manual->last_commit() - 1);
+
+  transport.away.clear();
+  engine->run_once();  // sends the queue, then reads the backlog back
+  std::vector<std::string> orders;
+  for (const auto& command : take_commands(transport.inner))
+    orders.push_back(command.envelope.data.at("order_id"));
+  EXPECT_EQ(orders, (std::vector<std::string>{"o-1", "o-2"}));
+
+  manual->ceiling = std::numeric_limits<std::uint64_t>::max();
+  engine->run_once();
+  orders.clear();
+  for (const auto& command : take_commands(transport.inner))
+    orders.push_back(command.envelope.data.at("order_id"));
+  EXPECT_EQ(orders, (std::vector<std::string>{"o-3"}));
 }
 
 }  // namespace

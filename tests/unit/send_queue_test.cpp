@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "../support/participant.hpp"
+#include "../support/partly_away_transport.hpp"
 #include "../support/store_lines.hpp"
 #include "order/order_saga.hpp"
 #include "saga/engine.hpp"
@@ -27,27 +29,13 @@
 namespace {
 
 using namespace std::chrono_literals;
+using saga::test::PartlyAwayTransport;
 using saga::test::reply_bytes;
 using saga::test::take_commands;
 using saga::test::uuid_number;
 
-// A participant that is away: sends to the destinations in `away` are refused (unroutable).
-class PartlyAwayTransport final : public saga::Transport {
- public:
-  saga::SendResult send(std::string_view destination, std::string_view bytes) override {
-    if (away.contains(std::string(destination))) return saga::SendResult::unroutable;
-    return inner.send(destination, bytes);
-  }
-  std::optional<saga::InboundMessage> receive(std::chrono::milliseconds wait) override {
-    return inner.receive(wait);
-  }
-  void wake() override { inner.wake(); }
-
-  saga::MemoryTransport inner;
-  std::set<std::string> away;
-};
-
-// Fails the next `failures` reads of a destination's backlog.
+// Fails the next `failures` reads of a destination's backlog; can hold commits back from being
+// durable.
 class FailingReadBack final : public saga::ForwardingStore {
  public:
   using ForwardingStore::ForwardingStore;
@@ -59,7 +47,19 @@ class FailingReadBack final : public saga::ForwardingStore {
     }
     return inner().pending_outbox_for(destination, after_sequence, limit);
   }
+  // Commits are durable up to `durable_ceiling` only (sync() does not move it): a turn stays held.
+  saga::StoreStatus commit(const saga::WriteBatch& batch) override {
+    saga::StoreStatus status = inner().commit(batch);
+    if (status && !batch.empty()) ++commits;
+    return status;
+  }
+  std::uint64_t last_commit() const noexcept override { return commits; }
+  std::uint64_t durable_through() const noexcept override {
+    return std::min(commits, durable_ceiling);
+  }
   int failures = 0;
+  std::uint64_t commits = 0;
+  std::uint64_t durable_ceiling = std::numeric_limits<std::uint64_t>::max();
 };
 
 struct QueueRun {
@@ -340,14 +340,12 @@ TEST_F(SendQueue, AFailedReadBackIsTriedAgainAndLosesNothing) {
   EXPECT_EQ(run.engine->stats().backlogged_commands, 0u);
 }
 
-// A release given up on parks its saga; an operator retries it after a start, while the
-// inventory's backlog (read back one at a time) still lies before the release's row: the retry
-// sends it once, and the backlog does not send it again.
-TEST_F(SendQueue, ACommandRetriedByAnOperatorIsNotSentAgainByTheBacklog) {
-  QueueRun run(1, directory);
+// A saga parked as Failed (its release given up on), then a start whose backlog holds the first
+// and the last order's reservations, with the inventory away. Sets the parked saga's id.
+void park_a_saga_behind_a_restart_backlog(QueueRun& run, std::string& parked_id) {
   run.options.compensation_retry = {50ms, 1.0, 50ms, 0.0, 1};
   run.restart();
-  auto first = start_orders(run, 0, 1);  // its reservation: sent, never answered
+  start_orders(run, 0, 1);  // its reservation: sent, never answered
   run.drain();
   ASSERT_EQ(run.sent().size(), 1u);
   auto parked = start_orders(run, 1, 1);
@@ -369,7 +367,17 @@ TEST_F(SendQueue, ACommandRetriedByAnOperatorIsNotSentAgainByTheBacklog) {
   run.transport.away = {"inventory"};
   run.restart();  // backlog: the first and the last reservation (the release is closed)
   run.drain();
-  auto answer = run.engine->retry(parked[0]);
+  parked_id = parked[0];
+}
+
+// A release given up on parks its saga; an operator retries it after a start, while the
+// inventory's backlog (read back one at a time) still lies before the release's row: the retry
+// sends it once, and the backlog does not send it again.
+TEST_F(SendQueue, ACommandRetriedByAnOperatorIsNotSentAgainByTheBacklog) {
+  QueueRun run(1, directory);
+  std::string parked;
+  ASSERT_NO_FATAL_FAILURE(park_a_saga_behind_a_restart_backlog(run, parked));
+  auto answer = run.engine->retry(parked);
   run.drain();
   EXPECT_TRUE(answer.get().ok);
   run.transport.away.clear();
@@ -378,7 +386,31 @@ TEST_F(SendQueue, ACommandRetriedByAnOperatorIsNotSentAgainByTheBacklog) {
   for (const auto& command : run.sent()) types.push_back(command.envelope.event_type);
   EXPECT_EQ(types, (std::vector<std::string>{"inventory.Reserve", "inventory.Release",
                                              "inventory.Reserve"}));
-  EXPECT_EQ(run.store->load_saga(parked[0]).value()->status, saga::SagaStatus::Compensating);
+  EXPECT_EQ(run.store->load_saga(parked).value()->status, saga::SagaStatus::Compensating);
+}
+
+// The same retry, its commit not yet durable when the inventory comes back: the retried release's
+// row is open in the outbox again, and the backlog read-back must not send it early (it could
+// outlive a crash that loses the retry); it leaves once the retry is durable, once.
+TEST_F(SendQueue, ACommandRetriedByAnOperatorIsNotSentByTheBacklogBeforeTheRetryIsDurable) {
+  QueueRun run(1, directory);
+  std::string parked;
+  ASSERT_NO_FATAL_FAILURE(park_a_saga_behind_a_restart_backlog(run, parked));
+  run.failing->durable_ceiling = run.failing->last_commit();
+  auto answer = run.engine->retry(parked);
+  run.drain();
+  run.transport.away.clear();
+  run.drain();
+  std::vector<std::string> types;
+  for (const auto& command : run.sent()) types.push_back(command.envelope.event_type);
+  EXPECT_EQ(types, (std::vector<std::string>{"inventory.Reserve", "inventory.Reserve"}));
+
+  run.failing->durable_ceiling = std::numeric_limits<std::uint64_t>::max();
+  run.drain();
+  EXPECT_TRUE(answer.get().ok);
+  types.clear();
+  for (const auto& command : run.sent()) types.push_back(command.envelope.event_type);
+  EXPECT_EQ(types, (std::vector<std::string>{"inventory.Release"}));
 }
 
 // After a start, a reservation that has no attempt left (a policy of one) lies in the inventory's
