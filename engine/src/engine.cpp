@@ -297,6 +297,7 @@ struct Engine::Impl {
     bool committed = false;
     Turn turn;
     std::vector<Input> inputs;
+    std::chrono::steady_clock::time_point commit_started{};
   };
   std::deque<HeldTurn> held_turns;
   bool sync_failed = false;  // Store::sync() failed: the store takes no commit any more
@@ -1826,7 +1827,7 @@ struct Engine::Impl {
     turn.batch.at = clock.now();
     if (turn.batch.empty()) {
       settle_cache(turn);
-      hand_out(turn, inputs, false, held_turns.empty() ? 0 : held_turns.back().commit);
+      hand_out(turn, inputs, false, held_turns.empty() ? 0 : held_turns.back().commit, {});
       return 0;
     }
     detail::crash_point("engine.before_commit");
@@ -1888,24 +1889,26 @@ struct Engine::Impl {
       else
         sync_store();
     }
-    hand_out(turn, inputs, true, commit);
+    hand_out(turn, inputs, true, commit, commit_started);
     return applied;
   }
 
   // What a turn hands to the outside world, once its commit (`commit`, Store::last_commit) is
   // durable and every turn before it has handed out its own: at once with a store that is durable
   // on return, else held until release_durable() finds it durable.
-  void hand_out(Turn& turn, std::vector<Input>& inputs, bool committed, std::uint64_t commit) {
+  void hand_out(Turn& turn, std::vector<Input>& inputs, bool committed, std::uint64_t commit,
+                std::chrono::steady_clock::time_point commit_started) {
     for (const auto& row : turn.rearm) handled_elsewhere(row);
     // A turn that committed nothing and has nothing to answer or send is not held (a store that
     // can no longer sync would otherwise collect one per idle turn): only its log lines and
     // metrics go out ahead of held turns.
     const bool nothing_to_hold = !committed && turn.operations.empty() && turn.rearm.empty();
     if (nothing_to_hold || (held_turns.empty() && store.durable_through() >= commit)) {
-      release(turn, inputs, committed);
+      release(turn, inputs, committed, commit_started);
       return;
     }
-    held_turns.push_back(HeldTurn{commit, committed, std::move(turn), std::move(inputs)});
+    held_turns.push_back(
+        HeldTurn{commit, committed, std::move(turn), std::move(inputs), commit_started});
     release_durable();
   }
 
@@ -1915,7 +1918,7 @@ struct Engine::Impl {
     while (!held_turns.empty() && held_turns.front().commit <= durable) {
       HeldTurn next = std::move(held_turns.front());
       held_turns.pop_front();
-      release(next.turn, next.inputs, next.committed);
+      release(next.turn, next.inputs, next.committed, next.commit_started);
     }
   }
 
@@ -1928,7 +1931,9 @@ struct Engine::Impl {
     return StoreStatus::success();
   }
 
-  void release(Turn& turn, std::vector<Input>& inputs, bool committed) {
+  void release(Turn& turn, std::vector<Input>& inputs, bool committed,
+               std::chrono::steady_clock::time_point commit_started) {
+    if (committed && metrics) metrics->durable_after.observe(seconds_since(commit_started));
     if (committed)
       for (auto& row : turn.batch.outbox) queue_new(row);
     for (auto& row : turn.rearm) queue(std::move(row));

@@ -56,9 +56,15 @@ EngineMetrics::EngineMetrics(Metrics& r)
                                 "a backoff), by error code.",
                                 {"code"})),
       commit_duration(r.histogram("saga_commit_duration_seconds",
-                                  "Time to commit one turn's transaction.", {},
-                                  Metrics::seconds_buckets())
+                                  "Time to write one turn's transaction (with the store's sync "
+                                  "thread, without its fsync: see saga_commit_durable_seconds).",
+                                  {}, Metrics::seconds_buckets())
                           .with({})),
+      durable_after(r.histogram("saga_commit_durable_seconds",
+                                "Time from the start of a turn's commit until it was durable and "
+                                "handed out (its commands sent, its outcomes reported).",
+                                {}, Metrics::seconds_buckets())
+                        .with({})),
       batch_size(r.histogram("saga_commit_batch_size",
                              "Inputs (messages, saga starts, operator actions, timeouts) per "
                              "committed transaction.",

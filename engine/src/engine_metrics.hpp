@@ -24,6 +24,7 @@ struct EngineMetrics {
   Counter& commits;
   Family<Counter>& commit_failures;  // code
   Histogram& commit_duration;
+  Histogram& durable_after;
   Histogram& batch_size;
   Gauge& outbox_pending;
   Gauge& backlogged_commands;

@@ -445,6 +445,7 @@ TEST_F(MetricsEndpointTest, ScrapesDuringAndAfterARunMatchWhatWasSent) {
     EXPECT_EQ(after("saga_commit_batch_size_count"), stats.commits);
     EXPECT_EQ(after("saga_commit_batch_size_sum"), inputs_committed);
     EXPECT_EQ(after("saga_commit_duration_seconds_count"), stats.commits);
+    EXPECT_EQ(after("saga_commit_durable_seconds_count"), stats.commits);
     EXPECT_EQ(after.sum("saga_commit_failures_total"), 0);
   }
   {
