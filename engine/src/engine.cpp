@@ -300,7 +300,7 @@ struct Engine::Impl {
     std::chrono::steady_clock::time_point commit_started{};
   };
   std::deque<HeldTurn> held_turns;
-  bool sync_failed = false;  // Store::sync() failed: the store takes no commit any more
+  std::optional<StoreError> sync_failure;  // Store::sync() failed: the store takes no commit more
 
   bool instrumented() const noexcept { return metrics || logger; }
   bool logs(LogLevel level) const noexcept { return logger && logger->enabled(level); }
@@ -1219,7 +1219,7 @@ struct Engine::Impl {
       std::size_t taken = 0;
       bool reached_held = false;
       for (auto& row : rows.value()) {
-        if (!not_durable.empty() && not_durable.contains(row.message_id)) {
+        if (not_durable.contains(row.message_id)) {
           reached_held = true;
           break;
         }
@@ -1635,17 +1635,16 @@ struct Engine::Impl {
     // Re-send marks alone are not worth a commit (an fsync): they wait for company.
     auto wait = inputs.empty() && !backlog_ready ? options.idle_wait : std::chrono::milliseconds{0};
     // Idle with turns held: nothing is worth doing before their sync ends, which hands them out.
-    if (wait.count() > 0 && await_durable()) release_durable();
+    if (wait.count() > 0 && sync_running()) sync_and_hand_out();
     const auto deadline = std::chrono::steady_clock::now() + options.max_batch_delay;
     while (inputs.size() < options.max_batch_messages && !stopping.load()) {
       auto message = transport.receive(wait);
       if (message) {
         inputs.push_back(Input{nullptr, std::move(*message)});
-      } else if (!inputs.empty() && await_durable()) {
-        // Drained while the last commit's sync ran: its turns go out now, and what arrived
+      } else if (!inputs.empty() && sync_running() && sync_and_hand_out()) {
+        // Drained while the last commit's sync ran: its turns went out, and what arrived
         // meanwhile joins this turn. Its effects could not have left before that sync ended
         // anyway, and one commit costs less than two.
-        release_durable();
         take_queued_starts(inputs, options.max_batch_messages - inputs.size());
         wait = std::chrono::milliseconds{0};
         continue;
@@ -1658,26 +1657,34 @@ struct Engine::Impl {
     return inputs;
   }
 
-  // Waits until the held turns' commits are durable, if any is not. Returns whether it waited.
-  bool await_durable() {
-    if (held_turns.empty() || store.durable_through() >= held_turns.back().commit) return false;
-    return sync_store();
+  // The newest held turn's commit is not durable yet: its sync is running.
+  bool sync_running() const {
+    return !held_turns.empty() && store.durable_through() < held_turns.back().commit;
   }
 
-  // Waits until every commit so far is durable. A store that could not sync is not asked again:
-  // it refuses commits from then on. Returns whether the commits are durable.
-  bool sync_store() {
-    if (sync_failed) return false;
-    if (StoreStatus status = store.sync(); !status) {
-      sync_failed = true;
+  // Waits until every commit so far is durable. A store that could not sync is not asked again
+  // (it refuses commits from then on): its error is returned.
+  StoreStatus sync_store() {
+    if (sync_failure) return {sync_failure};
+    if (store.durable_through() >= store.last_commit()) return StoreStatus::success();
+    StoreStatus status = store.sync();
+    if (!status) {
+      sync_failure = status.error;
       if (logs(LogLevel::error))
         logger->write(
             LogRecord(LogLevel::error, "cannot make the store's commits durable", clock.now())
                 .with("error", status.error->message)
                 .with("turnsNotDurable", held_turns.size()));
-      return false;
     }
-    return true;
+    return status;
+  }
+
+  // Waits until every commit so far is durable, then hands out the held turns. A store that
+  // cannot sync keeps them (a restart recovers from what the file holds).
+  StoreStatus sync_and_hand_out() {
+    StoreStatus status = sync_store();
+    if (status) release_durable();
+    return status;
   }
 
   // The in-memory sagas of a turn that did not commit are ahead of the store: drop them.
@@ -1731,7 +1738,8 @@ struct Engine::Impl {
       if (request.stored_id != 0) {
         turn.batch.answers.push_back({request.stored_id, false, failed.message});
         turn.batch.at = clock.now();
-        if (StoreStatus status = store.commit(turn.batch); !status || !(status = wait_durable())) {
+        if (StoreStatus status = store.commit(turn.batch);
+            !status || !(status = sync_and_hand_out())) {
           fail_quarantine(*status.error, std::move(poisoned));
           return;
         }
@@ -1776,7 +1784,7 @@ struct Engine::Impl {
       turn.batch.dead_letters.back().attempts = poisoned.failed_attempts;
     }
     retry_inputs = std::move(others);
-    if (StoreStatus status = store.commit(turn.batch); !status || !(status = wait_durable())) {
+    if (StoreStatus status = store.commit(turn.batch); !status || !(status = sync_and_hand_out())) {
       fail_quarantine(*status.error, std::move(poisoned));
       return;
     }
@@ -1827,7 +1835,7 @@ struct Engine::Impl {
     turn.batch.at = clock.now();
     if (turn.batch.empty()) {
       settle_cache(turn);
-      hand_out(turn, inputs, false, held_turns.empty() ? 0 : held_turns.back().commit, {});
+      hand_out(turn, inputs, false, {});
       return 0;
     }
     detail::crash_point("engine.before_commit");
@@ -1882,22 +1890,23 @@ struct Engine::Impl {
     // A full turn means more input is waiting: the loop goes on while the store syncs. Otherwise
     // there is nothing better to do than to wait for the disk here, on this thread: a hand-over
     // to the store's thread and back would cost two wake-ups, each waiting for a core.
-    const std::uint64_t commit = store.last_commit();
-    if (store.durable_through() < commit) {
-      if (applied >= options.max_batch_messages)
-        store.begin_sync();
-      else
-        sync_store();
-    }
-    hand_out(turn, inputs, true, commit, commit_started);
+    if (applied >= options.max_batch_messages)
+      store.begin_sync();
+    else
+      sync_store();
+    hand_out(turn, inputs, true, commit_started);
     return applied;
   }
 
-  // What a turn hands to the outside world, once its commit (`commit`, Store::last_commit) is
-  // durable and every turn before it has handed out its own: at once with a store that is durable
-  // on return, else held until release_durable() finds it durable.
-  void hand_out(Turn& turn, std::vector<Input>& inputs, bool committed, std::uint64_t commit,
+  // What a turn hands to the outside world, once its commit (Store::last_commit; a turn that
+  // committed nothing follows the last held one) is durable and every turn before it has handed
+  // out its own: at once with a store that is durable on return, else held until
+  // release_durable() finds it durable.
+  void hand_out(Turn& turn, std::vector<Input>& inputs, bool committed,
                 std::chrono::steady_clock::time_point commit_started) {
+    const std::uint64_t commit = committed            ? store.last_commit()
+                                 : held_turns.empty() ? 0
+                                                      : held_turns.back().commit;
     for (const auto& row : turn.rearm) handled_elsewhere(row);
     // A turn that committed nothing and has nothing to answer or send is not held (a store that
     // can no longer sync would otherwise collect one per idle turn): only its log lines and
@@ -1920,15 +1929,6 @@ struct Engine::Impl {
       held_turns.pop_front();
       release(next.turn, next.inputs, next.committed, next.commit_started);
     }
-  }
-
-  // Rare paths that report what they committed at once (quarantine) wait for it to be durable,
-  // after the turns held before it.
-  StoreStatus wait_durable() {
-    if (store.durable_through() < store.last_commit())
-      if (StoreStatus status = store.sync(); !status) return status;
-    release_durable();
-    return StoreStatus::success();
   }
 
   void release(Turn& turn, std::vector<Input>& inputs, bool committed,
@@ -2122,13 +2122,6 @@ struct Engine::Impl {
     return committed;
   }
 
-  // Waits for the held turns' commits to be durable and hands them out. A store that cannot sync
-  // keeps them (a restart recovers from what the file holds).
-  void flush_held() {
-    await_durable();
-    release_durable();
-  }
-
   bool has_unfinished_work() {
     std::lock_guard lock(starts_mutex);
     return !queued_starts.empty() || !retry_inputs.empty() || !dispatched_marks.empty() ||
@@ -2149,7 +2142,7 @@ struct Engine::Impl {
     int turns_after_starts = 0, failed_in_a_row = 0;
     while (has_unfinished_work() && failed_in_a_row < kMaxDrainTurns &&
            (turns_after_starts < kMaxDrainTurns || !retry_inputs.empty())) {
-      flush_held();  // the drain takes no new input: nothing is gained by not waiting for the disk
+      sync_and_hand_out();  // the drain takes no new input: nothing is gained by not waiting
       const bool starts_left = has_queued_starts();
       const auto failures = counters.commit_failures.load(std::memory_order_relaxed);
       turn();
@@ -2157,7 +2150,7 @@ struct Engine::Impl {
       const bool failed = counters.commit_failures.load(std::memory_order_relaxed) != failures;
       failed_in_a_row = failed ? failed_in_a_row + 1 : 0;
     }
-    flush_held();
+    sync_and_hand_out();
     if (!has_unfinished_work() || !logs(LogLevel::error)) return;
     std::lock_guard lock(starts_mutex);
     std::string sagas;
@@ -2272,7 +2265,7 @@ void Engine::on_dead_letter(std::function<void(const DeadLetter&)> callback) {
 
 std::size_t Engine::run_once() {
   const std::size_t committed = impl_->turn();
-  impl_->flush_held();
+  impl_->sync_and_hand_out();
   return committed;
 }
 

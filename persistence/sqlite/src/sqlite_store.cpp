@@ -480,21 +480,35 @@ class Checkpointer {
   std::thread thread_;
 };
 
+// After a failed open(), errno still set.
+StoreError cannot_open_to_sync(const std::string& path) {
+  const int err = errno;
+  return StoreError{StoreErrorCode::io_error,
+                    "cannot open " + path + " to sync it: " + std::system_category().message(err)};
+}
+
+// fdatasync of an open file. One that was unlinked is an error: what it holds is lost once closed,
+// whatever file now has its name.
+Error sync_descriptor(int fd, const std::string& path) {
+  struct stat status {};
+  if (::fstat(fd, &status) != 0 || status.st_nlink == 0)
+    return StoreError{StoreErrorCode::io_error, path + " was deleted while in use"};
+  if (::fdatasync(fd) != 0) {
+    const int err = errno;
+    return StoreError{StoreErrorCode::io_error,
+                      "cannot sync " + path + ": " + std::system_category().message(err)};
+  }
+  return std::nullopt;
+}
+
 // fdatasync of a file by path; a file that does not exist has nothing to sync. Never for the
 // database file itself: closing the descriptor drops every POSIX lock the process holds on it.
 Error sync_file(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return std::nullopt;
-    return StoreError{StoreErrorCode::io_error, "cannot open " + path + " to sync it: " +
-                                                    std::system_category().message(errno)};
-  }
-  const int rc = ::fdatasync(fd);
-  const int err = errno;
+  if (fd < 0) return errno == ENOENT ? std::nullopt : Error{cannot_open_to_sync(path)};
+  Error error = sync_descriptor(fd, path);
   ::close(fd);
-  if (rc == 0) return std::nullopt;
-  return StoreError{StoreErrorCode::io_error,
-                    "cannot sync " + path + ": " + std::system_category().message(err)};
+  return error;
 }
 
 // Makes commits durable after COMMIT (StoreOptions::sync_in_background). The writer commits with
@@ -520,13 +534,10 @@ class Syncer {
     if (fd_ >= 0) ::close(fd_);
   }
 
-  // The writer's thread, after a successful COMMIT.
-  void committed() {
-    std::lock_guard lock(mutex_);
-    ++last_;
-    last_copy_.store(last_, std::memory_order_release);
-  }
-  std::uint64_t last() const noexcept { return last_copy_.load(std::memory_order_acquire); }
+  // The writer's thread, after a successful COMMIT: an fdatasync that reads the new number
+  // begins after the commit's writes.
+  void committed() { last_.fetch_add(1, std::memory_order_release); }
+  std::uint64_t last() const noexcept { return last_.load(std::memory_order_acquire); }
   std::uint64_t durable() const noexcept { return durable_.load(std::memory_order_acquire); }
   std::optional<StoreError> failure() {
     std::lock_guard lock(mutex_);
@@ -537,7 +548,7 @@ class Syncer {
   void begin() {
     {
       std::lock_guard lock(mutex_);
-      requested_ = last_;
+      requested_ = last_.load();
     }
     wake_.notify_one();
   }
@@ -546,7 +557,7 @@ class Syncer {
   // covers them, else after one of its own on this thread.
   StoreStatus sync() {
     std::unique_lock lock(mutex_);
-    const std::uint64_t target = last_;
+    const std::uint64_t target = last_.load();
     for (;;) {
       if (failure_) return {failure_};
       if (durable_.load() >= target) return StoreStatus::success();
@@ -574,7 +585,7 @@ class Syncer {
 
   // One fdatasync, the mutex released meanwhile; covers the commits made before it began.
   void sync_now(std::unique_lock<std::mutex>& lock) {
-    const std::uint64_t target = last_;
+    const std::uint64_t target = last_.load();
     in_progress_ = true;
     lock.unlock();
     Error error = sync_wal();
@@ -592,30 +603,20 @@ class Syncer {
     wake_.notify_all();
   }
 
-  // The WAL keeps its inode while the store's connections are open: one that was unlinked holds
-  // commits that are lost when the store closes, whatever file now has its name. Called by one
-  // thread at a time.
+  // The WAL keeps its inode while the store's connections are open. Called by one thread at a
+  // time.
   Error sync_wal() {
     if (fd_ < 0) fd_ = ::open(wal_path_.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd_ < 0)
-      return StoreError{StoreErrorCode::io_error, "cannot open " + wal_path_ + " to sync it: " +
-                                                      std::system_category().message(errno)};
-    struct stat status {};
-    if (::fstat(fd_, &status) != 0 || status.st_nlink == 0)
-      return StoreError{StoreErrorCode::io_error, wal_path_ + " was deleted while in use"};
-    if (::fdatasync(fd_) != 0)
-      return StoreError{StoreErrorCode::io_error,
-                        "cannot sync " + wal_path_ + ": " + std::system_category().message(errno)};
-    return std::nullopt;
+    if (fd_ < 0) return cannot_open_to_sync(wal_path_);
+    return sync_descriptor(fd_, wal_path_);
   }
 
   const std::string wal_path_;
   int fd_ = -1;  // used by the one fdatasync in progress
   std::mutex mutex_;
   std::condition_variable wake_, done_;
-  std::uint64_t last_ = 0;
+  std::atomic<std::uint64_t> last_{0};
   std::uint64_t requested_ = 0;  // begin() asked for the commits up to this one
-  std::atomic<std::uint64_t> last_copy_{0};
   std::atomic<std::uint64_t> durable_{0};
   std::optional<StoreError> failure_;
   bool in_progress_ = false;
