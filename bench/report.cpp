@@ -199,7 +199,7 @@ std::string markdown(const json& r) {
      << "make bench                                  # builds, runs saga_bench, writes "
         "docs/benchmarks.{json,md} (~7 min)\n"
      << "build/default/bench/saga_bench --quick      # a few seconds; proves it works "
-        "(ctest bench.smoke)\n"
+        "(ctest bench.smoke); reports in its --work directory\n"
      << "build/default/bench/saga_bench --help       # durations, window, durability, "
         "output paths\n"
      << "build/default/bench/saga_microbench         # Google Benchmark: MSM dispatch, codec, "

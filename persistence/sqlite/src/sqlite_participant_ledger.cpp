@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "wal_syncer.hpp"
+
 namespace saga {
 namespace {
 
@@ -144,6 +146,10 @@ StoreResult<std::unique_ptr<SqliteParticipantLedger>> SqliteParticipantLedger::o
     rc = sqlite3_exec(impl->db, sql, nullptr, nullptr, nullptr);
     if (rc != SQLITE_OK) return error_of(impl->db, rc, std::string("running ") + sql);
   }
+  // A process killed inside a COMMIT, after its WAL write and before its fsync, left that commit
+  // in the page cache only: it must be durable before a duplicate is answered from it.
+  if (options.durability == Durability::full && options.path != ":memory:")
+    if (auto error = sqlite_detail::sync_wal_file(options.path + "-wal")) return *error;
   const std::pair<const char*, Statement*> statements[] = {
       {"BEGIN IMMEDIATE", &impl->begin},
       {"COMMIT", &impl->commit},

@@ -28,6 +28,7 @@
 #include <utility>
 
 #include "migrations.hpp"
+#include "wal_syncer.hpp"
 
 namespace saga {
 namespace {
@@ -480,158 +481,13 @@ class Checkpointer {
   std::thread thread_;
 };
 
-// After a failed open(), errno still set.
-StoreError cannot_open_to_sync(const std::string& path) {
-  const int err = errno;
-  return StoreError{StoreErrorCode::io_error,
-                    "cannot open " + path + " to sync it: " + std::system_category().message(err)};
-}
-
-// fdatasync of an open file. One that was unlinked is an error: what it holds is lost once closed,
-// whatever file now has its name.
-Error sync_descriptor(int fd, const std::string& path) {
-  struct stat status {};
-  if (::fstat(fd, &status) != 0 || status.st_nlink == 0)
-    return StoreError{StoreErrorCode::io_error, path + " was deleted while in use"};
-  if (::fdatasync(fd) != 0) {
-    const int err = errno;
-    return StoreError{StoreErrorCode::io_error,
-                      "cannot sync " + path + ": " + std::system_category().message(err)};
-  }
-  return std::nullopt;
-}
-
-// fdatasync of a file by path; a file that does not exist has nothing to sync. Never for the
-// database file itself: closing the descriptor drops every POSIX lock the process holds on it.
-Error sync_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return errno == ENOENT ? std::nullopt : Error{cannot_open_to_sync(path)};
-  Error error = sync_descriptor(fd, path);
-  ::close(fd);
-  return error;
-}
-
-// Makes commits durable after COMMIT (StoreOptions::sync_in_background). The writer commits with
-// PRAGMA synchronous = NORMAL, so COMMIT writes the WAL without waiting for the disk, and calls
-// committed(). An fdatasync of the WAL file then makes every commit made before it began durable:
-// everything those commits wrote was in the file by then. It runs on the caller's thread in
-// sync(), or on the syncer's own thread after begin(), so a caller with other work does not wait;
-// commits made while one runs share the next. One runs at a time. A failed fdatasync is final
-// (the kernel may already have dropped the pages it could not write): the store refuses commits
-// from then on, and a restart recovers from what the file holds.
-class Syncer {
- public:
-  explicit Syncer(std::string wal_path)
-      : wal_path_(std::move(wal_path)), thread_([this] { run(); }) {}
-  ~Syncer() {
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-    }
-    wake_.notify_all();
-    thread_.join();
-    (void)sync();  // what was committed is durable when the store is gone
-    if (fd_ >= 0) ::close(fd_);
-  }
-
-  // The writer's thread, after a successful COMMIT: an fdatasync that reads the new number
-  // begins after the commit's writes.
-  void committed() { last_.fetch_add(1, std::memory_order_release); }
-  std::uint64_t last() const noexcept { return last_.load(std::memory_order_acquire); }
-  std::uint64_t durable() const noexcept { return durable_.load(std::memory_order_acquire); }
-  std::optional<StoreError> failure() {
-    std::lock_guard lock(mutex_);
-    return failure_;
-  }
-
-  // The commits made so far become durable on the syncer's thread.
-  void begin() {
-    {
-      std::lock_guard lock(mutex_);
-      requested_ = last_.load();
-    }
-    wake_.notify_one();
-  }
-
-  // Returns once the commits made so far are durable: after the fdatasync that is running, if it
-  // covers them, else after one of its own on this thread.
-  StoreStatus sync() {
-    std::unique_lock lock(mutex_);
-    const std::uint64_t target = last_.load();
-    for (;;) {
-      if (failure_) return {failure_};
-      if (durable_.load() >= target) return StoreStatus::success();
-      if (in_progress_) {
-        done_.wait(lock);
-        continue;
-      }
-      sync_now(lock);
-    }
-  }
-
-  std::uint64_t syncs() const noexcept { return syncs_.load(std::memory_order_relaxed); }
-
- private:
-  void run() {
-    std::unique_lock lock(mutex_);
-    for (;;) {
-      wake_.wait(lock, [this] {
-        return stopping_ || (requested_ > durable_.load() && !in_progress_ && !failure_);
-      });
-      if (stopping_) return;
-      sync_now(lock);
-    }
-  }
-
-  // One fdatasync, the mutex released meanwhile; covers the commits made before it began.
-  void sync_now(std::unique_lock<std::mutex>& lock) {
-    const std::uint64_t target = last_.load();
-    in_progress_ = true;
-    lock.unlock();
-    Error error = sync_wal();
-    syncs_.fetch_add(1, std::memory_order_relaxed);
-    lock.lock();
-    in_progress_ = false;
-    if (error)
-      failure_ = StoreError{StoreErrorCode::io_error,
-                            error->message +
-                                "; commits since the last successful sync may be lost, and the "
-                                "store refuses new ones until the process restarts"};
-    else
-      durable_.store(target, std::memory_order_release);
-    done_.notify_all();
-    wake_.notify_all();
-  }
-
-  // The WAL keeps its inode while the store's connections are open. Called by one thread at a
-  // time.
-  Error sync_wal() {
-    if (fd_ < 0) fd_ = ::open(wal_path_.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd_ < 0) return cannot_open_to_sync(wal_path_);
-    return sync_descriptor(fd_, wal_path_);
-  }
-
-  const std::string wal_path_;
-  int fd_ = -1;  // used by the one fdatasync in progress
-  std::mutex mutex_;
-  std::condition_variable wake_, done_;
-  std::atomic<std::uint64_t> last_{0};
-  std::uint64_t requested_ = 0;  // begin() asked for the commits up to this one
-  std::atomic<std::uint64_t> durable_{0};
-  std::optional<StoreError> failure_;
-  bool in_progress_ = false;
-  bool stopping_ = false;
-  std::atomic<std::uint64_t> syncs_{0};
-  std::thread thread_;
-};
-
 struct SqliteStore::Impl {
   // Destroyed bottom-up: statements, the syncer (a last sync), the checkpointer, the connection,
   // then the lock.
   LockFile lock;
   Connection db;
   std::unique_ptr<Checkpointer> checkpointer;
-  std::unique_ptr<Syncer> syncer;
+  std::unique_ptr<sqlite_detail::WalSyncer> syncer;
 
   ~Impl() {
     end_reads();
@@ -1026,15 +882,10 @@ StoreResult<std::unique_ptr<SqliteStore>> SqliteStore::open(const StoreOptions& 
   }
 
   if (Error error = impl->configure(options, is_file)) return *error;
-  if (is_file && options.durability == Durability::full) {
-    // What this store reads must be durable before anything acts on it: a process that died
-    // between writing a commit and syncing it left that commit in the page cache only. Only the
-    // WAL: SQLite syncs the database file itself before a checkpoint lets the WAL restart, and
-    // closing a descriptor of the database file would drop the process's POSIX locks on it.
-    if (Error error = sync_file(options.path + "-wal")) return *error;
-  }
+  if (is_file && options.durability == Durability::full)
+    if (Error error = sqlite_detail::sync_wal_file(options.path + "-wal")) return *error;
   if (syncs_in_background(options, is_file))
-    impl->syncer = std::make_unique<Syncer>(options.path + "-wal");
+    impl->syncer = std::make_unique<sqlite_detail::WalSyncer>(options.path + "-wal");
   // The database's own page size (an existing database keeps the one it was created with).
   StoreResult<std::string> page_size_text = query_text(handle, "PRAGMA page_size");
   if (!page_size_text) return page_size_text.error();

@@ -8,6 +8,12 @@
 //     ...
 //   });
 //
+// With Durability::full every commit is synced inside COMMIT (synchronous = FULL), and open()
+// first syncs the file's WAL: a process killed inside a COMMIT, between its WAL write and its
+// fsync, left that commit in the page cache, and it must be durable before a duplicate is answered
+// from it. StoreOptions::sync_in_background is ignored: measured on the order flow, replies held
+// for a sync on another thread made the services no faster (docs/architecture.md, "Participants").
+//
 // Ownership: owns its connection. Thread safety: one thread at a time.
 #pragma once
 
