@@ -691,6 +691,53 @@ RunResult run_cluster(const ClusterOptions& options, const RunPlan& plan) {
   return result;
 }
 
+Comparison compare_clusters(const ClusterOptions& baseline_options,
+                            const ClusterOptions& variant_options, const RunPlan& plan) {
+  say("  starting both clusters: the baseline in " + baseline_options.work_dir +
+      ", the variant in " + variant_options.work_dir);
+  Cluster baseline(baseline_options);
+  Cluster variant(variant_options);
+  const std::string window = std::to_string(plan.window);
+  if (plan.warmup_s > 0) {
+    say("  warm-up of each: " + fixed(plan.warmup_s) + " s, " + window + " sagas in flight");
+    baseline.drive("warmup", {"--window", window}, plan.warmup_s, false);
+    variant.drive("warmup", {"--window", window}, plan.warmup_s, false);
+  }
+  const std::size_t rounds = std::max<std::size_t>(plan.rounds, 1);
+  const double seconds = plan.saturation_s / static_cast<double>(rounds);
+  say("  saturation, " + window + " sagas in flight, " + std::to_string(rounds) +
+      " alternating rounds of " + fixed(seconds) + " s on each");
+  std::vector<PhaseResult> baseline_rounds, variant_rounds;
+  Comparison result;
+  for (std::size_t round = 1; round <= rounds; ++round) {
+    const std::string label = "saturation-" + std::to_string(round);
+    auto drive = [&](Cluster& cluster, std::vector<PhaseResult>& into) {
+      into.push_back(cluster.drive(label, {"--window", window}, seconds, plan.check_invariants));
+    };
+    if (round % 2 == 1) {
+      drive(baseline, baseline_rounds);
+      drive(variant, variant_rounds);
+    } else {
+      drive(variant, variant_rounds);
+      drive(baseline, baseline_rounds);
+    }
+    const double ratio = variant_rounds.back().engine.sagas_per_s() /
+                         std::max(baseline_rounds.back().engine.sagas_per_s(), 1e-9);
+    result.round_ratios.push_back(ratio);
+    say("    round " + std::to_string(round) + ": baseline " +
+        fixed(baseline_rounds.back().engine.sagas_per_s()) + ", variant " +
+        fixed(variant_rounds.back().engine.sagas_per_s()) + " sagas/s (" + fixed(ratio, 3) + " x)");
+  }
+  std::vector<double> sorted = result.round_ratios;
+  std::sort(sorted.begin(), sorted.end());
+  const std::size_t middle = sorted.size() / 2;
+  result.ratio =
+      sorted.size() % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+  result.baseline = median_phase(std::move(baseline_rounds));
+  result.variant = median_phase(std::move(variant_rounds));
+  return result;
+}
+
 InFlightResult measure_in_flight(const ClusterOptions& options, std::size_t sagas,
                                  double warmup_s) {
   say("  starting a fresh cluster in " + options.work_dir);

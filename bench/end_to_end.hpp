@@ -125,6 +125,18 @@ struct RunResult {
 
 RunResult run_cluster(const ClusterOptions& cluster, const RunPlan& plan);
 
+// Two clusters side by side, for a ratio the machine's drift does not skew: both are started
+// and warmed up, then driven at saturation in `plan.rounds` alternating rounds (the baseline
+// first in odd rounds, the variant first in even ones) of saturation_s / rounds each. Only the
+// plan's window, warm-up, saturation time, rounds and check_invariants apply.
+struct Comparison {
+  PhaseResult baseline, variant;     // each the median of its rounds
+  std::vector<double> round_ratios;  // variant / baseline sagas/s, per round (adjacent runs)
+  double ratio = 0;                  // the median of round_ratios
+};
+Comparison compare_clusters(const ClusterOptions& baseline, const ClusterOptions& variant,
+                            const RunPlan& plan);
+
 struct InFlightResult {
   std::size_t sagas = 0;
   double rss_before_kib = 0;

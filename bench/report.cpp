@@ -146,6 +146,7 @@ json targets(const json& report) {
     add("Throughput from 1,000 to 1,000,000 sagas in the database", "within 20 %",
         number(at(report, "/E/prefilled/sagas_per_s")) + " sagas/s with " + number(in_db) +
             " sagas in the database = " + number(change, 3) + " x the fresh database's" +
+            (has(report, "/E/prefilled/round_ratios") ? " (run beside it, alternating)" : "") +
             (in_db < 1e6 ? " (fewer than 1,000,000: use --prefill-sagas 1000000)" : ""),
         in_db >= 1e6 ? json(change >= 0.8 && change <= 1.2) : json());
   } else {
@@ -160,8 +161,10 @@ json targets(const json& report) {
     rss += number(at(report, "/E/in_flight/bounded_cache/rss_per_in_flight_saga")) +
            " with the saga cache and the send queue at a tenth of them (" +
            number(at(report, "/E/in_flight/bounded_cache/saga_cache")) + "); ";
-  rss += "orchestrator peak " +
-         number(at(report, "/E/saturation/processes/orchestrator/peak_rss"), 1) +
+  // The fresh database run beside the prefilled one, when there is one (older reports: E's run).
+  const std::string fresh =
+      has(report, "/E/prefilled/fresh") ? "/E/prefilled/fresh" : "/E/saturation";
+  rss += "orchestrator peak " + number(at(report, fresh + "/processes/orchestrator/peak_rss"), 1) +
          " MiB at saturation";
   if (has(report, "/E/prefilled"))
     rss += ", " + number(at(report, "/E/prefilled/processes/orchestrator/peak_rss"), 1) +
@@ -173,7 +176,7 @@ json targets(const json& report) {
   if (have_e && has(report, "/E/prefilled") &&
       at(report, "/E/prefilled/sagas_in_database") >= 1e6) {
     const double growth = at(report, "/E/prefilled/processes/orchestrator/peak_rss") /
-                          at(report, "/E/saturation/processes/orchestrator/peak_rss");
+                          at(report, fresh + "/processes/orchestrator/peak_rss");
     rss += " (" + number(growth, 2) + " x)";
     rss_pass = growth <= 1.25;
   }
@@ -324,6 +327,8 @@ std::string markdown(const json& r) {
   row("Saturation with " + fmt("/E/prefilled/sagas_in_database") +
           " completed sagas already in the database",
       "/E/prefilled");
+  row("Saturation on a fresh database, in rounds alternating with the previous row's",
+      "/E/prefilled/fresh");
   row("Batching disabled (`--batch 1 --sync commit`), " + fmt("/E/batching_disabled/window") +
           " sagas in flight",
       "/E/batching_disabled");
@@ -449,8 +454,9 @@ std::string markdown(const json& r) {
     if (has(r, "/E/participants_not_durable"))
       md << "- With the participants not durable E reaches "
          << fmt("/E/participants_not_durable/sagas_per_s") << " sagas/s, "
-         << fmt("/E/participants_not_durable/over_durable_participants", 2)
-         << "x the durable run: each service commits (and fsyncs) once per batch of waiting "
+         << fmt("/E/participants_not_durable/over_durable_participants", 2) << "x the durable run"
+         << (has(r, "/E/participants_not_durable/round_ratios") ? " beside it" : "")
+         << ": each service commits (and fsyncs) once per batch of waiting "
             "commands, so durable participants "
          << (at(r, "/E/participants_not_durable/over_durable_participants") >= 1.3
                  ? "are a large part of the bound."
@@ -568,15 +574,18 @@ std::string markdown(const json& r) {
   read back from the store when their replies come, and the commands past the send queue wait
   in the outbox only, read back in order as the service takes the queued ones. `saga_engine_loop --waiting N` isolates the engine's own heap per waiting saga
   (docs/architecture.md, "The saga cache is bounded").
-- **Participants not durable**: the same saturation run with the three services on
-  `--durability off`. Each service handles the commands waiting together in one transaction (the
+- **Participants not durable**: a saturation run with the three services on `--durability off`,
+  against one with durable services: two clusters side by side, driven in alternating rounds
+  (the durable one first in odd rounds, second in even ones), and the ratio is the median of the
+  rounds' ratios, so drift in the machine's speed falls on both alike. Each service handles the commands waiting together in one transaction (the
   participant SDK's group commit, `ParticipantOptions::max_batch`), so with durable ledgers every
   batch costs the service an fsync; this run shows how much of E that costs, and how fast the
   engine goes when participants are cheap.
-- **Sagas in the database**: the same saturation run on a database that already holds N
-  completed sagas (the captured batches replayed through `SqliteStore::commit`, without fsync,
-  before the orchestrator starts); compared with the first run, which starts from an empty
-  database (a few thousand sagas by the end of its warm-up).
+- **Sagas in the database**: a saturation run on a database that already holds N completed
+  sagas (the captured batches replayed through `SqliteStore::commit`, without fsync, before the
+  orchestrator starts), against one on a fresh database (a few thousand sagas by the end of its
+  warm-up), side by side in alternating rounds like the previous phase; the throughput ratio is
+  the median of the rounds' ratios, and the RSS growth compares the two orchestrators' peaks.
 - **Batching disabled**: the same saturation run with `order_orchestrator --batch 1 --sync
   commit` (one input per transaction, and the fsync inside each COMMIT: with the store's sync
   thread, the default, the commits made during one fsync share the next one, which is batching

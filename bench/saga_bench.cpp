@@ -494,8 +494,10 @@ int main(int argc, char** argv) {
     if (run.profile) e["profile"] = bench::profile_json(*run.profile);
 
     if (isolated_s > 0 && participant_durability != "off") {
-      say("[6/9] E with the participants not durable (services --durability off): the engine's "
-          "own bound");
+      say("[6/9] E with the participants not durable (services --durability off) beside durable "
+          "ones: the engine's own bound");
+      bench::ClusterOptions durable = cluster;
+      durable.work_dir = (fs::path(work_dir) / "participants-durable").string();
       bench::ClusterOptions light = cluster;
       light.work_dir = (fs::path(work_dir) / "participants-off").string();
       light.participant_durability = "off";
@@ -504,17 +506,17 @@ int main(int argc, char** argv) {
       light_plan.rounds = rounds;
       light_plan.warmup_s = quick ? 0.3 : 2;
       light_plan.saturation_s = isolated_s;
-      light_plan.half_s = 0;
       light_plan.check_invariants = false;
-      const bench::RunResult light_run = bench::run_cluster(light, light_plan);
-      json l = phase_json(light_run.saturation);
+      const bench::Comparison compared = bench::compare_clusters(durable, light, light_plan);
+      json l = phase_json(compared.variant);
       l["window"] = bench::figure(static_cast<double>(window), "sagas in flight");
-      l["E_over_C"] = bench::figure(light_run.saturation.engine.steps_per_s() / ceiling.steps_per_s,
+      l["E_over_C"] = bench::figure(compared.variant.engine.steps_per_s() / ceiling.steps_per_s,
                                     "ratio (C at the batched run's B*)");
-      l["over_durable_participants"] =
-          bench::figure(light_run.saturation.engine.sagas_per_s() /
-                            std::max(run.saturation.engine.sagas_per_s(), 1e-9),
-                        "ratio");
+      l["durable_participants_sagas_per_s"] = bench::figure(
+          compared.baseline.engine.sagas_per_s(), "sagas/s (durable services, run alternately)");
+      l["over_durable_participants"] = bench::figure(
+          compared.ratio, "ratio (median over rounds, each against the durable run beside it)");
+      l["round_ratios"] = compared.round_ratios;
       e["participants_not_durable"] = l;
     } else {
       say("[6/9] E with the participants not durable: skipped");
@@ -558,7 +560,9 @@ int main(int argc, char** argv) {
 
     if (prefill_sagas > 0) {
       say("[8/9] E with " + std::to_string(prefill_sagas) +
-          " completed sagas already in the database");
+          " completed sagas already in the database, beside a fresh database");
+      bench::ClusterOptions fresh = cluster;
+      fresh.work_dir = (fs::path(work_dir) / "fresh").string();
       bench::ClusterOptions full = cluster;
       full.work_dir = (fs::path(work_dir) / "prefilled").string();
       double db_bytes = 0;
@@ -571,16 +575,15 @@ int main(int argc, char** argv) {
       full_plan.rounds = rounds;
       full_plan.warmup_s = quick ? 0.3 : 2;
       full_plan.saturation_s = prefilled_s;
-      full_plan.half_s = 0;
       full_plan.check_invariants = false;
-      const bench::RunResult filled = bench::run_cluster(full, full_plan);
-      json p = phase_json(filled.saturation);
+      const bench::Comparison compared = bench::compare_clusters(fresh, full, full_plan);
+      json p = phase_json(compared.variant);
       p["sagas_in_database"] = prefill_sagas;
       p["database_bytes_before"] = bench::figure(db_bytes, "bytes");
-      p["over_fresh_database"] =
-          bench::figure(filled.saturation.engine.sagas_per_s() /
-                            std::max(run.saturation.engine.sagas_per_s(), 1e-9),
-                        "ratio");
+      p["fresh"] = phase_json(compared.baseline);
+      p["over_fresh_database"] = bench::figure(
+          compared.ratio, "ratio (median over rounds, each against the fresh run beside it)");
+      p["round_ratios"] = compared.round_ratios;
       e["prefilled"] = p;
     } else {
       say("[8/9] E with sagas already in the database: skipped");
