@@ -255,6 +255,8 @@ struct Engine::Impl {
   std::vector<Input> retry_inputs;
   std::vector<std::pair<Timestamp, Input>> deferred;  // poison messages waiting for another try
   std::chrono::milliseconds backoff{0};
+  // Failure replies in a row per saga, to a retriable step's commands (retry_after_failure).
+  std::unordered_map<std::string, int> retriable_failures;
   bool recovered = false;
   // Metric label values taken from inbound envelopes, bounded: a reply type is its own label
   // only when a registered saga consumes it, and at most kMaxConsumerLabels sources get one.
@@ -270,6 +272,9 @@ struct Engine::Impl {
     std::unordered_set<std::string> inbox;
     std::vector<SagaOutcome> outcomes;
     std::vector<OutboxMessage> rearm;  // commands of retriable steps to send again
+    // New commands of retriable steps answering a failure reply: sent once their wait is over
+    // (by message id; see retry_after_failure).
+    std::vector<std::pair<std::string, std::chrono::milliseconds>> delayed;
     std::vector<OperatorRequest*> operations;
     std::uint64_t timeouts = 0;
     std::uint64_t started = 0;
@@ -708,6 +713,7 @@ struct Engine::Impl {
               reaction.path[i], "");
     for (const auto& error : reaction.user_errors)
       journal(turn, saga_id, JournalKind::user_error, cause_id, "", "", "", error);
+    const std::string retried_type = retry_after_failure(saga_id, saga, reaction, closed_command);
     for (const auto& command : reaction.commands) {
       Envelope envelope;
       envelope.event_id = next_id();
@@ -730,6 +736,9 @@ struct Engine::Impl {
       row.compensation = command.role == CommandRole::compensation;
       journal(turn, saga_id, JournalKind::message_out, row.message_id, row.message_type, "", "",
               row.compensation ? "compensation " + payload : std::move(payload));
+      if (!retried_type.empty() && row.message_type == retried_type)
+        turn.delayed.emplace_back(row.message_id,
+                                  timeout_after(policy_for(row), retriable_failures.at(saga_id)));
       turn.batch.outbox.push_back(std::move(row));
     }
     SagaStatus after = saga.instance->status();
@@ -752,6 +761,31 @@ struct Engine::Impl {
                                std::string(saga.instance->state()), std::move(data),
                                reaction.user_errors.empty() ? "" : reaction.user_errors.back()});
     }
+  }
+
+  // A failure reply to a retriable step's command sends the command again (a new one: the
+  // participant recorded its answer to the old). That is an attempt that failed, so the new
+  // command waits before it leaves as long as the command's retry policy waits before the n-th
+  // re-send, n the failure replies in a row (RetryPolicy: timeout x backoff^(n-1), capped,
+  // jittered); it is committed at once. Returns the command type so retried, else empty (and
+  // the saga's count of failures in a row ends).
+  std::string retry_after_failure(const std::string& saga_id, const CachedSaga& saga,
+                                  const Reaction& reaction, std::string_view answered_id) {
+    std::string retried;
+    if (!answered_id.empty() && !is_terminal(saga.instance->status()))
+      for (const auto& command : reaction.commands) {
+        if (!saga.type->is_retriable(command.type)) continue;
+        auto answered = in_flight.find(std::string(answered_id));
+        if (answered != in_flight.end() && answered->second.row.message_type == command.type)
+          retried = command.type;
+        break;
+      }
+    if (retried.empty()) {
+      if (!retriable_failures.empty()) retriable_failures.erase(saga_id);
+    } else {
+      ++retriable_failures[saga_id];
+    }
+    return retried;
   }
 
   void lifecycle_events(Turn& turn, const std::string& saga_id, const CachedSaga& saga,
@@ -1336,8 +1370,12 @@ struct Engine::Impl {
     return std::chrono::milliseconds{static_cast<std::int64_t>(std::max(wait, 1.0))};
   }
 
-  void track(OutboxMessage row, Timestamp sent_at) {
-    Timestamp deadline = sent_at + timeout_after(policy_for(row), std::max(row.attempts, 1));
+  // A command handed to the transport at `sent_at`, awaiting its reply until its policy's
+  // deadline; or, with `deadline`, one not sent yet that leaves then (a delayed retry).
+  void track(OutboxMessage row, Timestamp sent_at, std::optional<Timestamp> deadline_at = {}) {
+    Timestamp deadline = deadline_at
+                             ? *deadline_at
+                             : sent_at + timeout_after(policy_for(row), std::max(row.attempts, 1));
     auto [slot, inserted] = in_flight.try_emplace(row.message_id);
     InFlight& flight = slot->second;
     if (!inserted) {
@@ -1431,6 +1469,16 @@ struct Engine::Impl {
       OutboxMessage row = in_flight.at(id).row;
       untrack(id);
       row.payload = std::move(stored.value()->payload);
+      if (row.attempts == 0) {  // a retry after a failure reply, never sent: its wait is over
+        if (logs(LogLevel::info))
+          logger->write(command_line(LogLevel::info,
+                                     "retriable step's command sent after its failure reply's wait",
+                                     row)
+                            .with("failuresInARow",
+                                  static_cast<std::int64_t>(failures_in_a_row(row.saga_id))));
+        queue(std::move(row));
+        continue;
+      }
       if (out_of_attempts(row)) {
         expired.push_back(Input{nullptr, {}, std::make_unique<OutboxMessage>(std::move(row))});
         continue;
@@ -1908,6 +1956,9 @@ struct Engine::Impl {
                                  : held_turns.empty() ? 0
                                                       : held_turns.back().commit;
     for (const auto& row : turn.rearm) handled_elsewhere(row);
+    if (!turn.delayed.empty())
+      for (const auto& row : turn.batch.outbox)
+        if (is_delayed(turn, row.message_id)) handled_elsewhere(row);
     // A turn that committed nothing and has nothing to answer or send is not held (a store that
     // can no longer sync would otherwise collect one per idle turn): only its log lines and
     // metrics go out ahead of held turns.
@@ -1919,6 +1970,18 @@ struct Engine::Impl {
     held_turns.push_back(
         HeldTurn{commit, committed, std::move(turn), std::move(inputs), commit_started});
     release_durable();
+  }
+
+  int failures_in_a_row(const std::string& saga_id) const {
+    auto found = retriable_failures.find(saga_id);
+    return found == retriable_failures.end() ? 0 : found->second;
+  }
+
+  static std::optional<std::chrono::milliseconds> is_delayed(const Turn& turn,
+                                                             const std::string& message_id) {
+    for (const auto& [id, delay] : turn.delayed)
+      if (id == message_id) return delay;
+    return std::nullopt;
   }
 
   void release_durable() {
@@ -1935,7 +1998,14 @@ struct Engine::Impl {
                std::chrono::steady_clock::time_point commit_started) {
     if (committed && metrics) metrics->durable_after.observe(seconds_since(commit_started));
     if (committed)
-      for (auto& row : turn.batch.outbox) queue_new(row);
+      for (auto& row : turn.batch.outbox) {
+        if (auto delay = turn.delayed.empty() ? std::nullopt : is_delayed(turn, row.message_id)) {
+          Timestamp now = clock.now();
+          track(std::move(row), now, now + *delay);
+        } else {
+          queue_new(row);
+        }
+      }
     for (auto& row : turn.rearm) queue(std::move(row));
     finish_operations(turn, committed);
     if (committed || !turn.rearm.empty()) {

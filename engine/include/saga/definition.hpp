@@ -22,7 +22,8 @@
 //   the reply acknowledging that; a step that needs no undo (a read-only check) omits it.
 // - pivot<C>: the point of no return. If it fails, the steps before it are compensated; once it
 //   succeeds the saga only goes forward. At most one.
-// - retriable<C>: after the pivot only. A failure reply re-sends the command.
+// - retriable<C>: after the pivot only. A failure reply sends the command again (a new one),
+//   after the wait the command's RetryPolicy gives the n-th failure reply in a row.
 //
 // Semantics of the generated machine:
 // - States: "awaiting:<command type>" per step and "compensating:<compensation type>" per

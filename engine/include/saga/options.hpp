@@ -72,6 +72,10 @@ struct RetryPolicy {
   // may have been done), then the steps before it, and parks a saga whose pivot timed out
   // (saga/definition.hpp); giving up on a compensation parks the saga as Failed. Commands of
   // retriable steps never give up.
+  //
+  // The same waits pace a retriable step that gets failure replies: the new command it sends
+  // after the n-th failure reply in a row leaves once the n-th wait is over (it is committed at
+  // once, and sent at once by an engine that starts meanwhile).
   int max_attempts = 0;
 };
 

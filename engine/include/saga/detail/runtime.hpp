@@ -304,7 +304,8 @@ class saga_type_impl final : public SagaType {
 
   bool is_retriable(std::string_view command_type) const override {
     if constexpr (requires { Def::retriable_commands(); }) {
-      for (std::string_view type : Def::retriable_commands())
+      static const std::vector<std::string_view> retriable = Def::retriable_commands();
+      for (std::string_view type : retriable)
         if (type == command_type) return true;
     }
     return false;

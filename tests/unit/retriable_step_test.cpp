@@ -1,0 +1,226 @@
+// A retriable step's failure reply: the engine sends the step's command again, as a new command,
+// after the wait its retry policy gives the n-th failure in a row, not at once.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../support/participant.hpp"
+#include "../support/partly_away_transport.hpp"
+#include "saga/definition.hpp"
+#include "saga/detail/runtime.hpp"
+#include "saga/engine.hpp"
+#include "saga/sqlite_store.hpp"
+
+namespace mail {
+
+struct Data {
+  std::string address;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Data, address)
+
+struct Charge {
+  static constexpr std::string_view type = "billing.Charge";
+  static constexpr int version = 1;
+  static constexpr std::string_view service = "billing";
+  std::string address;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Charge, address)
+
+struct Charged {
+  static constexpr std::string_view type = "billing.Charged";
+  static constexpr int version = 1;
+  std::string address;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Charged, address)
+
+struct Notify {
+  static constexpr std::string_view type = "mail.Notify";
+  static constexpr int version = 1;
+  static constexpr std::string_view service = "mail";
+  std::string address;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Notify, address)
+
+struct Notified {
+  static constexpr std::string_view type = "mail.Notified";
+  static constexpr int version = 1;
+  std::string address;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Notified, address)
+
+struct Bounced {
+  static constexpr std::string_view type = "mail.Bounced";
+  static constexpr int version = 1;
+  std::string address;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Bounced, address)
+
+Charge make_command(const Data& data, saga::tag<Charge>) {
+  return {data.address};
+}
+Notify make_command(const Data& data, saga::tag<Notify>) {
+  return {data.address};
+}
+
+// Charging is the pivot; the notification after it is retried until it is delivered.
+struct ReceiptSaga
+    : saga::definition<"receipt", 1, Data, saga::pivot<Charge>::on_success<Charged>,
+                       saga::retriable<Notify>::on_success<Notified>::on_failure<Bounced>> {};
+
+}  // namespace mail
+
+namespace {
+
+using namespace std::chrono_literals;
+using saga::test::reply_bytes;
+using saga::test::SentCommand;
+using saga::test::take_commands;
+
+class RetriableStepTest : public ::testing::Test {
+ protected:
+  RetriableStepTest() {
+    options.store.path = ":memory:";
+    options.idle_wait = 0ms;
+    // 10 s, doubling, at most 60 s, no jitter; the notification's own policy is the default one.
+    options.command_retry = {10s, 2.0, 60s, 0.0, 0};
+    store = std::move(saga::SqliteStore::open(options.store).value());
+    start_engine();
+  }
+
+  void start_engine() {
+    engine.reset();
+    engine = std::make_unique<saga::Engine>(options, *store, transport, clock);
+    engine->register_saga<mail::ReceiptSaga>();
+  }
+
+  std::vector<SentCommand> sent() { return take_commands(transport.inner); }
+
+  void reply(const SentCommand& command, std::string type) {
+    transport.inner.deliver(reply_bytes(command.envelope, std::move(type),
+                                        {{"address", command.envelope.data["address"]}}));
+  }
+
+  // Starts a receipt saga and charges it: returns its first notification.
+  SentCommand notification_of(std::string& saga_id, const std::string& address) {
+    saga_id = engine->start<mail::ReceiptSaga>({address});
+    engine->run_once();
+    auto charges = sent();
+    EXPECT_EQ(charges.size(), 1u);
+    reply(charges.at(0), "billing.Charged");
+    engine->run_once();
+    auto notifications = sent();
+    EXPECT_EQ(notifications.size(), 1u);
+    return notifications.at(0);
+  }
+
+  // Advances the clock by `by` and runs a turn; what the engine sent.
+  std::vector<SentCommand> after(saga::Timestamp::duration by) {
+    clock.advance(by);
+    engine->run_once();
+    return sent();
+  }
+
+  saga::Options options;
+  saga::ManualClock clock;
+  saga::test::PartlyAwayTransport transport;
+  std::unique_ptr<saga::SqliteStore> store;
+  std::unique_ptr<saga::Engine> engine;
+};
+
+TEST_F(RetriableStepTest, AFailureReplySendsANewCommandAfterThePolicysWaitNotAtOnce) {
+  std::string id;
+  SentCommand first = notification_of(id, "ann@example.com");
+  reply(first, "mail.Bounced");
+  engine->run_once();
+  EXPECT_TRUE(sent().empty()) << "sent again at once";
+  EXPECT_TRUE(after(9s).empty()) << "sent before the policy's first wait (10 s)";
+  auto again = after(1s);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].envelope.event_type, "mail.Notify");
+  EXPECT_NE(again[0].envelope.event_id, first.envelope.event_id)
+      << "the participant recorded its answer to the first command: a new one is needed";
+  EXPECT_EQ(store->load_saga(id).value()->state, "awaiting:mail.Notify");
+  reply(again[0], "mail.Notified");
+  engine->run_once();
+  EXPECT_EQ(store->load_saga(id).value()->status, saga::SagaStatus::Completed);
+  EXPECT_TRUE(after(120s).empty());
+}
+
+TEST_F(RetriableStepTest, FailuresInARowWaitLongerEachTimeUpToThePolicysCap) {
+  std::string id;
+  SentCommand command = notification_of(id, "bob@example.com");
+  // The n-th failure in a row waits 10 s x 2^(n-1), at most 60 s.
+  for (auto wait : {10s, 20s, 40s, 60s, 60s}) {
+    reply(command, "mail.Bounced");
+    engine->run_once();
+    EXPECT_TRUE(after(wait - 1s).empty()) << "sent before " << wait.count() << " s";
+    auto again = after(1s);
+    ASSERT_EQ(again.size(), 1u) << "not sent after " << wait.count() << " s";
+    command = again[0];
+  }
+  EXPECT_EQ(engine->stats().command_timeouts, 0u);
+  EXPECT_EQ(engine->stats().command_resends, 0u) << "each retry is a new command's first send";
+}
+
+TEST_F(RetriableStepTest, TheCommandTypesOwnPolicyGivesTheWait) {
+  options.retry_by_command["mail.Notify"] = {200ms, 1.0, 200ms, 0.0, 0};
+  start_engine();
+  std::string id;
+  SentCommand first = notification_of(id, "cy@example.com");
+  reply(first, "mail.Bounced");
+  engine->run_once();
+  EXPECT_TRUE(after(150ms).empty());
+  EXPECT_EQ(after(50ms).size(), 1u);
+}
+
+TEST_F(RetriableStepTest, ARetryWaitingAtARestartIsSentAtOnceByTheNextEngine) {
+  std::string id;
+  SentCommand first = notification_of(id, "dee@example.com");
+  reply(first, "mail.Bounced");
+  engine->run_once();
+  ASSERT_TRUE(sent().empty());
+  start_engine();  // the retry was committed: the next engine finds it open and sends it
+  engine->run_once();
+  auto again = sent();
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].envelope.event_type, "mail.Notify");
+  EXPECT_NE(again[0].envelope.event_id, first.envelope.event_id);
+}
+
+TEST_F(RetriableStepTest, TheBacklogReadBackDoesNotSendAWaitingRetryEarly) {
+  options.max_queued_commands = 1;
+  start_engine();
+  std::string waiting_id, queued_id, backlogged_id;
+  SentCommand bounced = notification_of(waiting_id, "eve@example.com");
+  transport.away.insert("mail");
+  // One notification fills the mail queue; the next one starts the destination's backlog.
+  saga::test::SentCommand unused;
+  for (std::string* id : {&queued_id, &backlogged_id}) {
+    *id = engine->start<mail::ReceiptSaga>({"later@example.com"});
+    engine->run_once();
+    auto charges = sent();
+    ASSERT_EQ(charges.size(), 1u);
+    reply(charges[0], "billing.Charged");
+    engine->run_once();
+    EXPECT_TRUE(sent().empty());
+  }
+  ASSERT_EQ(engine->stats().backlogged_commands, 1u);
+  reply(bounced, "mail.Bounced");  // its retry is committed behind the backlog's first row
+  engine->run_once();
+  transport.away.clear();
+  auto caught_up = after(1s);
+  ASSERT_EQ(caught_up.size(), 2u) << "the queued and the backlogged notification";
+  for (const auto& command : caught_up)
+    EXPECT_NE(command.envelope.correlation_id, bounced.envelope.correlation_id)
+        << "the retry left before its wait was over";
+  EXPECT_TRUE(after(8s).empty());
+  auto retried = after(1s);
+  ASSERT_EQ(retried.size(), 1u);
+  EXPECT_EQ(retried[0].envelope.correlation_id, bounced.envelope.correlation_id);
+}
+
+}  // namespace
