@@ -273,8 +273,13 @@ struct Engine::Impl {
     std::vector<SagaOutcome> outcomes;
     std::vector<OutboxMessage> rearm;  // commands of retriable steps to send again
     // New commands of retriable steps answering a failure reply: sent once their wait is over
-    // (by message id; see retry_after_failure).
-    std::vector<std::pair<std::string, std::chrono::milliseconds>> delayed;
+    // (see retry_after_failure).
+    struct DelayedRetry {
+      std::string message_id;
+      std::string saga_id;
+      std::chrono::milliseconds wait;
+    };
+    std::vector<DelayedRetry> delayed;
     std::vector<OperatorRequest*> operations;
     std::uint64_t timeouts = 0;
     std::uint64_t started = 0;
@@ -713,7 +718,7 @@ struct Engine::Impl {
               reaction.path[i], "");
     for (const auto& error : reaction.user_errors)
       journal(turn, saga_id, JournalKind::user_error, cause_id, "", "", "", error);
-    const std::string retried_type = retry_after_failure(saga_id, saga, reaction, closed_command);
+    const std::string_view retried_type = retry_after_failure(saga_id, saga, reaction);
     for (const auto& command : reaction.commands) {
       Envelope envelope;
       envelope.event_id = next_id();
@@ -737,8 +742,8 @@ struct Engine::Impl {
       journal(turn, saga_id, JournalKind::message_out, row.message_id, row.message_type, "", "",
               row.compensation ? "compensation " + payload : std::move(payload));
       if (!retried_type.empty() && row.message_type == retried_type)
-        turn.delayed.emplace_back(row.message_id,
-                                  timeout_after(policy_for(row), retriable_failures.at(saga_id)));
+        turn.delayed.push_back({row.message_id, saga_id,
+                                timeout_after(policy_for(row), retriable_failures.at(saga_id))});
       turn.batch.outbox.push_back(std::move(row));
     }
     SagaStatus after = saga.instance->status();
@@ -764,22 +769,18 @@ struct Engine::Impl {
   }
 
   // A failure reply to a retriable step's command sends the command again (a new one: the
-  // participant recorded its answer to the old). That is an attempt that failed, so the new
-  // command waits before it leaves as long as the command's retry policy waits before the n-th
-  // re-send, n the failure replies in a row (RetryPolicy: timeout x backoff^(n-1), capped,
-  // jittered); it is committed at once. Returns the command type so retried, else empty (and
-  // the saga's count of failures in a row ends).
-  std::string retry_after_failure(const std::string& saga_id, const CachedSaga& saga,
-                                  const Reaction& reaction, std::string_view answered_id) {
-    std::string retried;
-    if (!answered_id.empty() && !is_terminal(saga.instance->status()))
-      for (const auto& command : reaction.commands) {
-        if (!saga.type->is_retriable(command.type)) continue;
-        auto answered = in_flight.find(std::string(answered_id));
-        if (answered != in_flight.end() && answered->second.row.message_type == command.type)
-          retried = command.type;
-        break;
-      }
+  // participant recorded its answer to the old), staying in the state that awaits it. That is an
+  // attempt that failed, so the new command waits before it leaves as long as the command's retry
+  // policy waits before the n-th re-send, n the failure replies in a row (RetryPolicy: timeout x
+  // backoff^(n-1), capped, jittered); it is committed at once. Returns the command type so
+  // retried, else empty (and the saga's count of failures in a row ends).
+  std::string_view retry_after_failure(const std::string& saga_id, const CachedSaga& saga,
+                                       const Reaction& reaction) {
+    std::string_view retried;
+    if (reaction.path.size() == 2 && reaction.path[0] == reaction.path[1] &&
+        !is_terminal(saga.instance->status()))
+      for (const auto& command : reaction.commands)
+        if (saga.type->is_retriable(command.type)) retried = command.type;
     if (retried.empty()) {
       if (!retriable_failures.empty()) retriable_failures.erase(saga_id);
     } else {
@@ -1737,6 +1738,10 @@ struct Engine::Impl {
 
   // The in-memory sagas of a turn that did not commit are ahead of the store: drop them.
   void discard_turn(const Turn& turn) {
+    for (const auto& retry : turn.delayed)  // the inputs are tried again: not a failure more
+      if (auto count = retriable_failures.find(retry.saga_id);
+          count != retriable_failures.end() && --count->second <= 0)
+        retriable_failures.erase(count);
     for (const auto& saga_id : turn.touched) cache.erase(saga_id);
     for (const auto& saga_id : turn.loaded) cache.erase(saga_id);
     publish_cache_size();
@@ -1979,8 +1984,8 @@ struct Engine::Impl {
 
   static std::optional<std::chrono::milliseconds> is_delayed(const Turn& turn,
                                                              const std::string& message_id) {
-    for (const auto& [id, delay] : turn.delayed)
-      if (id == message_id) return delay;
+    for (const auto& retry : turn.delayed)
+      if (retry.message_id == message_id) return retry.wait;
     return std::nullopt;
   }
 
@@ -1999,9 +2004,14 @@ struct Engine::Impl {
     if (committed && metrics) metrics->durable_after.observe(seconds_since(commit_started));
     if (committed)
       for (auto& row : turn.batch.outbox) {
-        if (auto delay = turn.delayed.empty() ? std::nullopt : is_delayed(turn, row.message_id)) {
-          Timestamp now = clock.now();
-          track(std::move(row), now, now + *delay);
+        if (auto wait = turn.delayed.empty() ? std::nullopt : is_delayed(turn, row.message_id)) {
+          // A backlog this turn's earlier commands (or a turn released before) started after
+          // hand_out() may hold the row in its range: the read-back must leave it alone.
+          handled_elsewhere(row);
+          // Its wait is not lag: the age gauges and the reply wait count from when it leaves.
+          const Timestamp due = clock.now() + *wait;
+          row.created_at = due;
+          track(std::move(row), due, due);
         } else {
           queue_new(row);
         }

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "saga/definition.hpp"
 #include "saga/detail/runtime.hpp"
 #include "saga/engine.hpp"
+#include "saga/metrics.hpp"
 #include "saga/sqlite_store.hpp"
 
 namespace mail {
@@ -221,6 +223,70 @@ TEST_F(RetriableStepTest, TheBacklogReadBackDoesNotSendAWaitingRetryEarly) {
   auto retried = after(1s);
   ASSERT_EQ(retried.size(), 1u);
   EXPECT_EQ(retried[0].envelope.correlation_id, bounced.envelope.correlation_id);
+}
+
+TEST_F(RetriableStepTest, ARetryCommittedBehindABacklogStartedInItsOwnTurnIsNotSentEarly) {
+  options.max_queued_commands = 1;
+  start_engine();
+  std::string waiting_id, queued_id, overflowing_id;
+  SentCommand bounced = notification_of(waiting_id, "fay@example.com");
+  transport.away.insert("mail");
+  queued_id = engine->start<mail::ReceiptSaga>({"queued@example.com"});
+  engine->run_once();
+  auto charges = sent();
+  ASSERT_EQ(charges.size(), 1u);
+  reply(charges[0], "billing.Charged");
+  engine->run_once();  // its notification fills the mail queue: no backlog yet
+  ASSERT_EQ(engine->stats().backlogged_commands, 0u);
+  overflowing_id = engine->start<mail::ReceiptSaga>({"overflow@example.com"});
+  engine->run_once();
+  charges = sent();
+  ASSERT_EQ(charges.size(), 1u);
+  // One turn: the charge reply's notification starts the backlog, then the failure reply's
+  // retry is committed behind it.
+  reply(charges[0], "billing.Charged");
+  reply(bounced, "mail.Bounced");
+  engine->run_once();
+  ASSERT_EQ(engine->stats().backlogged_commands, 1u);
+  transport.away.clear();
+  auto caught_up = after(1s);
+  ASSERT_EQ(caught_up.size(), 2u) << "the queued and the backlogged notification";
+  for (const auto& command : caught_up)
+    EXPECT_NE(command.envelope.correlation_id, bounced.envelope.correlation_id)
+        << "the retry left before its wait was over";
+  EXPECT_TRUE(after(8s).empty());
+  auto retried = after(1s);
+  ASSERT_EQ(retried.size(), 1u);
+  EXPECT_EQ(retried[0].envelope.correlation_id, bounced.envelope.correlation_id);
+}
+
+// The value of an unlabelled gauge in the metrics' text exposition.
+double gauge(const saga::Metrics& metrics, const std::string& name) {
+  std::istringstream text(metrics.render());
+  for (std::string line; std::getline(text, line);)
+    if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
+  ADD_FAILURE() << "no gauge " << name;
+  return -1;
+}
+
+TEST_F(RetriableStepTest, AWaitingRetryIsNotLagAndItsAgeCountsFromItsSend) {
+  options.metrics = std::make_shared<saga::Metrics>();
+  start_engine();
+  std::string id;
+  SentCommand first = notification_of(id, "gus@example.com");
+  reply(first, "mail.Bounced");
+  engine->run_once();
+  // Nothing else is in flight: the oldest command awaiting a reply is the waiting retry.
+  clock.advance(9s);
+  engine->run_once();
+  EXPECT_EQ(gauge(*options.metrics, "saga_oldest_awaiting_reply_age_seconds"), 0)
+      << "a retry waiting for its turn is not lag";
+  auto again = after(1s);
+  ASSERT_EQ(again.size(), 1u);
+  clock.advance(3s);
+  engine->run_once();
+  EXPECT_EQ(gauge(*options.metrics, "saga_oldest_awaiting_reply_age_seconds"), 3)
+      << "counted from its send";
 }
 
 }  // namespace

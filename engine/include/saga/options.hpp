@@ -75,7 +75,7 @@ struct RetryPolicy {
   //
   // The same waits pace a retriable step that gets failure replies: the new command it sends
   // after the n-th failure reply in a row leaves once the n-th wait is over (it is committed at
-  // once, and sent at once by an engine that starts meanwhile).
+  // once; an engine that starts meanwhile sends it as it sends any open command never sent).
   int max_attempts = 0;
 };
 
