@@ -728,11 +728,7 @@ Comparison compare_clusters(const ClusterOptions& baseline_options,
         fixed(baseline_rounds.back().engine.sagas_per_s()) + ", variant " +
         fixed(variant_rounds.back().engine.sagas_per_s()) + " sagas/s (" + fixed(ratio, 3) + " x)");
   }
-  std::vector<double> sorted = result.round_ratios;
-  std::sort(sorted.begin(), sorted.end());
-  const std::size_t middle = sorted.size() / 2;
-  result.ratio =
-      sorted.size() % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+  result.ratio = median(result.round_ratios);
   result.baseline = median_phase(std::move(baseline_rounds));
   result.variant = median_phase(std::move(variant_rounds));
   return result;

@@ -1372,11 +1372,15 @@ struct Engine::Impl {
   }
 
   // A command handed to the transport at `sent_at`, awaiting its reply until its policy's
-  // deadline; or, with `deadline`, one not sent yet that leaves then (a delayed retry).
-  void track(OutboxMessage row, Timestamp sent_at, std::optional<Timestamp> deadline_at = {}) {
-    Timestamp deadline = deadline_at
-                             ? *deadline_at
-                             : sent_at + timeout_after(policy_for(row), std::max(row.attempts, 1));
+  // deadline.
+  void track(OutboxMessage row, Timestamp sent_at) {
+    const Timestamp deadline = sent_at + timeout_after(policy_for(row), std::max(row.attempts, 1));
+    track_until(std::move(row), deadline);
+  }
+
+  // An open command resend_overdue() looks at again at `deadline`: one sent, awaiting its reply;
+  // or one never sent (attempts 0, a delayed retry), which leaves then.
+  void track_until(OutboxMessage row, Timestamp deadline) {
     auto [slot, inserted] = in_flight.try_emplace(row.message_id);
     InFlight& flight = slot->second;
     if (!inserted) {
@@ -1961,9 +1965,6 @@ struct Engine::Impl {
                                  : held_turns.empty() ? 0
                                                       : held_turns.back().commit;
     for (const auto& row : turn.rearm) handled_elsewhere(row);
-    if (!turn.delayed.empty())
-      for (const auto& row : turn.batch.outbox)
-        if (is_delayed(turn, row.message_id)) handled_elsewhere(row);
     // A turn that committed nothing and has nothing to answer or send is not held (a store that
     // can no longer sync would otherwise collect one per idle turn): only its log lines and
     // metrics go out ahead of held turns.
@@ -2004,14 +2005,15 @@ struct Engine::Impl {
     if (committed && metrics) metrics->durable_after.observe(seconds_since(commit_started));
     if (committed)
       for (auto& row : turn.batch.outbox) {
-        if (auto wait = turn.delayed.empty() ? std::nullopt : is_delayed(turn, row.message_id)) {
-          // A backlog this turn's earlier commands (or a turn released before) started after
-          // hand_out() may hold the row in its range: the read-back must leave it alone.
+        if (auto wait = is_delayed(turn, row.message_id)) {
+          // A destination backlog (one that started before, or with this turn's earlier
+          // commands) may hold the row in its range: the read-back must leave it alone. Until
+          // now it could not reach the row: a read-back stops at a held turn's commands.
           handled_elsewhere(row);
           // Its wait is not lag: the age gauges and the reply wait count from when it leaves.
           const Timestamp due = clock.now() + *wait;
           row.created_at = due;
-          track(std::move(row), due, due);
+          track_until(std::move(row), due);
         } else {
           queue_new(row);
         }
