@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <random>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -40,6 +41,11 @@ const char* name_of(saga::Durability durability) {
                                                   : "off";
 }
 
+double percentile(const std::vector<double>& sorted, double fraction) {
+  if (sorted.empty()) return 0;
+  return sorted[static_cast<std::size_t>(fraction * static_cast<double>(sorted.size() - 1))];
+}
+
 std::uintmax_t size_or_zero(const std::filesystem::path& path) {
   std::error_code error;
   auto size = std::filesystem::file_size(path, error);
@@ -70,74 +76,140 @@ KeepCoresAwake::~KeepCoresAwake() {
   for (auto& spinner : impl_->spinners) spinner.join();
 }
 
+namespace {
+
+// A new database under `directory` for replayed order sagas, removed again on destruction.
+class ReplayDatabase {
+ public:
+  ReplayDatabase(const CapturedSaga& captured, saga::Durability durability,
+                 const std::string& directory, const std::string& name)
+      : path_(std::filesystem::path(directory) / (name + ".db")),
+        durability_(durability),
+        replayer_(captured) {
+    remove_files();
+    saga::StoreOptions options;
+    options.path = path_.string();
+    options.durability = durability;
+    auto opened = saga::SqliteStore::open(options);
+    if (!opened) throw std::runtime_error(name + ": " + opened.error().message);
+    store_ = std::move(opened.value());
+  }
+  ~ReplayDatabase() {
+    store_.reset();
+    remove_files();
+  }
+  ReplayDatabase(const ReplayDatabase&) = delete;
+  ReplayDatabase& operator=(const ReplayDatabase&) = delete;
+
+  std::size_t steps_per_saga() const { return replayer_.steps_per_saga(); }
+
+  // Step `step` of the next `batch` replayed sagas; `timed` (may be null) measures the commit.
+  void commit_step(std::size_t step, std::size_t batch, StoreFigure* timed) {
+    saga::WriteBatch writes;
+    for (std::size_t i = 0; i < batch; ++i) replayer_.append(sagas_ + i, step, writes);
+    const auto start = Clock::now();
+    const double cpu_start = thread_cpu_seconds();
+    saga::StoreStatus status = store_->commit(writes);
+    // With FULL the store's COMMIT leaves the fsync to sync() (StoreOptions::sync_in_background):
+    // a durable step includes it, as when the engine syncs after a turn on its own thread.
+    if (status && durability_ == saga::Durability::full) status = store_->sync();
+    if (timed) {
+      timed->cpu_seconds += thread_cpu_seconds() - cpu_start;
+      timed->seconds += seconds_since(start);
+      timed->steps += batch;
+      ++timed->commits;
+    }
+    if (!status) throw std::runtime_error("commit failed: " + status.error->message);
+  }
+  void next_sagas(std::size_t batch) { sagas_ += batch; }
+  std::size_t sagas() const { return sagas_; }
+
+  // Untimed: a new database's WAL grows with every commit, and fsync of a growing file also
+  // commits file-system metadata. A running engine reuses its WAL after each checkpoint, so
+  // commit until the WAL's size has not changed for 20 commits in a row (or `limit_s` passed).
+  void warm_up(std::size_t batch, double limit_s) {
+    const std::string wal = path_.string() + "-wal";
+    const auto start = Clock::now();
+    std::uintmax_t last_size = 0;
+    int unchanged = 0;
+    while (unchanged < 20 && seconds_since(start) < limit_s) {
+      for (std::size_t step = 0; step < steps_per_saga(); ++step) {
+        commit_step(step, batch, nullptr);
+        const std::uintmax_t size = size_or_zero(wal);
+        unchanged = size == last_size ? unchanged + 1 : 0;
+        last_size = size;
+      }
+      next_sagas(batch);
+    }
+  }
+
+  std::uintmax_t bytes_on_disk() const {
+    return size_or_zero(path_) + size_or_zero(path_.string() + "-wal");
+  }
+
+ private:
+  void remove_files() {
+    for (const char* suffix : {"", "-wal", "-shm", ".lock"})
+      std::filesystem::remove(path_.string() + suffix);
+  }
+
+  std::filesystem::path path_;
+  saga::Durability durability_;
+  StepReplayer replayer_;
+  std::unique_ptr<saga::SqliteStore> store_;
+  std::size_t sagas_ = 0;
+};
+
+}  // namespace
+
 StoreFigure measure_store(const CapturedSaga& captured, saga::Durability durability,
                           std::size_t batch, double seconds, const std::string& directory) {
-  const std::filesystem::path path =
-      std::filesystem::path(directory) /
-      ("store-" + std::string(name_of(durability)) + "-" + std::to_string(batch) + ".db");
-  for (const char* suffix : {"", "-wal", "-shm", ".lock"})
-    std::filesystem::remove(path.string() + suffix);
-  saga::StoreOptions options;
-  options.path = path.string();
-  options.durability = durability;
   StoreFigure figure;
   figure.durability = durability;
   figure.batch = batch;
-  std::size_t sagas = 0;
-  {
-    auto opened = saga::SqliteStore::open(options);
-    if (!opened) throw std::runtime_error("S(B): " + opened.error().message);
-    auto& store = *opened.value();
-    StepReplayer replayer(captured);
-    // Warm-up, untimed: a new database's WAL grows with every commit, and fsync of a growing file
-    // also commits file-system metadata. A running engine reuses its WAL after each checkpoint,
-    // so commit until the WAL's size has not changed for 20 commits in a row.
-    {
-      const std::string wal = path.string() + "-wal";
-      const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                            std::chrono::duration<double>(3 * seconds + 0.2));
-      std::uintmax_t last_size = 0;
-      int unchanged = 0;
-      while (unchanged < 20 && Clock::now() < until) {
-        for (std::size_t step = 0; step < replayer.steps_per_saga(); ++step) {
-          saga::WriteBatch writes;
-          for (std::size_t i = 0; i < batch; ++i) replayer.append(sagas + i, step, writes);
-          if (saga::StoreStatus status = store.commit(writes); !status)
-            throw std::runtime_error("S(B): commit failed: " + status.error->message);
-          const std::uintmax_t size = size_or_zero(wal);
-          unchanged = size == last_size ? unchanged + 1 : 0;
-          last_size = size;
-        }
-        sagas += batch;
-      }
-      figure.warmup_sagas = sagas;
-    }
-    Clock::duration inside{};
-    while (std::chrono::duration<double>(inside).count() < seconds) {
-      for (std::size_t step = 0; step < replayer.steps_per_saga(); ++step) {
-        saga::WriteBatch writes;
-        for (std::size_t i = 0; i < batch; ++i) replayer.append(sagas + i, step, writes);
-        const auto start = Clock::now();
-        const double cpu_start = thread_cpu_seconds();
-        saga::StoreStatus status = store.commit(writes);
-        figure.cpu_seconds += thread_cpu_seconds() - cpu_start;
-        inside += Clock::now() - start;
-        if (!status) throw std::runtime_error("S(B): commit failed: " + status.error->message);
-        figure.steps += batch;
-        ++figure.commits;
-      }
-      sagas += batch;
-    }
-    figure.seconds = std::chrono::duration<double>(inside).count();
+  ReplayDatabase database(
+      captured, durability, directory,
+      "store-" + std::string(name_of(durability)) + "-" + std::to_string(batch));
+  database.warm_up(batch, 3 * seconds + 0.2);
+  figure.warmup_sagas = database.sagas();
+  while (figure.seconds < seconds) {
+    for (std::size_t step = 0; step < database.steps_per_saga(); ++step)
+      database.commit_step(step, batch, &figure);
+    database.next_sagas(batch);
   }
   figure.steps_per_s = static_cast<double>(figure.steps) / figure.seconds;
   figure.commits_per_s = static_cast<double>(figure.commits) / figure.seconds;
   figure.cpu_us_per_step = 1e6 * figure.cpu_seconds / static_cast<double>(figure.steps);
   figure.db_bytes_per_saga =
-      static_cast<double>(size_or_zero(path) + size_or_zero(path.string() + "-wal")) /
-      static_cast<double>(std::max<std::size_t>(sagas, 1));  // warm-up included
-  for (const char* suffix : {"", "-wal", "-shm", ".lock"})
-    std::filesystem::remove(path.string() + suffix);
+      static_cast<double>(database.bytes_on_disk()) /
+      static_cast<double>(std::max<std::size_t>(database.sagas(), 1));  // warm-up included
+  return figure;
+}
+
+CommitLatencyFigure measure_commit_latency(const CapturedSaga& captured,
+                                           saga::Durability durability,
+                                           std::chrono::microseconds interval, double seconds,
+                                           const std::string& directory) {
+  CommitLatencyFigure figure;
+  figure.interval_us = static_cast<double>(interval.count());
+  ReplayDatabase database(captured, durability, directory,
+                          "paced-" + std::string(name_of(durability)));
+  database.warm_up(1, 3 * seconds + 0.2);
+  const auto start = Clock::now();
+  auto next = start;
+  while (seconds_since(start) < seconds || figure.samples_us.size() < 100) {
+    for (std::size_t step = 0; step < database.steps_per_saga(); ++step) {
+      std::this_thread::sleep_until(next);
+      StoreFigure one;
+      database.commit_step(step, 1, &one);
+      figure.samples_us.push_back(1e6 * one.seconds);
+      next = std::max(next + interval, Clock::now());
+    }
+    database.next_sagas(1);
+  }
+  std::sort(figure.samples_us.begin(), figure.samples_us.end());
+  figure.p50_us = percentile(figure.samples_us, 0.50);
+  figure.p99_us = percentile(figure.samples_us, 0.99);
   return figure;
 }
 
@@ -201,8 +273,9 @@ ZmqFigure measure_zmq(const std::string& command, const std::string& reply, std:
     }
   }
   std::sort(rtts.begin(), rtts.end());
-  figure.rtt_p50_us = rtts[rtts.size() / 2];
-  figure.rtt_p99_us = rtts[static_cast<std::size_t>(0.99 * static_cast<double>(rtts.size() - 1))];
+  figure.rtt_p50_us = percentile(rtts, 0.50);
+  figure.rtt_p99_us = percentile(rtts, 0.99);
+  figure.rtt_samples_us = std::move(rtts);
 
   // Pipelined: `window` commands outstanding; each reply releases the next command.
   {
@@ -258,6 +331,28 @@ CodecFigure measure_codec(const CapturedSaga& captured, double seconds) {
   figure.encode_per_s = run(encode);
   g_sink = sink;
   return figure;
+}
+
+LatencyFloor latency_floor(const std::vector<double>& commit_samples_us, std::size_t commits,
+                           const std::vector<double>& rtt_samples_us, std::size_t round_trips) {
+  LatencyFloor floor;
+  floor.commits = commits;
+  floor.round_trips = round_trips;
+  if (commit_samples_us.empty() || rtt_samples_us.empty()) return floor;
+  std::mt19937_64 random(20261127);
+  auto draw = [&random](const std::vector<double>& samples) {
+    return samples[std::uniform_int_distribution<std::size_t>(0, samples.size() - 1)(random)];
+  };
+  std::vector<double> sums(100000);
+  for (double& sum : sums) {
+    sum = 0;
+    for (std::size_t i = 0; i < commits; ++i) sum += draw(commit_samples_us);
+    for (std::size_t i = 0; i < round_trips; ++i) sum += draw(rtt_samples_us);
+  }
+  std::sort(sums.begin(), sums.end());
+  floor.p50_ms = percentile(sums, 0.50) / 1000;
+  floor.p99_ms = percentile(sums, 0.99) / 1000;
+  return floor;
 }
 
 }  // namespace bench

@@ -1,16 +1,21 @@
 // The raw limits of this machine, measured with the engine's own statements and messages:
 //   S(B)  store steps per second, B engine steps per transaction (SqliteStore::commit with the
-//         WriteBatches the engine committed for a real order saga, ids refreshed per saga)
+//         WriteBatches the engine committed for a real order saga, ids refreshed per saga; with
+//         Durability::full each commit is followed by SqliteStore::sync(), its fsync)
 //   Z     ZeroMQ DEALER/ROUTER round trips per second over tcp://127.0.0.1 with the engine's
 //         framing and a real command out, a real reply back; and the unpipelined round-trip time
 //   J     envelope decode (a real reply) + encode (a real command) per second on one core
+//   L     the latency of one durable commit when commits come one at a time, paced, as at low
+//         load; with Z's round-trip times, the floor a saga's latency has on this machine
 // Each function runs for about `seconds` and never throws for slow results; it throws
 // std::runtime_error when the resource cannot be used (cannot open a database, bind a socket).
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "engine_capture.hpp"
 #include "saga/options.hpp"
@@ -40,7 +45,7 @@ struct StoreFigure {
   std::size_t batch = 1;  // engine steps per transaction
   std::size_t steps = 0;
   std::size_t commits = 0;
-  double seconds = 0;      // time spent inside SqliteStore::commit only
+  double seconds = 0;      // time inside SqliteStore::commit (and sync() with full) only
   double cpu_seconds = 0;  // CPU time (user + system) of those commits
   double steps_per_s = 0;
   double commits_per_s = 0;
@@ -59,9 +64,23 @@ struct ZmqFigure {
   double round_trips_per_s = 0;  // pipelined
   double rtt_p50_us = 0;         // unpipelined
   double rtt_p99_us = 0;
-  std::size_t command_bytes = 0;  // frame sizes used
+  std::vector<double> rtt_samples_us;  // unpipelined, sorted
+  std::size_t command_bytes = 0;       // frame sizes used
   std::size_t reply_bytes = 0;
 };
+
+struct CommitLatencyFigure {
+  double interval_us = 0;          // one commit started every interval (or when the last ended)
+  std::vector<double> samples_us;  // each commit's time inside commit() and sync(), sorted
+  double p50_us = 0;
+  double p99_us = 0;
+};
+
+// One engine step per transaction, paced: the disk is idle between commits, as it is between
+// the small turns of a lightly loaded engine (back to back, an fsync is cheaper on some disks).
+CommitLatencyFigure measure_commit_latency(const CapturedSaga& saga, saga::Durability durability,
+                                           std::chrono::microseconds interval, double seconds,
+                                           const std::string& directory);
 
 ZmqFigure measure_zmq(const std::string& command, const std::string& reply, std::size_t window,
                       double seconds);
@@ -73,5 +92,17 @@ struct CodecFigure {
 };
 
 CodecFigure measure_codec(const CapturedSaga& saga, double seconds);
+
+// What a saga's latency cannot go below on this machine: `commits` durable commits and
+// `round_trips` round trips one after the other, nothing else (no CPU work, no queueing, no
+// wake-ups beyond the measured ones), each drawn independently from the measured samples.
+// Percentiles of the sum over a fixed-seed set of draws; 0 when a sample set is empty.
+struct LatencyFloor {
+  std::size_t commits = 0, round_trips = 0;
+  double p50_ms = 0, p99_ms = 0;
+};
+
+LatencyFloor latency_floor(const std::vector<double>& commit_samples_us, std::size_t commits,
+                           const std::vector<double>& rtt_samples_us, std::size_t round_trips);
 
 }  // namespace bench

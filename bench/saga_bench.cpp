@@ -158,6 +158,12 @@ json phase_json(const bench::PhaseResult& phase) {
           {"driver_summary", phase.driver}};
 }
 
+// L's pacing: a commit every 2 ms, the disk idle in between, as between a lightly loaded
+// process's turns (at half load the orchestrator commits every 3 ms or so); and a saga's durable
+// commits in a row: its start and three replies in the orchestrator, one in each service.
+constexpr int kPacedCommitIntervalUs = 2000;
+constexpr std::size_t kCommitsPerSaga = 7;
+
 // One member of a figure, for every round.
 template <class Figure>
 std::vector<double> each_round(const std::vector<Figure>& rounds, double Figure::*member) {
@@ -356,7 +362,8 @@ int main(int argc, char** argv) {
     report["S_method"] =
         "saga::SqliteStore::commit driven with the WriteBatches the engine committed for a "
         "captured order saga (saga row, journal, outbox, inbox, dispatch and reply marks), ids "
-        "refreshed per replayed saga; time inside commit only";
+        "refreshed per replayed saga; time inside commit only, and with full inside the "
+        "SqliteStore::sync() after it (the fsync of the WAL)";
     // The round with the median steps/s; `per_round` gets every round's steps/s.
     auto median_store = [&](saga::Durability mode, std::size_t batch,
                             std::vector<double>& per_round) {
@@ -391,6 +398,24 @@ int main(int argc, char** argv) {
     report["S"] = s_list;
     report["F"] = bench::figure(full_single, "steps/s");
 
+    // L: single commits with the disk idle in between, pooled over the rounds.
+    const auto pace = std::chrono::microseconds(kPacedCommitIntervalUs);
+    std::vector<double> paced_commits_us, paced_p99_per_round;
+    for (std::size_t round = 0; round < rounds; ++round) {
+      auto paced =
+          bench::measure_commit_latency(captured, saga::Durability::full, pace, raw_s, work_dir);
+      paced_p99_per_round.push_back(paced.p99_us);
+      paced_commits_us.insert(paced_commits_us.end(), paced.samples_us.begin(),
+                              paced.samples_us.end());
+    }
+    std::sort(paced_commits_us.begin(), paced_commits_us.end());
+    auto pooled = [&](double fraction) {
+      return paced_commits_us[static_cast<std::size_t>(
+          fraction * static_cast<double>(paced_commits_us.size() - 1))];
+    };
+    say("  full B=1, one commit every " + fixed(kPacedCommitIntervalUs / 1000.0, 0) +
+        " ms: commit p50 " + fixed(pooled(0.5), 0) + " us, p99 " + fixed(pooled(0.99), 0) + " us");
+
     say("[3/9] Z: ZeroMQ DEALER/ROUTER round trips over tcp://127.0.0.1, " + fixed(2 * raw_s) +
         " s");
     // The largest real command (inventory.Reserve, with the order lines) and its reply.
@@ -416,6 +441,25 @@ int main(int argc, char** argv) {
         {"command_bytes", bench::figure(static_cast<double>(z.command_bytes), "bytes")},
         {"reply_bytes", bench::figure(static_cast<double>(z.reply_bytes), "bytes")},
         {"rounds_round_trips_per_s", each_round(z_rounds, &bench::ZmqFigure::round_trips_per_s)}};
+
+    std::vector<double> rtts_us;
+    for (const auto& round : z_rounds)
+      rtts_us.insert(rtts_us.end(), round.rtt_samples_us.begin(), round.rtt_samples_us.end());
+    const bench::LatencyFloor floor =
+        bench::latency_floor(paced_commits_us, kCommitsPerSaga, rtts_us,
+                             static_cast<std::size_t>(bench::kRoundTripsPerSaga));
+    say("  a saga's latency floor (" + std::to_string(floor.commits) + " paced commits + " +
+        std::to_string(floor.round_trips) + " round trips, drawn from the samples): p50 " +
+        fixed(floor.p50_ms) + " ms, p99 " + fixed(floor.p99_ms) + " ms");
+    report["L"] = {{"interval", bench::figure(double{kPacedCommitIntervalUs}, "us")},
+                   {"commit_p50", bench::figure(pooled(0.5), "us")},
+                   {"commit_p99", bench::figure(pooled(0.99), "us")},
+                   {"commits_measured", paced_commits_us.size()},
+                   {"rounds_commit_p99_us", paced_p99_per_round},
+                   {"floor_commits", floor.commits},
+                   {"floor_round_trips", floor.round_trips},
+                   {"floor_p50", bench::figure(floor.p50_ms, "ms")},
+                   {"floor_p99", bench::figure(floor.p99_ms, "ms")}};
 
     say("[4/9] J: envelope decode + encode on one core, " + fixed(1.5 * raw_s) + " s");
     std::vector<bench::CodecFigure> j_rounds;
