@@ -1421,7 +1421,8 @@ struct Engine::Impl {
   // this turn or by a held one may have had its reply applied in the same commit: it is closed
   // and is not sent again. This turn's new commands cannot have been answered yet.
   void forget_closed_resends(Turn& turn) {
-    if (turn.batch.replied.empty() || (unsent.empty() && turn.rearm.empty() && held_turns.empty()))
+    if (turn.batch.replied.empty() ||
+        (unsent.empty() && turn.rearm.empty() && turn.batch.reopened.empty() && held_turns.empty()))
       return;
     std::unordered_set<std::string_view> closed(turn.batch.replied.begin(),
                                                 turn.batch.replied.end());
@@ -1432,6 +1433,8 @@ struct Engine::Impl {
       return true;
     });
     std::erase_if(turn.rearm, is_closed);
+    // An operator's retry and the late reply it asked for, in one turn: the reply closes it.
+    std::erase_if(turn.batch.reopened, [&](const std::string& id) { return closed.contains(id); });
     for (auto& waiting : held_turns) std::erase_if(waiting.turn.rearm, is_closed);
   }
 
@@ -1527,13 +1530,18 @@ struct Engine::Impl {
         return refuse(name + " kept only " + std::to_string(letter->raw.size()) + " of its " +
                       std::to_string(letter->raw_size) + " bytes; it cannot be replayed");
       std::size_t letters_before = turn.batch.dead_letters.size();
+      const std::size_t applied_before = turn.applied;
       process_message(turn, InboundMessage{letter->raw, "replay of " + name});
       turn.batch.replayed.push_back(request.dead_letter_id);
-      bool failed_again = turn.batch.dead_letters.size() > letters_before;
-      request.result = {!failed_again,
-                        failed_again
-                            ? name + " was refused again: " + turn.batch.dead_letters.back().reason
-                            : name + " replayed"};
+      if (turn.batch.dead_letters.size() > letters_before)
+        request.result = {false, name + " was refused again and dead-lettered anew: " +
+                                     turn.batch.dead_letters.back().reason};
+      else if (turn.applied == applied_before)
+        request.result = {true, name +
+                                    " replayed: a duplicate of a message already applied, "
+                                    "nothing changed"};
+      else
+        request.result = {true, name + " replayed"};
       return;
     }
     std::string code, reason;
@@ -1806,6 +1814,13 @@ struct Engine::Impl {
       return;
     }
     if (poisoned.expired) {  // the command stays awaiting its reply; a restart re-arms it
+      if (logs(LogLevel::error))
+        logger->write(command_line(LogLevel::error,
+                                   "a command's retries ran out but its saga could not take the "
+                                   "timeout; the saga waits for its reply or a restart",
+                                   *poisoned.expired)
+                          .with("reasonCode", code)
+                          .with("reason", reason));
       retry_inputs = std::move(others);
       return;
     }

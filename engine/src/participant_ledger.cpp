@@ -16,6 +16,8 @@ StoreResult<std::vector<ParticipantLedger::Outcome>> ParticipantLedger::process_
       if (!result) return result.error();
       outcome.kind = result.value().duplicate ? Outcome::Kind::duplicate : Outcome::Kind::handled;
       outcome.reply = std::move(result.value().reply);
+    } catch (const StorageFailure& failure) {  // a ledger whose process_once lets it through
+      return StoreError{failure.code(), failure.what()};
     } catch (const std::exception& error) {
       outcome.error = error.what();
     } catch (...) {

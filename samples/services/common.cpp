@@ -136,7 +136,7 @@ saga::Durability durability_of(const std::string& name) {
 }  // namespace
 
 void add_common_flags(CLI::App& app, CommonOptions& options) {
-  options.instance = options.service + "-" + std::to_string(::getpid());
+  options.instance = saga::default_instance_name(options.service);
   options.db = options.service + ".db";
   app.add_option("--orchestrator", options.orchestrator,
                  "The orchestrator's ZeroMQ ROUTER endpoint to connect to, e.g. "
@@ -451,8 +451,29 @@ std::string Statement::text(int column) const {
 }
 
 void Statement::fail(const std::string& what) const {
-  throw SqlError("SQLite " + what + " failed: " + sqlite3_errmsg(db_) + " (in: " + sql_ + ")");
+  throw SqlError("SQLite " + what + " failed: " + sqlite3_errmsg(db_) + " (in: " + sql_ + ")",
+                 sqlite3_extended_errcode(db_));
 }
+
+namespace {
+
+saga::StoreErrorCode store_error_code(int sqlite_code) {
+  switch (sqlite_code & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return saga::StoreErrorCode::busy;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return saga::StoreErrorCode::corrupt;
+    default:
+      return saga::StoreErrorCode::io_error;
+  }
+}
+
+}  // namespace
+
+SqlError::SqlError(const std::string& what, int sqlite_code)
+    : saga::StorageFailure(what, store_error_code(sqlite_code)) {}
 
 void in_transaction(sqlite3* db, const std::function<void()>& work) {
   execute(db, "BEGIN IMMEDIATE");

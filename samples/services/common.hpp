@@ -30,7 +30,7 @@ namespace services {
 struct CommonOptions {
   std::string service;              // "inventory", "payment", "shipping"
   std::string orchestrator;         // --orchestrator, required
-  std::string instance;             // --instance, default "<service>-<pid>"
+  std::string instance;             // --instance, default "<service>-<host>-<pid>"
   std::string db;                   // --db, default "<service>.db"
   std::uint64_t seed = 1;           // --seed
   int heartbeat_ms = 1000;          // --heartbeat-ms
@@ -123,11 +123,12 @@ int run_service(const CommonOptions& options, const Service& service);
 
 // ---- SQL ---------------------------------------------------------------------------------
 
-// A SQLite failure, with the statement and SQLite's message. Thrown inside a handler it rolls
-// the command's transaction back and the SDK retries.
-class SqlError : public std::runtime_error {
+// A SQLite failure, with the statement and SQLite's message. Storage failed, not the business
+// step: thrown inside a handler, the command is not answered (saga::StorageFailure) and the
+// orchestrator's re-send tries it again, rather than a failure reply refusing it for good.
+class SqlError : public saga::StorageFailure {
  public:
-  using std::runtime_error::runtime_error;
+  explicit SqlError(const std::string& what, int sqlite_code = 0);
 };
 
 // One prepared statement. Parameters are bound by position (?1, ?2, ...).

@@ -567,6 +567,16 @@ class RawOrchestrator {
   std::string identity_;
 };
 
+// A payment participant's options for the raw orchestrator, its errors collected in `errors`.
+saga::ParticipantOptions payment_options(const RawOrchestrator& orchestrator,
+                                         std::vector<std::string>& errors) {
+  saga::ParticipantOptions options;
+  options.connection.orchestrator_endpoint = orchestrator.endpoint;
+  options.connection.service = "payment";
+  options.on_error = [&errors](const std::string& error) { errors.push_back(error); };
+  return options;
+}
+
 saga::Envelope command_envelope(std::string type, nlohmann::json data) {
   saga::Envelope command;
   command.event_id = saga::new_uuid();
@@ -676,6 +686,19 @@ class FailingLedger final : public saga::ParticipantLedger {
   saga::ParticipantLedger& inner_;
 };
 
+// The orchestrator's re-send of `charge` (after its timeout), once the fault is gone: handled,
+// answered with Charged, its effect applied once.
+void expect_resent_charge_handled(RawOrchestrator& orchestrator, saga::Participant& participant,
+                                  const std::string& charge, sqlite3* ledger) {
+  orchestrator.send("MESSAGE", charge);
+  EXPECT_EQ(participant.poll(2000ms), 1u);
+  auto reply = orchestrator.next_message(5000ms);
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(std::get<saga::Envelope>(saga::decode_envelope(*reply)).event_type,
+            payment::Charged::type);
+  EXPECT_EQ(count_effects(ledger, "charge", "order-1"), 1);
+}
+
 // A storage failure used to count as a failed handler attempt: once they ran out, the failure
 // builder's reply ("declined: database is locked") was recorded for good, and the saga
 // compensated for an infrastructure hiccup.
@@ -684,11 +707,8 @@ TEST_F(ZmqOrderFlowTest, ParticipantStorageFailureIsNotAnsweredAndTheResentComma
   auto sqlite_ledger = open_ledger(path("payment.db"));
   FailingLedger ledger(*sqlite_ledger);
   std::vector<std::string> errors;
-  saga::ParticipantOptions options;
-  options.connection.orchestrator_endpoint = orchestrator.endpoint;
-  options.connection.service = "payment";
+  saga::ParticipantOptions options = payment_options(orchestrator, errors);
   options.handler_attempts = 3;
-  options.on_error = [&](const std::string& error) { errors.push_back(error); };
   saga::Participant participant(options, ledger);
   participant.on<payment::Charge>(
       [](const payment::Charge& command, saga::ParticipantLedger::Unit& unit) -> saga::Reply {
@@ -711,14 +731,84 @@ TEST_F(ZmqOrderFlowTest, ParticipantStorageFailureIsNotAnsweredAndTheResentComma
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_NE(errors[0].find("database is locked"), std::string::npos) << errors[0];
 
-  ledger.failures = 0;                   // the lock is gone
-  orchestrator.send("MESSAGE", charge);  // the orchestrator's re-send, after its timeout
-  EXPECT_EQ(participant.poll(2000ms), 1u);
-  auto reply = orchestrator.next_message(5000ms);
-  ASSERT_TRUE(reply);
-  EXPECT_EQ(std::get<saga::Envelope>(saga::decode_envelope(*reply)).event_type,
-            payment::Charged::type);
-  EXPECT_EQ(count_effects(sqlite_ledger->connection(), "charge", "order-1"), 1);
+  ledger.failures = 0;  // the lock is gone
+  expect_resent_charge_handled(orchestrator, participant, charge, sqlite_ledger->connection());
+}
+
+// A handler's own statement failing (a locked table, a full disk) used to be a failed attempt
+// like a business error: once the attempts ran out, the failure builder's reply ("declined:
+// SQLite step failed: disk I/O error") was recorded for good, and the saga compensated.
+TEST_F(ZmqOrderFlowTest, HandlerStorageFailureIsNotAnsweredAndTheResentCommandIsHandled) {
+  RawOrchestrator orchestrator;
+  auto ledger = open_ledger(path("payment.db"));
+  std::vector<std::string> errors;
+  saga::ParticipantOptions options = payment_options(orchestrator, errors);
+  options.handler_attempts = 3;
+  saga::Participant participant(options, *ledger);
+  enum class Fault { none, throws, rolled_back } fault = Fault::throws;
+  int failure_replies = 0;
+  participant.on<payment::Charge>(
+      [&](const payment::Charge& command, saga::ParticipantLedger::Unit& unit) -> saga::Reply {
+        record_effect(unit, "charge", command.order_id);
+        if (fault == Fault::throws)
+          throw saga::StorageFailure("disk I/O error", saga::StoreErrorCode::io_error);
+        if (fault == Fault::rolled_back)  // as SQLite does itself on SQLITE_FULL, then caught
+          sqlite3_exec(saga::sqlite_connection(unit), "ROLLBACK", nullptr, nullptr, nullptr);
+        return payment::Charged{"pay-" + command.order_id};
+      },
+      [&](const payment::Charge&, const std::string& error) -> saga::Reply {
+        ++failure_replies;
+        return payment::Declined{error};
+      });
+  ASSERT_NO_FATAL_FAILURE(orchestrator.handshake());
+
+  const std::string charge = saga::encode_envelope(
+      command_envelope(std::string(payment::Charge::type), payment::Charge{"order-1", "c", 100}));
+  const std::string charge_id = std::get<saga::Envelope>(saga::decode_envelope(charge)).event_id;
+  for (Fault failing : {Fault::throws, Fault::rolled_back}) {
+    fault = failing;
+    orchestrator.send("MESSAGE", charge);
+    EXPECT_EQ(participant.poll(2000ms), 0u);
+    EXPECT_FALSE(orchestrator.next_message(300ms)) << "answered a storage failure";
+    EXPECT_FALSE(ledger->recorded_reply(charge_id).value()) << "recorded an answer";
+    EXPECT_EQ(count_effects(ledger->connection(), "charge", "order-1"), 0);
+  }
+  EXPECT_EQ(failure_replies, 0);
+  ASSERT_EQ(errors.size(), 2u);
+  EXPECT_NE(errors[0].find("disk I/O error"), std::string::npos) << errors[0];
+  EXPECT_NE(errors[1].find("rolled the transaction back"), std::string::npos) << errors[1];
+
+  fault = Fault::none;  // the disk is back
+  expect_resent_charge_handled(orchestrator, participant, charge, ledger->connection());
+}
+
+// A batch that found the database locked past the busy timeout used to be handled again one
+// command at a time, each waiting the busy timeout again: 64 commands, 5 minutes in one poll(),
+// and no heartbeat meanwhile. Now none of it is answered; the orchestrator re-sends.
+TEST_F(ZmqOrderFlowTest, BatchThatFindsTheLedgerLockedIsNotRetriedOneCommandAtATime) {
+  RawOrchestrator orchestrator;
+  auto sqlite_ledger = open_ledger(path("payment.db"));
+  FailingLedger ledger(*sqlite_ledger);
+  std::vector<std::string> errors;
+  saga::ParticipantOptions options = payment_options(orchestrator, errors);
+  saga::Participant participant(options, ledger);
+  participant.on<payment::Charge>(
+      [](const payment::Charge& command, saga::ParticipantLedger::Unit& unit) -> saga::Reply {
+        record_effect(unit, "charge", command.order_id);
+        return payment::Charged{"pay-" + command.order_id};
+      });
+  ASSERT_NO_FATAL_FAILURE(orchestrator.handshake());
+  for (const char* order : {"order-1", "order-2", "order-3"})
+    orchestrator.send("MESSAGE",
+                      saga::encode_envelope(command_envelope(std::string(payment::Charge::type),
+                                                             payment::Charge{order, "c", 100})));
+  std::this_thread::sleep_for(200ms);  // all three reach the socket: one batch
+  ledger.failures = 1;                 // the batch's transaction meets the lock
+  EXPECT_EQ(participant.poll(2000ms), 0u);
+  EXPECT_EQ(ledger.failures, 0) << "one attempt at the lock, not one per command";
+  EXPECT_FALSE(orchestrator.next_message(300ms));
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].find("3 commands"), std::string::npos) << errors[0];
 }
 
 // An oversized reply used to be recorded with the effect and then refused by the orchestrator
@@ -727,12 +817,9 @@ TEST_F(ZmqOrderFlowTest, ReplyLargerThanTheLimitIsAFailedAttemptAndNeverRecorded
   RawOrchestrator orchestrator;
   auto ledger = open_ledger(path("payment.db"));
   std::vector<std::string> errors;
-  saga::ParticipantOptions options;
-  options.connection.orchestrator_endpoint = orchestrator.endpoint;
-  options.connection.service = "payment";
+  saga::ParticipantOptions options = payment_options(orchestrator, errors);
   options.handler_attempts = 2;
   options.max_reply_bytes = 4096;
-  options.on_error = [&](const std::string& error) { errors.push_back(error); };
   saga::Participant participant(options, *ledger);
   participant.on<payment::Charge>(
       [](const payment::Charge& command, saga::ParticipantLedger::Unit& unit) -> saga::Reply {
@@ -770,10 +857,7 @@ TEST_F(ZmqOrderFlowTest, ResentCommandThisBuildCannotRouteIsAnsweredFromTheLedge
   ASSERT_TRUE(ledger->process_once(handled_id, [&](auto&) { return recorded; }));
 
   std::vector<std::string> errors;
-  saga::ParticipantOptions options;
-  options.connection.orchestrator_endpoint = orchestrator.endpoint;
-  options.connection.service = "payment";
-  options.on_error = [&](const std::string& error) { errors.push_back(error); };
+  saga::ParticipantOptions options = payment_options(orchestrator, errors);
   saga::Participant participant(options, *ledger);  // no handler for payment.Charge any more
   ASSERT_NO_FATAL_FAILURE(orchestrator.handshake());
 

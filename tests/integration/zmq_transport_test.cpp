@@ -177,7 +177,10 @@ TEST_F(ZmqTransportTest, BindsEphemeralPortsAndReportsThem) {
 
 TEST_F(ZmqTransportTest, ParticipantDefaultsInstanceAndRejectsBadOptions) {
   auto inventory = participant("inventory", "");
-  const auto instance = "inventory-" + std::to_string(::getpid());
+  char host[256] = {};
+  ASSERT_EQ(::gethostname(host, sizeof host - 1), 0);
+  const auto instance = "inventory-" + std::string(host) + "-" + std::to_string(::getpid());
+  EXPECT_EQ(saga::default_instance_name("inventory"), instance);
   ASSERT_TRUE(announced("inventory", instance));
 
   auto bad = participant_options("inventory", "inventory-2");
@@ -247,7 +250,7 @@ TEST_F(ZmqTransportTest, DestroyedParticipantBecomesDeadAndGetsNothing) {
   EXPECT_EQ(transport->send("inventory", "reserve"), saga::SendResult::unroutable);
 }
 
-// Every restart of a participant announces a new instance ("<service>-<pid>"): the dead ones
+// Every restart of a participant announces a new instance ("<service>-<host>-<pid>"): the dead ones
 // used to stay in the peer table for ever.
 TEST_F(ZmqTransportTest, PeersDeadForTenDeadPeriodsAreForgotten) {
   for (int i = 0; i < 3; ++i) {

@@ -650,6 +650,32 @@ TEST_F(EngineOperatorTest, RetryResendsTheCommandAParkedSagaWaitsForAndItCarries
   EXPECT_EQ(store->load_saga(id).value()->status, saga::SagaStatus::Compensated);
 }
 
+// The operator's retry and the reply it hopes for arrive in one turn: the retry unparks the
+// saga, the reply is applied, and the command stays closed. Reopened after its reply, it would be
+// sent again by the next start, answered from the participant's ledger as a duplicate, and in
+// the end time out against a saga that had its answer.
+TEST_F(EngineOperatorTest, RetryAndTheLateReplyInOneTurnLeaveTheCommandClosed) {
+  saga::test::SentCommand release;
+  std::string id = parked_saga(release);
+  auto retried = engine->retry(id);
+  transport.deliver(
+      reply_bytes(release.envelope, "inventory.Released", {{"reservation_id", "r-1"}}));
+  auto result = apply(std::move(retried));
+  EXPECT_TRUE(result.ok) << result.message;
+  EXPECT_EQ(store->load_saga(id).value()->status, saga::SagaStatus::Compensated);
+  take_commands(transport);
+  auto row = store->outbox_message(release.envelope.event_id).value();
+  ASSERT_TRUE(row.has_value());
+  EXPECT_TRUE(row->replied_at.has_value()) << "closed by its reply";
+
+  make_engine();  // a start sends whatever the outbox holds open
+  engine->run_once();
+  clock.advance(60s);
+  engine->run_once();
+  EXPECT_TRUE(take_commands(transport).empty());
+  EXPECT_EQ(journal_count(id, saga::JournalKind::timed_out), 1u) << "only the one that parked it";
+}
+
 TEST_F(EngineOperatorTest, RetryOfASagaThatIsNotFailedIsRefused) {
   std::string id;
   reserved(id);

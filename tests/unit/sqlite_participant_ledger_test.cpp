@@ -256,6 +256,41 @@ TEST(SqliteParticipantLedgerBatch, StorageErrorCommitsNothingOfTheBatch) {
   EXPECT_FALSE(first.value().duplicate) << "an earlier command of the failed batch was committed";
 }
 
+// Storage failing under a handler's own statements is the ledger's storage error, not the
+// handler's failure: nothing of the batch is committed, whether the handler said so
+// (saga::StorageFailure) or SQLite ended the transaction itself and the handler went on.
+TEST(SqliteParticipantLedgerBatch, StorageFailureInAHandlerCommitsNothingOfTheBatch) {
+  for (bool rolled_back : {false, true}) {
+    SCOPED_TRACE(rolled_back ? "transaction rolled back under the handler" : "StorageFailure");
+    auto ledger = open_ledger();
+    auto outcomes = ledger->process_batch(
+        {"cmd-1", "cmd-2", "cmd-3"},
+        [&](std::size_t index, saga::ParticipantLedger::Unit& unit) -> std::string {
+          std::string reply = take_one(unit);
+          if (index == 1 && !rolled_back)
+            throw saga::StorageFailure("database or disk is full", saga::StoreErrorCode::busy);
+          if (index == 1)
+            sqlite3_exec(saga::sqlite_connection(unit), "ROLLBACK", nullptr, nullptr, nullptr);
+          return reply;
+        });
+    ASSERT_FALSE(outcomes.ok());
+    EXPECT_EQ(outcomes.error().code,
+              rolled_back ? saga::StoreErrorCode::io_error : saga::StoreErrorCode::busy);
+    EXPECT_EQ(units(ledger->connection()), 10);
+    for (const char* id : {"cmd-1", "cmd-2"})
+      EXPECT_FALSE(ledger->recorded_reply(id).value()) << id;
+    auto once = ledger->process_once("cmd-2", [&](saga::ParticipantLedger::Unit& unit) {
+      take_one(unit);
+      if (!rolled_back) throw saga::StorageFailure("still full");
+      sqlite3_exec(saga::sqlite_connection(unit), "ROLLBACK", nullptr, nullptr, nullptr);
+      return std::string("reply");
+    });
+    ASSERT_FALSE(once.ok()) << "process_once: a storage error as well";
+    EXPECT_EQ(units(ledger->connection()), 10);
+    EXPECT_FALSE(ledger->recorded_reply("cmd-2").value());
+  }
+}
+
 // A ledger with only process_once: the interface's default process_batch.
 class OneByOneLedger final : public saga::ParticipantLedger {
  public:

@@ -1132,6 +1132,24 @@ TEST(SqliteStoreOutbox, PendingOutboxForOneDestinationIsInCommitOrderAfterASeque
   EXPECT_EQ(backlog[1].last_sequence, all[2].sequence);
 }
 
+TEST(SqliteStoreOutbox, CommandReopenedAndRepliedInOneBatchEndsClosed) {
+  auto store = open_or_fail(memory_options());
+  ASSERT_TRUE(store);
+  WriteBatch batch;
+  batch.outbox = {make_outbox("p1", "s1")};
+  batch.dispatched = {{"p1", 3}};
+  ASSERT_TRUE(store->commit(batch));
+  WriteBatch both;
+  both.reopened = {"p1"};
+  both.replied = {"p1"};
+  both.at = at_us(50);
+  ASSERT_TRUE(store->commit(both));
+  auto row = store->outbox_message("p1").value();
+  ASSERT_TRUE(row.has_value());
+  EXPECT_TRUE(row->replied_at.has_value());
+  EXPECT_TRUE(store->pending_outbox_for("payment", 0, 10).value().empty());
+}
+
 TEST(SqliteStoreOutbox, DuplicateOutboxIdIsConflict) {
   auto store = open_or_fail(memory_options());
   ASSERT_TRUE(store);

@@ -34,9 +34,10 @@
 //   StepFailed with timed_out (a linear saga compensates that step itself, then the ones before
 //   it, and parks a saga whose pivot timed out); a compensation that runs out parks the saga as
 //   Failed; commands of retriable steps are re-sent for ever. A reply and a timeout racing for
-//   the same command: whichever is committed first wins, the other is journaled and
-//   dead-lettered (late_reply), except that a late reply to the very command whose timeout
-//   parked its saga resumes the saga like a retry. Commands awaiting replies survive restarts.
+//   the same command: whichever is committed first wins. A timeout that lost is dropped; a reply
+//   that lost is journaled and dead-lettered (late_reply), except that a late reply to the very
+//   command whose timeout parked its saga resumes the saga like a retry. Commands awaiting
+//   replies survive restarts.
 // - Replies of an older version are upgraded by registered upcasters before the saga sees them.
 // - A message whose eventId is already in the inbox has no effect; it is journaled as duplicate.
 // - Bad input never crashes the loop: it is dead-lettered with a reason code and its raw bytes
@@ -72,7 +73,9 @@
 
 namespace saga {
 
-// Reported once per saga when it reaches a terminal status, after the commit that made it so.
+// Reported when a saga reaches a terminal status, after the commit that made it so: once per
+// saga, except that a saga parked as Failed and then resumed (Engine::retry, a late reply to the
+// command that parked it) or resolved by an operator is reported again with its new status.
 struct SagaOutcome {
   std::string saga_id;
   std::string saga_type;
@@ -83,6 +86,8 @@ struct SagaOutcome {
 };
 
 // The answer to an operator action. `ok` false: refused, nothing changed; `message` says why.
+// One exception: a replayed dead letter the engine refuses again is marked replayed and its
+// message dead-lettered anew (under a new id), and the answer is `ok` false with the reason.
 struct OperatorResult {
   bool ok = false;
   std::string message;

@@ -5,20 +5,39 @@
 // Implementations: saga::SqliteParticipantLedger (saga/sqlite_participant_ledger.hpp), whose
 // Unit gives the handler the open SQLite transaction for its own tables.
 //
-// Thread safety: one thread at a time. Errors: storage failures come back as StoreResult
-// (also a failed record_compensated inside `work`); any other exception thrown by `work` rolls
-// the transaction back and propagates to the caller.
+// Thread safety: one thread at a time. Errors: storage failures come back as StoreResult: the
+// ledger's own statements, a failed record_compensated inside `work`, a StorageFailure thrown by
+// `work`, and a transaction the database rolled back under `work` (SqliteParticipantLedger: SQLite
+// ends the transaction itself on some I/O, disk-full and out-of-memory errors, even when the
+// handler caught the error). Nothing of the command is recorded then. Any other exception thrown
+// by `work` rolls the transaction back and propagates to the caller.
 #pragma once
 
 #include <cstddef>
 #include <functional>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "saga/status.hpp"
 
 namespace saga {
+
+// Thrown by a handler (or by code it calls inside `work`) when storage failed, not the business
+// step: its own statement met a locked database, a full disk, an I/O error. The ledger returns
+// it as a StoreError with `code` and records nothing, so the participant does not answer: a
+// failure reply would be a business answer to an infrastructure problem, recorded for good and
+// sent again to every re-send. The orchestrator re-sends the command after its timeout.
+class StorageFailure : public std::runtime_error {
+ public:
+  explicit StorageFailure(const std::string& what, StoreErrorCode code = StoreErrorCode::io_error)
+      : std::runtime_error(what), code_(code) {}
+  StoreErrorCode code() const noexcept { return code_; }
+
+ private:
+  StoreErrorCode code_;
+};
 
 class ParticipantLedger {
  public:

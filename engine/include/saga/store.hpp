@@ -180,7 +180,8 @@ struct WriteBatch {
                                          // attempts as given, dispatched_at = at
   std::vector<std::string> replied;      // outbox ids whose reply was applied
   std::vector<std::string> reopened;     // outbox ids to await a reply again (attempts = 0,
-                                         // not dispatched)
+                                         // not dispatched); an id also in `replied` ends
+                                         // closed (the engine never sends both)
   std::vector<std::int64_t> replayed;    // dead letters replayed by this batch
   std::vector<std::int64_t> discarded;   // dead letters discarded by this batch
   std::vector<OperatorAnswer> answers;   // operator requests applied (or refused) by this batch

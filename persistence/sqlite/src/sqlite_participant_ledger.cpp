@@ -48,6 +48,26 @@ struct SqliteParticipantLedger::Impl {
 
   std::optional<StoreError> take_work_store_error() { return std::exchange(work_store_error, {}); }
 
+  // After a handler's work, returned or thrown (`thrown`, may be null): the storage failure it
+  // ran into, if any. SQLite ends a transaction itself on some errors (I/O, disk full, out of
+  // memory), also when the handler caught the error and went on.
+  std::optional<StoreError> storage_failure_in_work(std::exception_ptr thrown) {
+    if (auto error = take_work_store_error()) return error;
+    if (thrown) {
+      try {
+        std::rethrow_exception(thrown);
+      } catch (const StorageFailure& failure) {
+        return StoreError{failure.code(), failure.what()};
+      } catch (...) {
+      }
+    }
+    if (sqlite3_get_autocommit(db))
+      return StoreError{StoreErrorCode::io_error,
+                        "SQLite rolled the transaction back during the handler (an I/O, "
+                        "disk-full or out-of-memory error); nothing of the command was recorded"};
+    return std::nullopt;
+  }
+
   ~Impl() {
     for (Statement* statement : {&begin, &commit, &rollback, &find, &record, &record_compensated,
                                  &savepoint, &rollback_to_savepoint, &release_savepoint})
@@ -177,12 +197,14 @@ StoreResult<ParticipantLedger::Result> SqliteParticipantLedger::process_once(
   SqliteUnit unit(s.db);
   s.work_store_error.reset();
   std::string reply;
+  std::exception_ptr thrown;
   try {
-    reply = work(unit);  // an exception rolls the transaction back
+    reply = work(unit);
   } catch (...) {
-    if (auto error = s.take_work_store_error()) return *error;
-    throw;
+    thrown = std::current_exception();
   }
+  if (auto error = s.storage_failure_in_work(thrown)) return *error;
+  if (thrown) std::rethrow_exception(thrown);  // the transaction rolls back
   if (auto error = s.record_reply(command_id, reply)) return *error;
   if (auto error = transaction.commit("command " + command_id)) return *error;
   return Result{false, std::move(reply)};
@@ -215,15 +237,17 @@ StoreResult<std::vector<ParticipantLedger::Outcome>> SqliteParticipantLedger::pr
     if (rc != SQLITE_DONE) return error_of(s.db, rc, "opening a savepoint for " + command_id);
     bool threw = true;
     s.work_store_error.reset();
+    std::exception_ptr thrown;
     try {
       outcome.reply = work(index, unit);
       threw = false;
     } catch (const std::exception& error) {
       outcome.error = error.what();
+      thrown = std::current_exception();
     } catch (...) {
       outcome.error = "unknown exception";
     }
-    if (auto error = s.take_work_store_error()) return *error;
+    if (auto error = s.storage_failure_in_work(thrown)) return *error;
     if (threw) {
       rc = s.step(s.rollback_to_savepoint.get());
       if (rc != SQLITE_DONE) return error_of(s.db, rc, "undoing command " + command_id);

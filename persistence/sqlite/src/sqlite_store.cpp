@@ -955,14 +955,15 @@ StoreStatus SqliteStore::commit(const WriteBatch& batch) {
   for (const DispatchMark& mark : batch.dispatched) {
     if (Error error = s.write_dispatched(mark, batch.at)) return {std::move(error)};
   }
-  for (const std::string& message_id : batch.replied) {
-    if (Error error = s.write_replied(message_id, batch.at)) return {std::move(error)};
-  }
+  // Reopened before replied: a command both reopened and answered in one batch ends closed.
   for (const std::string& message_id : batch.reopened) {
     Use use(s.reopen_outbox.get());
     use.text(1, message_id);
     if (int rc = use.step(); rc != SQLITE_DONE)
       return {sqlite_error(s.db.get(), rc, "reopening outbox message " + message_id)};
+  }
+  for (const std::string& message_id : batch.replied) {
+    if (Error error = s.write_replied(message_id, batch.at)) return {std::move(error)};
   }
   // Replaying or discarding closes an open dead letter, once: a closed one is a conflict.
   auto close_dead_letters = [&](sqlite3_stmt* mark, const std::vector<std::int64_t>& ids,

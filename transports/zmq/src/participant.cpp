@@ -213,6 +213,13 @@ struct Participant::Impl {
         ledger.process_batch(ids, [&](std::size_t position, ParticipantLedger::Unit& unit) {
           return run_handler(batch[to_handle[position]], unit);
         });
+    if (!outcomes && outcomes.error().code == StoreErrorCode::busy) {
+      // Locked by another connection past its busy timeout: one by one, each command would
+      // wait as long again. Not answered; the orchestrator re-sends them.
+      report("storing " + std::to_string(to_handle.size()) +
+             " commands failed, not answered: " + outcomes.error().message);
+      return replies;
+    }
     for (std::size_t position = 0; position < to_handle.size(); ++position) {
       const std::size_t index = to_handle[position];
       if (!outcomes) {

@@ -1,6 +1,7 @@
 #include "saga/zmq_participant.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <stdexcept>
 #include <string_view>
 #include <thread>
@@ -97,12 +98,19 @@ bool ZmqParticipantConnection::Impl::send_parts(const std::vector<std::string_vi
   return true;
 }
 
+std::string default_instance_name(std::string_view service) {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0 || host[0] == '\0')
+    std::snprintf(host, sizeof host, "%s", "localhost");
+  return std::string(service) + "-" + host + "-" + std::to_string(::getpid());
+}
+
 ZmqParticipantConnection::ZmqParticipantConnection(ZmqParticipantOptions options)
     : impl_(std::make_unique<Impl>()) {
   if (options.service.empty())
     throw std::invalid_argument("ZmqParticipantOptions::service is empty");
   if (options.instance.empty()) {
-    options.instance = options.service + "-" + std::to_string(::getpid());
+    options.instance = default_instance_name(options.service);
   }
   auto& s = *impl_;
   s.interval = std::max(options.heartbeat_interval, std::chrono::milliseconds(1));

@@ -33,7 +33,7 @@ constexpr std::size_t kMaxDefectBytes = 64 * 1024;
 // up to 33 bytes inline); larger ones go through SentBuffers.
 constexpr std::size_t kCopiedFrameBytes = 64;
 // A peer dead for this many dead periods is forgotten: instance names change with every restart
-// ("<service>-<pid>" by default), so remembering them all would grow without bound.
+// ("<service>-<host>-<pid>" by default), so remembering them all would grow without bound.
 constexpr int kForgetDeadAfter = 10;
 constexpr const char* kWakeEndpoint = "inproc://saga.zmq.wake";
 constexpr const char* kZapEndpoint = "inproc://zeromq.zap.01";

@@ -25,12 +25,15 @@
 // is unaffected) and is retried (ParticipantOptions::handler_attempts, each in a fresh
 // transaction); then the failure builder's reply is sent, or, without one (a
 // compensation must eventually succeed), nothing: the orchestrator re-sends after its timeout.
-// A storage failure (the ledger cannot begin, record or commit) is not a handler failure: it is
-// reported through on_error, nothing is recorded and nothing is answered, so the re-sent
-// command is handled afresh; it never produces a failure reply. Commands that cannot be decoded
-// are reported and not answered; so are commands with no handler or no upcaster for their
-// version, unless the ledger holds a reply to them (a re-send of a command handled before an
-// upgrade), which is sent again.
+// A storage failure (the ledger cannot begin, record or commit; the handler throws
+// saga::StorageFailure for its own statements; the database ended the transaction under it) is
+// not a handler failure: it is reported through on_error, nothing is recorded and nothing is
+// answered, so the re-sent command is handled afresh; it never produces a failure reply. A batch
+// that failed so is handled again one command at a time, unless the database was locked
+// (StoreErrorCode::busy): then none of it is, rather than waiting the busy timeout per command.
+// Commands that cannot be decoded are reported and not answered; so are commands with no handler or
+// no upcaster for their version, unless the ledger holds a reply to them (a re-send of a command
+// handled before an upgrade), which is sent again.
 //
 // Compensation before the command: a compensating command names the step command it undoes
 // (the envelope's `compensates`; the orchestrator sends one when it gave up on that step, which
@@ -90,7 +93,9 @@ struct ParticipantOptions {
   // Called with a description of every command that could not be handled. Default: stderr.
   std::function<void(const std::string&)> on_error = {};
   // Called by poll() for each command it answered, after the reply was committed (or found in
-  // the ledger: `duplicate`) and queued for sending; not for a command left unanswered. For logs
+  // the ledger: `duplicate`) and handed to the connection, also when the connection could not
+  // queue it (reported through on_error; a re-send gets it from the ledger); not for a command
+  // left unanswered. For logs
   // of what was done: a handler attempt that was rolled back is never reported. Default: none.
   std::function<void(const Envelope& command, bool duplicate)> on_answered = {};
 };

@@ -22,10 +22,17 @@ struct CurveClientOptions {
   std::string secret_key_file = {};
 };
 
+// "<service>-<host name>-<pid>": distinct for processes on one host and across containers,
+// whose processes often share a pid (1) but not a host name.
+std::string default_instance_name(std::string_view service);
+
 struct ZmqParticipantOptions {
   std::string orchestrator_endpoint = "tcp://127.0.0.1:5555";
-  std::string service = {};   // required, e.g. "inventory"
-  std::string instance = {};  // default: "<service>-<pid>"
+  std::string service = {};  // required, e.g. "inventory"
+  // Unique among the live instances of the service: an ANNOUNCE under the name of a live
+  // instance supersedes it (a restarted instance takes its place at once). Default:
+  // default_instance_name(service).
+  std::string instance = {};
   std::chrono::milliseconds heartbeat_interval{1000};
   int heartbeat_liveness = 3;
   std::optional<CurveClientOptions> curve = std::nullopt;
