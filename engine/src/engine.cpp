@@ -1432,10 +1432,26 @@ struct Engine::Impl {
       dequeued(row.destination);
       return true;
     });
-    std::erase_if(turn.rearm, is_closed);
-    // An operator's retry and the late reply it asked for, in one turn: the reply closes it.
-    std::erase_if(turn.batch.reopened, [&](const std::string& id) { return closed.contains(id); });
+    std::erase_if(turn.rearm, [&](const OutboxMessage& row) {
+      if (!is_closed(row)) return false;
+      // An operator's retry and the late reply it asked for, in one turn: the reply closes it.
+      if (std::erase(turn.batch.reopened, row.message_id) > 0) answered_by_late_reply(turn, row);
+      return true;
+    });
     for (auto& waiting : held_turns) std::erase_if(waiting.turn.rearm, is_closed);
+  }
+
+  void answered_by_late_reply(Turn& turn, const OutboxMessage& row) {
+    for (OperatorRequest* request : turn.operations) {
+      if (request->kind != OperatorRequest::Kind::retry || request->saga_id != row.saga_id ||
+          !request->result.ok)
+        continue;
+      request->result.message = "saga " + row.saga_id + " retried: the reply to " +
+                                row.message_type + " arrived meanwhile and was applied; not sent";
+      for (auto& answer : turn.batch.answers)
+        if (request->stored_id != 0 && answer.request_id == request->stored_id)
+          answer.result = request->result.message;
+    }
   }
 
   // Commands whose reply is overdue go back to the send queue, unchanged (same eventId).
