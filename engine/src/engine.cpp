@@ -31,6 +31,13 @@
 namespace saga {
 namespace {
 
+// Distinct for every turn any engine of the process builds (a mark that names one is never
+// mistaken for a later turn's).
+std::uint64_t next_turn_serial() noexcept {
+  static std::atomic<std::uint64_t> serials{0};
+  return serials.fetch_add(1, std::memory_order_relaxed) + 1;
+}
+
 // A store read failed mid-turn; the turn is abandoned and retried like a failed commit.
 struct TurnAborted {
   StoreError error;
@@ -240,6 +247,7 @@ struct Engine::Impl {
   using TimeIndex = std::multimap<Timestamp, const std::string*>;
   struct InFlight {
     OutboxMessage row;
+    std::uint64_t answered_in = 0;  // Turn::serial of a turn whose reply closes it
     Timestamp deadline;
     TimeIndex::iterator by_deadline;
     TimeIndex::iterator by_age;
@@ -267,6 +275,7 @@ struct Engine::Impl {
 
   // State of the turn being built.
   struct Turn {
+    const std::uint64_t serial = next_turn_serial();
     WriteBatch batch;
     std::unordered_map<std::string, std::size_t> saga_writes;  // saga id -> index in batch.sagas
     std::unordered_set<std::string> inbox;
@@ -899,6 +908,15 @@ struct Engine::Impl {
                   &envelope, saga_id);
       return;
     }
+    if (answered_before(turn, saga_id, envelope.causation_id)) {
+      const std::string why = "it names command " + envelope.causation_id +
+                              ", which a reply answered already (a participant answers each "
+                              "command once): not applied";
+      journal(turn, saga_id, JournalKind::unexpected, envelope.event_id, envelope.event_type,
+              std::string(saga->instance->state()), "", why);
+      dead_letter(turn, message.bytes, "unexpected", why, &envelope, saga_id);
+      return;
+    }
     const nlohmann::json* payload = &envelope.data;
     nlohmann::json upcast;
     int known_version = saga->type->message_version(envelope.event_type);
@@ -955,7 +973,11 @@ struct Engine::Impl {
             [this, type, waited] { metrics->reply_wait.with({type}).observe(waited); });
       }
     }
-    if (!envelope.causation_id.empty()) turn.batch.replied.push_back(envelope.causation_id);
+    if (!envelope.causation_id.empty()) {
+      turn.batch.replied.push_back(envelope.causation_id);
+      if (auto flight = in_flight.find(envelope.causation_id); flight != in_flight.end())
+        flight->second.answered_in = turn.serial;
+    }
     const std::size_t message_entry =
         journal(turn, saga_id, JournalKind::message_in, envelope.event_id, envelope.event_type, "",
                 "", detail::json_text(envelope.data));
@@ -1018,6 +1040,25 @@ struct Engine::Impl {
   }
 
   // Whether the engine gave up on the command: a timed_out entry names it.
+  // Whether `command_id` is a command of this saga that a reply closed: a second, different
+  // reply to it is stale or forged, and applying it would move the saga past the step it waits
+  // for. A command the engine gave up on (timed out) is not: its late reply is the late_reply or
+  // resume path's.
+  bool answered_before(const Turn& turn, const std::string& saga_id,
+                       const std::string& command_id) {
+    if (command_id.empty()) return false;
+    if (auto flight = in_flight.find(command_id); flight != in_flight.end())
+      return flight->second.answered_in == turn.serial;  // open, unless a reply of this turn
+    bool closed = std::find(turn.batch.replied.begin(), turn.batch.replied.end(), command_id) !=
+                  turn.batch.replied.end();
+    if (!closed) {
+      auto row = store.outbox_message(command_id);
+      if (!row) throw TurnAborted{row.error()};
+      closed = row.value() && row.value()->saga_id == saga_id && row.value()->replied_at;
+    }
+    return closed && !given_up_on(turn, saga_id, command_id);
+  }
+
   bool given_up_on(const Turn& turn, const std::string& saga_id, const std::string& command_id) {
     return !command_id.empty() && last_in_journal(turn, saga_id, [&](const JournalEntry& entry) {
                                     return entry.kind == JournalKind::timed_out &&
@@ -1671,6 +1712,16 @@ struct Engine::Impl {
     }
     if (saga->type->is_retriable(row.message_type)) {
       turn.rearm.push_back(row);
+      return;
+    }
+    if (!waits_for(saga->instance->state(), row.message_type)) {
+      // The saga went on without this command's reply (one that named no command, routed by its
+      // correlationId): its timeout is not a failure of the step the saga is in now.
+      turn.batch.replied.push_back(row.message_id);
+      if (logs(LogLevel::warn))
+        write_later(turn, command_line(LogLevel::warn,
+                                       "command given up on; its saga no longer waits for it", row)
+                              .with("state", std::string(saga->instance->state())));
       return;
     }
     std::string why = "no reply to " + row.message_type + " " + row.message_id + " after " +

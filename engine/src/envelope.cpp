@@ -616,7 +616,8 @@ DecodeResult envelope_of(Members& members) {
   }
   if (parsed.status == TimeParse::out_of_range) {
     return fail(Code::bad_timestamp, "timestamp",
-                "field 'timestamp' is outside the representable range (years 1678 to 2261), got " +
+                "field 'timestamp' is outside the representable range (1677-09-21T00:12:46Z to "
+                "2262-04-11T23:47:14Z), got " +
                     quote(*timestamp));
   }
   env.timestamp = parsed.at;

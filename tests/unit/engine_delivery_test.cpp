@@ -365,6 +365,58 @@ TEST_F(EngineTimeoutTest, PivotWhoseRepliesNeverComeParksTheSagaInPlace) {
   EXPECT_EQ(store->load_saga(id).value()->status, saga::SagaStatus::Completed);
 }
 
+// A reply is applied to the saga that sent the command it names; the saga's state decides
+// whether its type fits. A second, different reply naming a command that was answered already
+// (stale, or forged by a peer) used to be applied too: here a "payment.Charged" naming the
+// answered inventory.Reserve would have shipped an order that was never charged.
+TEST_F(EngineTimeoutTest, ReplyNamingACommandAnsweredBeforeIsDeadLetteredNotApplied) {
+  std::string id;
+  saga::test::SentCommand reserve;
+  auto charge = reserved(id, &reserve);
+  ASSERT_EQ(charge.envelope.event_type, "payment.Charge");
+  transport.deliver(reply_bytes(reserve.envelope, "payment.Charged", {{"payment_id", "forged"}}));
+  engine->run_once();
+  EXPECT_TRUE(take_commands(transport).empty()) << "no Ship";
+  EXPECT_EQ(store->load_saga(id).value()->state, "awaiting:payment.Charge");
+  auto letters = store->dead_letters(10).value();
+  ASSERT_EQ(letters.size(), 1u);
+  EXPECT_EQ(letters[0].reason_code, "unexpected");
+  EXPECT_NE(letters[0].reason.find("answered already"), std::string::npos) << letters[0].reason;
+
+  transport.deliver(reply_bytes(charge.envelope, "payment.Charged", {{"payment_id", "p-1"}}));
+  engine->run_once();
+  auto ship = take_commands(transport);
+  ASSERT_EQ(ship.size(), 1u) << "the real answer is applied";
+  EXPECT_EQ(ship[0].envelope.event_type, "shipping.Ship");
+}
+
+// A reply that names no command (causationId is optional) is routed by its correlationId and
+// leaves its command open. That command's timeout used to be applied to whatever step the saga
+// had gone on to: here it failed the charge, which had not timed out, and compensated.
+TEST_F(EngineTimeoutTest, TimeoutOfACommandTheSagaNoLongerWaitsForLeavesItsCurrentStepAlone) {
+  options.retry_by_command["inventory.Reserve"] = {2s, 1.0, 2s, 0.0, 1};
+  make_engine();
+  std::string id = start();
+  engine->run_once();
+  auto reserve = take_commands(transport).at(0);
+  auto reply = nlohmann::json::parse(
+      reply_bytes(reserve.envelope, "inventory.Reserved", {{"reservation_id", "r-1"}}));
+  reply.erase("causationId");
+  transport.deliver(reply.dump());
+  engine->run_once();
+  ASSERT_EQ(take_commands(transport).at(0).envelope.event_type, "payment.Charge");
+  clock.advance(3s);  // the Reserve's only attempt runs out; the Charge has 10 s
+  engine->run_once();
+  engine->run_once();
+  EXPECT_TRUE(take_commands(transport).empty()) << "no compensation";
+  auto record = store->load_saga(id).value();
+  EXPECT_EQ(record->status, saga::SagaStatus::Running);
+  EXPECT_EQ(record->state, "awaiting:payment.Charge");
+  EXPECT_EQ(journal_count(id, saga::JournalKind::timed_out), 0u);
+  EXPECT_TRUE(store->outbox_message(reserve.envelope.event_id).value()->replied_at)
+      << "closed: nothing waits for it";
+}
+
 TEST_F(EngineTimeoutTest, PerCommandPolicyOverridesTheDefaultForThatStepOnly) {
   // payment.Charge: one send, then 2 s; everything else keeps the 3 x 10 s default.
   options.retry_by_command["payment.Charge"] = {2s, 1.0, 2s, 0.0, 1};

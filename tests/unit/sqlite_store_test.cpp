@@ -588,6 +588,32 @@ TEST(SqliteStoreExclusiveWriter, ASecondWriterThroughAnotherPathToTheSameFileIsR
   }
 }
 
+// A database opened through a symlink: SQLite writes its WAL beside the file the link points
+// to. The store synced "<link>-wal", which does not exist: the open-time sync synced nothing, and
+// the first sync() failed for good, refusing every commit after it.
+TEST(SqliteStoreExclusiveWriter, DatabaseOpenedThroughASymlinkSyncsTheWalSqliteWrites) {
+  TempDir dir;
+  fs::create_directory(dir.path() / "real");
+  fs::create_directory(dir.path() / "links");
+  // The link comes first, its target does not exist yet: the first open creates it.
+  fs::create_symlink(dir.path() / "real" / "saga.db", dir.path() / "links" / "saga.db");
+  auto store = open_or_fail(file_options(dir.path() / "links" / "saga.db"));
+  ASSERT_TRUE(store);
+  for (int i = 0; i < 3; ++i) {
+    WriteBatch batch;
+    batch.outbox = {make_outbox("m" + std::to_string(i), "s1")};
+    ASSERT_TRUE(store->commit(batch));
+    StoreStatus synced = store->sync();
+    ASSERT_TRUE(synced) << synced.error->message;
+  }
+  EXPECT_EQ(store->durable_through(), store->last_commit());
+  EXPECT_TRUE(fs::exists(dir.path() / "real" / "saga.db-wal"));
+  EXPECT_FALSE(fs::exists(dir.path() / "links" / "saga.db-wal"));
+  auto second = SqliteStore::open(file_options(dir.path() / "real" / "saga.db"));
+  ASSERT_FALSE(second) << "one lock for both names, also when the link came before its target";
+  EXPECT_EQ(second.error().code, StoreErrorCode::busy);
+}
+
 TEST(SqliteStoreExclusiveWriter, WithoutExclusiveWriterTwoStoresMayShareADatabase) {
   TempDir dir;
   StoreOptions options = file_options(dir.path() / "saga.db");

@@ -169,7 +169,8 @@ StoreResult<std::unique_ptr<SqliteParticipantLedger>> SqliteParticipantLedger::o
   // A process killed inside a COMMIT, after its WAL write and before its fsync, left that commit
   // in the page cache only: it must be durable before a duplicate is answered from it.
   if (options.durability == Durability::full && options.path != ":memory:")
-    if (auto error = sqlite_detail::sync_wal_file(options.path + "-wal")) return *error;
+    if (auto error = sqlite_detail::sync_wal_file(sqlite_detail::wal_path_of(impl->db)))
+      return *error;
   const std::pair<const char*, Statement*> statements[] = {
       {"BEGIN IMMEDIATE", &impl->begin},
       {"COMMIT", &impl->commit},

@@ -192,8 +192,9 @@ class Transaction {
 };
 
 // "<path>.lock", held with flock(LOCK_EX) while the store lives; closing the descriptor releases
-// it (also when the process dies). The path is resolved first (symlinks, "..", "."), so two paths
-// to one database find one lock; a hard link to the database is not detected.
+// it (also when the process dies). It is named after the path SQLite opened (symlinks, "..", "."
+// resolved), so two paths to one database find one lock; a hard link to the database is not
+// detected.
 class LockFile {
  public:
   LockFile() = default;
@@ -203,10 +204,9 @@ class LockFile {
   LockFile(const LockFile&) = delete;
   LockFile& operator=(const LockFile&) = delete;
 
-  Error acquire(const std::string& db_path) {
-    std::error_code unresolved;
-    const std::filesystem::path resolved = std::filesystem::weakly_canonical(db_path, unresolved);
-    const std::string lock_path = (unresolved ? db_path : resolved.string()) + ".lock";
+  // `db_path` as given, for messages; `resolved_path` is the file's name with symlinks resolved.
+  Error acquire(const std::string& db_path, const std::string& resolved_path) {
+    const std::string lock_path = resolved_path + ".lock";
     const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
       return StoreError{StoreErrorCode::io_error, "cannot open lock file " + lock_path + ": " +
@@ -867,10 +867,6 @@ StoreResult<std::unique_ptr<SqliteStore>> SqliteStore::open(const StoreOptions& 
   impl->path = options.path;
   const bool is_file = options.path != ":memory:" && !options.path.empty();
 
-  if (options.exclusive_writer && is_file) {
-    if (Error error = impl->lock.acquire(options.path)) return *error;
-  }
-
   sqlite3* handle = nullptr;
   const int rc =
       sqlite3_open_v2(options.path.c_str(), &handle,
@@ -879,12 +875,19 @@ StoreResult<std::unique_ptr<SqliteStore>> SqliteStore::open(const StoreOptions& 
   if (rc != SQLITE_OK) {
     return sqlite_error(handle, rc, "cannot open database " + options.path);
   }
+  // Before any statement reads or writes: the lock, on the file SQLite opened (its name, symlinks
+  // resolved, is what a second engine through another path resolves to as well).
+  if (options.exclusive_writer && is_file) {
+    if (Error error = impl->lock.acquire(options.path, sqlite3_db_filename(handle, "main")))
+      return *error;
+  }
 
   if (Error error = impl->configure(options, is_file)) return *error;
   if (is_file && options.durability == Durability::full)
-    if (Error error = sqlite_detail::sync_wal_file(options.path + "-wal")) return *error;
+    if (Error error = sqlite_detail::sync_wal_file(sqlite_detail::wal_path_of(handle)))
+      return *error;
   if (syncs_in_background(options, is_file))
-    impl->syncer = std::make_unique<sqlite_detail::WalSyncer>(options.path + "-wal");
+    impl->syncer = std::make_unique<sqlite_detail::WalSyncer>(sqlite_detail::wal_path_of(handle));
   // The database's own page size (an existing database keeps the one it was created with).
   StoreResult<std::string> page_size_text = query_text(handle, "PRAGMA page_size");
   if (!page_size_text) return page_size_text.error();

@@ -1,6 +1,7 @@
 #include "wal_syncer.hpp"
 
 #include <fcntl.h>
+#include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -44,8 +45,14 @@ std::optional<StoreError> sync_wal_file(const std::string& wal_path) {
   return error;
 }
 
-WalSyncer::WalSyncer(std::string wal_path)
-    : wal_path_(std::move(wal_path)), thread_([this] { run(); }) {}
+std::string wal_path_of(sqlite3* db) {
+  return sqlite3_filename_wal(sqlite3_db_filename(db, "main"));
+}
+
+WalSyncer::WalSyncer(std::string wal_path) : wal_path_(std::move(wal_path)) {
+  fd_ = ::open(wal_path_.c_str(), O_RDONLY | O_CLOEXEC);
+  thread_ = std::thread([this] { run(); });
+}
 
 WalSyncer::~WalSyncer() {
   {

@@ -23,6 +23,8 @@
 
 #include "saga/status.hpp"
 
+struct sqlite3;
+
 namespace saga::sqlite_detail {
 
 // fdatasync of a file by path, for the open of a database with Durability::full: a process that
@@ -33,8 +35,14 @@ namespace saga::sqlite_detail {
 // before a checkpoint lets the WAL restart).
 std::optional<StoreError> sync_wal_file(const std::string& wal_path);
 
+// The WAL file SQLite writes for the main database of `db`: next to the database file as SQLite
+// resolved its name (symlinks followed, absolute), not next to the path it was opened by.
+std::string wal_path_of(sqlite3* db);
+
 class WalSyncer {
  public:
+  // Opens the WAL file now when it exists (else at the first sync): a descriptor open before the
+  // first write sees every writeback error on the file from then on.
   explicit WalSyncer(std::string wal_path);
   // Stops the thread, then syncs what was committed (a failure is not reported).
   ~WalSyncer();

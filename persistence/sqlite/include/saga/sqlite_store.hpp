@@ -17,7 +17,8 @@
 //   one keeps its own. open() throws std::invalid_argument for a page size SQLite cannot use.
 // - With StoreOptions::background_checkpoint (the default, file databases), WAL checkpoints run
 //   on a thread the store owns, over a second connection, each time the WAL has grown by ~4 MiB;
-//   commits never copy pages into the database file themselves.
+//   commits do not copy pages into the database file themselves, unless the WAL has outgrown
+//   the thread (~32 MiB): then the writer waits for its pass and completes the checkpoint.
 //
 // - With StoreOptions::sync_in_background (the default, file databases, Durability::full), COMMIT
 //   writes the WAL without waiting for the disk (PRAGMA synchronous = NORMAL): commit() returns
@@ -27,9 +28,14 @@
 //   fdatasync is final: every later commit returns StoreErrorCode::io_error, and the process must
 //   restart (it then recovers from what the file holds). The destructor syncs what was committed
 //   before it returns.
-// - With Durability::full, open() fdatasyncs the WAL and the database file before anything reads
-//   them: a process that died between writing a commit and syncing it left that commit in the
-//   page cache, where the next process would otherwise act on it before it is durable.
+// - With Durability::full, open() fdatasyncs the WAL (the one SQLite writes, next to the
+//   database file with symlinks resolved) before the engine reads anything from it: a process
+//   that died between writing a commit and syncing it left that commit in the page cache, where
+//   the next process would otherwise act on it before it is durable. Not the database file:
+//   SQLite syncs it before a checkpoint lets the WAL restart.
+// - Other connections to the file (sagactl, another reader) see a commit when COMMIT returns,
+//   before its fsync: a power loss in that window (a millisecond or two) can undo what they saw,
+//   such as an operator request answered. A killed process cannot: the next open syncs the WAL.
 //
 // Ownership: the store owns its connections (and its checkpoint and sync threads) and closes them
 // in the destructor (never throws).

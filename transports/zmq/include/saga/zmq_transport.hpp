@@ -8,8 +8,12 @@
 //   reported (unroutable), never silently dropped. send() never blocks.
 // - receive() returns envelopes from participants (MESSAGE frames). ANNOUNCE and HEARTBEAT are
 //   handled inside; input that breaks the framing comes back as an InboundMessage with
-//   defect_code set ("bad_frames", "unknown_frame", "not_announced"), for the engine to
-//   dead-letter. ZMQ_MAXMSGSIZE is set: libzmq disconnects a peer that sends a larger message.
+//   defect_code set ("bad_frames", "unknown_frame", "not_announced", "bad_announce"), for the
+//   engine to dead-letter. ZMQ_MAXMSGSIZE is set: libzmq disconnects a peer that sends a larger
+//   frame. It bounds frames, not messages: libzmq hands over a multipart message only once its
+//   last frame is in, and holds its frames meanwhile, so a peer that sends frames without end
+//   grows the orchestrator's memory until it stops (docs/wire-protocol.md, "Size limit"). Keep
+//   CURVE on where peers are not trusted.
 // - An instance that sends nothing for heartbeat_interval * heartbeat_liveness is dead: it gets
 //   no new commands. Commands it held are re-sent by the engine after their timeout. Any frame
 //   makes it alive again. Dead for ten times that, it is forgotten (peers() no longer lists it):
@@ -53,7 +57,7 @@ struct ZmqTransportOptions {
   // Heartbeat period and how many silent periods make a peer dead. Default: 1 s, 3.
   std::chrono::milliseconds heartbeat_interval{1000};
   int heartbeat_liveness = 3;
-  // ZMQ_MAXMSGSIZE on the ROUTER: larger inbound messages disconnect their sender.
+  // ZMQ_MAXMSGSIZE on the ROUTER: a larger inbound frame disconnects its sender.
   // Default: 1 MiB + 4 KiB (an envelope of the default limit plus framing).
   std::size_t max_message_bytes = 1024 * 1024 + 4096;
   // ZMQ_SNDHWM / ZMQ_RCVHWM per peer. Default: 10000 messages.
