@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <charconv>
 #include <deque>
 #include <future>
@@ -561,8 +562,17 @@ struct Engine::Impl {
 
   std::string next_id() {
     if (!options.id_generator) return new_uuid();
-    std::lock_guard lock(id_mutex);  // start() may run on any thread
-    return options.id_generator();
+    std::string id;
+    {
+      std::lock_guard lock(id_mutex);  // start() may run on any thread
+      id = options.id_generator();
+    }
+    // Envelopes carry ids in lower case (a participant's reply names its command so): an id kept
+    // in upper case would match no reply.
+    for (char& c : id) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (!is_uuid(id))
+      throw std::invalid_argument("Options::id_generator returned '" + id + "', not a UUID");
+    return id;
   }
   std::mutex id_mutex;
 

@@ -3,6 +3,7 @@
 // events are published after each commit.
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <string>
 #include <vector>
 
@@ -248,6 +249,34 @@ class EngineTimeoutTest : public EngineDeliveryTest {
 
   std::vector<saga::SagaOutcome> outcomes;
 };
+
+// Replies name their command in lower case (the envelope's form). Ids from a generator that
+// wrote upper case used to be kept as generated: no reply found its command, which was re-sent
+// until given up on, and the saga's reply was routed by correlation alone.
+TEST_F(EngineDeliveryTest, IdsFromTheGeneratorAreLowerCasedSoRepliesCloseTheirCommand) {
+  options.id_generator = [] {
+    std::string id = saga::new_uuid();
+    for (char& c : id) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    return id;
+  };
+  make_engine();
+  std::string id = start();
+  EXPECT_TRUE(saga::is_uuid(id)) << id;
+  engine->run_once();
+  auto reserve = take_commands(transport).at(0);
+  EXPECT_EQ(reserve.envelope.correlation_id, id);
+  transport.deliver(
+      reply_bytes(reserve.envelope, "inventory.Reserved", {{"reservation_id", "r-1"}}));
+  engine->run_once();
+  EXPECT_EQ(take_commands(transport).at(0).envelope.event_type, "payment.Charge");
+  auto row = store->outbox_message(reserve.envelope.event_id).value();
+  ASSERT_TRUE(row.has_value());
+  EXPECT_TRUE(row->replied_at.has_value()) << "the reply closed its command";
+
+  options.id_generator = [] { return std::string("not-a-uuid"); };
+  make_engine();
+  EXPECT_THROW(start(), std::invalid_argument);
+}
 
 // A command whose re-send was refused waits in the send queue; if the reply to its first send is
 // applied meanwhile, the command is closed and must leave the queue. It used to be sent again

@@ -168,7 +168,8 @@ struct Options {
   bool publish_events = true;
 
   // Generates saga ids and the eventIds of the messages the engine sends; each must be a UUID,
-  // unique for the database's lifetime. Called under a lock. Default: empty = time-ordered v7
+  // unique for the database's lifetime (the engine lower-cases it; one that is not a UUID makes
+  // the start or turn that needed it fail with std::invalid_argument). Called under a lock. Default: empty = time-ordered v7
   // UUIDs (saga::new_uuid), which keep the store's id indexes compact (docs/architecture.md).
   // The simulation sets a seeded generator so a run is reproducible byte for byte.
   std::function<std::string()> id_generator = {};
