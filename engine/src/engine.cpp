@@ -918,7 +918,8 @@ struct Engine::Impl {
                   &envelope, saga_id);
       return;
     }
-    if (answered_before(turn, saga_id, envelope.causation_id)) {
+    if (!is_terminal(saga->instance->status()) &&
+        answered_before(turn, saga_id, envelope.causation_id)) {
       const std::string why = "it names command " + envelope.causation_id +
                               ", which a reply answered already (a participant answers each "
                               "command once): not applied";
@@ -944,6 +945,9 @@ struct Engine::Impl {
       payload = &upcast;
     }
     SagaStatus before = saga->instance->status();
+    // What the saga waited for, for a reply that does not name its command.
+    const std::string state_before(envelope.causation_id.empty() ? saga->instance->state()
+                                                                 : std::string_view());
     turn.touched.push_back(saga_id);
     Reaction reaction = saga->instance->handle(envelope.event_type, *payload);
     if (reaction.outcome == Reaction::Outcome::unexpected && before == SagaStatus::Failed)
@@ -987,6 +991,9 @@ struct Engine::Impl {
       turn.batch.replied.push_back(envelope.causation_id);
       if (auto flight = in_flight.find(envelope.causation_id); flight != in_flight.end())
         flight->second.answered_in = turn.serial;
+      if (!turn.batch.reopened.empty()) keep_closed(turn, envelope.causation_id);
+    } else {
+      close_awaited_commands(turn, saga_id, state_before);
     }
     const std::size_t message_entry =
         journal(turn, saga_id, JournalKind::message_in, envelope.event_id, envelope.event_type, "",
@@ -1483,25 +1490,49 @@ struct Engine::Impl {
       dequeued(row.destination);
       return true;
     });
-    std::erase_if(turn.rearm, [&](const OutboxMessage& row) {
-      if (!is_closed(row)) return false;
-      // An operator's retry and the late reply it asked for, in one turn: the reply closes it.
-      if (std::erase(turn.batch.reopened, row.message_id) > 0) answered_by_late_reply(turn, row);
-      return true;
-    });
+    std::erase_if(turn.rearm, is_closed);
     for (auto& waiting : held_turns) std::erase_if(waiting.turn.rearm, is_closed);
   }
 
-  void answered_by_late_reply(Turn& turn, const OutboxMessage& row) {
+  // An operator's retry reopened `command_id` in this turn, and its late reply was applied after
+  // it: the reply closes it, before the commit (a reopen would win in the store otherwise), and
+  // the operator's answer says it was not sent.
+  void keep_closed(Turn& turn, const std::string& command_id) {
+    if (std::erase(turn.batch.reopened, command_id) == 0) return;
+    auto rearmed = std::find_if(turn.rearm.begin(), turn.rearm.end(),
+                                [&](const auto& row) { return row.message_id == command_id; });
+    if (rearmed == turn.rearm.end()) return;
     for (OperatorRequest* request : turn.operations) {
-      if (request->kind != OperatorRequest::Kind::retry || request->saga_id != row.saga_id ||
+      if (request->kind != OperatorRequest::Kind::retry || request->saga_id != rearmed->saga_id ||
           !request->result.ok)
         continue;
-      request->result.message = "saga " + row.saga_id + " retried: the reply to " +
-                                row.message_type + " arrived meanwhile and was applied; not sent";
+      request->result.message = "saga " + rearmed->saga_id + " retried: the reply to " +
+                                rearmed->message_type +
+                                " arrived meanwhile and was applied; not sent";
       for (auto& answer : turn.batch.answers)
         if (request->stored_id != 0 && answer.request_id == request->stored_id)
           answer.result = request->result.message;
+    }
+    turn.rearm.erase(rearmed);
+  }
+
+  // A reply that names no command (causationId is optional) answers what its saga waited for:
+  // the DSL names it in the state ("awaiting:<type>", "compensating:<type>"). Closed here, as a
+  // reply naming it would close it; left open, it would be re-sent and in the end time out
+  // against whatever step the saga is in by then. A state without such a name closes nothing.
+  void close_awaited_commands(Turn& turn, const std::string& saga_id, std::string_view state) {
+    const auto colon = state.find(':');
+    if (colon == std::string_view::npos) return;
+    const std::string_view type = state.substr(colon + 1);
+    auto flights = in_flight_by_saga.find(saga_id);
+    if (flights == in_flight_by_saga.end()) return;
+    for (const std::string& id : flights->second) {
+      auto flight = in_flight.find(id);
+      if (flight == in_flight.end() || flight->second.row.message_type != type ||
+          flight->second.answered_in == turn.serial)
+        continue;
+      turn.batch.replied.push_back(id);
+      flight->second.answered_in = turn.serial;
     }
   }
 
@@ -1722,16 +1753,6 @@ struct Engine::Impl {
     }
     if (saga->type->is_retriable(row.message_type)) {
       turn.rearm.push_back(row);
-      return;
-    }
-    if (!waits_for(saga->instance->state(), row.message_type)) {
-      // The saga went on without this command's reply (one that named no command, routed by its
-      // correlationId): its timeout is not a failure of the step the saga is in now.
-      turn.batch.replied.push_back(row.message_id);
-      if (logs(LogLevel::warn))
-        write_later(turn, command_line(LogLevel::warn,
-                                       "command given up on; its saga no longer waits for it", row)
-                              .with("state", std::string(saga->instance->state())));
       return;
     }
     std::string why = "no reply to " + row.message_type + " " + row.message_id + " after " +

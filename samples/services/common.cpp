@@ -450,30 +450,42 @@ std::string Statement::text(int column) const {
                      static_cast<std::size_t>(sqlite3_column_bytes(statement_, column)));
 }
 
-void Statement::fail(const std::string& what) const {
-  throw SqlError("SQLite " + what + " failed: " + sqlite3_errmsg(db_) + " (in: " + sql_ + ")",
-                 sqlite3_extended_errcode(db_));
-}
-
 namespace {
 
-saga::StoreErrorCode store_error_code(int sqlite_code) {
+// The storage failed (nullopt: the statement or the schema did).
+std::optional<saga::StoreErrorCode> storage_error_code(int sqlite_code) {
   switch (sqlite_code & 0xff) {
     case SQLITE_BUSY:
-    case SQLITE_LOCKED:
       return saga::StoreErrorCode::busy;
     case SQLITE_CORRUPT:
     case SQLITE_NOTADB:
       return saga::StoreErrorCode::corrupt;
-    default:
+    case SQLITE_LOCKED:  // this connection: not worth the busy path's giving up on a whole batch
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_NOMEM:
+    case SQLITE_CANTOPEN:
+    case SQLITE_READONLY:
+    case SQLITE_PROTOCOL:
       return saga::StoreErrorCode::io_error;
+    default:
+      return std::nullopt;
   }
 }
 
 }  // namespace
 
-SqlError::SqlError(const std::string& what, int sqlite_code)
-    : saga::StorageFailure(what, store_error_code(sqlite_code)) {}
+void Statement::fail(const std::string& what) const {
+  const int code = sqlite3_extended_errcode(db_);
+  std::string message =
+      "SQLite " + what + " failed: " + sqlite3_errmsg(db_) + " (in: " + sql_ + ")";
+  if (storage_error_code(code)) throw SqlStorageError(message, code);
+  throw SqlError(message);
+}
+
+SqlStorageError::SqlStorageError(const std::string& what, int sqlite_code)
+    : saga::StorageFailure(
+          what, storage_error_code(sqlite_code).value_or(saga::StoreErrorCode::io_error)) {}
 
 void in_transaction(sqlite3* db, const std::function<void()>& work) {
   execute(db, "BEGIN IMMEDIATE");

@@ -123,12 +123,20 @@ int run_service(const CommonOptions& options, const Service& service);
 
 // ---- SQL ---------------------------------------------------------------------------------
 
-// A SQLite failure, with the statement and SQLite's message. Storage failed, not the business
-// step: thrown inside a handler, the command is not answered (saga::StorageFailure) and the
-// orchestrator's re-send tries it again, rather than a failure reply refusing it for good.
-class SqlError : public saga::StorageFailure {
+// A SQLite failure, with the statement and SQLite's message: a bug in the statement or the
+// schema (a constraint, a syntax error). Thrown inside a handler it is a failed attempt: the
+// command's transaction rolls back, the SDK retries, then sends the failure reply.
+class SqlError : public std::runtime_error {
  public:
-  explicit SqlError(const std::string& what, int sqlite_code = 0);
+  using std::runtime_error::runtime_error;
+};
+
+// A SQLite failure of the storage itself (locked, I/O, disk full, out of memory, corrupt):
+// thrown inside a handler, the command is not answered (saga::StorageFailure) and the
+// orchestrator's re-send tries it again, rather than a failure reply refusing it for good.
+class SqlStorageError : public saga::StorageFailure {
+ public:
+  SqlStorageError(const std::string& what, int sqlite_code);
 };
 
 // One prepared statement. Parameters are bound by position (?1, ?2, ...).
@@ -149,7 +157,8 @@ class Statement {
   Statement& bind(int index, std::int64_t value);
   Statement& bind(int index, int value) { return bind(index, static_cast<std::int64_t>(value)); }
 
-  // Runs to the next row: true when there is one, false when done. Throws SqlError.
+  // Runs to the next row: true when there is one, false when done. Throws SqlStorageError when
+  // the storage failed, else SqlError.
   bool step();
   // Runs to completion (a statement without rows); returns sqlite3_changes().
   int run();

@@ -9,8 +9,10 @@
 // ledger's own statements, a failed record_compensated inside `work`, a StorageFailure thrown by
 // `work`, and a transaction the database rolled back under `work` (SqliteParticipantLedger: SQLite
 // ends the transaction itself on some I/O, disk-full and out-of-memory errors, even when the
-// handler caught the error). Nothing of the command is recorded then. Any other exception thrown
-// by `work` rolls the transaction back and propagates to the caller.
+// handler caught the error). The command is not recorded then (statements a handler ran after
+// SQLite ended its transaction ran outside it, each committed alone: a handler that catches a
+// storage error must not go on writing). Any other exception thrown by `work` rolls the
+// transaction back and propagates to the caller.
 #pragma once
 
 #include <cstddef>
