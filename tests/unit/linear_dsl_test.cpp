@@ -51,6 +51,24 @@ CHAIN_STEP(10)
 CHAIN_STEP(11)
 CHAIN_STEP(12)
 
+// The engine would write these on the wire as "eventType":"" or "version":"0", which every
+// participant refuses: they are not messages, and a definition naming them does not compile.
+struct VersionZero {
+  static constexpr std::string_view type = "chain.VersionZero";
+  static constexpr int version = 0;
+  std::string note;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(VersionZero, note)
+struct Unnamed {
+  static constexpr std::string_view type = "";
+  static constexpr int version = 1;
+  std::string note;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Unnamed, note)
+static_assert(saga::Message<Do1> && saga::Command<Do1>);
+static_assert(!saga::Message<VersionZero>);
+static_assert(!saga::Message<Unnamed>);
+
 template <class Cmd>
 Cmd make_command(const Data& data, saga::tag<Cmd>) {
   if (data.throw_on == Cmd::type)

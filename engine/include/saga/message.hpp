@@ -35,6 +35,8 @@ struct tag {
   using type = T;
 };
 
+// `type` and `version` are compile-time constants: a type that is not empty, a version from 1
+// (what a participant accepts on the wire; docs/wire-protocol.md).
 template <class M>
 concept Message = requires {
   { M::type } -> std::convertible_to<std::string_view>;
@@ -43,7 +45,8 @@ concept Message = requires {
 &&requires(const M& message, const nlohmann::json& json) {
   nlohmann::json(message);
   json.get<M>();
-};
+}
+&&(!std::string_view(M::type).empty()) && (M::version >= 1);
 
 template <class M>
 concept Command = Message<M> && requires {
