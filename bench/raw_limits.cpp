@@ -41,11 +41,6 @@ const char* name_of(saga::Durability durability) {
                                                   : "off";
 }
 
-double percentile(const std::vector<double>& sorted, double fraction) {
-  if (sorted.empty()) return 0;
-  return sorted[static_cast<std::size_t>(fraction * static_cast<double>(sorted.size() - 1))];
-}
-
 std::uintmax_t size_or_zero(const std::filesystem::path& path) {
   std::error_code error;
   auto size = std::filesystem::file_size(path, error);
@@ -53,6 +48,11 @@ std::uintmax_t size_or_zero(const std::filesystem::path& path) {
 }
 
 }  // namespace
+
+double percentile(const std::vector<double>& sorted, double fraction) {
+  if (sorted.empty()) return 0;
+  return sorted[static_cast<std::size_t>(fraction * static_cast<double>(sorted.size() - 1))];
+}
 
 struct KeepCoresAwake::Impl {
   std::atomic<bool> stop{false};

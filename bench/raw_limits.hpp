@@ -40,6 +40,10 @@ class KeepCoresAwake {
   std::unique_ptr<Impl> impl_;
 };
 
+// The value at `fraction` (0.5: the median) of ascending `sorted`, nearest rank below; 0 when
+// empty.
+double percentile(const std::vector<double>& sorted, double fraction);
+
 struct StoreFigure {
   saga::Durability durability = saga::Durability::full;
   std::size_t batch = 1;  // engine steps per transaction

@@ -409,10 +409,7 @@ int main(int argc, char** argv) {
                               paced.samples_us.end());
     }
     std::sort(paced_commits_us.begin(), paced_commits_us.end());
-    auto pooled = [&](double fraction) {
-      return paced_commits_us[static_cast<std::size_t>(
-          fraction * static_cast<double>(paced_commits_us.size() - 1))];
-    };
+    auto pooled = [&](double fraction) { return bench::percentile(paced_commits_us, fraction); };
     say("  full B=1, one commit every " + fixed(kPacedCommitIntervalUs / 1000.0, 0) +
         " ms: commit p50 " + fixed(pooled(0.5), 0) + " us, p99 " + fixed(pooled(0.99), 0) + " us");
 

@@ -1479,8 +1479,7 @@ struct Engine::Impl {
   // this turn or by a held one may have had its reply applied in the same commit: it is closed
   // and is not sent again. This turn's new commands cannot have been answered yet.
   void forget_closed_resends(Turn& turn) {
-    if (turn.batch.replied.empty() ||
-        (unsent.empty() && turn.rearm.empty() && turn.batch.reopened.empty() && held_turns.empty()))
+    if (turn.batch.replied.empty() || (unsent.empty() && turn.rearm.empty() && held_turns.empty()))
       return;
     std::unordered_set<std::string_view> closed(turn.batch.replied.begin(),
                                                 turn.batch.replied.end());
@@ -1521,9 +1520,8 @@ struct Engine::Impl {
   // reply naming it would close it; left open, it would be re-sent and in the end time out
   // against whatever step the saga is in by then. A state without such a name closes nothing.
   void close_awaited_commands(Turn& turn, const std::string& saga_id, std::string_view state) {
-    const auto colon = state.find(':');
-    if (colon == std::string_view::npos) return;
-    const std::string_view type = state.substr(colon + 1);
+    const std::string_view type = awaited_type(state);
+    if (type.empty()) return;
     auto flights = in_flight_by_saga.find(saga_id);
     if (flights == in_flight_by_saga.end()) return;
     for (const std::string& id : flights->second) {
@@ -1696,8 +1694,15 @@ struct Engine::Impl {
   // compensation's builder threw), the timed-out command is not the one its state waits for.
   // A hand-written machine's states are named freely and are not checked.
   static bool waits_for(std::string_view state, std::string_view type) {
+    const std::string_view awaited = awaited_type(state);
+    return awaited.empty() || awaited == type;
+  }
+
+  // The command type a DSL state's name says it waits for ("awaiting:<type>",
+  // "compensating:<type>"); empty for a name without one.
+  static std::string_view awaited_type(std::string_view state) {
     const auto colon = state.find(':');
-    return colon == std::string_view::npos || state.substr(colon + 1) == type;
+    return colon == std::string_view::npos ? std::string_view() : state.substr(colon + 1);
   }
 
   // Operator requests a tool queued in the store join the next turn like API calls.

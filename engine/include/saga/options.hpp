@@ -169,9 +169,10 @@ struct Options {
 
   // Generates saga ids and the eventIds of the messages the engine sends; each must be a UUID,
   // unique for the database's lifetime (the engine lower-cases it; one that is not a UUID makes
-  // the start or turn that needed it fail with std::invalid_argument). Called under a lock. Default: empty = time-ordered v7
-  // UUIDs (saga::new_uuid), which keep the store's id indexes compact (docs/architecture.md).
-  // The simulation sets a seeded generator so a run is reproducible byte for byte.
+  // the start or turn that needed it fail with std::invalid_argument). Called under a lock.
+  // Default: empty = time-ordered v7 UUIDs (saga::new_uuid), which keep the store's id indexes
+  // compact (docs/architecture.md). The simulation sets a seeded generator so a run is reproducible
+  // byte for byte.
   std::function<std::string()> id_generator = {};
 
   // How often the loop looks for operator requests queued in the store by tools (sagactl).
