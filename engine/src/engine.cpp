@@ -222,7 +222,10 @@ struct Engine::Impl {
   // its destination holds fewer than Options::max_queued_commands (re-sends included); past
   // that, the destination has a backlog: its newer commands stay in the outbox only and are read
   // back, in commit order, as its queue drains (read_backlogs). Re-sends always queue here.
-  std::deque<OutboxMessage> unsent;
+  // Vectors, not deques: send_unsent refills `unsent` from `unsent_spare` on every send, and a
+  // vector keeps its capacity where a deque allocated and freed its blocks each time.
+  std::vector<OutboxMessage> unsent;
+  std::vector<OutboxMessage> unsent_spare;
   std::unordered_map<std::string, std::size_t> queued;
   struct Backlog {
     std::string first_id;               // the first command left out, until its sequence is read
@@ -617,19 +620,25 @@ struct Engine::Impl {
   }
 
   // Appends to the turn's journal; returns the entry's index there.
-  std::size_t journal(Turn& turn, const std::string& saga_id, JournalKind kind,
-                      std::string message_id, std::string message_type, std::string from,
-                      std::string to, std::string detail) {
-    JournalEntry entry;
+  // The entry comes from spare_journal_entries when it has one: assigning into its strings reuses
+  // their capacity, so a busy loop allocates no journal strings but the details.
+  std::size_t journal(Turn& turn, std::string_view saga_id, JournalKind kind,
+                      std::string_view message_id, std::string_view message_type,
+                      std::string_view from, std::string_view to, std::string detail) {
+    JournalEntry& entry = turn.batch.journal.emplace_back();
+    if (!spare_journal_entries.empty()) {
+      entry = std::move(spare_journal_entries.back());
+      spare_journal_entries.pop_back();
+    }
+    entry.sequence = 0;
     entry.saga_id = saga_id;
     entry.at = clock.now();
     entry.kind = kind;
-    entry.message_id = std::move(message_id);
-    entry.message_type = std::move(message_type);
-    entry.from_state = std::move(from);
-    entry.to_state = std::move(to);
+    entry.message_id = message_id;
+    entry.message_type = message_type;
+    entry.from_state = from;
+    entry.to_state = to;
     entry.detail = std::move(detail);
-    turn.batch.journal.push_back(std::move(entry));
     return turn.batch.journal.size() - 1;
   }
 
@@ -696,25 +705,29 @@ struct Engine::Impl {
   }
 
   // Returns the saga's data as written, for a caller that also needs it as JSON.
+  // A new write comes from spare_saga_writes when it has one, as journal entries do.
   nlohmann::json write_saga(Turn& turn, const std::string& saga_id, CachedSaga& saga) {
     nlohmann::json data = saga.instance->data();
-    SagaRecord record = saga.record;  // no data text to copy: the cache keeps none
-    record.state = std::string(saga.instance->state());
-    record.status = saga.instance->status();
-    record.data = detail::json_text(data);
-    record.updated_at = clock.now();
     auto [slot, inserted] = turn.saga_writes.emplace(saga_id, turn.batch.sagas.size());
+    SagaWrite& write = inserted ? turn.batch.sagas.emplace_back() : turn.batch.sagas[slot->second];
     if (inserted) {
-      std::optional<std::int64_t> expected;
-      std::optional<SagaStatus> stored;
-      if (saga.committed) {
-        expected = saga.record.row_version;
-        stored = saga.record.status;
+      if (!spare_saga_writes.empty()) {
+        write = std::move(spare_saga_writes.back());
+        spare_saga_writes.pop_back();
       }
-      turn.batch.sagas.push_back({std::move(record), expected, stored});
-    } else {
-      turn.batch.sagas[slot->second].record = std::move(record);
+      write.expected_row_version.reset();
+      write.stored_status.reset();
+      if (saga.committed) {
+        write.expected_row_version = saga.record.row_version;
+        write.stored_status = saga.record.status;
+      }
     }
+    SagaRecord& record = write.record;
+    record = saga.record;  // no data text to copy: the cache keeps none
+    record.state = saga.instance->state();
+    record.status = saga.instance->status();
+    detail::append_json_text(record.data, data);
+    record.updated_at = clock.now();
     return data;
   }
 
@@ -1385,7 +1398,8 @@ struct Engine::Impl {
   // recorded (see resend_after_restart); a re-send is marked for the next commit. Returns how
   // many were handed over.
   std::size_t send_unsent() {
-    std::deque<OutboxMessage> still_pending;
+    std::vector<OutboxMessage>& still_pending = unsent_spare;
+    still_pending.clear();
     std::unordered_set<std::string> refusing;
     std::size_t refused = 0, sent = 0;
     for (auto& row : unsent) {
@@ -1407,7 +1421,8 @@ struct Engine::Impl {
         still_pending.push_back(std::move(row));
       }
     }
-    unsent = std::move(still_pending);
+    unsent.clear();
+    std::swap(unsent, still_pending);
     counters.send_retries.fetch_add(refused, std::memory_order_relaxed);
     return sent;
   }
@@ -2166,6 +2181,8 @@ struct Engine::Impl {
     std::vector<LogRecord> log_lines;
     std::vector<Input> inputs;
   } spare;
+  std::vector<JournalEntry> spare_journal_entries;  // see journal()
+  std::vector<SagaWrite> spare_saga_writes;         // see write_saga()
 
   void reuse_buffers(Turn& turn) {
     turn.batch.sagas = std::exchange(spare.sagas, {});
@@ -2187,6 +2204,9 @@ struct Engine::Impl {
       from.clear();
       to = std::move(from);
     };
+    for (JournalEntry& entry : turn.batch.journal)
+      spare_journal_entries.push_back(std::move(entry));
+    for (SagaWrite& write : turn.batch.sagas) spare_saga_writes.push_back(std::move(write));
     keep(turn.batch.sagas, spare.sagas);
     keep(turn.batch.journal, spare.journal);
     keep(turn.batch.outbox, spare.outbox);

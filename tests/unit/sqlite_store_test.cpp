@@ -1187,6 +1187,116 @@ TEST(SqliteStoreOutbox, DuplicateOutboxIdIsConflict) {
   EXPECT_TRUE(store->pending_outbox(10).value().empty());
 }
 
+// The store writes the rows of one table in statements of 16, 4 and 1 rows. 39 rows take every
+// size (16 + 16 + 4 + 1 + 1 + 1); each row must land with its own values, in batch order.
+constexpr int kRowsOfEveryStatementSize = 39;
+
+TEST(SqliteStoreGroupedRows, EveryRowOfALargeBatchIsWrittenWithItsOwnValuesInOrder) {
+  auto store = open_or_fail(memory_options());
+  ASSERT_TRUE(store);
+  WriteBatch batch;
+  batch.at = at_us(9);
+  for (int i = 0; i < kRowsOfEveryStatementSize; ++i) {
+    const std::string n = std::to_string(i);
+    JournalEntry entry = make_journal("s1", JournalKind::transition, at_us(i));
+    entry.message_id = "m" + n;
+    entry.message_type = "type" + n;
+    entry.from_state = "from" + n;
+    entry.to_state = "to" + n;
+    entry.detail = "detail" + n;
+    batch.journal.push_back(entry);
+    OutboxMessage message = make_outbox("out-" + n, "s1", at_us(i));
+    message.destination = "service" + n;
+    message.attempts = i;
+    message.compensation = i % 2 == 1;
+    batch.outbox.push_back(message);
+    batch.inbox.push_back("in-" + n);
+  }
+  ASSERT_TRUE(store->commit(batch));
+
+  auto journal = store->journal("s1").value();
+  ASSERT_EQ(journal.size(), static_cast<std::size_t>(kRowsOfEveryStatementSize));
+  auto outbox = store->outbox("s1").value();
+  ASSERT_EQ(outbox.size(), static_cast<std::size_t>(kRowsOfEveryStatementSize));
+  for (int i = 0; i < kRowsOfEveryStatementSize; ++i) {
+    const std::string n = std::to_string(i);
+    const JournalEntry& entry = journal[static_cast<std::size_t>(i)];
+    EXPECT_EQ(entry.message_id, "m" + n);
+    EXPECT_EQ(entry.message_type, "type" + n);
+    EXPECT_EQ(entry.from_state, "from" + n);
+    EXPECT_EQ(entry.to_state, "to" + n);
+    EXPECT_EQ(entry.detail, "detail" + n);
+    EXPECT_EQ(entry.at, at_us(i));
+    if (i > 0) {
+      EXPECT_LT(journal[static_cast<std::size_t>(i) - 1].sequence, entry.sequence);
+    }
+    const OutboxMessage& row = outbox[static_cast<std::size_t>(i)];
+    EXPECT_EQ(row.message_id, "out-" + n);
+    EXPECT_EQ(row.destination, "service" + n);
+    EXPECT_EQ(row.payload, batch.outbox[static_cast<std::size_t>(i)].payload);
+    EXPECT_EQ(row.attempts, i);
+    EXPECT_EQ(row.compensation, i % 2 == 1);
+    EXPECT_FALSE(row.dispatched);
+    EXPECT_TRUE(store->inbox_contains("in-" + n).value()) << n;
+  }
+  EXPECT_FALSE(store->inbox_contains("in-" + std::to_string(kRowsOfEveryStatementSize)).value());
+
+  WriteBatch replies;
+  replies.at = at_us(500);
+  for (int i = 0; i < kRowsOfEveryStatementSize; ++i)
+    if (i != 20) replies.replied.push_back("out-" + std::to_string(i));
+  replies.replied.push_back("out-3");  // twice in one batch, and once not in the outbox at all
+  replies.replied.push_back("not-in-the-outbox");
+  ASSERT_TRUE(store->commit(replies));
+  for (const OutboxMessage& row : store->outbox("s1").value()) {
+    if (row.message_id == "out-20") {
+      EXPECT_FALSE(row.replied_at.has_value());
+    } else {
+      ASSERT_TRUE(row.replied_at.has_value()) << row.message_id;
+      EXPECT_EQ(*row.replied_at, at_us(500)) << row.message_id;
+    }
+  }
+}
+
+// A row that breaks a constraint inside a statement of several rows: the error names that row,
+// as a statement of one row would, and nothing of the batch is written.
+TEST(SqliteStoreGroupedRows, ADuplicateInsideAGroupedStatementIsAConflictNamingItsRow) {
+  auto store = open_or_fail(memory_options());
+  ASSERT_TRUE(store);
+  WriteBatch earlier;
+  earlier.outbox = {make_outbox("out-11", "s0")};
+  earlier.inbox = {"in-27"};
+  ASSERT_TRUE(store->commit(earlier));
+
+  auto batch_with = [](bool outbox_duplicate) {
+    WriteBatch batch;
+    batch.sagas.push_back(insert(make_saga("s1")));
+    for (int i = 0; i < kRowsOfEveryStatementSize; ++i) {
+      const std::string n = std::to_string(i);
+      batch.journal.push_back(make_journal("s1", JournalKind::transition, at_us(i)));
+      batch.outbox.push_back(make_outbox((outbox_duplicate ? "out-" : "new-") + n, "s1"));
+      batch.inbox.push_back((outbox_duplicate ? "new-in-" : "in-") + n);
+    }
+    return batch;
+  };
+  StoreStatus outbox_conflict = store->commit(batch_with(true));
+  ASSERT_FALSE(outbox_conflict);
+  EXPECT_EQ(outbox_conflict.error->code, StoreErrorCode::conflict);
+  EXPECT_EQ(outbox_conflict.error->message, "outbox already contains message out-11");
+
+  StoreStatus inbox_conflict = store->commit(batch_with(false));
+  ASSERT_FALSE(inbox_conflict);
+  EXPECT_EQ(inbox_conflict.error->code, StoreErrorCode::conflict);
+  EXPECT_EQ(inbox_conflict.error->message,
+            "inbox already contains message in-27 (a duplicate was not filtered)");
+
+  EXPECT_FALSE(store->load_saga("s1").value().has_value());
+  EXPECT_TRUE(store->journal("s1").value().empty());
+  EXPECT_TRUE(store->outbox("s1").value().empty());
+  EXPECT_FALSE(store->inbox_contains("in-0").value());
+  EXPECT_FALSE(store->inbox_contains("new-in-0").value());
+}
+
 TEST(SqliteStoreRead, SagasWithStatusFiltersOrdersByCreationAndHonoursLimit) {
   auto store = open_or_fail(memory_options());
   ASSERT_TRUE(store);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <bit>
 #include <cerrno>
@@ -19,6 +20,7 @@
 #include <limits>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -155,6 +157,78 @@ Error prepare(sqlite3* db, const char* sql, Statement& out) {
   StoreError error = sqlite_error(db, rc, std::string("preparing \"") + sql + "\"");
   if ((rc & 0xff) == SQLITE_ERROR) error.code = StoreErrorCode::corrupt;  // schema mismatch
   return error;
+}
+
+// Rows of one table are written by statements of 16, 4 and 1 rows: every execution of a
+// statement has a fixed cost (about 4,000 instructions: the program's start and halt, its
+// cursors, its statement journal) that the rows of one statement share.
+constexpr std::size_t kRowsPerStatement[] = {16, 4, 1};
+using RowStatements = std::array<Statement, std::size(kRowsPerStatement)>;
+
+// `rows` copies of `row`, separated by ", ", with its '?'s numbered in order from `first`:
+// numbered_rows("(?, 0, ?)", 2) is "(?1, 0, ?2), (?3, 0, ?4)".
+std::string numbered_rows(std::string_view row, std::size_t rows, int first = 1) {
+  std::string sql;
+  int next = first;
+  for (std::size_t i = 0; i < rows; ++i) {
+    if (i > 0) sql += ", ";
+    for (char c : row) {
+      sql += c;
+      if (c == '?') sql += std::to_string(next++);
+    }
+  }
+  return sql;
+}
+
+Error prepare_rows(sqlite3* db, std::string_view head, std::string_view row, std::string_view tail,
+                   int first_row_parameter, RowStatements& out) {
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    const std::string sql = std::string(head) +
+                            numbered_rows(row, kRowsPerStatement[i], first_row_parameter) +
+                            std::string(tail);
+    if (Error error = prepare(db, sql.c_str(), out[i])) return error;
+  }
+  return std::nullopt;
+}
+
+// Writes `rows` through `statements` (prepared by prepare_rows), as few statements as the sizes
+// allow. bind_shared(use) binds the parameters before the rows' (none, or ?1 for a time they
+// share); bind_row(use, offset, row) binds a row's, ?offset+1 on. failed(rc, row) is the error
+// of one row alone. A statement of several rows that breaks a constraint changed nothing (SQLite
+// undoes the statement, not the transaction): its rows are written again one at a time, so the
+// error names the row, as it would have without the grouping.
+template <class Row, class BindShared, class BindRow, class Failed>
+Error write_rows(sqlite3* db, const RowStatements& statements, std::span<const Row> rows,
+                 int shared_parameters, int parameters_per_row, BindShared bind_shared,
+                 BindRow bind_row, Failed failed, std::size_t first_size = 0) {
+  std::size_t next = 0;
+  for (std::size_t size = first_size; size < statements.size(); ++size) {
+    const std::size_t count = kRowsPerStatement[size];
+    for (; rows.size() - next >= count; next += count) {
+      int rc = SQLITE_OK;
+      {
+        Use use(statements[size].get());
+        bind_shared(use);
+        for (std::size_t i = 0; i < count; ++i)
+          bind_row(use, shared_parameters + static_cast<int>(i) * parameters_per_row,
+                   rows[next + i]);
+        rc = use.step();
+      }
+      if (rc == SQLITE_DONE) continue;
+      if (count == 1) return failed(rc, rows[next]);
+      if ((rc & 0xff) == SQLITE_CONSTRAINT && sqlite3_get_autocommit(db) == 0) {
+        if (Error error = write_rows(db, statements, rows.subspan(next, count), shared_parameters,
+                                     parameters_per_row, bind_shared, bind_row, failed,
+                                     statements.size() - 1))
+          return error;
+        continue;
+      }
+      StoreError error = failed(rc, rows[next]);
+      error.message += " (one statement writing " + std::to_string(count) + " rows)";
+      return error;
+    }
+  }
+  return std::nullopt;
 }
 
 // A write transaction (BEGIN IMMEDIATE) that rolls back unless committed.
@@ -517,9 +591,8 @@ struct SqliteStore::Impl {
       undo.step();
     }
   }
-  Statement insert_saga, update_saga, update_saga_same_status, insert_journal, insert_outbox,
-      insert_inbox, insert_dead_letter, mark_dispatched, mark_replied, mark_replayed, reopen_outbox,
-      mark_discarded, answer_operator_request, upsert_definition;
+  Statement insert_saga, update_saga, update_saga_same_status, insert_dead_letter, mark_dispatched,
+      mark_replayed, reopen_outbox, mark_discarded, answer_operator_request, upsert_definition;
   Statement select_saga, select_inbox, select_pending_outbox, select_pending_outbox_for,
       select_outbox_backlog, select_journal, select_dead_letters, select_outbox,
       select_sagas_by_status, select_awaiting_reply, select_dead_letter, select_outbox_message,
@@ -534,12 +607,13 @@ struct SqliteStore::Impl {
   Error prepare_statements();
 
   Error write_saga(const SagaWrite& write);
-  Error write_journal(const JournalEntry& entry);
-  Error write_outbox(const OutboxMessage& message);
-  Error write_inbox(const std::string& message_id, Timestamp at);
+  RowStatements insert_journal, insert_outbox, insert_inbox, mark_replied;  // see write_rows
+  Error write_journal(std::span<const JournalEntry> entries);
+  Error write_outbox(std::span<const OutboxMessage> messages);
+  Error write_inbox(std::span<const std::string> message_ids, Timestamp at);
   Error write_dead_letter(const DeadLetter& letter);
   Error write_dispatched(const DispatchMark& mark, Timestamp at);
-  Error write_replied(const std::string& message_id, Timestamp at);
+  Error write_replied(std::span<const std::string> message_ids, Timestamp at);
 };
 
 Error SqliteStore::Impl::configure(const StoreOptions& options, bool is_file) {
@@ -656,20 +730,11 @@ Error SqliteStore::Impl::prepare_statements() {
       {&update_saga_same_status,
        "UPDATE sagas SET definition_version = ?3, state = ?4, data = ?6, row_version = ?7 + 1, "
        "updated_at = ?8 WHERE id = ?1 AND row_version = ?7 AND type = ?2 AND status = ?5"},
-      {&insert_journal,
-       "INSERT INTO journal (saga_id, at, kind, message_id, message_type, from_state, to_state, "
-       "detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"},
-      {&insert_outbox,
-       "INSERT INTO outbox (message_id, saga_id, destination, message_type, payload, attempts, "
-       "dispatched, created_at, compensation) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8)"},
-      {&insert_inbox, "INSERT INTO inbox (message_id, processed_at) VALUES (?1, ?2)"},
       {&insert_dead_letter,
        "INSERT INTO dead_letters (at, reason_code, reason, message_id, message_type, saga_id, "
        "raw, raw_size, attempts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"},
       {&mark_dispatched,
        "UPDATE outbox SET dispatched = 1, attempts = ?3, dispatched_at = ?2 WHERE message_id = ?1"},
-      {&mark_replied,
-       "UPDATE outbox SET replied_at = ?2 WHERE message_id = ?1 AND replied_at IS NULL"},
       {&select_awaiting_reply, select_awaiting_sql.c_str()},
       {&select_saga, select_saga_sql.c_str()},
       {&select_inbox, "SELECT 1 FROM inbox WHERE message_id = ?1"},
@@ -717,6 +782,27 @@ Error SqliteStore::Impl::prepare_statements() {
   };
   for (const auto& [statement, sql] : statements) {
     if (Error error = prepare(handle, sql, *statement)) return error;
+  }
+  const struct {
+    RowStatements* statements;
+    const char *head, *row, *tail;
+    int first_row_parameter;
+  } row_statements[] = {
+      {&insert_journal,
+       "INSERT INTO journal (saga_id, at, kind, message_id, message_type, from_state, to_state, "
+       "detail) VALUES ",
+       "(?, ?, ?, ?, ?, ?, ?, ?)", "", 1},
+      {&insert_outbox,
+       "INSERT INTO outbox (message_id, saga_id, destination, message_type, payload, attempts, "
+       "dispatched, created_at, compensation) VALUES ",
+       "(?, ?, ?, ?, ?, ?, 0, ?, ?)", "", 1},
+      {&insert_inbox, "INSERT INTO inbox (message_id, processed_at) VALUES ", "(?, ?)", "", 1},
+      {&mark_replied,
+       "UPDATE outbox SET replied_at = ?1 WHERE replied_at IS NULL AND message_id IN (", "?", ")",
+       2},
+  };
+  for (const auto& [out, head, row, tail, first] : row_statements) {
+    if (Error error = prepare_rows(handle, head, row, tail, first, *out)) return error;
   }
   return std::nullopt;
 }
@@ -769,49 +855,62 @@ Error SqliteStore::Impl::write_saga(const SagaWrite& write) {
                                                   " (changed by another writer, or missing)"};
 }
 
-Error SqliteStore::Impl::write_journal(const JournalEntry& e) {
-  Use use(insert_journal.get());
-  use.text(1, e.saga_id)
-      .time(2, e.at)
-      .text(3, to_string(e.kind))
-      .text(4, e.message_id)
-      .text(5, e.message_type)
-      .text(6, e.from_state)
-      .text(7, e.to_state)
-      .text(8, e.detail);
-  const int rc = use.step();
-  if (rc == SQLITE_DONE) return std::nullopt;
-  return sqlite_error(db.get(), rc, "appending to the journal of saga " + e.saga_id);
+namespace {
+void no_shared_parameters(Use&) noexcept {}
+}  // namespace
+
+Error SqliteStore::Impl::write_journal(std::span<const JournalEntry> entries) {
+  return write_rows(
+      db.get(), insert_journal, entries, 0, 8, no_shared_parameters,
+      [](Use& use, int offset, const JournalEntry& e) {
+        use.text(offset + 1, e.saga_id)
+            .time(offset + 2, e.at)
+            .text(offset + 3, to_string(e.kind))
+            .text(offset + 4, e.message_id)
+            .text(offset + 5, e.message_type)
+            .text(offset + 6, e.from_state)
+            .text(offset + 7, e.to_state)
+            .text(offset + 8, e.detail);
+      },
+      [&](int rc, const JournalEntry& e) {
+        return sqlite_error(db.get(), rc, "appending to the journal of saga " + e.saga_id);
+      });
 }
 
-Error SqliteStore::Impl::write_outbox(const OutboxMessage& m) {
-  Use use(insert_outbox.get());
-  use.text(1, m.message_id)
-      .text(2, m.saga_id)
-      .text(3, m.destination)
-      .text(4, m.message_type)
-      .text(5, m.payload)
-      .integer(6, m.attempts)
-      .time(7, m.created_at)
-      .integer(8, m.compensation ? 1 : 0);
-  const int rc = use.step();
-  if (rc == SQLITE_DONE) return std::nullopt;
-  if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
-    return StoreError{StoreErrorCode::conflict, "outbox already contains message " + m.message_id};
-  }
-  return sqlite_error(db.get(), rc, "inserting outbox message " + m.message_id);
+Error SqliteStore::Impl::write_outbox(std::span<const OutboxMessage> messages) {
+  return write_rows(
+      db.get(), insert_outbox, messages, 0, 8, no_shared_parameters,
+      [](Use& use, int offset, const OutboxMessage& m) {
+        use.text(offset + 1, m.message_id)
+            .text(offset + 2, m.saga_id)
+            .text(offset + 3, m.destination)
+            .text(offset + 4, m.message_type)
+            .text(offset + 5, m.payload)
+            .integer(offset + 6, m.attempts)
+            .time(offset + 7, m.created_at)
+            .integer(offset + 8, m.compensation ? 1 : 0);
+      },
+      [&](int rc, const OutboxMessage& m) {
+        if (rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+          return StoreError{StoreErrorCode::conflict,
+                            "outbox already contains message " + m.message_id};
+        return sqlite_error(db.get(), rc, "inserting outbox message " + m.message_id);
+      });
 }
 
-Error SqliteStore::Impl::write_inbox(const std::string& message_id, Timestamp at) {
-  Use use(insert_inbox.get());
-  use.text(1, message_id).time(2, at);
-  const int rc = use.step();
-  if (rc == SQLITE_DONE) return std::nullopt;
-  if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
-    return StoreError{StoreErrorCode::conflict, "inbox already contains message " + message_id +
-                                                    " (a duplicate was not filtered)"};
-  }
-  return sqlite_error(db.get(), rc, "recording inbox message " + message_id);
+Error SqliteStore::Impl::write_inbox(std::span<const std::string> message_ids, Timestamp at) {
+  return write_rows(
+      db.get(), insert_inbox, message_ids, 0, 2, no_shared_parameters,
+      [at](Use& use, int offset, const std::string& message_id) {
+        use.text(offset + 1, message_id).time(offset + 2, at);
+      },
+      [&](int rc, const std::string& message_id) {
+        if (rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+          return StoreError{
+              StoreErrorCode::conflict,
+              "inbox already contains message " + message_id + " (a duplicate was not filtered)"};
+        return sqlite_error(db.get(), rc, "recording inbox message " + message_id);
+      });
 }
 
 Error SqliteStore::Impl::write_dead_letter(const DeadLetter& d) {
@@ -840,12 +939,13 @@ Error SqliteStore::Impl::write_dispatched(const DispatchMark& mark, Timestamp at
 }
 
 // A reply to a command that is not (or no longer) awaiting one changes nothing.
-Error SqliteStore::Impl::write_replied(const std::string& message_id, Timestamp at) {
-  Use use(mark_replied.get());
-  use.text(1, message_id).time(2, at);
-  const int rc = use.step();
-  if (rc == SQLITE_DONE) return std::nullopt;
-  return sqlite_error(db.get(), rc, "marking outbox message " + message_id + " replied");
+Error SqliteStore::Impl::write_replied(std::span<const std::string> message_ids, Timestamp at) {
+  return write_rows(
+      db.get(), mark_replied, message_ids, 1, 1, [at](Use& use) { use.time(1, at); },
+      [](Use& use, int offset, const std::string& message_id) { use.text(offset + 1, message_id); },
+      [&](int rc, const std::string& message_id) {
+        return sqlite_error(db.get(), rc, "marking outbox message " + message_id + " replied");
+      });
 }
 
 SqliteStore::SqliteStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -943,15 +1043,9 @@ StoreStatus SqliteStore::commit(const WriteBatch& batch) {
   for (const SagaWrite& write : batch.sagas) {
     if (Error error = s.write_saga(write)) return {std::move(error)};
   }
-  for (const JournalEntry& entry : batch.journal) {
-    if (Error error = s.write_journal(entry)) return {std::move(error)};
-  }
-  for (const OutboxMessage& message : batch.outbox) {
-    if (Error error = s.write_outbox(message)) return {std::move(error)};
-  }
-  for (const std::string& message_id : batch.inbox) {
-    if (Error error = s.write_inbox(message_id, batch.at)) return {std::move(error)};
-  }
+  if (Error error = s.write_journal(batch.journal)) return {std::move(error)};
+  if (Error error = s.write_outbox(batch.outbox)) return {std::move(error)};
+  if (Error error = s.write_inbox(batch.inbox, batch.at)) return {std::move(error)};
   for (const DeadLetter& letter : batch.dead_letters) {
     if (Error error = s.write_dead_letter(letter)) return {std::move(error)};
   }
@@ -965,9 +1059,7 @@ StoreStatus SqliteStore::commit(const WriteBatch& batch) {
     if (int rc = use.step(); rc != SQLITE_DONE)
       return {sqlite_error(s.db.get(), rc, "reopening outbox message " + message_id)};
   }
-  for (const std::string& message_id : batch.replied) {
-    if (Error error = s.write_replied(message_id, batch.at)) return {std::move(error)};
-  }
+  if (Error error = s.write_replied(batch.replied, batch.at)) return {std::move(error)};
   // Replaying or discarding closes an open dead letter, once: a closed one is a conflict.
   auto close_dead_letters = [&](sqlite3_stmt* mark, const std::vector<std::int64_t>& ids,
                                 std::string_view what) -> Error {
