@@ -31,6 +31,7 @@ struct FaultyVfs {
   static inline std::atomic<bool> disk_full{false};
   static inline std::atomic<long> writes{0};
   static inline std::atomic<long> injected{0};
+  static inline std::atomic<long> statement_journals{0};  // files opened for one
 
   struct File {
     sqlite3_file base;  // must be first
@@ -68,6 +69,7 @@ struct FaultyVfs {
 
   static int open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags,
                   int* out_flags) {
+    if (flags & SQLITE_OPEN_SUBJOURNAL) ++statement_journals;
     auto* wrapper = reinterpret_cast<File*>(file);
     wrapper->real = reinterpret_cast<sqlite3_file*>(wrapper + 1);
     int rc = real->xOpen(real, name, wrapper->real, flags, out_flags);
@@ -256,6 +258,24 @@ TEST_P(EveryNthWriteFails, FailedCommitsRollBackAndEverySagaStillEndsOnce) {
 
 INSTANTIATE_TEST_SUITE_P(Store, EveryNthWriteFails, ::testing::Values(2, 3, 7),
                          [](const auto& info) { return "Every" + std::to_string(info.param); });
+
+// The store writes a table's rows of a turn in statements of up to 16 rows, which must not need
+// a statement journal: SQLite keeps one in memory up to 64 KiB, then in a temporary file, and a
+// statement of 16 journal rows touches that much of the journal's index in a large database.
+TEST_F(StoreFaultsTest, FullTurnsOfManySagasOpenNoStatementJournalFile) {
+  options_.max_batch_messages = 256;
+  engine_ = std::make_unique<saga::Engine>(options_, *store_, transport_, clock_);
+  engine_->register_saga<order::OrderSaga>();
+  engine_->on_outcome(
+      [this](const saga::SagaOutcome& outcome) { outcomes_[outcome.saga_id] = outcome.status; });
+  FaultyVfs::statement_journals = 0;
+  constexpr int kSagas = 1500;
+  for (int i = 0; i < kSagas; ++i)
+    engine_->start<order::OrderSaga>({"order-" + std::to_string(i), "c", "a", {{"sku", 1, 100}}});
+  run_until_all_end(kSagas);
+  EXPECT_EQ(FaultyVfs::statement_journals.load(), 0);
+  expect_clean_end(kSagas);
+}
 
 TEST_F(StoreFaultsTest, DiskFullStopsProgressWithoutLossAndSagasResumeWhenSpaceIsBack) {
   for (int i = 0; i < 10; ++i)

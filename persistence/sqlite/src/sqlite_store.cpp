@@ -161,8 +161,16 @@ Error prepare(sqlite3* db, const char* sql, Statement& out) {
 
 // Rows of one table are written by statements of 16, 4 and 1 rows: every execution of a
 // statement has a fixed cost (about 4,000 instructions: the program's start and halt, its
-// cursors, its statement journal) that the rows of one statement share.
+// cursors) that the rows of one statement share.
+//
+// A statement of several rows is `INSERT OR ROLLBACK` (`UPDATE OR ROLLBACK`): a broken
+// constraint rolls the whole transaction back. Under SQLite's default (ABORT) it would undo only
+// the statement, which needs a statement journal: a copy of every page the statement changes, in
+// a temporary file once past 64 KiB, which a statement of 16 rows across a table and its indexes
+// soon is. SqliteStore::commit writes a batch whose grouped statement broke a constraint again,
+// one row per statement, so the error names the row as before.
 constexpr std::size_t kRowsPerStatement[] = {16, 4, 1};
+constexpr std::size_t kOneRow = std::size(kRowsPerStatement) - 1;  // its index
 using RowStatements = std::array<Statement, std::size(kRowsPerStatement)>;
 
 // `rows` copies of `row`, separated by ", ", with its '?'s numbered in order from `first`:
@@ -180,29 +188,34 @@ std::string numbered_rows(std::string_view row, std::size_t rows, int first = 1)
   return sql;
 }
 
-Error prepare_rows(sqlite3* db, std::string_view head, std::string_view row, std::string_view tail,
-                   int first_row_parameter, RowStatements& out) {
+// `verb` is INSERT or UPDATE; `head` what follows it up to the rows.
+Error prepare_rows(sqlite3* db, std::string_view verb, std::string_view head, std::string_view row,
+                   std::string_view tail, int first_row_parameter, RowStatements& out) {
   for (std::size_t i = 0; i < out.size(); ++i) {
-    const std::string sql = std::string(head) +
-                            numbered_rows(row, kRowsPerStatement[i], first_row_parameter) +
-                            std::string(tail);
+    const std::string sql =
+        std::string(verb) + (i == kOneRow ? " " : " OR ROLLBACK ") + std::string(head) +
+        numbered_rows(row, kRowsPerStatement[i], first_row_parameter) + std::string(tail);
     if (Error error = prepare(db, sql.c_str(), out[i])) return error;
   }
   return std::nullopt;
 }
 
-// Writes `rows` through `statements` (prepared by prepare_rows), as few statements as the sizes
-// allow. bind_shared(use) binds the parameters before the rows' (none, or ?1 for a time they
-// share); bind_row(use, offset, row) binds a row's, ?offset+1 on. failed(rc, row) is the error
-// of one row alone. A statement of several rows that breaks a constraint changed nothing (SQLite
-// undoes the statement, not the transaction): its rows are written again one at a time, so the
-// error names the row, as it would have without the grouping.
+// How a batch's rows are written: grouped (the sizes of kRowsPerStatement), or one per statement,
+// and whether a grouped statement broke a constraint (its transaction is then rolled back).
+struct RowWriting {
+  bool grouped = true;
+  bool grouped_statement_broke_constraint = false;
+};
+
+// Writes `rows` through `statements` (prepared by prepare_rows). bind_shared(use) binds the
+// parameters before the rows' (none, or ?1 for a time they share); bind_row(use, offset, row)
+// binds a row's, ?offset+1 on. failed(rc, row) is the error of one row alone.
 template <class Row, class BindShared, class BindRow, class Failed>
-Error write_rows(sqlite3* db, const RowStatements& statements, std::span<const Row> rows,
+Error write_rows(RowWriting& writing, const RowStatements& statements, std::span<const Row> rows,
                  int shared_parameters, int parameters_per_row, BindShared bind_shared,
-                 BindRow bind_row, Failed failed, std::size_t first_size = 0) {
+                 BindRow bind_row, Failed failed) {
   std::size_t next = 0;
-  for (std::size_t size = first_size; size < statements.size(); ++size) {
+  for (std::size_t size = writing.grouped ? 0 : kOneRow; size < statements.size(); ++size) {
     const std::size_t count = kRowsPerStatement[size];
     for (; rows.size() - next >= count; next += count) {
       int rc = SQLITE_OK;
@@ -215,16 +228,11 @@ Error write_rows(sqlite3* db, const RowStatements& statements, std::span<const R
         rc = use.step();
       }
       if (rc == SQLITE_DONE) continue;
-      if (count == 1) return failed(rc, rows[next]);
-      if ((rc & 0xff) == SQLITE_CONSTRAINT && sqlite3_get_autocommit(db) == 0) {
-        if (Error error = write_rows(db, statements, rows.subspan(next, count), shared_parameters,
-                                     parameters_per_row, bind_shared, bind_row, failed,
-                                     statements.size() - 1))
-          return error;
-        continue;
-      }
       StoreError error = failed(rc, rows[next]);
-      error.message += " (one statement writing " + std::to_string(count) + " rows)";
+      if (count > 1) {
+        if ((rc & 0xff) == SQLITE_CONSTRAINT) writing.grouped_statement_broke_constraint = true;
+        error.message += " (one statement writing " + std::to_string(count) + " rows)";
+      }
       return error;
     }
   }
@@ -608,6 +616,8 @@ struct SqliteStore::Impl {
 
   Error write_saga(const SagaWrite& write);
   RowStatements insert_journal, insert_outbox, insert_inbox, mark_replied;  // see write_rows
+  RowWriting row_writing;
+  StoreStatus commit_batch(const WriteBatch& batch);
   Error write_journal(std::span<const JournalEntry> entries);
   Error write_outbox(std::span<const OutboxMessage> messages);
   Error write_inbox(std::span<const std::string> message_ids, Timestamp at);
@@ -785,24 +795,23 @@ Error SqliteStore::Impl::prepare_statements() {
   }
   const struct {
     RowStatements* statements;
-    const char *head, *row, *tail;
+    const char *verb, *head, *row, *tail;
     int first_row_parameter;
   } row_statements[] = {
-      {&insert_journal,
-       "INSERT INTO journal (saga_id, at, kind, message_id, message_type, from_state, to_state, "
+      {&insert_journal, "INSERT",
+       "INTO journal (saga_id, at, kind, message_id, message_type, from_state, to_state, "
        "detail) VALUES ",
        "(?, ?, ?, ?, ?, ?, ?, ?)", "", 1},
-      {&insert_outbox,
-       "INSERT INTO outbox (message_id, saga_id, destination, message_type, payload, attempts, "
+      {&insert_outbox, "INSERT",
+       "INTO outbox (message_id, saga_id, destination, message_type, payload, attempts, "
        "dispatched, created_at, compensation) VALUES ",
        "(?, ?, ?, ?, ?, ?, 0, ?, ?)", "", 1},
-      {&insert_inbox, "INSERT INTO inbox (message_id, processed_at) VALUES ", "(?, ?)", "", 1},
-      {&mark_replied,
-       "UPDATE outbox SET replied_at = ?1 WHERE replied_at IS NULL AND message_id IN (", "?", ")",
-       2},
+      {&insert_inbox, "INSERT", "INTO inbox (message_id, processed_at) VALUES ", "(?, ?)", "", 1},
+      {&mark_replied, "UPDATE",
+       "outbox SET replied_at = ?1 WHERE replied_at IS NULL AND message_id IN (", "?", ")", 2},
   };
-  for (const auto& [out, head, row, tail, first] : row_statements) {
-    if (Error error = prepare_rows(handle, head, row, tail, first, *out)) return error;
+  for (const auto& [out, verb, head, row, tail, first] : row_statements) {
+    if (Error error = prepare_rows(handle, verb, head, row, tail, first, *out)) return error;
   }
   return std::nullopt;
 }
@@ -861,7 +870,7 @@ void no_shared_parameters(Use&) noexcept {}
 
 Error SqliteStore::Impl::write_journal(std::span<const JournalEntry> entries) {
   return write_rows(
-      db.get(), insert_journal, entries, 0, 8, no_shared_parameters,
+      row_writing, insert_journal, entries, 0, 8, no_shared_parameters,
       [](Use& use, int offset, const JournalEntry& e) {
         use.text(offset + 1, e.saga_id)
             .time(offset + 2, e.at)
@@ -879,7 +888,7 @@ Error SqliteStore::Impl::write_journal(std::span<const JournalEntry> entries) {
 
 Error SqliteStore::Impl::write_outbox(std::span<const OutboxMessage> messages) {
   return write_rows(
-      db.get(), insert_outbox, messages, 0, 8, no_shared_parameters,
+      row_writing, insert_outbox, messages, 0, 8, no_shared_parameters,
       [](Use& use, int offset, const OutboxMessage& m) {
         use.text(offset + 1, m.message_id)
             .text(offset + 2, m.saga_id)
@@ -900,7 +909,7 @@ Error SqliteStore::Impl::write_outbox(std::span<const OutboxMessage> messages) {
 
 Error SqliteStore::Impl::write_inbox(std::span<const std::string> message_ids, Timestamp at) {
   return write_rows(
-      db.get(), insert_inbox, message_ids, 0, 2, no_shared_parameters,
+      row_writing, insert_inbox, message_ids, 0, 2, no_shared_parameters,
       [at](Use& use, int offset, const std::string& message_id) {
         use.text(offset + 1, message_id).time(offset + 2, at);
       },
@@ -941,7 +950,7 @@ Error SqliteStore::Impl::write_dispatched(const DispatchMark& mark, Timestamp at
 // A reply to a command that is not (or no longer) awaiting one changes nothing.
 Error SqliteStore::Impl::write_replied(std::span<const std::string> message_ids, Timestamp at) {
   return write_rows(
-      db.get(), mark_replied, message_ids, 1, 1, [at](Use& use) { use.time(1, at); },
+      row_writing, mark_replied, message_ids, 1, 1, [at](Use& use) { use.time(1, at); },
       [](Use& use, int offset, const std::string& message_id) { use.text(offset + 1, message_id); },
       [&](int rc, const std::string& message_id) {
         return sqlite_error(db.get(), rc, "marking outbox message " + message_id + " replied");
@@ -1038,6 +1047,20 @@ StoreStatus SqliteStore::commit(const WriteBatch& batch) {
   Impl& s = *impl_;
   if (s.syncer)
     if (std::optional<StoreError> failed = s.syncer->failure()) return {std::move(failed)};
+  s.row_writing = RowWriting{};
+  StoreStatus status = s.commit_batch(batch);
+  if (!status && s.row_writing.grouped_statement_broke_constraint) {
+    // Rolled back whole (OR ROLLBACK, see kRowsPerStatement): again, one row per statement, so
+    // the error names the row (or, should the constraint not break again, the batch commits).
+    s.row_writing = RowWriting{.grouped = false};
+    status = s.commit_batch(batch);
+    s.row_writing = RowWriting{};
+  }
+  return status;
+}
+
+StoreStatus SqliteStore::Impl::commit_batch(const WriteBatch& batch) {
+  Impl& s = *this;
   Transaction tx = s.transaction();
   if (Error error = tx.begin()) return {std::move(error)};
   for (const SagaWrite& write : batch.sagas) {
