@@ -158,6 +158,11 @@ class StoreFaultsTest : public ::testing::Test {
     options_.commit_backoff = 0ms;
     options_.max_commit_backoff = 0ms;
     store_ = std::move(saga::SqliteStore::open(options_.store).value());
+    start_engine(options_.max_batch_messages);
+  }
+  // A new engine on the store, taking at most `batch` messages per turn.
+  void start_engine(std::size_t batch) {
+    options_.max_batch_messages = batch;
     engine_ = std::make_unique<saga::Engine>(options_, *store_, transport_, clock_);
     engine_->register_saga<order::OrderSaga>();
     engine_->on_outcome(
@@ -240,11 +245,7 @@ class StoreFaultsTest : public ::testing::Test {
 class EveryNthWriteFails : public StoreFaultsTest, public ::testing::WithParamInterface<int> {};
 
 TEST_P(EveryNthWriteFails, FailedCommitsRollBackAndEverySagaStillEndsOnce) {
-  options_.max_batch_messages = 2;
-  engine_ = std::make_unique<saga::Engine>(options_, *store_, transport_, clock_);
-  engine_->register_saga<order::OrderSaga>();
-  engine_->on_outcome(
-      [this](const saga::SagaOutcome& outcome) { outcomes_[outcome.saga_id] = outcome.status; });
+  start_engine(2);
   for (int i = 0; i < 20; ++i)
     engine_->start<order::OrderSaga>({"order-" + std::to_string(i), "c", "a", {{"sku", 1, 100}}});
   FaultyVfs::injected = 0;
@@ -263,11 +264,7 @@ INSTANTIATE_TEST_SUITE_P(Store, EveryNthWriteFails, ::testing::Values(2, 3, 7),
 // a statement journal: SQLite keeps one in memory up to 64 KiB, then in a temporary file, and a
 // statement of 16 journal rows touches that much of the journal's index in a large database.
 TEST_F(StoreFaultsTest, FullTurnsOfManySagasOpenNoStatementJournalFile) {
-  options_.max_batch_messages = 256;
-  engine_ = std::make_unique<saga::Engine>(options_, *store_, transport_, clock_);
-  engine_->register_saga<order::OrderSaga>();
-  engine_->on_outcome(
-      [this](const saga::SagaOutcome& outcome) { outcomes_[outcome.saga_id] = outcome.status; });
+  start_engine(256);
   FaultyVfs::statement_journals = 0;
   constexpr int kSagas = 1500;
   for (int i = 0; i < kSagas; ++i)
