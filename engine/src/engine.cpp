@@ -621,11 +621,12 @@ struct Engine::Impl {
 
   // Appends to the turn's journal; returns the entry's index there.
   // The entry comes from spare_journal_entries when it has one: assigning into its strings reuses
-  // their capacity, so a busy loop allocates no journal strings but the details.
+  // their capacity, so a busy loop allocates no journal strings but the details. (The views may
+  // point into the turn's journal: they are read before it grows.)
   std::size_t journal(Turn& turn, std::string_view saga_id, JournalKind kind,
                       std::string_view message_id, std::string_view message_type,
                       std::string_view from, std::string_view to, std::string detail) {
-    JournalEntry& entry = turn.batch.journal.emplace_back();
+    JournalEntry entry;
     if (!spare_journal_entries.empty()) {
       entry = std::move(spare_journal_entries.back());
       spare_journal_entries.pop_back();
@@ -639,6 +640,7 @@ struct Engine::Impl {
     entry.from_state = from;
     entry.to_state = to;
     entry.detail = std::move(detail);
+    turn.batch.journal.push_back(std::move(entry));
     return turn.batch.journal.size() - 1;
   }
 
@@ -683,7 +685,7 @@ struct Engine::Impl {
     entry.type = type;
     entry.instance = std::move(std::get<0>(restored));
     entry.record = std::move(record);
-    entry.record.data = std::string();
+    std::string().swap(entry.record.data);  // the instance holds the data
     entry.committed = true;
     entry.last_used_turn = turn_number;
     return &entry;
@@ -726,7 +728,7 @@ struct Engine::Impl {
     record = saga.record;  // no data text to copy: the cache keeps none
     record.state = saga.instance->state();
     record.status = saga.instance->status();
-    detail::append_json_text(record.data, data);
+    record.data = detail::json_text(data);  // one allocation of the exact size
     record.updated_at = clock.now();
     return data;
   }
@@ -2068,7 +2070,7 @@ struct Engine::Impl {
       const std::int64_t row_version =
           write.expected_row_version ? *write.expected_row_version + 1 : write.record.row_version;
       found->second.record = std::move(write.record);  // the batch is not read after this
-      found->second.record.data = std::string();
+      std::string().swap(found->second.record.data);   // the instance holds the data
       found->second.record.row_version = row_version;
       found->second.committed = true;
     }
@@ -2181,6 +2183,8 @@ struct Engine::Impl {
     std::vector<LogRecord> log_lines;
     std::vector<Input> inputs;
   } spare;
+  static constexpr std::size_t kMaxSpareEntries = 4096;
+  static constexpr std::size_t kMaxSpareText = 16 * 1024;
   std::vector<JournalEntry> spare_journal_entries;  // see journal()
   std::vector<SagaWrite> spare_saga_writes;         // see write_saga()
 
@@ -2204,9 +2208,16 @@ struct Engine::Impl {
       from.clear();
       to = std::move(from);
     };
+    // A pool keeps at most kMaxSpareEntries objects, none holding a text past kMaxSpareText: a
+    // large turn (a recovery, a burst of large payloads) does not keep its memory for good.
     for (JournalEntry& entry : turn.batch.journal)
-      spare_journal_entries.push_back(std::move(entry));
-    for (SagaWrite& write : turn.batch.sagas) spare_saga_writes.push_back(std::move(write));
+      if (spare_journal_entries.size() < kMaxSpareEntries &&
+          entry.detail.capacity() <= kMaxSpareText)
+        spare_journal_entries.push_back(std::move(entry));
+    for (SagaWrite& write : turn.batch.sagas)
+      if (spare_saga_writes.size() < kMaxSpareEntries &&
+          write.record.data.capacity() <= kMaxSpareText)
+        spare_saga_writes.push_back(std::move(write));
     keep(turn.batch.sagas, spare.sagas);
     keep(turn.batch.journal, spare.journal);
     keep(turn.batch.outbox, spare.outbox);

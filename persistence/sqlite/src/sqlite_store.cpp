@@ -163,12 +163,15 @@ Error prepare(sqlite3* db, const char* sql, Statement& out) {
 // statement has a fixed cost (about 4,000 instructions: the program's start and halt, its
 // cursors) that the rows of one statement share.
 //
-// A statement of several rows is `INSERT OR ROLLBACK` (`UPDATE OR ROLLBACK`): a broken
-// constraint rolls the whole transaction back. Under SQLite's default (ABORT) it would undo only
-// the statement, which needs a statement journal: a copy of every page the statement changes, in
-// a temporary file once past 64 KiB, which a statement of 16 rows across a table and its indexes
-// soon is. SqliteStore::commit writes a batch whose grouped statement broke a constraint again,
-// one row per statement, so the error names the row as before.
+// A statement of several rows is `INSERT OR ROLLBACK` (`UPDATE OR ROLLBACK`): a broken primary
+// key, NOT NULL or CHECK constraint rolls the whole transaction back. Under SQLite's default
+// (ABORT) it would undo only the statement, which needs a statement journal: a copy of every page
+// the statement changes, in a temporary file once past 64 KiB, which a statement of 16 rows
+// across a table and its indexes soon is. Without one, a failed grouped statement may leave some
+// of its rows in the open transaction (a STRICT type error aborts the statement alone), so a
+// batch never goes on after one: commit_batch returns, and the transaction is rolled back.
+// SqliteStore::commit writes a batch whose grouped statement broke a constraint again, one row
+// per statement, so the error names the row as before.
 constexpr std::size_t kRowsPerStatement[] = {16, 4, 1};
 constexpr std::size_t kOneRow = std::size(kRowsPerStatement) - 1;  // its index
 using RowStatements = std::array<Statement, std::size(kRowsPerStatement)>;
