@@ -1,8 +1,6 @@
 // The store under faults: a SQLite VFS shim fails every Nth write (I/O error) or every write
 // (disk full). Each failed commit rolls back, the engine reloads its sagas from the store and
 // retries; every saga still ends, nothing is applied twice, and PRAGMA integrity_check stays ok.
-// The shim also counts the temporary files SQLite opens for statement journals, which neither
-// the store nor the participant ledger should write.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <unistd.h>
@@ -17,7 +15,6 @@
 #include "order/order_saga.hpp"
 #include "saga/engine.hpp"
 #include "saga/memory_transport.hpp"
-#include "saga/sqlite_participant_ledger.hpp"
 #include "saga/sqlite_store.hpp"
 
 namespace {
@@ -275,35 +272,6 @@ TEST_F(StoreFaultsTest, FullTurnsOfManySagasOpenNoStatementJournalFile) {
   run_until_all_end(kSagas);
   EXPECT_EQ(FaultyVfs::statement_journals.load(), 0);
   expect_clean_end(kSagas);
-}
-
-// The ledger opens a savepoint around each command of a batch, so that a handler that throws
-// is undone alone. Its journal holds a copy of every page the handler changes; it must stay in
-// memory rather than go to a temporary file once past 64 KiB (a third of a service's writes).
-TEST_F(StoreFaultsTest, LedgerSavepointsOfLargeHandlersOpenNoStatementJournalFile) {
-  saga::StoreOptions options;
-  options.path = (directory_ / "ledger.db").string();
-  auto ledger = std::move(saga::SqliteParticipantLedger::open(options).value());
-  ASSERT_EQ(sqlite3_exec(ledger->connection(),
-                         "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)", nullptr,
-                         nullptr, nullptr),
-            SQLITE_OK);
-  // Each handler writes 200 KiB: past the 64 KiB SQLite keeps in memory by default.
-  auto write_notes = [](std::size_t, saga::ParticipantLedger::Unit& unit) {
-    sqlite3* db = saga::sqlite_connection(unit);
-    sqlite3_exec(db,
-                 "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50) "
-                 "INSERT INTO notes (body) SELECT zeroblob(4096) FROM n",
-                 nullptr, nullptr, nullptr);
-    sqlite3_exec(db, "UPDATE notes SET body = zeroblob(4000)", nullptr, nullptr, nullptr);
-    return std::string("done");
-  };
-  FaultyVfs::statement_journals = 0;
-  auto outcomes = ledger->process_batch({"cmd-1", "cmd-2", "cmd-3"}, write_notes);
-  ASSERT_TRUE(outcomes.ok()) << outcomes.error().message;
-  for (const auto& outcome : outcomes.value())
-    EXPECT_EQ(outcome.kind, saga::ParticipantLedger::Outcome::Kind::handled);
-  EXPECT_EQ(FaultyVfs::statement_journals.load(), 0);
 }
 
 TEST_F(StoreFaultsTest, DiskFullStopsProgressWithoutLossAndSagasResumeWhenSpaceIsBack) {

@@ -157,9 +157,7 @@ StoreResult<std::unique_ptr<SqliteParticipantLedger>> SqliteParticipantLedger::o
   const char* synchronous = options.durability == Durability::full     ? "PRAGMA synchronous=FULL"
                             : options.durability == Durability::normal ? "PRAGMA synchronous=NORMAL"
                                                                        : "PRAGMA synchronous=OFF";
-  // temp_store=MEMORY: the savepoint around each command of a batch keeps a copy of every page
-  // the handler changes, which SQLite otherwise moves to a temporary file past 64 KiB.
-  for (const char* sql : {"PRAGMA journal_mode=WAL", synchronous, "PRAGMA temp_store=MEMORY",
+  for (const char* sql : {"PRAGMA journal_mode=WAL", synchronous,
                           "CREATE TABLE IF NOT EXISTS saga_processed_commands ("
                           " command_id TEXT NOT NULL PRIMARY KEY,"
                           " reply TEXT NOT NULL,"

@@ -14,12 +14,6 @@
 // from it. StoreOptions::sync_in_background is ignored: measured on the order flow, replies held
 // for a sync on another thread made the services no faster (docs/architecture.md, "Participants").
 //
-// The connection keeps SQLite's temporary storage in memory (PRAGMA temp_store = MEMORY): the
-// savepoint around each command of a batch copies every page its handler changes, which SQLite
-// would otherwise write to a temporary file past 64 KiB. A handler's own sorts and temporary
-// tables are held in memory too; an application whose handlers need large ones can set the
-// pragma back on connection() after open(), outside any transaction.
-//
 // Ownership: owns its connection. Thread safety: one thread at a time.
 #pragma once
 
