@@ -1071,7 +1071,6 @@ struct Engine::Impl {
     return sent ? sent->message_id : std::string();
   }
 
-  // Whether the engine gave up on the command: a timed_out entry names it.
   // Whether `command_id` is a command of this saga that a reply closed: a second, different
   // reply to it is stale or forged, and applying it would move the saga past the step it waits
   // for. A command the engine gave up on (timed out) is not: its late reply is the late_reply or
@@ -1091,6 +1090,7 @@ struct Engine::Impl {
     return closed && !given_up_on(turn, saga_id, command_id);
   }
 
+  // Whether the engine gave up on the command: a timed_out entry names it.
   bool given_up_on(const Turn& turn, const std::string& saga_id, const std::string& command_id) {
     return !command_id.empty() && last_in_journal(turn, saga_id, [&](const JournalEntry& entry) {
                                     return entry.kind == JournalKind::timed_out &&

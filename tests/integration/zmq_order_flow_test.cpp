@@ -589,6 +589,12 @@ saga::Envelope command_envelope(std::string type, nlohmann::json data) {
   return command;
 }
 
+// A payment.Charge command for `order_id` as the orchestrator puts it on the wire.
+std::string encoded_charge(const std::string& order_id) {
+  return saga::encode_envelope(
+      command_envelope(std::string(payment::Charge::type), payment::Charge{order_id, "c", 100}));
+}
+
 // The participant SDK's group commit, with this test playing the orchestrator on a raw ROUTER:
 // commands that arrive together are handled in one ledger transaction and answered after it; a
 // command whose handler throws has only its own writes undone and is retried alone.
@@ -720,8 +726,7 @@ TEST_F(ZmqOrderFlowTest, ParticipantStorageFailureIsNotAnsweredAndTheResentComma
       });
   ASSERT_NO_FATAL_FAILURE(orchestrator.handshake());
 
-  const std::string charge = saga::encode_envelope(
-      command_envelope(std::string(payment::Charge::type), payment::Charge{"order-1", "c", 100}));
+  const std::string charge = encoded_charge("order-1");
   const std::string charge_id = std::get<saga::Envelope>(saga::decode_envelope(charge)).event_id;
   ledger.failures = 3;
   orchestrator.send("MESSAGE", charge);
@@ -762,8 +767,7 @@ TEST_F(ZmqOrderFlowTest, HandlerStorageFailureIsNotAnsweredAndTheResentCommandIs
       });
   ASSERT_NO_FATAL_FAILURE(orchestrator.handshake());
 
-  const std::string charge = saga::encode_envelope(
-      command_envelope(std::string(payment::Charge::type), payment::Charge{"order-1", "c", 100}));
+  const std::string charge = encoded_charge("order-1");
   const std::string charge_id = std::get<saga::Envelope>(saga::decode_envelope(charge)).event_id;
   for (Fault failing : {Fault::throws, Fault::rolled_back}) {
     fault = failing;
@@ -799,9 +803,7 @@ TEST_F(ZmqOrderFlowTest, BatchThatFindsTheLedgerLockedIsNotRetriedOneCommandAtAT
       });
   ASSERT_NO_FATAL_FAILURE(orchestrator.handshake());
   for (const char* order : {"order-1", "order-2", "order-3"})
-    orchestrator.send("MESSAGE",
-                      saga::encode_envelope(command_envelope(std::string(payment::Charge::type),
-                                                             payment::Charge{order, "c", 100})));
+    orchestrator.send("MESSAGE", encoded_charge(order));
   std::this_thread::sleep_for(200ms);  // all three reach the socket: one batch
   ledger.failures = 1;                 // the batch's transaction meets the lock
   EXPECT_EQ(participant.poll(2000ms), 0u);
@@ -831,9 +833,7 @@ TEST_F(ZmqOrderFlowTest, ReplyLargerThanTheLimitIsAFailedAttemptAndNeverRecorded
       });
   ASSERT_NO_FATAL_FAILURE(orchestrator.handshake());
 
-  orchestrator.send("MESSAGE",
-                    saga::encode_envelope(command_envelope(std::string(payment::Charge::type),
-                                                           payment::Charge{"order-1", "c", 100})));
+  orchestrator.send("MESSAGE", encoded_charge("order-1"));
   EXPECT_EQ(participant.poll(2000ms), 1u);
   auto reply = orchestrator.next_message(5000ms);
   ASSERT_TRUE(reply);
@@ -850,8 +850,7 @@ TEST_F(ZmqOrderFlowTest, ReplyLargerThanTheLimitIsAFailedAttemptAndNeverRecorded
 TEST_F(ZmqOrderFlowTest, ResentCommandThisBuildCannotRouteIsAnsweredFromTheLedger) {
   RawOrchestrator orchestrator;
   auto ledger = open_ledger(path("payment.db"));
-  const std::string handled = saga::encode_envelope(
-      command_envelope(std::string(payment::Charge::type), payment::Charge{"order-1", "c", 100}));
+  const std::string handled = encoded_charge("order-1");
   const std::string handled_id = std::get<saga::Envelope>(saga::decode_envelope(handled)).event_id;
   const std::string recorded = "the reply sent before the upgrade";
   ASSERT_TRUE(ledger->process_once(handled_id, [&](auto&) { return recorded; }));
@@ -867,9 +866,7 @@ TEST_F(ZmqOrderFlowTest, ResentCommandThisBuildCannotRouteIsAnsweredFromTheLedge
   EXPECT_TRUE(errors.empty()) << errors.front();
   EXPECT_EQ(participant.stats().duplicates, 1u);
 
-  orchestrator.send("MESSAGE",
-                    saga::encode_envelope(command_envelope(std::string(payment::Charge::type),
-                                                           payment::Charge{"order-2", "c", 100})));
+  orchestrator.send("MESSAGE", encoded_charge("order-2"));
   EXPECT_EQ(participant.poll(2000ms), 0u);
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_NE(errors[0].find("no handler"), std::string::npos) << errors[0];

@@ -1063,29 +1063,28 @@ StoreStatus SqliteStore::commit(const WriteBatch& batch) {
 }
 
 StoreStatus SqliteStore::Impl::commit_batch(const WriteBatch& batch) {
-  Impl& s = *this;
-  Transaction tx = s.transaction();
+  Transaction tx = transaction();
   if (Error error = tx.begin()) return {std::move(error)};
   for (const SagaWrite& write : batch.sagas) {
-    if (Error error = s.write_saga(write)) return {std::move(error)};
+    if (Error error = write_saga(write)) return {std::move(error)};
   }
-  if (Error error = s.write_journal(batch.journal)) return {std::move(error)};
-  if (Error error = s.write_outbox(batch.outbox)) return {std::move(error)};
-  if (Error error = s.write_inbox(batch.inbox, batch.at)) return {std::move(error)};
+  if (Error error = write_journal(batch.journal)) return {std::move(error)};
+  if (Error error = write_outbox(batch.outbox)) return {std::move(error)};
+  if (Error error = write_inbox(batch.inbox, batch.at)) return {std::move(error)};
   for (const DeadLetter& letter : batch.dead_letters) {
-    if (Error error = s.write_dead_letter(letter)) return {std::move(error)};
+    if (Error error = write_dead_letter(letter)) return {std::move(error)};
   }
   for (const DispatchMark& mark : batch.dispatched) {
-    if (Error error = s.write_dispatched(mark, batch.at)) return {std::move(error)};
+    if (Error error = write_dispatched(mark, batch.at)) return {std::move(error)};
   }
   // Reopened before replied: a command both reopened and answered in one batch ends closed.
   for (const std::string& message_id : batch.reopened) {
-    Use use(s.reopen_outbox.get());
+    Use use(reopen_outbox.get());
     use.text(1, message_id);
     if (int rc = use.step(); rc != SQLITE_DONE)
-      return {sqlite_error(s.db.get(), rc, "reopening outbox message " + message_id)};
+      return {sqlite_error(db.get(), rc, "reopening outbox message " + message_id)};
   }
-  if (Error error = s.write_replied(batch.replied, batch.at)) return {std::move(error)};
+  if (Error error = write_replied(batch.replied, batch.at)) return {std::move(error)};
   // Replaying or discarding closes an open dead letter, once: a closed one is a conflict.
   auto close_dead_letters = [&](sqlite3_stmt* mark, const std::vector<std::int64_t>& ids,
                                 std::string_view what) -> Error {
@@ -1093,39 +1092,38 @@ StoreStatus SqliteStore::Impl::commit_batch(const WriteBatch& batch) {
       Use use(mark);
       use.integer(1, id).time(2, batch.at);
       if (int rc = use.step(); rc != SQLITE_DONE)
-        return sqlite_error(s.db.get(), rc,
-                            std::string(what) + " dead letter " + std::to_string(id));
-      if (sqlite3_changes(s.db.get()) != 1)
+        return sqlite_error(db.get(), rc, std::string(what) + " dead letter " + std::to_string(id));
+      if (sqlite3_changes(db.get()) != 1)
         return StoreError{StoreErrorCode::conflict, "dead letter " + std::to_string(id) +
                                                         " was already replayed or discarded"};
     }
     return std::nullopt;
   };
-  if (Error error = close_dead_letters(s.mark_replayed.get(), batch.replayed, "replaying"))
+  if (Error error = close_dead_letters(mark_replayed.get(), batch.replayed, "replaying"))
     return {std::move(error)};
-  if (Error error = close_dead_letters(s.mark_discarded.get(), batch.discarded, "discarding"))
+  if (Error error = close_dead_letters(mark_discarded.get(), batch.discarded, "discarding"))
     return {std::move(error)};
   for (const SagaDefinitionRecord& definition : batch.definitions) {
-    Use use(s.upsert_definition.get());
+    Use use(upsert_definition.get());
     use.text(1, definition.type)
         .integer(2, definition.version)
         .text(3, definition.graph)
         .time(4, batch.at);
     if (int rc = use.step(); rc != SQLITE_DONE)
-      return {sqlite_error(s.db.get(), rc, "recording saga definition " + definition.type)};
+      return {sqlite_error(db.get(), rc, "recording saga definition " + definition.type)};
   }
   for (const OperatorAnswer& answer : batch.answers) {
-    Use use(s.answer_operator_request.get());
+    Use use(answer_operator_request.get());
     use.integer(1, answer.request_id)
         .time(2, batch.at)
         .integer(3, answer.ok ? 1 : 0)
         .text(4, answer.result);
     if (int rc = use.step(); rc != SQLITE_DONE)
-      return {sqlite_error(s.db.get(), rc,
+      return {sqlite_error(db.get(), rc,
                            "answering operator request " + std::to_string(answer.request_id))};
   }
   if (Error error = tx.commit()) return {std::move(error)};
-  if (s.syncer) s.syncer->committed();
+  if (syncer) syncer->committed();
   return StoreStatus::success();
 }
 
