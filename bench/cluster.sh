@@ -6,8 +6,9 @@
 #   cluster_drive DIR WINDOW [ORDER_DRIVER FLAGS...]
 #     places orders with at most WINDOW in flight, outcomes tracked, invariants not checked
 #   cluster_stop                                stops whatever is still running
-# Expects $samples (the built samples directory). Exits the script if the orchestrator does not
-# come up.
+# Expects $samples (the built samples directory). $SERVICE_FLAGS, if set, is added to each
+# service's command line (e.g. SERVICE_FLAGS="--batch 64"). Exits the script if the orchestrator
+# does not come up.
 
 cluster_pids=()
 cluster_stop() {
@@ -35,16 +36,16 @@ cluster_start() {
   router=$(sed -n 's/^router=//p' "$dir/endpoints")
   cluster_intake=$(sed -n 's/^intake=//p' "$dir/endpoints")
   "$samples/services/inventory_service" --orchestrator "$router" --instance inventory-1 \
-    --db "$dir/inventory.db" --durability "$durability" \
+    --db "$dir/inventory.db" --durability "$durability" ${SERVICE_FLAGS:-} \
     --stock "sku-pen=$plenty,sku-book=$plenty,sku-lamp=$plenty,sku-chair=$plenty,sku-gold=$plenty" \
     >"$dir/inventory.log" 2>&1 &
   cluster_participants=($!)
   "$samples/services/payment_service" --orchestrator "$router" --instance payment-1 \
-    --db "$dir/payment.db" --durability "$durability" --decline-rate 0 \
+    --db "$dir/payment.db" --durability "$durability" ${SERVICE_FLAGS:-} --decline-rate 0 \
     --decline-above "$plenty" >"$dir/payment.log" 2>&1 &
   cluster_participants+=($!)
   "$samples/services/shipping_service" --orchestrator "$router" --instance shipping-1 \
-    --db "$dir/shipping.db" --durability "$durability" --failure-rate 0 \
+    --db "$dir/shipping.db" --durability "$durability" ${SERVICE_FLAGS:-} --failure-rate 0 \
     >"$dir/shipping.log" 2>&1 &
   cluster_participants+=($!)
   cluster_pids+=("${cluster_participants[@]}")

@@ -36,7 +36,7 @@ struct ClusterOptions {
   std::string durability = "full";  // the orchestrator's store
   std::string participant_durability = "full";  // the services' ledgers
   std::string sync = "background";              // the orchestrator's --sync: background or commit
-  std::size_t max_batch = 256;                  // the orchestrator's --batch
+  std::size_t max_batch = saga::Options{}.max_batch_messages;    // the orchestrator's --batch
   std::size_t saga_cache = saga::Options{}.max_cached_sagas;     // the orchestrator's --saga-cache
   std::size_t send_queue = saga::Options{}.max_queued_commands;  // the orchestrator's --send-queue
   // Keep the SQLite files when the cluster stops (logs and the profile are always kept).

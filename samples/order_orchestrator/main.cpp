@@ -256,7 +256,7 @@ int main(int argc, char** argv) {
   std::string durability = "full";
   std::string sync = "background";
   std::string endpoints_file;
-  std::size_t batch = 256;
+  std::size_t batch = saga::Options{}.max_batch_messages;
   int batch_delay_us = 0;
   std::size_t saga_cache = saga::Options{}.max_cached_sagas;
   std::size_t send_queue = saga::Options{}.max_queued_commands;

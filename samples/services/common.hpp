@@ -35,9 +35,9 @@ struct CommonOptions {
   std::uint64_t seed = 1;           // --seed
   int heartbeat_ms = 1000;          // --heartbeat-ms
   std::string durability = "full";  // --durability
-  std::size_t batch = 64;           // --batch
-  int pause_after = 0;              // --pause-after: answered commands before the pause
-  int pause_ms = 0;                 // --pause-ms: 0 = never pause
+  std::size_t batch = saga::ParticipantOptions{}.max_batch;  // --batch
+  int pause_after = 0;  // --pause-after: answered commands before the pause
+  int pause_ms = 0;     // --pause-ms: 0 = never pause
 };
 
 // Adds --orchestrator, --instance, --db, --seed, --heartbeat-ms, --durability, --batch,

@@ -621,8 +621,10 @@ TEST_F(ZmqCurveTest, UnlistedKeyAndPlainParticipantGetNothingThrough) {
   auto intruder = curve_participant("intruder", unlisted);
   auto plain = participant("plain", "plain-1");
   auto inventory = curve_participant("inventory", listed);
-  ASSERT_TRUE(intruder->send("from-intruder"));
-  ASSERT_TRUE(plain->send("from-plain"));
+  // Whether these sends are even queued is a race: once the refused handshake has dropped the
+  // connection, the DEALER has no pipe to queue on. Either way nothing may reach the engine.
+  (void)intruder->send("from-intruder");
+  (void)plain->send("from-plain");
   ASSERT_TRUE(announced("inventory", "inventory-1"));
   ASSERT_TRUE(inventory->send("from-listed"));
 

@@ -98,8 +98,10 @@ struct Options {
   std::string source = "orchestrator";
 
   // Group commit: at most this many inbound messages and saga starts share one transaction.
-  // 1 disables batching (one message per transaction). Default: 256.
-  std::size_t max_batch_messages = 256;
+  // 1 disables batching (one message per transaction). A turn takes what is waiting, up to
+  // this; a full turn leaves its fsync to the store's thread (docs/architecture.md, "Durable
+  // without waiting"). Default: 1024.
+  std::size_t max_batch_messages = 1024;
 
   // Group commit: once a turn has its first message, it keeps draining for at most this long
   // before committing. Default: 0 (commit whatever has already arrived, never wait for more).

@@ -83,8 +83,8 @@ struct ParticipantOptions {
   // Group commit: the commands already waiting when one arrives are handled in one ledger
   // transaction (ParticipantLedger::process_batch), so a burst costs one durable write instead
   // of one per command; their replies are sent after that commit. At most this many per
-  // transaction; 1 handles each command in a transaction of its own. Default: 64.
-  std::size_t max_batch = 64;
+  // transaction; 1 handles each command in a transaction of its own. Default: 256.
+  std::size_t max_batch = 256;
   // The largest encoded reply a handler (or failure builder) may produce. A larger one is
   // treated like a throw (its writes undone, retried, then the failure reply): recorded, it
   // would be refused by the orchestrator (too_large) at every re-send. Default: 1 MiB, the
