@@ -2446,12 +2446,16 @@ std::string Engine::start(std::string_view saga_type, nlohmann::json data,
                                 "' cannot be serialized: " + error.what());
   }
   std::string id = request->saga_id;
+  bool first_queued = false;
   {
     std::lock_guard lock(impl_->starts_mutex);
     if (impl_->stopping.load()) throw std::logic_error("start: the engine is stopping");
+    first_queued = impl_->queued_starts.empty();
     impl_->queued_starts.push_back(Input{std::move(request), {}});
   }
-  impl_->transport.wake();
+  // The loop takes the queued starts first in every turn and waits for input only after finding
+  // none, so only a start that finds the queue empty has to wake it.
+  if (first_queued) impl_->transport.wake();
   return id;
 }
 

@@ -23,6 +23,7 @@
 #include <CLI/CLI.hpp>
 
 #include <atomic>
+#include <cerrno>
 #include <csignal>
 #include <deque>
 #include <fstream>
@@ -74,13 +75,18 @@ class Intake {
     if (recording_outcomes_) outcome_log_.push_back({outcome.saga_id, outcome.status, ended_at_us});
   }
 
+  // A blocking receive with a timeout (to see `stopping`) rather than zmq::poll and then a
+  // receive: each request then wakes this thread with one system call instead of three or four.
   void serve(const std::atomic<bool>& stopping) {
-    zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}};
+    socket_.set(zmq::sockopt::rcvtimeo, 100);
     while (!stopping.load()) {
-      zmq::poll(items, 1, std::chrono::milliseconds{100});
-      if (!(items[0].revents & ZMQ_POLLIN)) continue;
       zmq::message_t request;
-      if (!socket_.recv(request, zmq::recv_flags::dontwait)) continue;
+      try {
+        if (!socket_.recv(request)) continue;  // timed out: look at `stopping` again
+      } catch (const zmq::error_t& error) {
+        if (error.num() == EINTR) continue;  // a signal (SIGTERM) landed on this thread
+        throw;
+      }
       nlohmann::json reply = answer(request.to_string_view());
       socket_.send(zmq::buffer(reply.dump()), zmq::send_flags::none);
     }

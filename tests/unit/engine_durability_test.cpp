@@ -314,4 +314,37 @@ TEST_F(EngineDurabilityTest, TheBacklogReadBackStopsAtAHeldTurnsCommandsUntilThe
   EXPECT_EQ(orders, (std::vector<std::string>{"o-3"}));
 }
 
+// Engine::start wakes the loop only when it finds no start queued (the loop takes them all
+// before it waits). Lone starts and bursts of starts from several threads, each after the loop
+// went idle, must all be committed long before the idle wait would have ended: a lost wake-up
+// leaves starts queued while the loop sleeps for 10 s.
+TEST_F(EngineDurabilityTest, StartsFromSeveralThreadsAlwaysWakeAnIdleLoop) {
+  options.idle_wait = 10s;
+  manual->instant_sync = true;
+  make_engine();
+  start_loop();
+  constexpr int kBursts = 20;
+  std::uint64_t expected = 0;
+  for (int burst = 0; burst < kBursts; ++burst) {
+    const bool lone = burst % 2 == 0;
+    const int threads = lone ? 1 : 4, per_thread = lone ? 1 : 25;
+    std::vector<std::thread> starters;
+    for (int t = 0; t < threads; ++t)
+      starters.emplace_back([&, t] {
+        for (int i = 0; i < per_thread; ++i) {
+          const std::string order =
+              std::to_string(burst) + "-" + std::to_string(t) + "-" + std::to_string(i);
+          engine->start<order::OrderSaga>({order, "c", "addr", {{"sku", 1, 100}}});
+        }
+      });
+    for (auto& starter : starters) starter.join();
+    expected += static_cast<std::uint64_t>(threads * per_thread);
+    ASSERT_TRUE(eventually([&] { return engine->stats().sagas_started == expected; }))
+        << "burst " << burst << ": " << engine->stats().sagas_started << " of " << expected
+        << " committed; the loop slept through a start";
+    std::this_thread::sleep_for(2ms);  // the loop goes back to its idle wait
+  }
+  stop_loop();
+}
+
 }  // namespace
