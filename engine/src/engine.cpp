@@ -323,6 +323,7 @@ struct Engine::Impl {
     std::chrono::steady_clock::time_point commit_started{};
   };
   std::deque<HeldTurn> held_turns;
+  bool gathered_bytes_full = false;        // this turn's gather stopped at Options::max_batch_bytes
   std::optional<StoreError> sync_failure;  // Store::sync() failed: the store takes no commit more
 
   bool instrumented() const noexcept { return metrics || logger; }
@@ -1818,9 +1819,15 @@ struct Engine::Impl {
     // Idle with turns held: nothing is worth doing before their sync ends, which hands them out.
     if (wait.count() > 0 && sync_running()) sync_and_hand_out();
     const auto deadline = std::chrono::steady_clock::now() + options.max_batch_delay;
+    std::size_t bytes = 0;
     while (inputs.size() < options.max_batch_messages && !stopping.load()) {
+      if (bytes >= options.max_batch_bytes) {
+        gathered_bytes_full = true;
+        break;
+      }
       auto message = transport.receive(wait);
       if (message) {
+        bytes += message->bytes.size();
         inputs.push_back(Input{nullptr, std::move(*message)});
       } else if (!inputs.empty() && sync_running() && sync_and_hand_out()) {
         // Drained while the last commit's sync ran: its turns went out, and what arrived
@@ -1988,6 +1995,7 @@ struct Engine::Impl {
     ++turn_number;
     if (backoff.count() > 0) std::this_thread::sleep_for(backoff);
     std::vector<Input> inputs;
+    gathered_bytes_full = false;
     try {
       if (!recovered) recover();
       release_durable();
@@ -2079,10 +2087,11 @@ struct Engine::Impl {
     forget_closed_resends(turn);
     counters.command_timeouts.fetch_add(turn.timeouts, std::memory_order_relaxed);
     const std::size_t applied = inputs.size();
-    // A full turn means more input is waiting: the loop goes on while the store syncs. Otherwise
-    // there is nothing better to do than to wait for the disk here, on this thread: a hand-over
-    // to the store's thread and back would cost two wake-ups, each waiting for a core.
-    if (applied >= options.max_batch_messages)
+    // A full turn (by count or by bytes) means more input is waiting: the loop goes on while the
+    // store syncs. Otherwise there is nothing better to do than to wait for the disk here, on
+    // this thread: a hand-over to the store's thread and back would cost two wake-ups, each
+    // waiting for a core.
+    if (applied >= options.max_batch_messages || gathered_bytes_full)
       store.begin_sync();
     else
       sync_store();

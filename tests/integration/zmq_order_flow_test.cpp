@@ -668,6 +668,37 @@ TEST_F(ZmqOrderFlowTest, ParticipantHandlesABurstInOneLedgerTransaction) {
         << "order-" << i;
 }
 
+// A batch stops taking commands once their bytes reach ParticipantOptions::max_batch_bytes (the
+// command that crosses the budget is taken): six equal commands, a budget just over two of them,
+// make two batches of three.
+TEST_F(ZmqOrderFlowTest, ParticipantBatchStopsOnceItsCommandsBytesReachMaxBatchBytes) {
+  RawOrchestrator orchestrator;
+  auto ledger = open_ledger(path("inventory.db"));
+  std::vector<std::string> commands;
+  for (int i = 1; i <= 6; ++i)
+    commands.push_back(saga::encode_envelope(
+        command_envelope(std::string(inventory::Reserve::type),
+                         inventory::Reserve{"order-" + std::to_string(i), {{"sku-1", 1, 100}}})));
+  ASSERT_EQ(commands.front().size(), commands.back().size());
+  saga::ParticipantOptions options;
+  options.connection.orchestrator_endpoint = orchestrator.endpoint;
+  options.connection.service = "inventory";
+  options.on_error = [](const std::string&) {};
+  options.max_batch_bytes = 2 * commands.front().size() + 1;
+  saga::Participant participant(options, *ledger);
+  participant.on<inventory::Reserve>(
+      [&](const inventory::Reserve& command, saga::ParticipantLedger::Unit&) -> saga::Reply {
+        return inventory::Reserved{"res-" + command.order_id};
+      });
+  ASSERT_NO_FATAL_FAILURE(orchestrator.handshake());
+  for (const auto& command : commands) orchestrator.send("MESSAGE", command);
+  std::this_thread::sleep_for(200ms);  // let every frame reach the participant's socket
+
+  EXPECT_EQ(participant.poll(1000ms), 3u);
+  EXPECT_EQ(participant.poll(1000ms), 3u);
+  EXPECT_EQ(participant.poll(0ms), 0u);
+}
+
 // A ledger whose next `failures` transactions fail as if the database were locked.
 class FailingLedger final : public saga::ParticipantLedger {
  public:

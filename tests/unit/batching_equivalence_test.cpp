@@ -22,10 +22,11 @@ using saga::test::take_commands;
 using saga::test::uuid_number;
 
 struct EngineRun {
-  explicit EngineRun(std::size_t batch) {
+  explicit EngineRun(std::size_t batch, std::size_t batch_bytes = saga::Options{}.max_batch_bytes) {
     options.store.path = ":memory:";
     options.idle_wait = 0ms;
     options.max_batch_messages = batch;
+    options.max_batch_bytes = batch_bytes;
     options.publish_events = false;
     options.id_generator = [this] { return uuid_number(++ids); };
     store = std::move(saga::SqliteStore::open(options.store).value());
@@ -101,6 +102,36 @@ TEST(BatchingEquivalence, BurstForOneSagaInOneTransactionEqualsASerialRun) {
   for (const auto& id : batched_ids)
     EXPECT_EQ(batched.store->load_saga(id).value()->state, "awaiting:shipping.Ship");
   EXPECT_EQ(batched.engine->stats().duplicates, 12u);
+}
+
+// A turn stops taking messages once their bytes reach Options::max_batch_bytes: the message that
+// crosses the budget is taken, and one larger than the whole budget is taken on its own. The
+// default budget does not bind for messages of a few KiB.
+TEST(BatchingEquivalence, ATurnStopsTakingMessagesOnceTheirBytesReachMaxBatchBytes) {
+  const std::string ten_kib(10 * 1024, 'x');  // not JSON: each is one input, dead-lettered
+  auto received = [](EngineRun& run) { return run.engine->stats().messages_received; };
+
+  EngineRun bounded(1024, 64 * 1024);
+  for (int i = 0; i < 20; ++i) bounded.transport.deliver(ten_kib);
+  bounded.engine->run_once();
+  EXPECT_EQ(received(bounded), 7u) << "6 messages are 60 KiB, the 7th crosses 64 KiB";
+  bounded.engine->run_once();
+  EXPECT_EQ(received(bounded), 14u);
+  bounded.engine->run_once();
+  EXPECT_EQ(received(bounded), 20u);
+
+  bounded.transport.deliver(std::string(100 * 1024, 'x'));
+  bounded.transport.deliver(ten_kib);
+  bounded.engine->run_once();
+  EXPECT_EQ(received(bounded), 21u) << "a message past the budget makes a turn of its own";
+  bounded.engine->run_once();
+  EXPECT_EQ(received(bounded), 22u);
+  EXPECT_EQ(bounded.engine->stats().dead_letters, 22u);
+
+  EngineRun by_default(1024);
+  for (int i = 0; i < 20; ++i) by_default.transport.deliver(ten_kib);
+  by_default.engine->run_once();
+  EXPECT_EQ(received(by_default), 20u);
 }
 
 }  // namespace

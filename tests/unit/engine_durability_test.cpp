@@ -347,4 +347,19 @@ TEST_F(EngineDurabilityTest, StartsFromSeveralThreadsAlwaysWakeAnIdleLoop) {
   stop_loop();
 }
 
+// A turn that stopped taking messages at Options::max_batch_bytes is full: more input is
+// waiting, so it leaves its fsync to the store's thread as a turn full by count does.
+TEST_F(EngineDurabilityTest, ATurnEndedByItsByteBudgetLeavesItsFsyncToTheStoresThread) {
+  options.max_batch_bytes = 1;
+  manual->instant_sync = true;
+  make_engine();
+  start_loop();
+  const int before = manual->begun_syncs.load();
+  transport.inner.deliver("not json");
+  transport.inner.deliver("not json either");
+  ASSERT_TRUE(eventually([&] { return engine->stats().dead_letters == 2; }));
+  EXPECT_GE(manual->begun_syncs.load() - before, 1);
+  stop_loop();
+}
+
 }  // namespace

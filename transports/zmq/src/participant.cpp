@@ -268,9 +268,12 @@ std::size_t Participant::poll(std::chrono::milliseconds wait) {
   std::vector<Impl::Routed> batch;
   if (auto routed = s.route(*first)) batch.push_back(std::move(*routed));
   const std::size_t limit = std::max<std::size_t>(1, s.options.max_batch);
-  for (std::size_t received = 1; received < limit; ++received) {
+  std::size_t bytes = first->size();
+  for (std::size_t received = 1; received < limit && bytes < s.options.max_batch_bytes;
+       ++received) {
     auto more = s.connection.receive(std::chrono::milliseconds{0});
     if (!more) break;
+    bytes += more->size();
     if (auto routed = s.route(*more)) batch.push_back(std::move(*routed));
   }
   if (batch.empty()) return 0;

@@ -85,6 +85,10 @@ struct ParticipantOptions {
   // of one per command; their replies are sent after that commit. At most this many per
   // transaction; 1 handles each command in a transaction of its own. Default: 256.
   std::size_t max_batch = 256;
+  // Group commit, in bytes: a batch stops taking commands once theirs reach this (the command
+  // that crosses it is taken). Bounds a batch's memory and transaction when commands are large.
+  // Default: 16 MiB.
+  std::size_t max_batch_bytes = std::size_t{16} << 20;
   // The largest encoded reply a handler (or failure builder) may produce. A larger one is
   // treated like a throw (its writes undone, retried, then the failure reply): recorded, it
   // would be refused by the orchestrator (too_large) at every re-send. Default: 1 MiB, the
