@@ -1821,14 +1821,14 @@ struct Engine::Impl {
     const auto deadline = std::chrono::steady_clock::now() + options.max_batch_delay;
     std::size_t bytes = 0;
     while (inputs.size() < options.max_batch_messages && !stopping.load()) {
-      if (bytes >= options.max_batch_bytes) {
-        gathered_bytes_full = true;
-        break;
-      }
       auto message = transport.receive(wait);
       if (message) {
         bytes += message->bytes.size();
         inputs.push_back(Input{nullptr, std::move(*message)});
+        if (bytes >= options.max_batch_bytes) {  // checked after taking: a budget of 0 takes one
+          gathered_bytes_full = true;
+          break;
+        }
       } else if (!inputs.empty() && sync_running() && sync_and_hand_out()) {
         // Drained while the last commit's sync ran: its turns went out, and what arrived
         // meanwhile joins this turn. Its effects could not have left before that sync ended

@@ -9,6 +9,7 @@
 
 #include <zmq_addon.hpp>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <condition_variable>
@@ -670,7 +671,7 @@ TEST_F(ZmqOrderFlowTest, ParticipantHandlesABurstInOneLedgerTransaction) {
 
 // A batch stops taking commands once their bytes reach ParticipantOptions::max_batch_bytes (the
 // command that crosses the budget is taken): six equal commands, a budget just over two of them,
-// make two batches of three.
+// make batches of at most three (two of three once every frame has arrived).
 TEST_F(ZmqOrderFlowTest, ParticipantBatchStopsOnceItsCommandsBytesReachMaxBatchBytes) {
   RawOrchestrator orchestrator;
   auto ledger = open_ledger(path("inventory.db"));
@@ -694,9 +695,17 @@ TEST_F(ZmqOrderFlowTest, ParticipantBatchStopsOnceItsCommandsBytesReachMaxBatchB
   for (const auto& command : commands) orchestrator.send("MESSAGE", command);
   std::this_thread::sleep_for(200ms);  // let every frame reach the participant's socket
 
-  EXPECT_EQ(participant.poll(1000ms), 3u);
-  EXPECT_EQ(participant.poll(1000ms), 3u);
-  EXPECT_EQ(participant.poll(0ms), 0u);
+  std::vector<std::size_t> batches;
+  std::size_t answered = 0;
+  for (int polls = 0; polls < 10 && answered < commands.size(); ++polls) {
+    const std::size_t batch = participant.poll(1000ms);
+    if (batch > 0) batches.push_back(batch);
+    answered += batch;
+  }
+  EXPECT_EQ(answered, commands.size());
+  ASSERT_FALSE(batches.empty());
+  EXPECT_EQ(*std::max_element(batches.begin(), batches.end()), 3u)
+      << "no batch past the one command that crosses the budget, and a full one";
 }
 
 // A ledger whose next `failures` transactions fail as if the database were locked.

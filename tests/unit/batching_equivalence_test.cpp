@@ -4,6 +4,7 @@
 // serial run (one message per transaction) produces.
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -105,8 +106,8 @@ TEST(BatchingEquivalence, BurstForOneSagaInOneTransactionEqualsASerialRun) {
 }
 
 // A turn stops taking messages once their bytes reach Options::max_batch_bytes: the message that
-// crosses the budget is taken, and one larger than the whole budget is taken on its own. The
-// default budget does not bind for messages of a few KiB.
+// crosses the budget is taken, one larger than the whole budget is taken on its own, and a budget
+// of 0 makes turns of one message. The default budget does not bind for messages of a few KiB.
 TEST(BatchingEquivalence, ATurnStopsTakingMessagesOnceTheirBytesReachMaxBatchBytes) {
   const std::string ten_kib(10 * 1024, 'x');  // not JSON: each is one input, dead-lettered
   auto received = [](EngineRun& run) { return run.engine->stats().messages_received; };
@@ -127,6 +128,13 @@ TEST(BatchingEquivalence, ATurnStopsTakingMessagesOnceTheirBytesReachMaxBatchByt
   bounded.engine->run_once();
   EXPECT_EQ(received(bounded), 22u);
   EXPECT_EQ(bounded.engine->stats().dead_letters, 22u);
+
+  EngineRun one_each(1024, 0);  // a budget of 0: one message per turn, never none
+  for (int i = 0; i < 3; ++i) one_each.transport.deliver(ten_kib);
+  for (std::uint64_t turn = 1; turn <= 3; ++turn) {
+    one_each.engine->run_once();
+    EXPECT_EQ(received(one_each), turn);
+  }
 
   EngineRun by_default(1024);
   for (int i = 0; i < 20; ++i) by_default.transport.deliver(ten_kib);

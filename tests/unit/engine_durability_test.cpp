@@ -342,7 +342,7 @@ TEST_F(EngineDurabilityTest, StartsFromSeveralThreadsAlwaysWakeAnIdleLoop) {
     ASSERT_TRUE(eventually([&] { return engine->stats().sagas_started == expected; }))
         << "burst " << burst << ": " << engine->stats().sagas_started << " of " << expected
         << " committed; the loop slept through a start";
-    std::this_thread::sleep_for(2ms);  // the loop goes back to its idle wait
+    std::this_thread::sleep_for(20ms);  // the loop goes back to its idle wait
   }
   stop_loop();
 }

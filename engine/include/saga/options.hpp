@@ -104,9 +104,10 @@ struct Options {
   std::size_t max_batch_messages = 1024;
 
   // Group commit: a turn stops taking inbound messages once their bytes reach this (the message
-  // that crosses it is taken; a turn always takes at least one). Bounds what a turn holds in
-  // memory and writes in one transaction when messages are large; with messages of a few KiB
-  // the count above binds first. A turn it ends counts as full. Default: 16 MiB.
+  // that crosses it is taken, so a turn takes at least one; 0 means one message per turn).
+  // Bounds the inbound bytes a turn holds in memory and writes in one transaction when messages
+  // are large (saga starts are not counted: they are in memory already); with messages of a few
+  // KiB the count above binds first. A turn it ends counts as full. Default: 16 MiB.
   std::size_t max_batch_bytes = std::size_t{16} << 20;
 
   // Group commit: once a turn has its first message, it keeps draining for at most this long
