@@ -568,12 +568,20 @@ class RawOrchestrator {
   std::string identity_;
 };
 
+// A participant's options for the raw orchestrator, its errors ignored.
+saga::ParticipantOptions raw_participant_options(const RawOrchestrator& orchestrator,
+                                                 std::string service) {
+  saga::ParticipantOptions options;
+  options.connection.orchestrator_endpoint = orchestrator.endpoint;
+  options.connection.service = std::move(service);
+  options.on_error = [](const std::string&) {};
+  return options;
+}
+
 // A payment participant's options for the raw orchestrator, its errors collected in `errors`.
 saga::ParticipantOptions payment_options(const RawOrchestrator& orchestrator,
                                          std::vector<std::string>& errors) {
-  saga::ParticipantOptions options;
-  options.connection.orchestrator_endpoint = orchestrator.endpoint;
-  options.connection.service = "payment";
+  saga::ParticipantOptions options = raw_participant_options(orchestrator, "payment");
   options.on_error = [&errors](const std::string& error) { errors.push_back(error); };
   return options;
 }
@@ -608,10 +616,7 @@ int count_ledger_commit(void*) {
 TEST_F(ZmqOrderFlowTest, ParticipantHandlesABurstInOneLedgerTransaction) {
   RawOrchestrator orchestrator;
   auto ledger = open_ledger(path("inventory.db"));
-  saga::ParticipantOptions options;
-  options.connection.orchestrator_endpoint = orchestrator.endpoint;
-  options.connection.service = "inventory";
-  options.on_error = [](const std::string&) {};
+  saga::ParticipantOptions options = raw_participant_options(orchestrator, "inventory");
   std::vector<std::pair<std::string, bool>> reported;  // on_answered: command id, duplicate
   options.on_answered = [&](const saga::Envelope& command, bool duplicate) {
     reported.emplace_back(command.event_id, duplicate);
@@ -681,10 +686,7 @@ TEST_F(ZmqOrderFlowTest, ParticipantBatchStopsOnceItsCommandsBytesReachMaxBatchB
         command_envelope(std::string(inventory::Reserve::type),
                          inventory::Reserve{"order-" + std::to_string(i), {{"sku-1", 1, 100}}})));
   ASSERT_EQ(commands.front().size(), commands.back().size());
-  saga::ParticipantOptions options;
-  options.connection.orchestrator_endpoint = orchestrator.endpoint;
-  options.connection.service = "inventory";
-  options.on_error = [](const std::string&) {};
+  saga::ParticipantOptions options = raw_participant_options(orchestrator, "inventory");
   options.max_batch_bytes = 2 * commands.front().size() + 1;
   saga::Participant participant(options, *ledger);
   participant.on<inventory::Reserve>(
