@@ -616,9 +616,10 @@ std::optional<ProfileResult> profile_orchestrator(Cluster& cluster, const std::s
 
 PhaseResult median_phase(std::vector<PhaseResult> rounds) {
   if (rounds.empty()) throw std::invalid_argument("median_phase: no rounds");
-  std::vector<double> sagas_per_s, p99;
+  std::vector<double> sagas_per_s, steps_per_s, p99;
   for (const auto& round : rounds) {
     sagas_per_s.push_back(round.engine.sagas_per_s());
+    steps_per_s.push_back(round.engine.steps_per_s());
     p99.push_back(round.driver.at("latency_ms").value("p99", 0.0));
   }
   std::vector<std::size_t> order(rounds.size());
@@ -634,6 +635,7 @@ PhaseResult median_phase(std::vector<PhaseResult> rounds) {
     if (values.size() == rounds.size()) result.driver["latency_ms"][key] = median(values);
   }
   result.round_sagas_per_s = std::move(sagas_per_s);
+  result.round_steps_per_s = std::move(steps_per_s);
   result.round_latency_p99_ms = std::move(p99);
   return result;
 }
@@ -651,9 +653,10 @@ RunResult run_cluster(const ClusterOptions& options, const RunPlan& plan) {
   }
   const std::size_t rounds = std::max<std::size_t>(plan.rounds, 1);
   auto drive_rounds = [&](const std::string& label, const std::vector<std::string>& extra,
-                          double seconds) {
+                          double seconds, const std::function<void(std::size_t)>& beside = {}) {
     std::vector<PhaseResult> results;
     for (std::size_t round = 1; round <= rounds; ++round) {
+      if (beside && round % 2 == 0) beside(round);
       results.push_back(cluster.drive(rounds == 1 ? label : label + "-" + std::to_string(round),
                                       extra, seconds / static_cast<double>(rounds),
                                       plan.check_invariants));
@@ -661,12 +664,14 @@ RunResult run_cluster(const ClusterOptions& options, const RunPlan& plan) {
         say("    round " + std::to_string(round) + ": " +
             fixed(results.back().engine.sagas_per_s()) + " sagas/s, p99 " +
             fixed(results.back().driver.at("latency_ms").value("p99", 0.0), 1) + " ms");
+      if (beside && round % 2 == 1) beside(round);
     }
     return median_phase(std::move(results));
   };
   say("  saturation: " + fixed(plan.saturation_s) + " s, " + window + " sagas in flight" +
       (rounds > 1 ? ", in " + std::to_string(rounds) + " rounds" : ""));
-  result.saturation = drive_rounds("saturation", {"--window", window}, plan.saturation_s);
+  result.saturation = drive_rounds("saturation", {"--window", window}, plan.saturation_s,
+                                   plan.beside_saturation_round);
   const auto& engine = result.saturation.engine;
   say("  -> " + fixed(engine.sagas_per_s()) + " sagas/s, " + fixed(engine.steps_per_s()) +
       " steps/s, " + fixed(engine.batch(), 2) + " steps per commit");

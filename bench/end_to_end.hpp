@@ -83,6 +83,7 @@ struct PhaseResult {
   // A phase measured in rounds reports the round with the median throughput, with each latency
   // percentile replaced by its median over the rounds; these are every round's figures.
   std::vector<double> round_sagas_per_s;
+  std::vector<double> round_steps_per_s;
   std::vector<double> round_latency_p99_ms;
 };
 
@@ -114,6 +115,10 @@ struct RunPlan {
   bool check_invariants = true;
   // Each phase is driven `rounds` times for its duration / rounds; its figures are the medians.
   std::size_t rounds = 1;
+  // Called once per saturation round with the round's number (1-based), while the cluster idles:
+  // after odd rounds and before even ones, as compare_clusters alternates, so a figure measured
+  // here pairs with the round beside it and the machine's drift does not favour either side.
+  std::function<void(std::size_t round)> beside_saturation_round = {};
 };
 
 struct RunResult {

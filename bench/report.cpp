@@ -142,7 +142,7 @@ json targets(const json& report) {
       have_unbatched
           ? number(ratio, 3) + " x F (" + number(at(report, "/E/batching_disabled/steps_per_s")) +
                 " steps/s, F " + number(at(report, "/E/batching_disabled/F")) +
-                " steps/s, measured right after it)"
+                " steps/s, measured beside each of its rounds)"
           : "not measured",
       have_unbatched ? json(ratio >= 0.9) : json());
   if (has(report, "/E/prefilled")) {
@@ -629,14 +629,16 @@ std::string markdown(const json& r) {
 - **Batching disabled**: the same saturation run with `order_orchestrator --batch 1 --sync
   commit` (one input per transaction, and the fsync inside each COMMIT: with the store's sync
   thread, the default, the commits made during one fsync share the next one, which is batching
-  again); its steps/s is compared with F measured again right after it (fsync times drift with
-  whatever else the machine does; the F in the raw-limits table is from the start).
+  again); each round's steps/s is compared with F measured beside it, after odd rounds and
+  before even ones while the cluster idles, and the ratio is the median of the rounds' ratios
+  (fsync times drift with whatever else the machine does; the F in the raw-limits table is from
+  the start).
 - **Sync**: every other E phase runs the orchestrator as shipped, with `--sync background`: COMMIT
   writes the WAL and a thread of the store fsyncs it while the loop goes on; nothing a turn sends
   or reports leaves before that fsync (docs/architecture.md, "Durable without waiting").
 - **E/C**: E's steps/s at saturation over C's.
 - **Rounds** (`--rounds`, default 3): every figure is a median. Each raw limit (every S(B), Z, J,
-  S(B*) and the F after the unbatched run) is measured that many times and the median round is
+  S(B*) and the F beside the unbatched rounds) is measured that many times and the median round is
   reported; each E phase is driven that many times for its duration divided by the count, and
   reported as the round with the median sagas/s (its steps/commit, CPU and RSS) with each
   latency percentile replaced by its median over the rounds. The range over the rounds is shown
