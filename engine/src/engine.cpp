@@ -697,14 +697,20 @@ struct Engine::Impl {
   }
 
   // The saga a reply belongs to: the one that sent the command named by its causationId; for a
-  // reply without one (or naming no command), the saga whose id is its correlationId.
-  std::string route(const Envelope& envelope) {
-    if (envelope.causation_id.empty()) return envelope.correlation_id;
+  // reply without one (or naming no command), the saga whose id is its correlationId. With the
+  // command found, also the service it was sent to.
+  struct Route {
+    std::string saga_id;
+    std::string destination;  // empty: no command named
+  };
+  Route route(const Envelope& envelope) {
+    if (envelope.causation_id.empty()) return {envelope.correlation_id, {}};
     if (auto flight = in_flight.find(envelope.causation_id); flight != in_flight.end())
-      return flight->second.row.saga_id;
+      return {flight->second.row.saga_id, flight->second.row.destination};
     auto row = store.outbox_message(envelope.causation_id);
     if (!row) throw TurnAborted{row.error()};
-    return row.value() ? row.value()->saga_id : envelope.correlation_id;
+    if (!row.value()) return {envelope.correlation_id, {}};
+    return {row.value()->saga_id, row.value()->destination};
   }
 
   // Returns the saga's data as written, for a caller that also needs it as JSON.
@@ -912,7 +918,9 @@ struct Engine::Impl {
       if (!seen) throw TurnAborted{seen.error()};
       duplicate = seen.value();
     }
-    const std::string saga_id = route(envelope);
+    const Route routed = route(envelope);
+    const std::string& saga_id = routed.saga_id;
+    const std::string& destination = routed.destination;
     std::string code, reason;
     CachedSaga* saga = load(turn, saga_id, code, reason);
     if (duplicate) {
@@ -932,6 +940,16 @@ struct Engine::Impl {
                   "the reply's correlationId '" + envelope.correlation_id + "' is not saga " +
                       saga_id + "'s ('" + correlation_of(saga_id, *saga) + "')",
                   &envelope, saga_id);
+      return;
+    }
+    if (!message.sender_service.empty() && !destination.empty() &&
+        message.sender_service != destination) {
+      const std::string why = "it names command " + envelope.causation_id + ", sent to service '" +
+                              destination + "', but came from service '" + message.sender_service +
+                              "' (" + message.peer + "): not applied";
+      journal(turn, saga_id, JournalKind::unexpected, envelope.event_id, envelope.event_type,
+              std::string(saga->instance->state()), "", why);
+      dead_letter(turn, message.bytes, "wrong_sender", why, &envelope, saga_id);
       return;
     }
     if (!is_terminal(saga->instance->status()) &&

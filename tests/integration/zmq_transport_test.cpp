@@ -641,6 +641,56 @@ TEST_F(ZmqCurveTest, UnlistedKeyAndPlainParticipantGetNothingThrough) {
   EXPECT_FALSE(plain->connected());
 }
 
+TEST_F(ZmqCurveTest, KeyBoundToAServiceAnnouncesAsThatServiceOnly) {
+  const KeyPair payment_key = make_keys("payment");
+  auto options = transport_options();
+  options.curve = saga::CurveServerOptions{
+      server.secret_file, {listed.public_file}, {{"payment", {payment_key.public_file}}}};
+  bind(options);
+
+  auto impostor = curve_participant("inventory", payment_key);
+  auto refused = next_inbound();
+  ASSERT_TRUE(refused) << "the impostor's ANNOUNCE never came back as a defect";
+  EXPECT_EQ(refused->defect_code, "bad_announce");
+  EXPECT_NE(refused->defect.find("bound to service \"payment\""), std::string::npos)
+      << refused->defect;
+  EXPECT_EQ(refused->defect.find(payment_key.public_file), std::string::npos);
+  EXPECT_FALSE(peer("inventory", "inventory-1"));
+  EXPECT_EQ(transport->send("inventory", "reserve"), saga::SendResult::unroutable);
+
+  auto payment = curve_participant("payment", payment_key);
+  ASSERT_TRUE(announced("payment", "payment-1"));
+  ASSERT_EQ(transport->send("payment", "charge"), saga::SendResult::sent);
+  EXPECT_EQ(next_command(*payment), "charge");
+  ASSERT_TRUE(payment->send("charged"));
+  auto is_charged = [](const saga::InboundMessage& message) { return message.bytes == "charged"; };
+  ASSERT_TRUE(pump_until([&] { return std::any_of(inbound.begin(), inbound.end(), is_charged); }));
+  EXPECT_EQ(std::find_if(inbound.begin(), inbound.end(), is_charged)->sender_service, "payment")
+      << "the engine checks replies against their commands' destinations by this";
+
+  // A key listed for no service may still announce as any.
+  auto inventory = curve_participant("inventory", listed);
+  ASSERT_TRUE(announced("inventory", "inventory-1"));
+  EXPECT_FALSE(peer("inventory", "inventory-1")->service.empty());
+  ASSERT_EQ(transport->send("inventory", "reserve"), saga::SendResult::sent);
+  EXPECT_EQ(next_command(*inventory), "reserve");
+  EXPECT_EQ(impostor->receive(50ms), std::nullopt) << "the impostor got inventory's command";
+}
+
+TEST_F(ZmqCurveTest, KeyListedTwiceOrForAnUnnamedServiceIsRefused) {
+  auto options = transport_options();
+  options.curve = saga::CurveServerOptions{
+      server.secret_file, {listed.public_file}, {{"payment", {listed.public_file}}}};
+  EXPECT_THROW(saga::ZmqTransport::bind(options), std::runtime_error);
+  options.curve = saga::CurveServerOptions{
+      server.secret_file,
+      {},
+      {{"payment", {listed.public_file}}, {"shipping", {listed.public_file}}}};
+  EXPECT_THROW(saga::ZmqTransport::bind(options), std::runtime_error);
+  options.curve = saga::CurveServerOptions{server.secret_file, {}, {{"", {listed.public_file}}}};
+  EXPECT_THROW(saga::ZmqTransport::bind(options), std::runtime_error);
+}
+
 TEST_F(ZmqCurveTest, UnreadableOrMalformedKeyFilesAreRefused) {
   auto options = transport_options();
   options.curve = saga::CurveServerOptions{(directory / "missing.key").string(), {}};

@@ -419,6 +419,38 @@ TEST_F(EngineTimeoutTest, ReplyNamingACommandAnsweredBeforeIsDeadLetteredNotAppl
   EXPECT_EQ(ship[0].envelope.event_type, "shipping.Ship");
 }
 
+// A transport that knows which service a reply came from (the ZeroMQ transport: the peer's
+// ANNOUNCE, held to its CURVE key's service where keys are bound) lets the engine refuse a reply
+// to a command sent to another service: the payment service cannot answer inventory's Reserve,
+// with any type, even knowing its id. A sender the transport does not know is not checked.
+TEST_F(EngineTimeoutTest, ReplyFromAServiceOtherThanItsCommandsDestinationIsDeadLettered) {
+  std::string id = start();
+  engine->run_once();
+  auto commands = take_commands(transport);
+  ASSERT_EQ(commands.size(), 1u);
+  const auto& reserve = commands[0];
+  ASSERT_EQ(reserve.envelope.event_type, "inventory.Reserve");
+  transport.deliver_from("payment", reply_bytes(reserve.envelope, "inventory.Reserved",
+                                                {{"reservation_id", "forged"}}));
+  engine->run_once();
+  EXPECT_TRUE(take_commands(transport).empty()) << "no Charge";
+  EXPECT_EQ(store->load_saga(id).value()->state, "awaiting:inventory.Reserve");
+  auto letters = store->dead_letters(10).value();
+  ASSERT_EQ(letters.size(), 1u);
+  EXPECT_EQ(letters[0].reason_code, "wrong_sender");
+  EXPECT_NE(letters[0].reason.find("sent to service 'inventory', but came from service 'payment'"),
+            std::string::npos)
+      << letters[0].reason;
+  EXPECT_EQ(journal_count(id, saga::JournalKind::unexpected), 1u);
+
+  transport.deliver_from("inventory", reply_bytes(reserve.envelope, "inventory.Reserved",
+                                                  {{"reservation_id", "r-1"}}));
+  engine->run_once();
+  auto charge = take_commands(transport);
+  ASSERT_EQ(charge.size(), 1u) << "the reply from inventory is applied";
+  EXPECT_EQ(charge[0].envelope.event_type, "payment.Charge");
+}
+
 // A reply that names no command (causationId is optional) is routed by its correlationId. It
 // used to leave its command open: re-sent, and in the end timed out against whatever step the
 // saga had gone on to (here it failed the charge, which had not timed out, and compensated). It

@@ -31,6 +31,11 @@ struct InboundMessage {
   // (bounded by the transport).
   std::string defect_code = {};
   std::string defect = {};
+  // The service the sender announced itself as, where the transport knows it (the ZeroMQ
+  // transport: the peer's ANNOUNCE, held to its CURVE key's service where keys are bound); empty
+  // when unknown. The engine refuses a reply to a command it sent to another service
+  // ("wrong_sender"); with this empty it does not check.
+  std::string sender_service = {};
 };
 
 class Transport {

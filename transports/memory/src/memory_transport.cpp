@@ -50,6 +50,16 @@ void MemoryTransport::deliver(std::string bytes, std::string peer) {
   inbound_ready_.notify_all();
 }
 
+void MemoryTransport::deliver_from(std::string sender_service, std::string bytes) {
+  {
+    std::lock_guard lock(mutex_);
+    InboundMessage message{std::move(bytes), sender_service};
+    message.sender_service = std::move(sender_service);
+    inbound_.push_back(std::move(message));
+  }
+  inbound_ready_.notify_all();
+}
+
 std::vector<MemoryTransport::Sent> MemoryTransport::take_sent() {
   std::lock_guard lock(mutex_);
   return std::exchange(sent_, {});

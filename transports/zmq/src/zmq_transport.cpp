@@ -57,24 +57,27 @@ std::string printable(std::string_view bytes) {
   return out;
 }
 
-// RFC 27 (ZAP) handler for CURVE: admits only the listed client keys (32-byte binary).
+// RFC 27 (ZAP) handler for CURVE: admits only the listed client keys (32-byte binary), each
+// mapped to the service it is bound to ("" for any), which becomes the connection's User-Id.
 // Runs until the context is shut down.
-void serve_zap(zmq::socket_t socket, std::set<std::string> allowed) {
+void serve_zap(zmq::socket_t socket, std::map<std::string, std::string> allowed) {
   while (true) {
     try {
       std::vector<zmq::message_t> request;
       if (!zmq::recv_multipart(socket, std::back_inserter(request))) continue;
-      const bool admitted = request.size() == 7 && request[0].to_string_view() == "1.0" &&
-                            request[5].to_string_view() == "CURVE" &&
-                            allowed.count(request[6].to_string()) != 0;
+      const auto key = request.size() == 7 && request[0].to_string_view() == "1.0" &&
+                               request[5].to_string_view() == "CURVE"
+                           ? allowed.find(request[6].to_string())
+                           : allowed.end();
+      const bool admitted = key != allowed.end();
       const std::string request_id = request.size() > 1 ? request[1].to_string() : std::string();
       const std::array<zmq::const_buffer, 6> reply{
           zmq::str_buffer("1.0"),
           zmq::buffer(request_id),
           admitted ? zmq::str_buffer("200") : zmq::str_buffer("400"),
           admitted ? zmq::str_buffer("OK") : zmq::str_buffer("client key not allowed"),
-          zmq::const_buffer(),   // user id
-          zmq::const_buffer()};  // metadata
+          admitted ? zmq::buffer(key->second) : zmq::const_buffer(),  // user id
+          zmq::const_buffer()};                                       // metadata
       zmq::send_multipart(socket, reply);
     } catch (const zmq::error_t& error) {
       if (error.num() == ETERM) break;
@@ -167,7 +170,8 @@ struct ZmqTransport::Impl {
   Clock::time_point housekeeping(Clock::time_point now);
   std::optional<InboundMessage> read_router();
   std::optional<InboundMessage> announce(const std::string& routing_id, const std::string& body,
-                                         std::string raw, Clock::time_point now);
+                                         std::string raw, Clock::time_point now,
+                                         std::string_view bound_service);
   void forget(const std::string& routing_id);
   std::string peer_name(const std::string& routing_id) const;
   void drain_wake();
@@ -186,6 +190,7 @@ struct ZmqTransport::Impl {
   zmq::socket_t wake_sender;
   std::mutex wake_mutex;
   std::thread zap_thread;
+  bool keys_bound = false;  // some CURVE keys are bound to a service (their User-Id)
   std::string bound_router;
   std::string bound_events;
   std::map<std::string, Peer> peers;  // by routing id; announced peers only
@@ -228,9 +233,24 @@ void ZmqTransport::Impl::setup() {
       throw std::runtime_error("cannot derive the CURVE public key from '" +
                                options.curve->secret_key_file + "'");
     }
-    std::set<std::string> allowed;
-    for (const auto& file : options.curve->allowed_client_key_files) {
-      allowed.insert(z85_to_binary(read_z85_key_file(file, "CURVE client public key")));
+    std::map<std::string, std::string> allowed;  // binary key -> the service it is bound to
+    auto admit = [&](const std::string& file, const std::string& service) {
+      auto [listed, added] = allowed.emplace(
+          z85_to_binary(read_z85_key_file(file, "CURVE client public key")), service);
+      if (added) return;
+      auto bound_to = [](const std::string& name) {
+        return name.empty() ? std::string("any service") : "service '" + name + "'";
+      };
+      throw std::runtime_error("the CURVE client key in '" + file + "' is listed for " +
+                               bound_to(service) + " and already for " + bound_to(listed->second) +
+                               ": a key is listed once");
+    };
+    for (const auto& file : options.curve->allowed_client_key_files) admit(file, "");
+    for (const auto& [service, files] : options.curve->service_key_files) {
+      if (service.empty())
+        throw std::runtime_error("CURVE client keys are bound to an empty service name");
+      for (const auto& file : files) admit(file, service);
+      keys_bound = keys_bound || !files.empty();
     }
     // The handler must be bound before the first handshake: without one, libzmq admits anyone.
     zmq::socket_t zap(context, zmq::socket_type::rep);
@@ -350,7 +370,8 @@ void ZmqTransport::Impl::forget(const std::string& routing_id) {
 
 std::optional<InboundMessage> ZmqTransport::Impl::announce(const std::string& routing_id,
                                                            const std::string& body, std::string raw,
-                                                           Clock::time_point now) {
+                                                           Clock::time_point now,
+                                                           std::string_view bound_service) {
   const auto json = nlohmann::json::parse(body, nullptr, false);
   const bool valid =
       json.is_object() && json.contains("protocol") && json["protocol"].is_number_integer() &&
@@ -367,6 +388,13 @@ std::optional<InboundMessage> ZmqTransport::Impl::announce(const std::string& ro
   }
   const auto& service = json["service"].get_ref<const std::string&>();
   const auto& instance = json["instance"].get_ref<const std::string&>();
+  if (!bound_service.empty() && service != bound_service) {
+    const std::string message = "this peer's CURVE key is bound to service \"" +
+                                std::string(bound_service) + "\"; it may not announce as \"" +
+                                printable(service) + "\"";
+    send_error(routing_id, "bad_announce", message);
+    return InboundMessage{std::move(raw), peer_name(routing_id), "bad_announce", message};
+  }
 
   // A reconnected instance announces from a new routing id: the old connection is superseded.
   std::vector<std::string> superseded;
@@ -413,11 +441,14 @@ std::optional<InboundMessage> ZmqTransport::Impl::read_router() {
   // Keep the type and one argument; count the rest and keep a bounded copy for diagnostics.
   std::vector<std::string> kept;
   std::string tail;
+  std::string bound_service;  // the User-Id of an ANNOUNCE's connection, when keys are bound
   std::size_t count = 0;
   for (bool more = first.more(); more;) {
     zmq::message_t part;
     if (!router.recv(part, zmq::recv_flags::dontwait)) break;  // parts arrive atomically
     more = part.more();
+    if (keys_bound && kept.empty() && part.to_string_view() == kAnnounce)
+      if (const char* user_id = zmq_msg_gets(part.handle(), "User-Id")) bound_service = user_id;
     if (kept.size() < 2) {
       kept.push_back(part.to_string());
     } else if (tail.size() < kMaxDefectBytes) {
@@ -453,7 +484,7 @@ std::optional<InboundMessage> ZmqTransport::Impl::read_router() {
   if (type == kMessage) {
     if (count != 2) return frame_count_defect(type, 1);
     if (peer == peers.end()) return defect("not_announced", "MESSAGE before ANNOUNCE");
-    return InboundMessage{std::move(kept[1]), peer_name(routing_id), {}, {}};
+    return InboundMessage{std::move(kept[1]), peer_name(routing_id), {}, {}, peer->second.service};
   }
   if (type == kHeartbeat) {
     if (count != 1) return frame_count_defect(type, 0);
@@ -464,7 +495,7 @@ std::optional<InboundMessage> ZmqTransport::Impl::read_router() {
   }
   if (type == kAnnounce) {
     if (count != 2) return frame_count_defect(type, 1);
-    return announce(routing_id, kept[1], raw(), now);
+    return announce(routing_id, kept[1], raw(), now, bound_service);
   }
   return defect("unknown_frame", "unknown frame type \"" + printable(type) + "\"");
 }

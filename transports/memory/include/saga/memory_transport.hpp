@@ -39,6 +39,8 @@ class MemoryTransport final : public Transport {
 
   // Participant side: queue one inbound message for the engine.
   void deliver(std::string bytes, std::string peer = "memory");
+  // The same, from a sender known to have announced itself as `sender_service`.
+  void deliver_from(std::string sender_service, std::string bytes);
   // Everything sent since the last call, in order.
   std::vector<Sent> take_sent();
   // Waits up to `wait` for at least one sent message, then takes all of them.

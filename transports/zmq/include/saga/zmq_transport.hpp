@@ -22,7 +22,10 @@
 // - publish() sends an event envelope on the XPUB socket (when events_endpoint is set); the
 //   engine encodes events only while someone is subscribed (has_observers()).
 // - Optional CURVE: with curve set, the ROUTER is a CURVE server and a ZAP handler admits only
-//   the listed client public keys; other peers cannot send anything that reaches receive().
+//   the listed client public keys; other peers cannot send anything that reaches receive(). A key
+//   listed for a service (CurveServerOptions::service_key_files) may announce as that service
+//   only: its ANNOUNCE under another name is refused ("bad_announce", an ERROR to the peer and an
+//   InboundMessage to dead-letter), so the peer never gets that service's commands.
 //
 // Ownership: owns its zmq context and sockets; the destructor closes them (linger 0) and never
 // throws. Thread safety: send/receive/publish from the engine loop thread only; wake() from any
@@ -32,6 +35,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -44,8 +48,14 @@ namespace saga {
 struct CurveServerOptions {
   // File holding the server's secret key (Z85, 40 characters; whitespace ignored). Never logged.
   std::string secret_key_file = {};
-  // Files each holding one allowed participant public key (Z85, 40 characters).
+  // Files each holding one allowed participant public key (Z85, 40 characters). A peer with one
+  // of these keys may announce as any service: each is trusted as every participant is.
   std::vector<std::string> allowed_client_key_files = {};
+  // Keys bound to a service: service name -> files each holding one public key. A peer with one
+  // of these keys is admitted, and may announce only as that service. A key listed twice (for
+  // two services, or here and in allowed_client_key_files) makes bind() throw
+  // std::runtime_error, as does an empty service name.
+  std::map<std::string, std::vector<std::string>> service_key_files = {};
 };
 
 struct ZmqTransportOptions {
