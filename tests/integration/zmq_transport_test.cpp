@@ -657,6 +657,17 @@ TEST_F(ZmqCurveTest, KeyBoundToAServiceAnnouncesAsThatServiceOnly) {
   EXPECT_EQ(refused->defect.find(payment_key.public_file), std::string::npos);
   EXPECT_FALSE(peer("inventory", "inventory-1"));
   EXPECT_EQ(transport->send("inventory", "reserve"), saga::SendResult::unroutable);
+  // Its heartbeats are answered, but not with "not_announced", which would make it announce
+  // again; nor left unanswered, which would make it reconnect and announce again. One dead
+  // letter per connection, not one per heartbeat (the impostor's receive() runs its protocol).
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(impostor->receive(kHeartbeat / 2), std::nullopt);
+    pump_for(kHeartbeat / 2);
+  }
+  EXPECT_EQ(
+      std::count_if(inbound.begin(), inbound.end(),
+                    [](const auto& message) { return message.defect_code == "bad_announce"; }),
+      0);
 
   auto payment = curve_participant("payment", payment_key);
   ASSERT_TRUE(announced("payment", "payment-1"));

@@ -35,6 +35,10 @@ constexpr std::size_t kCopiedFrameBytes = 64;
 // A peer dead for this many dead periods is forgotten: instance names change with every restart
 // ("<service>-<host>-<pid>" by default), so remembering them all would grow without bound.
 constexpr int kForgetDeadAfter = 10;
+// Connections whose ANNOUNCE was refused, remembered so that their heartbeats are answered with
+// "bad_announce", not "not_announced" (which makes a participant announce again, and silence
+// makes it reconnect and announce again: a dead letter each time).
+constexpr std::size_t kMaxRefusedPeers = 4096;
 constexpr const char* kWakeEndpoint = "inproc://saga.zmq.wake";
 constexpr const char* kZapEndpoint = "inproc://zeromq.zap.01";
 constexpr const char* kZapDomain = "saga";
@@ -172,6 +176,8 @@ struct ZmqTransport::Impl {
   std::optional<InboundMessage> announce(const std::string& routing_id, const std::string& body,
                                          std::string raw, Clock::time_point now,
                                          std::string_view bound_service);
+  InboundMessage refuse_announce(const std::string& routing_id, std::string raw,
+                                 const std::string& message);
   void forget(const std::string& routing_id);
   std::string peer_name(const std::string& routing_id) const;
   void drain_wake();
@@ -194,6 +200,7 @@ struct ZmqTransport::Impl {
   std::string bound_router;
   std::string bound_events;
   std::map<std::string, Peer> peers;  // by routing id; announced peers only
+  std::set<std::string> refused;      // routing ids whose last ANNOUNCE was refused (bounded)
   std::map<std::string, Service, std::less<>> services;
 };
 
@@ -352,6 +359,7 @@ std::string ZmqTransport::Impl::peer_name(const std::string& routing_id) const {
 }
 
 void ZmqTransport::Impl::forget(const std::string& routing_id) {
+  refused.erase(routing_id);
   auto it = peers.find(routing_id);
   if (it == peers.end()) return;
   if (auto service = services.find(it->second.service); service != services.end()) {
@@ -366,6 +374,15 @@ void ZmqTransport::Impl::forget(const std::string& routing_id) {
     if (ids.empty()) services.erase(service);
   }
   peers.erase(it);
+}
+
+InboundMessage ZmqTransport::Impl::refuse_announce(const std::string& routing_id, std::string raw,
+                                                   const std::string& message) {
+  if (refused.size() >= kMaxRefusedPeers && !refused.contains(routing_id))
+    refused.erase(refused.begin());  // at worst, one more dead letter from that peer
+  refused.insert(routing_id);
+  send_error(routing_id, "bad_announce", message);
+  return InboundMessage{std::move(raw), peer_name(routing_id), "bad_announce", message};
 }
 
 std::optional<InboundMessage> ZmqTransport::Impl::announce(const std::string& routing_id,
@@ -383,8 +400,7 @@ std::optional<InboundMessage> ZmqTransport::Impl::announce(const std::string& ro
     const std::string message =
         "ANNOUNCE must be a JSON object with \"protocol\": 1 and non-empty string \"service\" "
         "and \"instance\"";
-    send_error(routing_id, "bad_announce", message);
-    return InboundMessage{std::move(raw), peer_name(routing_id), "bad_announce", message};
+    return refuse_announce(routing_id, std::move(raw), message);
   }
   const auto& service = json["service"].get_ref<const std::string&>();
   const auto& instance = json["instance"].get_ref<const std::string&>();
@@ -392,9 +408,9 @@ std::optional<InboundMessage> ZmqTransport::Impl::announce(const std::string& ro
     const std::string message = "this peer's CURVE key is bound to service \"" +
                                 std::string(bound_service) + "\"; it may not announce as \"" +
                                 printable(service) + "\"";
-    send_error(routing_id, "bad_announce", message);
-    return InboundMessage{std::move(raw), peer_name(routing_id), "bad_announce", message};
+    return refuse_announce(routing_id, std::move(raw), message);
   }
+  refused.erase(routing_id);
 
   // A reconnected instance announces from a new routing id: the old connection is superseded.
   std::vector<std::string> superseded;
@@ -490,7 +506,15 @@ std::optional<InboundMessage> ZmqTransport::Impl::read_router() {
     if (count != 1) return frame_count_defect(type, 0);
     // A peer that is connected but unknown (e.g. after this orchestrator restarted) is told to
     // announce itself; a heartbeat is not input for the engine.
-    if (peer == peers.end()) send_error(routing_id, "not_announced", "HEARTBEAT before ANNOUNCE");
+    // One whose ANNOUNCE was refused is told so again instead: an answer keeps it from
+    // reconnecting, and "not_announced" would make it announce again, a dead letter each time.
+    if (peer == peers.end()) {
+      if (refused.contains(routing_id))
+        send_error(routing_id, "bad_announce",
+                   "this connection's ANNOUNCE was refused (see the orchestrator's dead letters)");
+      else
+        send_error(routing_id, "not_announced", "HEARTBEAT before ANNOUNCE");
+    }
     return std::nullopt;
   }
   if (type == kAnnounce) {
