@@ -942,11 +942,17 @@ struct Engine::Impl {
                   &envelope, saga_id);
       return;
     }
-    if (!message.sender_service.empty() && !destination.empty() &&
-        message.sender_service != destination) {
-      const std::string why = "it names command " + envelope.causation_id + ", sent to service '" +
-                              destination + "', but came from service '" + message.sender_service +
-                              "' (" + message.peer + "): not applied";
+    if (!message.sender_service.empty() &&
+        (destination.empty() ? !awaits_reply_from(saga_id, message.sender_service)
+                             : message.sender_service != destination)) {
+      const std::string from =
+          "came from service '" + message.sender_service + "' (" + message.peer + ")";
+      const std::string why =
+          destination.empty()
+              ? "it names no command of saga " + saga_id + ", and it " + from +
+                    ", to which the saga has no command awaiting a reply: not applied"
+              : "it names command " + envelope.causation_id + ", sent to service '" + destination +
+                    "', but " + from + ": not applied";
       journal(turn, saga_id, JournalKind::unexpected, envelope.event_id, envelope.event_type,
               std::string(saga->instance->state()), "", why);
       dead_letter(turn, message.bytes, "wrong_sender", why, &envelope, saga_id);
@@ -1555,6 +1561,17 @@ struct Engine::Impl {
   // the DSL names it in the state ("awaiting:<type>", "compensating:<type>"). Closed here, as a
   // reply naming it would close it; left open, it would be re-sent and in the end time out
   // against whatever step the saga is in by then. A state without such a name closes nothing.
+  // Whether the saga has a command sent to `service` still awaiting its reply (a reply that names
+  // no command may come only from such a service).
+  bool awaits_reply_from(const std::string& saga_id, const std::string& service) const {
+    auto flights = in_flight_by_saga.find(saga_id);
+    if (flights == in_flight_by_saga.end()) return false;
+    return std::any_of(flights->second.begin(), flights->second.end(), [&](const std::string& id) {
+      auto flight = in_flight.find(id);
+      return flight != in_flight.end() && flight->second.row.destination == service;
+    });
+  }
+
   void close_awaited_commands(Turn& turn, const std::string& saga_id, std::string_view state) {
     const std::string_view type = awaited_type(state);
     if (type.empty()) return;

@@ -601,8 +601,34 @@ class ZmqCurveTest : public ZmqTransportTest {
     return std::make_unique<saga::ZmqParticipantConnection>(options);
   }
 
+  // A DEALER with `keys` and a routing id of its own choosing, as a client other than the SDK
+  // may have: announces as `service`/`instance` when `service` is not empty.
+  zmq::socket_t raw_curve_peer(const KeyPair& keys, const std::string& routing_id,
+                               const std::string& service, const std::string& instance) {
+    auto key = [](const std::string& file) {
+      std::string text;
+      std::ifstream(file) >> text;
+      return text;
+    };
+    zmq::socket_t dealer(raw_context, zmq::socket_type::dealer);
+    dealer.set(zmq::sockopt::linger, 0);
+    dealer.set(zmq::sockopt::routing_id, routing_id);
+    dealer.set(zmq::sockopt::curve_serverkey, key(server.public_file));
+    dealer.set(zmq::sockopt::curve_publickey, key(keys.public_file));
+    dealer.set(zmq::sockopt::curve_secretkey, key(keys.secret_file));
+    dealer.connect(transport->router_endpoint());
+    if (!service.empty()) {
+      const std::string body =
+          nlohmann::json{{"protocol", 1}, {"service", service}, {"instance", instance}}.dump();
+      const std::array<zmq::const_buffer, 2> frames{zmq::str_buffer("ANNOUNCE"), zmq::buffer(body)};
+      EXPECT_TRUE(zmq::send_multipart(dealer, frames));
+    }
+    return dealer;
+  }
+
   std::filesystem::path directory;
   KeyPair server, listed, unlisted;
+  zmq::context_t raw_context;
 };
 
 TEST_F(ZmqCurveTest, ListedKeyExchangesMessages) {
@@ -679,13 +705,52 @@ TEST_F(ZmqCurveTest, KeyBoundToAServiceAnnouncesAsThatServiceOnly) {
   EXPECT_EQ(std::find_if(inbound.begin(), inbound.end(), is_charged)->sender_service, "payment")
       << "the engine checks replies against their commands' destinations by this";
 
-  // A key listed for no service may still announce as any.
+  // A key listed for any service may announce as one without bound keys, not as "payment",
+  // which takes only its own.
   auto inventory = curve_participant("inventory", listed);
   ASSERT_TRUE(announced("inventory", "inventory-1"));
-  EXPECT_FALSE(peer("inventory", "inventory-1")->service.empty());
   ASSERT_EQ(transport->send("inventory", "reserve"), saga::SendResult::sent);
   EXPECT_EQ(next_command(*inventory), "reserve");
-  EXPECT_EQ(impostor->receive(50ms), std::nullopt) << "the impostor got inventory's command";
+  inbound.clear();
+  auto other_payment = curve_participant("payment", listed);
+  auto refused_too = next_inbound();
+  ASSERT_TRUE(refused_too);
+  EXPECT_EQ(refused_too->defect_code, "bad_announce");
+  EXPECT_NE(refused_too->defect.find("takes only the CURVE keys bound to it"), std::string::npos)
+      << refused_too->defect;
+  ASSERT_EQ(transport->peers().size(), 2u) << "payment-1 and inventory-1, no one else";
+}
+
+// A routing id is the client's to choose (ZMQ_ROUTING_ID), and an announced peer is remembered by
+// it for a while after it leaves. Another connection taking that id is not taken for the peer:
+// every message is held to the key the peer announced with.
+TEST_F(ZmqCurveTest, RoutingIdReusedByAnotherKeyIsNotTakenForItsPeer) {
+  const KeyPair payment_key = make_keys("payment");
+  const KeyPair inventory_key = make_keys("inventory");
+  auto options = transport_options();
+  options.curve = saga::CurveServerOptions{
+      server.secret_file,
+      {},
+      {{"payment", {payment_key.public_file}}, {"inventory", {inventory_key.public_file}}}};
+  bind(options);
+  {
+    zmq::socket_t payment = raw_curve_peer(payment_key, "chosen-id", "payment", "payment-1");
+    ASSERT_TRUE(announced("payment", "payment-1"));
+  }  // closed; the transport still lists payment-1 until it is forgotten
+  std::this_thread::sleep_for(100ms);
+  ASSERT_TRUE(peer("payment", "payment-1"));
+  inbound.clear();
+
+  zmq::socket_t intruder = raw_curve_peer(inventory_key, "chosen-id", "", "");
+  const std::array<zmq::const_buffer, 2> frames{zmq::str_buffer("MESSAGE"),
+                                                zmq::str_buffer("forged")};
+  ASSERT_TRUE(zmq::send_multipart(intruder, frames));
+  auto message = next_inbound();
+  ASSERT_TRUE(message);
+  EXPECT_EQ(message->defect_code, "not_announced") << "taken for payment-1: " << message->bytes;
+  EXPECT_TRUE(message->sender_service.empty());
+  EXPECT_FALSE(peer("payment", "payment-1")) << "the old registration is forgotten";
+  EXPECT_EQ(transport->send("payment", "charge"), saga::SendResult::unroutable);
 }
 
 TEST_F(ZmqCurveTest, KeyListedTwiceOrForAnUnnamedServiceIsRefused) {

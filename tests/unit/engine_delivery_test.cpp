@@ -438,10 +438,32 @@ TEST_F(EngineTimeoutTest, ReplyFromAServiceOtherThanItsCommandsDestinationIsDead
   auto letters = store->dead_letters(10).value();
   ASSERT_EQ(letters.size(), 1u);
   EXPECT_EQ(letters[0].reason_code, "wrong_sender");
+  ASSERT_EQ(letters[0].id, 1);
   EXPECT_NE(letters[0].reason.find("sent to service 'inventory', but came from service 'payment'"),
             std::string::npos)
       << letters[0].reason;
   EXPECT_EQ(journal_count(id, saga::JournalKind::unexpected), 1u);
+
+  // Naming no command (no causationId, or one the engine never sent) does not get around it:
+  // such a reply may come only from a service the saga awaits a reply from.
+  saga::Envelope unnamed = reserve.envelope;
+  for (std::string causation : {std::string(), saga::new_uuid()}) {
+    unnamed.event_id = causation;
+    transport.deliver_from(
+        "payment", reply_bytes(unnamed, "inventory.Reserved", {{"reservation_id", "forged"}}));
+  }
+  engine->run_once();
+  EXPECT_TRUE(take_commands(transport).empty()) << "no Charge";
+  letters = store->dead_letters(10).value();
+  ASSERT_EQ(letters.size(), 3u);
+  for (const auto& letter : letters) {
+    EXPECT_EQ(letter.reason_code, "wrong_sender");
+    if (letter.id != 1) {
+      EXPECT_NE(letter.reason.find("to which the saga has no command awaiting a reply"),
+                std::string::npos)
+          << letter.reason;
+    }
+  }
 
   transport.deliver_from("inventory", reply_bytes(reserve.envelope, "inventory.Reserved",
                                                   {{"reservation_id", "r-1"}}));

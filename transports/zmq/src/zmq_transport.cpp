@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <thread>
@@ -93,6 +94,7 @@ void serve_zap(zmq::socket_t socket, std::map<std::string, std::string> allowed)
 struct Peer {
   std::string service;
   std::string instance;
+  std::string key_service;  // with keys bound: the service its key is bound to, "" for any
   bool alive = true;
   Clock::time_point last_seen;
   Clock::time_point last_sent;
@@ -175,7 +177,7 @@ struct ZmqTransport::Impl {
   std::optional<InboundMessage> read_router();
   std::optional<InboundMessage> announce(const std::string& routing_id, const std::string& body,
                                          std::string raw, Clock::time_point now,
-                                         std::string_view bound_service);
+                                         const std::optional<std::string>& key_service);
   InboundMessage refuse_announce(const std::string& routing_id, std::string raw,
                                  const std::string& message);
   void forget(const std::string& routing_id);
@@ -197,6 +199,7 @@ struct ZmqTransport::Impl {
   std::mutex wake_mutex;
   std::thread zap_thread;
   bool keys_bound = false;  // some CURVE keys are bound to a service (their User-Id)
+  std::set<std::string, std::less<>> bound_services;  // services that take only their own keys
   std::string bound_router;
   std::string bound_events;
   std::map<std::string, Peer> peers;  // by routing id; announced peers only
@@ -244,21 +247,22 @@ void ZmqTransport::Impl::setup() {
     auto admit = [&](const std::string& file, const std::string& service) {
       auto [listed, added] = allowed.emplace(
           z85_to_binary(read_z85_key_file(file, "CURVE client public key")), service);
-      if (added) return;
+      if (added || listed->second == service) return;
       auto bound_to = [](const std::string& name) {
         return name.empty() ? std::string("any service") : "service '" + name + "'";
       };
       throw std::runtime_error("the CURVE client key in '" + file + "' is listed for " +
                                bound_to(service) + " and already for " + bound_to(listed->second) +
-                               ": a key is listed once");
+                               ": a key is bound to one service, or to any");
     };
     for (const auto& file : options.curve->allowed_client_key_files) admit(file, "");
     for (const auto& [service, files] : options.curve->service_key_files) {
       if (service.empty())
         throw std::runtime_error("CURVE client keys are bound to an empty service name");
       for (const auto& file : files) admit(file, service);
-      keys_bound = keys_bound || !files.empty();
+      if (!files.empty()) bound_services.insert(service);
     }
+    keys_bound = !bound_services.empty();
     // The handler must be bound before the first handshake: without one, libzmq admits anyone.
     zmq::socket_t zap(context, zmq::socket_type::rep);
     zap.set(zmq::sockopt::linger, 0);
@@ -385,10 +389,9 @@ InboundMessage ZmqTransport::Impl::refuse_announce(const std::string& routing_id
   return InboundMessage{std::move(raw), peer_name(routing_id), "bad_announce", message};
 }
 
-std::optional<InboundMessage> ZmqTransport::Impl::announce(const std::string& routing_id,
-                                                           const std::string& body, std::string raw,
-                                                           Clock::time_point now,
-                                                           std::string_view bound_service) {
+std::optional<InboundMessage> ZmqTransport::Impl::announce(
+    const std::string& routing_id, const std::string& body, std::string raw, Clock::time_point now,
+    const std::optional<std::string>& key_service) {
   const auto json = nlohmann::json::parse(body, nullptr, false);
   const bool valid =
       json.is_object() && json.contains("protocol") && json["protocol"].is_number_integer() &&
@@ -404,11 +407,17 @@ std::optional<InboundMessage> ZmqTransport::Impl::announce(const std::string& ro
   }
   const auto& service = json["service"].get_ref<const std::string&>();
   const auto& instance = json["instance"].get_ref<const std::string&>();
-  if (!bound_service.empty() && service != bound_service) {
-    const std::string message = "this peer's CURVE key is bound to service \"" +
-                                std::string(bound_service) + "\"; it may not announce as \"" +
-                                printable(service) + "\"";
-    return refuse_announce(routing_id, std::move(raw), message);
+  if (keys_bound) {
+    std::string refusal;
+    if (!key_service)
+      refusal = "this connection has no CURVE key the orchestrator's ZAP handler admitted";
+    else if (!key_service->empty() && service != *key_service)
+      refusal = "this peer's CURVE key is bound to service \"" + *key_service +
+                "\"; it may not announce as \"" + printable(service) + "\"";
+    else if (key_service->empty() && bound_services.contains(service))
+      refusal = "service \"" + printable(service) +
+                "\" takes only the CURVE keys bound to it; this peer's key is not one of them";
+    if (!refusal.empty()) return refuse_announce(routing_id, std::move(raw), refusal);
   }
   refused.erase(routing_id);
 
@@ -428,6 +437,7 @@ std::optional<InboundMessage> ZmqTransport::Impl::announce(const std::string& ro
   Peer& peer = it->second;
   peer.service = service;
   peer.instance = instance;
+  peer.key_service = key_service.value_or("");
   peer.alive = true;
   peer.last_seen = now;
   if (inserted) services[service].routing_ids.push_back(routing_id);
@@ -457,14 +467,16 @@ std::optional<InboundMessage> ZmqTransport::Impl::read_router() {
   // Keep the type and one argument; count the rest and keep a bounded copy for diagnostics.
   std::vector<std::string> kept;
   std::string tail;
-  std::string bound_service;  // the User-Id of an ANNOUNCE's connection, when keys are bound
+  // With keys bound: the User-Id of the connection (the service its key is bound to, "" for any;
+  // nullopt without one), read from the type frame (the routing-id frame is made locally).
+  std::optional<std::string> key_service;
   std::size_t count = 0;
   for (bool more = first.more(); more;) {
     zmq::message_t part;
     if (!router.recv(part, zmq::recv_flags::dontwait)) break;  // parts arrive atomically
     more = part.more();
-    if (keys_bound && kept.empty() && part.to_string_view() == kAnnounce)
-      if (const char* user_id = zmq_msg_gets(part.handle(), "User-Id")) bound_service = user_id;
+    if (keys_bound && kept.empty())
+      if (const char* user_id = zmq_msg_gets(part.handle(), "User-Id")) key_service = user_id;
     if (kept.size() < 2) {
       kept.push_back(part.to_string());
     } else if (tail.size() < kMaxDefectBytes) {
@@ -482,6 +494,12 @@ std::optional<InboundMessage> ZmqTransport::Impl::read_router() {
 
   const auto now = Clock::now();
   auto peer = peers.find(routing_id);
+  // A routing id is the client's to choose: one that a peer with another key announced from
+  // (and left, and has not been forgotten) is not that peer.
+  if (keys_bound && peer != peers.end() && key_service != peer->second.key_service) {
+    forget(routing_id);
+    peer = peers.end();
+  }
   if (peer != peers.end()) {
     peer->second.last_seen = now;
     peer->second.alive = true;  // any frame proves it alive
@@ -519,7 +537,7 @@ std::optional<InboundMessage> ZmqTransport::Impl::read_router() {
   }
   if (type == kAnnounce) {
     if (count != 2) return frame_count_defect(type, 1);
-    return announce(routing_id, kept[1], raw(), now, bound_service);
+    return announce(routing_id, kept[1], raw(), now, key_service);
   }
   return defect("unknown_frame", "unknown frame type \"" + printable(type) + "\"");
 }

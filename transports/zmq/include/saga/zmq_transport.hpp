@@ -52,9 +52,12 @@ struct CurveServerOptions {
   // of these keys may announce as any service: each is trusted as every participant is.
   std::vector<std::string> allowed_client_key_files = {};
   // Keys bound to a service: service name -> files each holding one public key. A peer with one
-  // of these keys is admitted, and may announce only as that service. A key listed twice (for
-  // two services, or here and in allowed_client_key_files) makes bind() throw
-  // std::runtime_error, as does an empty service name.
+  // of these keys is admitted, and may announce only as that service; a service listed here
+  // takes only its own keys (a key of allowed_client_key_files may not announce as it). Every
+  // message is checked against the key its peer announced with, so a routing id reused by
+  // another connection is not taken for that peer. A key listed both for two services, or here
+  // and in allowed_client_key_files, makes bind() throw std::runtime_error, as does an empty
+  // service name.
   std::map<std::string, std::vector<std::string>> service_key_files = {};
 };
 
