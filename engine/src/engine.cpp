@@ -943,8 +943,9 @@ struct Engine::Impl {
       return;
     }
     if (!message.sender_service.empty() &&
-        (destination.empty() ? !awaits_reply_from(saga_id, message.sender_service)
-                             : message.sender_service != destination)) {
+        (destination.empty()
+             ? !awaits_reply_from(saga_id, message.sender_service, saga->instance->state())
+             : message.sender_service != destination)) {
       const std::string from =
           "came from service '" + message.sender_service + "' (" + message.peer + ")";
       const std::string why =
@@ -1557,21 +1558,32 @@ struct Engine::Impl {
     turn.rearm.erase(rearmed);
   }
 
+  // Whether the saga awaits a reply from `service`, as a reply that names no command must: an
+  // open command sent to it, of the type the saga's state awaits when the state names one (such
+  // a reply closes those). Commands in flight are in memory; one that is not (in the send queue,
+  // or in the backlog after a restart, its first send perhaps made before) is read from the
+  // store, on this rare path only.
+  bool awaits_reply_from(const std::string& saga_id, const std::string& service,
+                         std::string_view state) {
+    const std::string_view type = awaited_type(state);
+    auto awaited = [&](const OutboxMessage& row) {
+      return row.destination == service && (type.empty() || row.message_type == type);
+    };
+    if (auto flights = in_flight_by_saga.find(saga_id); flights != in_flight_by_saga.end())
+      for (const std::string& id : flights->second)
+        if (auto flight = in_flight.find(id);
+            flight != in_flight.end() && awaited(flight->second.row))
+          return true;
+    auto rows = store.outbox(saga_id);
+    if (!rows) throw TurnAborted{rows.error()};
+    return std::any_of(rows.value().begin(), rows.value().end(),
+                       [&](const OutboxMessage& row) { return !row.replied_at && awaited(row); });
+  }
+
   // A reply that names no command (causationId is optional) answers what its saga waited for:
   // the DSL names it in the state ("awaiting:<type>", "compensating:<type>"). Closed here, as a
   // reply naming it would close it; left open, it would be re-sent and in the end time out
   // against whatever step the saga is in by then. A state without such a name closes nothing.
-  // Whether the saga has a command sent to `service` still awaiting its reply (a reply that names
-  // no command may come only from such a service).
-  bool awaits_reply_from(const std::string& saga_id, const std::string& service) const {
-    auto flights = in_flight_by_saga.find(saga_id);
-    if (flights == in_flight_by_saga.end()) return false;
-    return std::any_of(flights->second.begin(), flights->second.end(), [&](const std::string& id) {
-      auto flight = in_flight.find(id);
-      return flight != in_flight.end() && flight->second.row.destination == service;
-    });
-  }
-
   void close_awaited_commands(Turn& turn, const std::string& saga_id, std::string_view state) {
     const std::string_view type = awaited_type(state);
     if (type.empty()) return;

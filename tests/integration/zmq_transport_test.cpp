@@ -674,7 +674,11 @@ TEST_F(ZmqCurveTest, KeyBoundToAServiceAnnouncesAsThatServiceOnly) {
       server.secret_file, {listed.public_file}, {{"payment", {payment_key.public_file}}}};
   bind(options);
 
-  auto impostor = curve_participant("inventory", payment_key);
+  auto impostor_options = participant_options("inventory", "inventory-1");
+  impostor_options.curve = saga::CurveClientOptions{server.public_file, payment_key.public_file,
+                                                    payment_key.secret_file};
+  impostor_options.heartbeat_liveness = 20;  // a stalled test thread must not make it reconnect
+  auto impostor = std::make_unique<saga::ZmqParticipantConnection>(impostor_options);
   auto refused = next_inbound();
   ASSERT_TRUE(refused) << "the impostor's ANNOUNCE never came back as a defect";
   EXPECT_EQ(refused->defect_code, "bad_announce");
@@ -737,8 +741,11 @@ TEST_F(ZmqCurveTest, RoutingIdReusedByAnotherKeyIsNotTakenForItsPeer) {
     zmq::socket_t payment = raw_curve_peer(payment_key, "chosen-id", "payment", "payment-1");
     ASSERT_TRUE(announced("payment", "payment-1"));
   }  // closed; the transport still lists payment-1 until it is forgotten
-  std::this_thread::sleep_for(100ms);
-  ASSERT_TRUE(peer("payment", "payment-1"));
+  // Dead once a heartbeat to it fails: the ROUTER has let its routing id go.
+  ASSERT_TRUE(pump_until([&] {
+    auto info = peer("payment", "payment-1");
+    return info && !info->alive;
+  }));
   inbound.clear();
 
   zmq::socket_t intruder = raw_curve_peer(inventory_key, "chosen-id", "", "");

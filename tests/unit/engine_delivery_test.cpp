@@ -473,6 +473,26 @@ TEST_F(EngineTimeoutTest, ReplyFromAServiceOtherThanItsCommandsDestinationIsDead
   EXPECT_EQ(charge[0].envelope.event_type, "payment.Charge");
 }
 
+// The sender check must not refuse a real answer: a reply naming no command, from the service
+// whose command waits in the send queue (its re-send refused, so not in flight), is applied.
+TEST_F(EngineTimeoutTest, ReplyNamingNoCommandFromTheServiceOfAQueuedCommandIsApplied) {
+  std::string id = start();
+  engine->run_once();
+  auto reserve = take_commands(transport).at(0);
+  clock.advance(11s);
+  transport.refuse_sends(saga::SendResult::unroutable);
+  engine->run_once();  // the re-send is refused: Reserve waits in the send queue
+  ASSERT_TRUE(take_commands(transport).empty());
+
+  saga::Envelope unnamed = reserve.envelope;
+  unnamed.event_id.clear();
+  transport.deliver_from("inventory",
+                         reply_bytes(unnamed, "inventory.Reserved", {{"reservation_id", "r-1"}}));
+  engine->run_once();
+  EXPECT_TRUE(store->dead_letters(10).value().empty());
+  EXPECT_EQ(store->load_saga(id).value()->state, "awaiting:payment.Charge");
+}
+
 // A reply that names no command (causationId is optional) is routed by its correlationId. It
 // used to leave its command open: re-sent, and in the end timed out against whatever step the
 // saga had gone on to (here it failed the charge, which had not timed out, and compensated). It

@@ -517,6 +517,11 @@ std::optional<InboundMessage> ZmqTransport::Impl::read_router() {
   const std::string_view type = kept[0];
   if (type == kMessage) {
     if (count != 2) return frame_count_defect(type, 1);
+    if (peer == peers.end() && refused.contains(routing_id)) {  // told why, not to announce
+      const std::string message = "MESSAGE from a connection whose ANNOUNCE was refused";
+      send_error(routing_id, "bad_announce", message);
+      return InboundMessage{raw(), peer_name(routing_id), "not_announced", message};
+    }
     if (peer == peers.end()) return defect("not_announced", "MESSAGE before ANNOUNCE");
     return InboundMessage{std::move(kept[1]), peer_name(routing_id), {}, {}, peer->second.service};
   }

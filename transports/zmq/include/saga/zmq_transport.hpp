@@ -49,15 +49,17 @@ struct CurveServerOptions {
   // File holding the server's secret key (Z85, 40 characters; whitespace ignored). Never logged.
   std::string secret_key_file = {};
   // Files each holding one allowed participant public key (Z85, 40 characters). A peer with one
-  // of these keys may announce as any service: each is trusted as every participant is.
+  // of these keys may announce as any service without bound keys: each is trusted as every
+  // participant is.
   std::vector<std::string> allowed_client_key_files = {};
   // Keys bound to a service: service name -> files each holding one public key. A peer with one
   // of these keys is admitted, and may announce only as that service; a service listed here
   // takes only its own keys (a key of allowed_client_key_files may not announce as it). Every
-  // message is checked against the key its peer announced with, so a routing id reused by
-  // another connection is not taken for that peer. A key listed both for two services, or here
-  // and in allowed_client_key_files, makes bind() throw std::runtime_error, as does an empty
-  // service name.
+  // message is checked against the binding of the key its peer announced with, so a routing id
+  // reused by a connection with a key of another binding is not taken for that peer (a silent
+  // one still gets that peer's commands until it is declared dead: docs/wire-protocol.md). A key
+  // listed both for two services, or here and in allowed_client_key_files, makes bind() throw
+  // std::runtime_error, as does an empty service name.
   std::map<std::string, std::vector<std::string>> service_key_files = {};
 };
 
