@@ -920,7 +920,6 @@ struct Engine::Impl {
     }
     const Route routed = route(envelope);
     const std::string& saga_id = routed.saga_id;
-    const std::string& destination = routed.destination;
     std::string code, reason;
     CachedSaga* saga = load(turn, saga_id, code, reason);
     if (duplicate) {
@@ -942,21 +941,10 @@ struct Engine::Impl {
                   &envelope, saga_id);
       return;
     }
-    if (!message.sender_service.empty() &&
-        (destination.empty()
-             ? !awaits_reply_from(saga_id, message.sender_service, saga->instance->state())
-             : message.sender_service != destination)) {
-      const std::string from =
-          "came from service '" + message.sender_service + "' (" + message.peer + ")";
-      const std::string why =
-          destination.empty()
-              ? "it names no command of saga " + saga_id + ", and it " + from +
-                    ", to which the saga has no command awaiting a reply: not applied"
-              : "it names command " + envelope.causation_id + ", sent to service '" + destination +
-                    "', but " + from + ": not applied";
+    if (auto why = wrong_sender(message, envelope, routed, *saga)) {
       journal(turn, saga_id, JournalKind::unexpected, envelope.event_id, envelope.event_type,
-              std::string(saga->instance->state()), "", why);
-      dead_letter(turn, message.bytes, "wrong_sender", why, &envelope, saga_id);
+              std::string(saga->instance->state()), "", *why);
+      dead_letter(turn, message.bytes, "wrong_sender", *why, &envelope, saga_id);
       return;
     }
     if (!is_terminal(saga->instance->status()) &&
@@ -1556,6 +1544,25 @@ struct Engine::Impl {
           answer.result = request->result.message;
     }
     turn.rearm.erase(rearmed);
+  }
+
+  // Why a reply may not come from the service its transport says sent it (nullopt: it may, or the
+  // sender is unknown): its command went to another service; or, naming no command, its saga
+  // awaits no reply from that service.
+  std::optional<std::string> wrong_sender(const InboundMessage& message, const Envelope& envelope,
+                                          const Route& routed, const CachedSaga& saga) {
+    const std::string& sender = message.sender_service;
+    if (sender.empty()) return std::nullopt;
+    if (routed.destination.empty()
+            ? awaits_reply_from(routed.saga_id, sender, saga.instance->state())
+            : sender == routed.destination)
+      return std::nullopt;
+    const std::string from = "came from service '" + sender + "' (" + message.peer + ")";
+    if (routed.destination.empty())
+      return "it names no command of saga " + routed.saga_id + ", and it " + from +
+             ", to which the saga has no command awaiting a reply: not applied";
+    return "it names command " + envelope.causation_id + ", sent to service '" +
+           routed.destination + "', but " + from + ": not applied";
   }
 
   // Whether the saga awaits a reply from `service`, as a reply that names no command must: an

@@ -43,18 +43,18 @@ std::vector<MemoryTransport::Sent> MemoryTransport::take_events() {
 }
 
 void MemoryTransport::deliver(std::string bytes, std::string peer) {
-  {
-    std::lock_guard lock(mutex_);
-    inbound_.push_back({std::move(bytes), std::move(peer)});
-  }
-  inbound_ready_.notify_all();
+  enqueue({std::move(bytes), std::move(peer)});
 }
 
 void MemoryTransport::deliver_from(std::string sender_service, std::string bytes) {
+  InboundMessage message{std::move(bytes), sender_service};
+  message.sender_service = std::move(sender_service);
+  enqueue(std::move(message));
+}
+
+void MemoryTransport::enqueue(InboundMessage message) {
   {
     std::lock_guard lock(mutex_);
-    InboundMessage message{std::move(bytes), sender_service};
-    message.sender_service = std::move(sender_service);
     inbound_.push_back(std::move(message));
   }
   inbound_ready_.notify_all();

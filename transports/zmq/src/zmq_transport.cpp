@@ -180,6 +180,7 @@ struct ZmqTransport::Impl {
                                          const std::optional<std::string>& key_service);
   InboundMessage refuse_announce(const std::string& routing_id, std::string raw,
                                  const std::string& message);
+  std::string tell_unannounced(const std::string& routing_id, std::string_view frame_type);
   void forget(const std::string& routing_id);
   std::string peer_name(const std::string& routing_id) const;
   void drain_wake();
@@ -389,6 +390,19 @@ InboundMessage ZmqTransport::Impl::refuse_announce(const std::string& routing_id
   return InboundMessage{std::move(raw), peer_name(routing_id), "bad_announce", message};
 }
 
+// Tells a connection that is not announced so: "not_announced", upon which a participant
+// announces; but "bad_announce" again when its ANNOUNCE was refused, which it would only repeat
+// (a dead letter each time). Returns the message sent.
+std::string ZmqTransport::Impl::tell_unannounced(const std::string& routing_id,
+                                                 std::string_view frame_type) {
+  const bool was_refused = refused.contains(routing_id);
+  std::string message =
+      std::string(frame_type) +
+      (was_refused ? " from a connection whose ANNOUNCE was refused" : " before ANNOUNCE");
+  send_error(routing_id, was_refused ? "bad_announce" : "not_announced", message);
+  return message;
+}
+
 std::optional<InboundMessage> ZmqTransport::Impl::announce(
     const std::string& routing_id, const std::string& body, std::string raw, Clock::time_point now,
     const std::optional<std::string>& key_service) {
@@ -517,27 +531,17 @@ std::optional<InboundMessage> ZmqTransport::Impl::read_router() {
   const std::string_view type = kept[0];
   if (type == kMessage) {
     if (count != 2) return frame_count_defect(type, 1);
-    if (peer == peers.end() && refused.contains(routing_id)) {  // told why, not to announce
-      const std::string message = "MESSAGE from a connection whose ANNOUNCE was refused";
-      send_error(routing_id, "bad_announce", message);
-      return InboundMessage{raw(), peer_name(routing_id), "not_announced", message};
-    }
-    if (peer == peers.end()) return defect("not_announced", "MESSAGE before ANNOUNCE");
+    if (peer == peers.end())
+      return InboundMessage{raw(), peer_name(routing_id), "not_announced",
+                            tell_unannounced(routing_id, kMessage)};
     return InboundMessage{std::move(kept[1]), peer_name(routing_id), {}, {}, peer->second.service};
   }
   if (type == kHeartbeat) {
     if (count != 1) return frame_count_defect(type, 0);
     // A peer that is connected but unknown (e.g. after this orchestrator restarted) is told to
-    // announce itself; a heartbeat is not input for the engine.
-    // One whose ANNOUNCE was refused is told so again instead: an answer keeps it from
-    // reconnecting, and "not_announced" would make it announce again, a dead letter each time.
-    if (peer == peers.end()) {
-      if (refused.contains(routing_id))
-        send_error(routing_id, "bad_announce",
-                   "this connection's ANNOUNCE was refused (see the orchestrator's dead letters)");
-      else
-        send_error(routing_id, "not_announced", "HEARTBEAT before ANNOUNCE");
-    }
+    // announce itself (an answer also keeps it from reconnecting); a heartbeat is not input for
+    // the engine.
+    if (peer == peers.end()) tell_unannounced(routing_id, kHeartbeat);
     return std::nullopt;
   }
   if (type == kAnnounce) {

@@ -50,6 +50,8 @@ class MemoryTransport final : public Transport {
   std::size_t inbound_queued() const;
 
  private:
+  void enqueue(InboundMessage message);
+
   mutable std::mutex mutex_;
   std::condition_variable inbound_ready_;
   std::condition_variable sent_ready_;
