@@ -722,7 +722,9 @@ Comparison compare_clusters(const ClusterOptions& baseline_options,
     if (round % 2 == 1) {
       drive(baseline, baseline_rounds);
       drive(variant, variant_rounds);
+      if (plan.beside_saturation_round) plan.beside_saturation_round(round);
     } else {
+      if (plan.beside_saturation_round) plan.beside_saturation_round(round);
       drive(variant, variant_rounds);
       drive(baseline, baseline_rounds);
     }

@@ -133,7 +133,8 @@ RunResult run_cluster(const ClusterOptions& cluster, const RunPlan& plan);
 // Two clusters side by side, for a ratio the machine's drift does not skew: both are started
 // and warmed up, then driven at saturation in `plan.rounds` alternating rounds (the baseline
 // first in odd rounds, the variant first in even ones) of saturation_s / rounds each. Only the
-// plan's window, warm-up, saturation time, rounds and check_invariants apply.
+// plan's window, warm-up, saturation time, rounds, check_invariants and beside_saturation_round
+// apply (the latter after both clusters' odd rounds and before their even ones).
 struct Comparison {
   PhaseResult baseline, variant;     // each the median of its rounds
   std::vector<double> round_ratios;  // variant / baseline sagas/s, per round (adjacent runs)

@@ -16,6 +16,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "report.hpp"
 #include "saga/sqlite_store.hpp"
 
 namespace bench {
@@ -184,6 +185,21 @@ StoreFigure measure_store(const CapturedSaga& captured, saga::Durability durabil
       static_cast<double>(database.bytes_on_disk()) /
       static_cast<double>(std::max<std::size_t>(database.sagas(), 1));  // warm-up included
   return figure;
+}
+
+KeepAwakeCalibration calibrate_keep_awake(const CapturedSaga& captured, double seconds,
+                                          std::size_t pairs, const std::string& directory) {
+  KeepAwakeCalibration calibration;
+  for (std::size_t pair = 0; pair < pairs; ++pair)
+    for (const bool awake : {pair % 2 == 0, pair % 2 != 0}) {
+      KeepCoresAwake cores(awake);
+      const double rate =
+          measure_store(captured, saga::Durability::full, 1, seconds, directory).steps_per_s;
+      (awake ? calibration.awake_steps_per_s : calibration.asleep_steps_per_s).push_back(rate);
+    }
+  calibration.keep_awake =
+      median(calibration.awake_steps_per_s) > median(calibration.asleep_steps_per_s);
+  return calibration;
 }
 
 CommitLatencyFigure measure_commit_latency(const CapturedSaga& captured,

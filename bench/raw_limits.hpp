@@ -40,6 +40,19 @@ class KeepCoresAwake {
   std::unique_ptr<Impl> impl_;
 };
 
+// Whether keeping the cores awake raises this machine's raw limits. It depends on the
+// hypervisor: where a halted vCPU wakes slowly it does, and where the spinning vCPUs take host
+// time from the virtual disk and network it lowers them (on the Firecracker VM the benchmark was
+// later run on, F fell by a fifth and Z's round trip doubled). S(1) FULL, a lone process waiting
+// on fsync, is measured `pairs` times each way, alternating, `seconds` each; the cores are kept
+// awake if that gave the higher median.
+struct KeepAwakeCalibration {
+  std::vector<double> awake_steps_per_s, asleep_steps_per_s;
+  bool keep_awake = false;
+};
+KeepAwakeCalibration calibrate_keep_awake(const CapturedSaga& captured, double seconds,
+                                          std::size_t pairs, const std::string& directory);
+
 // The value at `fraction` (0.5: the median) of ascending `sorted`, nearest rank below; 0 when
 // empty.
 double percentile(const std::vector<double>& sorted, double fraction);

@@ -187,7 +187,8 @@ int main(int argc, char** argv) {
   std::string samples_dir = (exe_dir.parent_path() / "samples").string();
   std::string work_dir = (exe_dir / "work").string();
   std::string durability = "full", participant_durability = "full";
-  bool quick = false, raw_only = false, no_keep_awake = false, keep_databases = false;
+  bool quick = false, raw_only = false, keep_databases = false;
+  std::string keep_awake_mode = "auto";
   double raw_s = 2, saturation_s = 30, half_s = 20, unbatched_s = 15, isolated_s = 15,
          profile_s = 8;
   // 40,000 held sagas: more than ZeroMQ takes for a stopped peer (its high-water mark, 10,000,
@@ -197,8 +198,11 @@ int main(int argc, char** argv) {
   app.add_flag("--quick", quick,
                "A tiny configuration (seconds, not minutes) that proves the benchmark works; its "
                "figures mean little. Explicit duration flags still win.");
-  app.add_flag("--no-keep-awake", no_keep_awake,
-               "Measure the raw limits without idle-priority spinners keeping the cores awake");
+  app.add_option("--keep-awake", keep_awake_mode,
+                 "Measure the raw limits with idle-priority spinners keeping the cores awake: on, "
+                 "off, or auto (whichever gives the higher S(1) FULL in a short calibration)")
+      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->capture_default_str();
   app.add_flag("--keep-databases", keep_databases,
                "Keep the SQLite files of the end-to-end runs in --work (logs are always kept)");
   app.add_flag("--raw-only", raw_only, "Measure S, F, Z and J only (seconds), no end-to-end run");
@@ -333,7 +337,6 @@ int main(int argc, char** argv) {
   ::uname(&system);
   report["kernel"] = std::string(system.sysname) + " " + system.release;
   report["load_average_at_start"] = load_average();
-  report["raw_limits_with_cores_kept_awake"] = !no_keep_awake;
   report["rounds"] = rounds;
   report["durability"] = {{"orchestrator", durability}, {"participants", participant_durability}};
 
@@ -345,6 +348,22 @@ int main(int argc, char** argv) {
 
     say("[1/9] capturing one order saga from the engine (its real batches and envelopes)");
     const bench::CapturedSaga captured = bench::capture_order_saga();
+    bool keep_awake = keep_awake_mode == "on";
+    if (keep_awake_mode == "auto") {
+      const bench::KeepAwakeCalibration calibration =
+          bench::calibrate_keep_awake(captured, quick ? 0.2 : 0.5, quick ? 2 : 3, work_dir);
+      keep_awake = calibration.keep_awake;
+      say("  S(1) FULL with the cores kept awake " +
+          fixed(bench::median(calibration.awake_steps_per_s), 0) + ", without " +
+          fixed(bench::median(calibration.asleep_steps_per_s), 0) +
+          " steps/s: the raw limits are measured " +
+          (keep_awake ? "with the cores kept awake" : "without spinners"));
+      report["keep_awake_calibration"] = {{"F_awake_rounds", calibration.awake_steps_per_s},
+                                          {"F_asleep_rounds", calibration.asleep_steps_per_s},
+                                          {"unit", "steps/s (S(1) FULL)"}};
+    }
+    report["keep_awake"] = keep_awake_mode;
+    report["raw_limits_with_cores_kept_awake"] = keep_awake;
     json sizes = {{"commands", json::array()}, {"replies", json::array()}, {"unit", "bytes"}};
     for (const auto& c : captured.commands) sizes["commands"].push_back(c.size());
     for (const auto& r : captured.replies) sizes["replies"].push_back(r.size());
@@ -356,7 +375,7 @@ int main(int argc, char** argv) {
     report["rows_written_per_saga"] = writes;
 
     // The raw limits are measured with every core kept awake (see KeepCoresAwake).
-    auto awake = std::make_unique<bench::KeepCoresAwake>(!no_keep_awake);
+    auto awake = std::make_unique<bench::KeepCoresAwake>(keep_awake);
     say("[2/9] S(B): SqliteStore::commit with the engine's batches, " + fixed(raw_s) +
         " s per configuration and round");
     report["S_method"] =
@@ -518,7 +537,7 @@ int main(int argc, char** argv) {
     const std::size_t b_round =
         std::max<std::size_t>(1, static_cast<std::size_t>(std::lround(b_star)));
     say("  S(B*) at B = " + std::to_string(b_round) + " (" + durability + ")");
-    awake = std::make_unique<bench::KeepCoresAwake>(!no_keep_awake);
+    awake = std::make_unique<bench::KeepCoresAwake>(keep_awake);
     std::vector<double> s_at_b_rounds;
     const bench::StoreFigure store_at_b =
         median_store(durability_of(durability), b_round, s_at_b_rounds);
@@ -564,13 +583,21 @@ int main(int argc, char** argv) {
     }
 
     if (unbatched_s > 0) {
-      say("[7/9] E with batching disabled (orchestrator --batch 1 --sync commit)");
+      const bool beside_light = participant_durability != "off";
+      say("[7/9] E with batching disabled (orchestrator --batch 1 --sync commit)" +
+          std::string(beside_light ? ", with the participants durable and, alternately, not" : ""));
       bench::ClusterOptions single = cluster;
       single.work_dir = (fs::path(work_dir) / "unbatched").string();
       single.max_batch = 1;
       // One message per transaction and per fsync: with the sync thread, the commits made during
       // one fsync would share the next, which is batching again.
       single.sync = "commit";
+      // The same with the services' ledgers not durable: F is one process's commits on an idle
+      // disk, and durable services fsync on the same disk, so this run shows the engine's own
+      // overhead next to its fsyncs, without the disk's time the services take.
+      bench::ClusterOptions single_light = single;
+      single_light.work_dir = (fs::path(work_dir) / "unbatched-participants-off").string();
+      single_light.participant_durability = "off";
       bench::RunPlan single_plan;
       // One fsync per step: throughput does not grow with the window, the drain time does.
       single_plan.window = std::min<std::size_t>(window, 200);
@@ -583,30 +610,49 @@ int main(int argc, char** argv) {
       // beside each round, not once: every round's ratio compares two adjacent measurements.
       std::vector<double> f_rounds;
       single_plan.beside_saturation_round = [&](std::size_t round) {
-        bench::KeepCoresAwake cores_awake(!no_keep_awake);
+        bench::KeepCoresAwake cores_awake(keep_awake);
         f_rounds.push_back(
             bench::measure_store(captured, saga::Durability::full, 1, raw_s, work_dir).steps_per_s);
         say("    F beside round " + std::to_string(round) + ": " + fixed(f_rounds.back(), 0) +
             " steps/s");
       };
-      const bench::RunResult unbatched = bench::run_cluster(single, single_plan);
-      const std::vector<double>& e_rounds = unbatched.saturation.round_steps_per_s;
-      std::vector<double> round_ratios;
-      for (std::size_t i = 0; i < std::min(e_rounds.size(), f_rounds.size()); ++i)
-        round_ratios.push_back(e_rounds[i] / std::max(f_rounds[i], 1e-9));
-      json u = phase_json(unbatched.saturation);
-      u["window"] = bench::figure(static_cast<double>(single_plan.window), "sagas in flight");
-      u["sync"] = single.sync;
+      bench::PhaseResult durable_phase, light_phase;
+      if (beside_light) {
+        bench::Comparison compared = bench::compare_clusters(single, single_light, single_plan);
+        durable_phase = std::move(compared.baseline);
+        light_phase = std::move(compared.variant);
+      } else {
+        durable_phase = bench::run_cluster(single, single_plan).saturation;
+      }
+      auto over_f = [&](const bench::PhaseResult& phase) {
+        std::vector<double> ratios;
+        for (std::size_t i = 0; i < std::min(phase.round_steps_per_s.size(), f_rounds.size()); ++i)
+          ratios.push_back(phase.round_steps_per_s[i] / std::max(f_rounds[i], 1e-9));
+        return ratios;
+      };
       const double f_median = bench::median(f_rounds);
-      const double ratio = bench::median(round_ratios);
-      say("  F = " + fixed(f_median, 0) + " steps/s beside the rounds (" + fixed(full_single, 0) +
-          " at the start of the run); steps/s over F " + fixed(ratio, 3));
+      auto unbatched_json = [&](const bench::PhaseResult& phase) {
+        json u = phase_json(phase);
+        u["window"] = bench::figure(static_cast<double>(single_plan.window), "sagas in flight");
+        u["sync"] = single.sync;
+        u["steps_per_s_rounds"] = phase.round_steps_per_s;
+        u["round_ratios"] = over_f(phase);
+        u["steps_over_F"] =
+            bench::figure(bench::median(over_f(phase)),
+                          "ratio (median over rounds, each against the F measured beside it)");
+        return u;
+      };
+      json u = unbatched_json(durable_phase);
       u["F"] = bench::figure(f_median, "steps/s (S(1) FULL, median of the rounds beside E's)");
       u["F_rounds"] = f_rounds;
-      u["steps_per_s_rounds"] = e_rounds;
-      u["round_ratios"] = round_ratios;
-      u["steps_over_F"] =
-          bench::figure(ratio, "ratio (median over rounds, each against the F measured beside it)");
+      std::string light_text;
+      if (beside_light) {
+        u["participants_not_durable"] = unbatched_json(light_phase);
+        light_text = "; participants not durable " + fixed(bench::median(over_f(light_phase)), 3);
+      }
+      say("  F = " + fixed(f_median, 0) + " steps/s beside the rounds (" + fixed(full_single, 0) +
+          " at the start of the run); steps/s over F " +
+          fixed(bench::median(over_f(durable_phase)), 3) + light_text);
       e["batching_disabled"] = u;
     } else {
       say("[7/9] E with batching disabled: skipped");
