@@ -719,13 +719,14 @@ Comparison compare_clusters(const ClusterOptions& baseline_options,
     auto drive = [&](Cluster& cluster, std::vector<PhaseResult>& into) {
       into.push_back(cluster.drive(label, {"--window", window}, seconds, plan.check_invariants));
     };
+    // A figure measured beside the rounds sits between the two clusters' runs, next to both.
     if (round % 2 == 1) {
       drive(baseline, baseline_rounds);
-      drive(variant, variant_rounds);
       if (plan.beside_saturation_round) plan.beside_saturation_round(round);
+      drive(variant, variant_rounds);
     } else {
-      if (plan.beside_saturation_round) plan.beside_saturation_round(round);
       drive(variant, variant_rounds);
+      if (plan.beside_saturation_round) plan.beside_saturation_round(round);
       drive(baseline, baseline_rounds);
     }
     const double ratio = variant_rounds.back().engine.sagas_per_s() /

@@ -116,8 +116,9 @@ struct RunPlan {
   // Each phase is driven `rounds` times for its duration / rounds; its figures are the medians.
   std::size_t rounds = 1;
   // Called once per saturation round with the round's number (1-based), while the cluster idles:
-  // after odd rounds and before even ones, as compare_clusters alternates, so a figure measured
-  // here pairs with the round beside it and the machine's drift does not favour either side.
+  // after odd rounds and before even ones (compare_clusters: between the two clusters' runs of
+  // the round), so a figure measured here pairs with the round beside it and the machine's drift
+  // does not favour either side.
   std::function<void(std::size_t round)> beside_saturation_round = {};
 };
 
@@ -134,7 +135,7 @@ RunResult run_cluster(const ClusterOptions& cluster, const RunPlan& plan);
 // and warmed up, then driven at saturation in `plan.rounds` alternating rounds (the baseline
 // first in odd rounds, the variant first in even ones) of saturation_s / rounds each. Only the
 // plan's window, warm-up, saturation time, rounds, check_invariants and beside_saturation_round
-// apply (the latter after both clusters' odd rounds and before their even ones).
+// apply (the latter between the two clusters' runs of each round, so it is next to both).
 struct Comparison {
   PhaseResult baseline, variant;     // each the median of its rounds
   std::vector<double> round_ratios;  // variant / baseline sagas/s, per round (adjacent runs)

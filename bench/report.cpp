@@ -311,7 +311,11 @@ std::string markdown(const json& r) {
                      number(median_of(r["keep_awake_calibration"]["F_awake_rounds"])) +
                      " steps/s with idle-priority spinners, " +
                      number(median_of(r["keep_awake_calibration"]["F_asleep_rounds"])) + " without"
-               : "`--keep-awake " + r.value("keep_awake", std::string("on")) + "`")
+           : r.contains("keep_awake")
+               ? "`--keep-awake " + r.value("keep_awake", std::string()) + "`"
+               : std::string(r["raw_limits_with_cores_kept_awake"].get<bool>()
+                                 ? "always, before `--keep-awake`"
+                                 : "`--no-keep-awake`, before `--keep-awake`"))
        << " |\n";
   md << "| F | " << fmt("/F") << " steps/s | S(1) FULL: one step per durable transaction |\n"
      << "| Z | " << fmt("/Z/round_trips_per_s") << range("/Z/rounds_round_trips_per_s", 0)
@@ -523,23 +527,30 @@ std::string markdown(const json& r) {
                  ? "are a large part of the bound."
                  : "are not what bounds E here.")
          << "\n";
-    if (has(r, "/E/batching_disabled/participants_not_durable"))
+    if (has(r, "/E/batching_disabled/participants_not_durable")) {
+      const double durable = at(r, "/E/batching_disabled/steps_over_F");
+      const double light = at(r, "/E/batching_disabled/participants_not_durable/steps_over_F");
       md << "- With batching disabled the engine made " << fmt("/E/batching_disabled/steps_per_s")
-         << " steps/s with durable participants and "
+         << " steps/s with durable services and "
          << fmt("/E/batching_disabled/participants_not_durable/steps_per_s")
-         << " with participants not durable, against F = " << fmt("/E/batching_disabled/F")
-         << " single-step commits/s of one process alone on the disk ("
-         << fmt("/E/batching_disabled/steps_over_F", 3) << " and "
-         << fmt("/E/batching_disabled/participants_not_durable/steps_over_F", 3)
-         << " x F). Each step is one durable commit in the orchestrator, and each command one "
-            "in a durable service: "
-         << (at(r, "/E/batching_disabled/participants_not_durable/steps_over_F") >= 0.9
-                 ? "the engine's own overhead is within a tenth of F when it has the disk to "
-                   "itself, and what the durable run loses is the disk's time the services' "
-                   "fsyncs take."
-                 : "even with the disk to itself the engine stays below 0.9 x F, so its own "
-                   "work per step is part of the bound.")
+         << " with services not durable, against F = " << fmt("/E/batching_disabled/F")
+         << " single-step commits/s of one process on a quiet machine (" << number(durable, 3)
+         << " and " << number(light, 3)
+         << " x F). Each step is one durable commit in the orchestrator; each command is one more "
+            "in a durable service, on the same disk. ";
+      if (light >= 1.1 * durable)
+        md << "Services that do not fsync lift the ratio by "
+           << number(100 * (light / std::max(durable, 1e-9) - 1), 0)
+           << " %, which is consistent with the services' fsyncs taking disk time the "
+              "orchestrator's commits wait for. ";
+      md << (light >= 0.9
+                 ? "Without them the engine is within a tenth of F."
+                 : "Without them the engine still stays below 0.9 x F: beyond its commits, each "
+                   "step's own work (receiving, deciding, sending: the wake-ups of the engine's "
+                   "and ZeroMQ's threads and their system calls) and the services and driver "
+                   "sharing the two cores are part of the bound.")
          << "\n";
+    }
     if (has(r, "/E/profile"))
       md << "- In the orchestrator's profile, `SqliteStore::commit` is on the stack in "
          << percent([&] {
@@ -625,9 +636,10 @@ std::string markdown(const json& r) {
   once). On another hypervisor the spinning vCPUs take host time from the virtual disk and network
   instead: on the Firecracker VM of later runs, F was a fifth lower with them, Z's round trip
   twice as long and L's p99 three to five times. So by default (`--keep-awake auto`) a short
-  calibration measures S(1) FULL three times each way, alternating, and the raw limits are
-  measured the way that gave the higher median (`keep_awake_calibration` in the JSON); `on` and
-  `off` force it. The E runs keep the cores busy by themselves and never use the spinners.
+  calibration measures S(1) FULL three times each way, alternating, and all the raw limits are
+  measured the way that gave the higher median (`keep_awake_calibration` in the JSON): the choice
+  is made on F alone, the figure the spinners were for, and applies to Z, J and L as well; `on`
+  and `off` force it. The E runs keep the cores busy by themselves and never use the spinners.
 - **L**: S(1) with FULL again, paced: one commit every 2 ms, so the disk is idle between
   commits as it is between the small turns of a lightly loaded process (on a virtual disk an
   fsync after a pause can take several times one issued back to back). Every round's commits are
@@ -683,10 +695,14 @@ std::string markdown(const json& r) {
 - **Batching disabled**: the same saturation run with `order_orchestrator --batch 1 --sync
   commit` (one input per transaction, and the fsync inside each COMMIT: with the store's sync
   thread, the default, the commits made during one fsync share the next one, which is batching
-  again); each round's steps/s is compared with F measured beside it, after odd rounds and
-  before even ones while the cluster idles, and the ratio is the median of the rounds' ratios
-  (fsync times drift with whatever else the machine does; the F in the raw-limits table is from
-  the start).
+  again), on two clusters in alternating rounds: one with durable services (the target's figure)
+  and one with the services on `--durability off`. F is measured in every round between the two
+  clusters' runs, while both idle, and each cluster's steps/s in a round is compared with that
+  F; each ratio is the median of its rounds' ratios (fsync times drift with whatever else the
+  machine does; the F in the raw-limits table is from the start). F is one process committing
+  on an otherwise quiet disk and machine; durable services fsync on the same disk, and every
+  service, durable or not, shares the two cores, so the second cluster shows how much of the
+  gap the services' fsyncs make.
 - **Sync**: every other E phase runs the orchestrator as shipped, with `--sync background`: COMMIT
   writes the WAL and a thread of the store fsyncs it while the loop goes on; nothing a turn sends
   or reports leaves before that fsync (docs/architecture.md, "Durable without waiting").

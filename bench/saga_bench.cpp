@@ -350,8 +350,8 @@ int main(int argc, char** argv) {
     const bench::CapturedSaga captured = bench::capture_order_saga();
     bool keep_awake = keep_awake_mode == "on";
     if (keep_awake_mode == "auto") {
-      const bench::KeepAwakeCalibration calibration =
-          bench::calibrate_keep_awake(captured, quick ? 0.2 : 0.5, quick ? 2 : 3, work_dir);
+      const bench::KeepAwakeCalibration calibration = bench::calibrate_keep_awake(
+          captured, std::min(raw_s, quick ? 0.1 : 0.5), quick ? 1 : 3, work_dir);
       keep_awake = calibration.keep_awake;
       say("  S(1) FULL with the cores kept awake " +
           fixed(bench::median(calibration.awake_steps_per_s), 0) + ", without " +
@@ -617,8 +617,10 @@ int main(int argc, char** argv) {
             " steps/s");
       };
       bench::PhaseResult durable_phase, light_phase;
+      std::vector<double> light_over_durable;
       if (beside_light) {
         bench::Comparison compared = bench::compare_clusters(single, single_light, single_plan);
+        light_over_durable = compared.round_ratios;
         durable_phase = std::move(compared.baseline);
         light_phase = std::move(compared.variant);
       } else {
@@ -648,6 +650,10 @@ int main(int argc, char** argv) {
       std::string light_text;
       if (beside_light) {
         u["participants_not_durable"] = unbatched_json(light_phase);
+        u["participants_not_durable"]["over_durable_participants"] =
+            bench::figure(bench::median(light_over_durable),
+                          "ratio (median over rounds, each against the durable run beside it)");
+        u["participants_not_durable"]["over_durable_participants_rounds"] = light_over_durable;
         light_text = "; participants not durable " + fixed(bench::median(over_f(light_phase)), 3);
       }
       say("  F = " + fixed(f_median, 0) + " steps/s beside the rounds (" + fixed(full_single, 0) +
