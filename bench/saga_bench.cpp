@@ -374,7 +374,8 @@ int main(int argc, char** argv) {
                 step.dispatched.size() + step.replied.size();
     report["rows_written_per_saga"] = writes;
 
-    // The raw limits are measured with every core kept awake (see KeepCoresAwake).
+    // The raw limits are measured with the cores kept awake if the calibration (or --keep-awake
+    // on) says so (see KeepCoresAwake).
     auto awake = std::make_unique<bench::KeepCoresAwake>(keep_awake);
     say("[2/9] S(B): SqliteStore::commit with the engine's batches, " + fixed(raw_s) +
         " s per configuration and round");
@@ -592,9 +593,9 @@ int main(int argc, char** argv) {
       // One message per transaction and per fsync: with the sync thread, the commits made during
       // one fsync would share the next, which is batching again.
       single.sync = "commit";
-      // The same with the services' ledgers not durable: F is one process's commits on an idle
-      // disk, and durable services fsync on the same disk, so this run shows the engine's own
-      // overhead next to its fsyncs, without the disk's time the services take.
+      // The same with the services' ledgers not durable: F is one process's commits on a quiet
+      // machine, and durable services fsync on the same disk, so this run shows the ratio without
+      // the disk's time the services' fsyncs take (they still share the cores).
       bench::ClusterOptions single_light = single;
       single_light.work_dir = (fs::path(work_dir) / "unbatched-participants-off").string();
       single_light.participant_durability = "off";
