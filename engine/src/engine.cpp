@@ -285,14 +285,9 @@ struct Engine::Impl {
     std::unordered_set<std::string> inbox;
     std::vector<SagaOutcome> outcomes;
     std::vector<OutboxMessage> rearm;  // commands of retriable steps to send again
-    // New commands of retriable steps answering a failure reply: sent once their wait is over
-    // (see retry_after_failure).
-    struct DelayedRetry {
-      std::string message_id;
-      std::string saga_id;
-      std::chrono::milliseconds wait;
-    };
-    std::vector<DelayedRetry> delayed;
+    // Sagas whose failure reply this turn answered with a new command of a retriable step, sent
+    // once its wait is over (its row's not_before; see retry_after_failure).
+    std::vector<std::string> delayed;
     std::vector<OperatorRequest*> operations;
     std::uint64_t timeouts = 0;
     std::uint64_t started = 0;
@@ -782,9 +777,11 @@ struct Engine::Impl {
       row.compensation = command.role == CommandRole::compensation;
       journal(turn, saga_id, JournalKind::message_out, row.message_id, row.message_type, "", "",
               row.compensation ? "compensation " + payload : std::move(payload));
-      if (!retried_type.empty() && row.message_type == retried_type)
-        turn.delayed.push_back({row.message_id, saga_id,
-                                timeout_after(policy_for(row), retriable_failures.at(saga_id))});
+      if (!retried_type.empty() && row.message_type == retried_type) {
+        row.retry_failures = retriable_failures.at(saga_id);
+        row.not_before = clock.now() + timeout_after(policy_for(row), row.retry_failures);
+        turn.delayed.push_back(saga_id);
+      }
       turn.batch.outbox.push_back(std::move(row));
     }
     SagaStatus after = saga.instance->status();
@@ -1135,6 +1132,8 @@ struct Engine::Impl {
     if (!pending) throw TurnAborted{pending.error()};
     auto awaiting = store.awaiting_reply(std::numeric_limits<std::size_t>::max());
     if (!awaiting) throw TurnAborted{awaiting.error()};
+    auto retries = store.retries_after_failure();
+    if (!retries) throw TurnAborted{retries.error()};
     std::vector<OutboxMessage> exhausted = out_of_attempts_at_start(pending.value());
     backlogs.clear();
     backlog_size = 0;
@@ -1151,6 +1150,22 @@ struct Engine::Impl {
       uncount(backlog);
       Timestamp sent = row.created_at;
       track(std::move(row), sent);
+    }
+    // A retry after a failure reply: its saga's failures in a row go on from those its wait was
+    // for, and one whose wait is not over waits out the rest (its destination's backlog holds
+    // it, and leaves it alone). One whose wait is over may have left: sent again at once, like
+    // any command sent at most once.
+    const Timestamp now = clock.now();
+    for (auto& row : retries.value()) {
+      int& failures = retriable_failures[row.saga_id];
+      failures = std::max(failures, row.retry_failures);
+      if (!row.not_before || *row.not_before <= now) continue;
+      if (!in_flight.contains(row.message_id)) {  // else tracked above, out of attempts
+        Backlog& backlog = backlogs[row.destination];
+        backlog.handled_elsewhere.insert(row.message_id);
+        uncount(backlog);
+      }
+      track_waiting_retry(std::move(row));
     }
     for (auto& row : awaiting.value()) {
       Timestamp sent = row.dispatched_at.value_or(clock.now());
@@ -1465,6 +1480,16 @@ struct Engine::Impl {
   void track(OutboxMessage row, Timestamp sent_at) {
     const Timestamp deadline = sent_at + timeout_after(policy_for(row), std::max(row.attempts, 1));
     track_until(std::move(row), deadline);
+  }
+
+  // A retry after a failure reply, tracked until its not_before and sent then as a first send
+  // (attempts 0). Its wait is not lag: the age gauges and the reply wait count from when it
+  // leaves.
+  void track_waiting_retry(OutboxMessage row) {
+    const Timestamp due = *row.not_before;
+    row.attempts = 0;
+    row.created_at = due;
+    track_until(std::move(row), due);
   }
 
   // An open command resend_overdue() looks at again at `deadline`: one sent, awaiting its reply;
@@ -1931,8 +1956,8 @@ struct Engine::Impl {
 
   // The in-memory sagas of a turn that did not commit are ahead of the store: drop them.
   void discard_turn(const Turn& turn) {
-    for (const auto& retry : turn.delayed)  // the inputs are tried again: not a failure more
-      if (auto count = retriable_failures.find(retry.saga_id);
+    for (const auto& saga_id : turn.delayed)  // the inputs are tried again: not a failure more
+      if (auto count = retriable_failures.find(saga_id);
           count != retriable_failures.end() && --count->second <= 0)
         retriable_failures.erase(count);
     for (const auto& saga_id : turn.touched) cache.erase(saga_id);
@@ -2181,13 +2206,6 @@ struct Engine::Impl {
     return found == retriable_failures.end() ? 0 : found->second;
   }
 
-  static std::optional<std::chrono::milliseconds> is_delayed(const Turn& turn,
-                                                             const std::string& message_id) {
-    for (const auto& retry : turn.delayed)
-      if (retry.message_id == message_id) return retry.wait;
-    return std::nullopt;
-  }
-
   void release_durable() {
     if (held_turns.empty()) return;
     const std::uint64_t durable = store.durable_through();
@@ -2203,15 +2221,12 @@ struct Engine::Impl {
     if (committed && metrics) metrics->durable_after.observe(seconds_since(commit_started));
     if (committed)
       for (auto& row : turn.batch.outbox) {
-        if (auto wait = is_delayed(turn, row.message_id)) {
+        if (row.not_before) {  // a retry after a failure reply: it waits before it leaves
           // A destination backlog (one that started before, or with this turn's earlier
           // commands) may hold the row in its range: the read-back must leave it alone. Until
           // now it could not reach the row: a read-back stops at a held turn's commands.
           handled_elsewhere(row);
-          // Its wait is not lag: the age gauges and the reply wait count from when it leaves.
-          const Timestamp due = clock.now() + *wait;
-          row.created_at = due;
-          track_until(std::move(row), due);
+          track_waiting_retry(std::move(row));
         } else {
           queue_new(row);
         }

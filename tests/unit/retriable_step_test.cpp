@@ -179,18 +179,58 @@ TEST_F(RetriableStepTest, TheCommandTypesOwnPolicyGivesTheWait) {
   EXPECT_EQ(after(50ms).size(), 1u);
 }
 
-TEST_F(RetriableStepTest, ARetryWaitingAtARestartIsSentAtOnceByTheNextEngine) {
+TEST_F(RetriableStepTest, ARetryWaitingAtARestartWaitsOutTheRestOfItsWaitUnderTheNextEngine) {
   std::string id;
   SentCommand first = notification_of(id, "dee@example.com");
   reply(first, "mail.Bounced");
   engine->run_once();
-  ASSERT_TRUE(sent().empty());
-  start_engine();  // the retry was committed: the next engine finds it open and sends it
+  ASSERT_TRUE(after(4s).empty());
+  start_engine();  // the retry and its wait were committed: the next engine finds both
   engine->run_once();
-  auto again = sent();
+  EXPECT_TRUE(sent().empty()) << "sent at once by the next engine, 6 s early";
+  EXPECT_TRUE(after(5s).empty()) << "sent before its wait (10 s) was over";
+  auto again = after(1s);
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(again[0].envelope.event_type, "mail.Notify");
   EXPECT_NE(again[0].envelope.event_id, first.envelope.event_id);
+  EXPECT_EQ(engine->stats().command_resends, 0u) << "a first send, as without the restart";
+  reply(again[0], "mail.Notified");
+  engine->run_once();
+  EXPECT_EQ(store->load_saga(id).value()->status, saga::SagaStatus::Completed);
+}
+
+TEST_F(RetriableStepTest, FailuresInARowGoOnAcrossRestartsWhetherTheRetryWaitedOrHadLeft) {
+  std::string id;
+  SentCommand command = notification_of(id, "dan@example.com");
+  reply(command, "mail.Bounced");
+  engine->run_once();
+  auto again = after(10s);  // the first failure's wait
+  ASSERT_EQ(again.size(), 1u);
+  // A restart after the retry left: it is sent again at once (it may not have left), and the
+  // next failure is the second in a row.
+  start_engine();
+  engine->run_once();
+  auto resent = sent();
+  ASSERT_EQ(resent.size(), 1u);
+  EXPECT_EQ(resent[0].envelope.event_id, again[0].envelope.event_id);
+  reply(resent[0], "mail.Bounced");
+  engine->run_once();
+  EXPECT_TRUE(after(19s).empty()) << "the second failure in a row waits 20 s, not 10 s";
+  // A restart while the third retry waits: it waits out 40 s from its failure reply.
+  auto third = after(1s);
+  ASSERT_EQ(third.size(), 1u);
+  reply(third[0], "mail.Bounced");
+  engine->run_once();
+  ASSERT_TRUE(after(30s).empty());
+  start_engine();
+  engine->run_once();
+  EXPECT_TRUE(after(9s).empty()) << "the third failure in a row waits 40 s";
+  auto fourth = after(1s);
+  ASSERT_EQ(fourth.size(), 1u);
+  reply(fourth[0], "mail.Bounced");
+  engine->run_once();
+  EXPECT_TRUE(after(59s).empty()) << "the fourth waits 60 s (the cap), counted across restarts";
+  EXPECT_EQ(after(1s).size(), 1u);
 }
 
 TEST_F(RetriableStepTest, TheBacklogReadBackDoesNotSendAWaitingRetryEarly) {

@@ -283,7 +283,7 @@ TEST(SqliteTuning, MemoryStatisticsStayOnWhenSqliteIsAlreadyInUse) {
 }
 
 TEST(SqliteStoreOpen, LatestSchemaVersionIsTheNumberOfMigrations) {
-  EXPECT_EQ(SqliteStore::latest_schema_version(), 8);
+  EXPECT_EQ(SqliteStore::latest_schema_version(), 9);
 }
 
 TEST(SqliteStoreOpen, InMemoryDatabaseOpensAndIsIntact) {
@@ -1097,6 +1097,49 @@ TEST(SqliteStoreOutbox, DispatchMarksSetTheFlagRecordTheAttemptsGivenAndStampThe
   EXPECT_EQ(raw.integer("SELECT dispatched_at FROM outbox WHERE message_id = 'm1'"),
             std::chrono::duration_cast<microseconds>(at_us(2000).time_since_epoch()).count());
   EXPECT_EQ(raw.text("SELECT typeof(dispatched_at) FROM outbox WHERE message_id = 'm2'"), "null");
+}
+
+TEST(SqliteStoreOutbox, RetriesAfterFailureKeepTheirWaitAndAreReadBackWhileOpenAndNeverResent) {
+  TempDir dir;
+  const fs::path db = dir.path() / "saga.db";
+  auto store = open_or_fail(file_options(db));
+  ASSERT_TRUE(store);
+  OutboxMessage waiting = make_outbox("waiting", "s1", at_us(10));
+  waiting.not_before = at_us(5000);
+  waiting.retry_failures = 3;
+  OutboxMessage resent = make_outbox("resent", "s2", at_us(20));
+  resent.not_before = at_us(100);
+  resent.retry_failures = 1;
+  OutboxMessage answered = make_outbox("answered", "s3", at_us(30));
+  answered.not_before = at_us(100);
+  answered.retry_failures = 1;
+  WriteBatch batch;
+  batch.outbox = {make_outbox("plain", "s1", at_us(5)), waiting, resent, answered};
+  ASSERT_TRUE(store->commit(batch));
+  WriteBatch later;
+  later.at = at_us(6000);
+  later.dispatched = {{"resent", 1}};
+  later.replied = {"answered"};
+  ASSERT_TRUE(store->commit(later));
+
+  auto retries = store->retries_after_failure();
+  ASSERT_TRUE(retries) << retries.error().message;
+  ASSERT_EQ(ids_of(retries.value()), std::vector<std::string>{"waiting"});
+  EXPECT_EQ(retries.value()[0].not_before, at_us(5000));
+  EXPECT_EQ(retries.value()[0].retry_failures, 3);
+  EXPECT_EQ(retries.value()[0].payload, waiting.payload);
+  const OutboxMessage plain = store->outbox_message("plain").value().value();
+  EXPECT_FALSE(plain.not_before);
+  EXPECT_EQ(plain.retry_failures, 0);
+
+  store.reset();
+  RawDb raw(db);
+  EXPECT_EQ(raw.text("SELECT typeof(not_before) FROM outbox WHERE message_id = 'plain'"), "null");
+  // Read through the open-commands index, not by scanning the outbox.
+  EXPECT_NE(raw.plan("SELECT * FROM outbox WHERE replied_at IS NULL AND dispatched = 0 AND "
+                     "not_before IS NOT NULL ORDER BY created_at, rowid")
+                .find("outbox_open"),
+            std::string::npos);
 }
 
 TEST(SqliteStoreOutbox, PendingOutboxIsOldestFirstTiesInInsertionOrderAndHonoursLimit) {

@@ -40,6 +40,9 @@ class ForwardingStore : public Store {
   StoreResult<std::vector<OutboxMessage>> awaiting_reply(std::size_t limit) override {
     return inner_.awaiting_reply(limit);
   }
+  StoreResult<std::vector<OutboxMessage>> retries_after_failure() override {
+    return inner_.retries_after_failure();
+  }
   StoreResult<std::optional<OutboxMessage>> outbox_message(const std::string& message_id) override {
     return inner_.outbox_message(message_id);
   }

@@ -90,6 +90,11 @@ struct OutboxMessage {
   Timestamp created_at{};
   std::optional<Timestamp> dispatched_at;  // last recorded re-send
   std::optional<Timestamp> replied_at;     // when a reply to it was applied
+  // A retriable step's command sent again after a failure reply leaves only once its retry
+  // policy's wait is over: not_before is then, retry_failures the failure replies in a row that
+  // wait was for. Unset (and 0) for every other command. Written with the row, never changed.
+  std::optional<Timestamp> not_before;
+  int retry_failures = 0;
   std::int64_t sequence = 0;  // assigned by the store: ascending in commit order (SqliteStore: the
                               // rowid); set on rows read back, 0 on rows not yet committed
 };
@@ -255,6 +260,9 @@ class Store {
   // Dispatched (re-sent) rows whose reply has not been applied, oldest dispatch first, at most
   // `limit`.
   virtual StoreResult<std::vector<OutboxMessage>> awaiting_reply(std::size_t limit) = 0;
+  // Open rows not dispatched that have a not_before (retries after a failure reply), oldest
+  // first. Read once at start, so that those still waiting wait out the rest of their wait.
+  virtual StoreResult<std::vector<OutboxMessage>> retries_after_failure() = 0;
 
   // The outbox row of one command, or nullopt. The engine routes a reply by its causationId.
   virtual StoreResult<std::optional<OutboxMessage>> outbox_message(

@@ -110,6 +110,9 @@ class Use {
     return check(sqlite3_bind_int64(stmt_, index, value));
   }
   Use& time(int index, Timestamp value) noexcept { return integer(index, to_micros(value)); }
+  Use& optional_time(int index, std::optional<Timestamp> value) noexcept {
+    return value ? time(index, *value) : check(sqlite3_bind_null(stmt_, index));
+  }
 
   // SQLITE_ROW, SQLITE_DONE or an error code (including a failed bind).
   int step() noexcept { return bind_rc_ != SQLITE_OK ? bind_rc_ : sqlite3_step(stmt_); }
@@ -404,7 +407,9 @@ StoreResult<OutboxMessage> read_outbox(const Use& row) {
   message.dispatched_at = row.optional_time(8);
   message.replied_at = row.optional_time(9);
   message.compensation = row.integer(10) != 0;
-  message.sequence = row.integer(11);
+  message.not_before = row.optional_time(11);
+  message.retry_failures = static_cast<int>(row.integer(12));
+  message.sequence = row.integer(13);
   return message;
 }
 
@@ -606,8 +611,9 @@ struct SqliteStore::Impl {
       mark_replayed, reopen_outbox, mark_discarded, answer_operator_request, upsert_definition;
   Statement select_saga, select_inbox, select_pending_outbox, select_pending_outbox_for,
       select_outbox_backlog, select_journal, select_dead_letters, select_outbox,
-      select_sagas_by_status, select_awaiting_reply, select_dead_letter, select_outbox_message,
-      select_operator_requests, count_sagas, count_open_dead_letters;
+      select_sagas_by_status, select_awaiting_reply, select_retries_after_failure,
+      select_dead_letter, select_outbox_message, select_operator_requests, count_sagas,
+      count_open_dead_letters;
 
   Transaction transaction() noexcept {
     return Transaction(db.get(), begin.get(), commit.get(), rollback.get());
@@ -712,7 +718,8 @@ Error SqliteStore::Impl::prepare_statements() {
   const std::string select_sagas = std::string("SELECT ") + kSagaColumns + " FROM sagas ";
   const std::string select_outbox_rows =
       "SELECT message_id, saga_id, destination, message_type, payload, attempts, dispatched, "
-      "created_at, dispatched_at, replied_at, compensation, rowid FROM outbox ";
+      "created_at, dispatched_at, replied_at, compensation, not_before, retry_failures, rowid "
+      "FROM outbox ";
   const std::string select_saga_sql = select_sagas + "WHERE id = ?1";
   const std::string select_by_status_sql =
       select_sagas + "WHERE status = ?1 ORDER BY created_at, rowid LIMIT ?2";
@@ -726,6 +733,11 @@ Error SqliteStore::Impl::prepare_statements() {
       select_outbox_rows +
       "WHERE destination = ?1 AND replied_at IS NULL AND rowid > ?2 AND dispatched = 0 "
       "ORDER BY rowid LIMIT ?3";
+  // Through the open-commands index (outbox_open): only a start reads them.
+  const std::string select_waiting_retries_sql =
+      select_outbox_rows +
+      "WHERE replied_at IS NULL AND dispatched = 0 AND not_before IS NOT NULL "
+      "ORDER BY created_at, rowid";
   const std::string select_awaiting_sql =
       select_outbox_rows +
       "WHERE replied_at IS NULL AND dispatched = 1 ORDER BY dispatched_at, rowid LIMIT ?1";
@@ -749,6 +761,7 @@ Error SqliteStore::Impl::prepare_statements() {
       {&mark_dispatched,
        "UPDATE outbox SET dispatched = 1, attempts = ?3, dispatched_at = ?2 WHERE message_id = ?1"},
       {&select_awaiting_reply, select_awaiting_sql.c_str()},
+      {&select_retries_after_failure, select_waiting_retries_sql.c_str()},
       {&select_saga, select_saga_sql.c_str()},
       {&select_inbox, "SELECT 1 FROM inbox WHERE message_id = ?1"},
       {&select_pending_outbox, select_pending_sql.c_str()},
@@ -807,8 +820,8 @@ Error SqliteStore::Impl::prepare_statements() {
        "(?, ?, ?, ?, ?, ?, ?, ?)", "", 1},
       {&insert_outbox, "INSERT",
        "INTO outbox (message_id, saga_id, destination, message_type, payload, attempts, "
-       "dispatched, created_at, compensation) VALUES ",
-       "(?, ?, ?, ?, ?, ?, 0, ?, ?)", "", 1},
+       "dispatched, created_at, compensation, not_before, retry_failures) VALUES ",
+       "(?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)", "", 1},
       {&insert_inbox, "INSERT", "INTO inbox (message_id, processed_at) VALUES ", "(?, ?)", "", 1},
       {&mark_replied, "UPDATE",
        "outbox SET replied_at = ?1 WHERE replied_at IS NULL AND message_id IN (", "?", ")", 2},
@@ -891,7 +904,7 @@ Error SqliteStore::Impl::write_journal(std::span<const JournalEntry> entries) {
 
 Error SqliteStore::Impl::write_outbox(std::span<const OutboxMessage> messages) {
   return write_rows(
-      row_writing, insert_outbox, messages, 0, 8, no_shared_parameters,
+      row_writing, insert_outbox, messages, 0, 10, no_shared_parameters,
       [](Use& use, int offset, const OutboxMessage& m) {
         use.text(offset + 1, m.message_id)
             .text(offset + 2, m.saga_id)
@@ -900,7 +913,9 @@ Error SqliteStore::Impl::write_outbox(std::span<const OutboxMessage> messages) {
             .text(offset + 5, m.payload)
             .integer(offset + 6, m.attempts)
             .time(offset + 7, m.created_at)
-            .integer(offset + 8, m.compensation ? 1 : 0);
+            .integer(offset + 8, m.compensation ? 1 : 0)
+            .optional_time(offset + 9, m.not_before)
+            .integer(offset + 10, m.retry_failures);
       },
       [&](int rc, const OutboxMessage& m) {
         if (rc == SQLITE_CONSTRAINT_PRIMARYKEY)
@@ -1200,6 +1215,13 @@ StoreResult<std::vector<OutboxMessage>> SqliteStore::awaiting_reply(std::size_t 
   Use use(impl_->select_awaiting_reply.get());
   use.integer(1, to_limit(limit));
   return read_all<OutboxMessage>(impl_->db.get(), use, "reading commands awaiting replies",
+                                 read_outbox);
+}
+
+StoreResult<std::vector<OutboxMessage>> SqliteStore::retries_after_failure() {
+  impl_->join_reads();
+  Use use(impl_->select_retries_after_failure.get());
+  return read_all<OutboxMessage>(impl_->db.get(), use, "reading retries after failure replies",
                                  read_outbox);
 }
 

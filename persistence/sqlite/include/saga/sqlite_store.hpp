@@ -79,6 +79,7 @@ class SqliteStore final : public Store {
                                                              std::size_t limit) override;
   StoreResult<std::vector<OutboxBacklog>> outbox_backlog() override;
   StoreResult<std::vector<OutboxMessage>> awaiting_reply(std::size_t limit) override;
+  StoreResult<std::vector<OutboxMessage>> retries_after_failure() override;
   StoreResult<std::optional<OutboxMessage>> outbox_message(const std::string& message_id) override;
   StoreResult<std::vector<StoredOperatorRequest>> pending_operator_requests(
       std::size_t limit) override;
