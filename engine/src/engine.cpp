@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cctype>
 #include <charconv>
+#include <cmath>
 #include <deque>
 #include <future>
 #include <limits>
@@ -1151,23 +1152,28 @@ struct Engine::Impl {
       Timestamp sent = row.created_at;
       track(std::move(row), sent);
     }
-    // A retry after a failure reply: its saga's failures in a row go on from those its wait was
-    // for, and one whose wait is not over waits out the rest (its destination's backlog holds
-    // it, and leaves it alone). One whose wait is over may have left: sent again at once, like
-    // any command sent at most once.
+    // An open retry after a failure reply: its saga's failures in a row go on from those its
+    // wait was for. One never re-sent whose wait is not over waits out the rest (its
+    // destination's backlog holds it, and leaves it alone), but no longer than its policy's
+    // longest wait from now, should the clock have been set back since. One whose wait is over
+    // may have left: sent again at once, like any command sent at most once; one re-sent is
+    // awaiting its reply (below).
     const Timestamp now = clock.now();
     for (auto& row : retries.value()) {
       int& failures = retriable_failures[row.saga_id];
       failures = std::max(failures, row.retry_failures);
-      if (!row.not_before || *row.not_before <= now) continue;
+      if (row.dispatched || !row.not_before || *row.not_before <= now) continue;
       if (!in_flight.contains(row.message_id)) {  // else tracked above, out of attempts
         Backlog& backlog = backlogs[row.destination];
         backlog.handled_elsewhere.insert(row.message_id);
         uncount(backlog);
       }
+      row.not_before = std::min(
+          *row.not_before, now + longest_wait(policy_for(row), std::max(row.retry_failures, 1)));
       track_waiting_retry(std::move(row));
     }
     for (auto& row : awaiting.value()) {
+      counted_from_its_wait(row);
       Timestamp sent = row.dispatched_at.value_or(clock.now());
       track(std::move(row), sent);
     }
@@ -1194,6 +1200,7 @@ struct Engine::Impl {
         if (!rows) throw TurnAborted{rows.error()};
         for (auto& row : rows.value()) {
           after = row.sequence;
+          counted_from_its_wait(row);
           row.attempts = std::max(row.attempts, 1);
           if (!out_of_attempts(row)) continue;
           std::string().swap(row.payload);
@@ -1364,6 +1371,7 @@ struct Engine::Impl {
         backlog.after_sequence = row.sequence;
         if (backlog.handled_elsewhere.erase(row.message_id) > 0) continue;
         uncount(backlog);
+        counted_from_its_wait(row);
         result.queued_any = true;
         if (row.sequence <= backlog.restart_boundary)
           resend_after_restart(std::move(row));
@@ -1465,14 +1473,25 @@ struct Engine::Impl {
     return row.compensation ? options.compensation_retry : options.command_retry;
   }
 
-  std::chrono::milliseconds timeout_after(const RetryPolicy& policy, int attempts) {
+  // The policy's wait in milliseconds before the jitter.
+  static double unjittered_wait(const RetryPolicy& policy, int attempts) {
     double cap = static_cast<double>(policy.max_timeout.count());
     double wait = static_cast<double>(policy.timeout.count());
     for (int i = 1; i < attempts && wait < cap; ++i) wait *= policy.backoff;
-    wait = std::min(wait, cap);
+    return std::min(wait, cap);
+  }
+
+  std::chrono::milliseconds timeout_after(const RetryPolicy& policy, int attempts) {
+    double wait = unjittered_wait(policy, attempts);
     if (policy.jitter > 0)
       wait *= 1.0 + std::uniform_real_distribution<double>(-policy.jitter, policy.jitter)(jitter);
     return std::chrono::milliseconds{static_cast<std::int64_t>(std::max(wait, 1.0))};
+  }
+
+  // The longest wait timeout_after can give.
+  static std::chrono::milliseconds longest_wait(const RetryPolicy& policy, int attempts) {
+    const double wait = unjittered_wait(policy, attempts) * (1.0 + std::max(policy.jitter, 0.0));
+    return std::chrono::milliseconds{static_cast<std::int64_t>(std::ceil(std::max(wait, 1.0)))};
   }
 
   // A command handed to the transport at `sent_at`, awaiting its reply until its policy's
@@ -1480,6 +1499,12 @@ struct Engine::Impl {
   void track(OutboxMessage row, Timestamp sent_at) {
     const Timestamp deadline = sent_at + timeout_after(policy_for(row), std::max(row.attempts, 1));
     track_until(std::move(row), deadline);
+  }
+
+  // A retry after a failure reply read from the store cannot have left before its wait was over:
+  // its deadlines and the age gauges count from then, not from when it was committed.
+  static void counted_from_its_wait(OutboxMessage& row) {
+    if (row.not_before && *row.not_before > row.created_at) row.created_at = *row.not_before;
   }
 
   // A retry after a failure reply, tracked until its not_before and sent then as a first send

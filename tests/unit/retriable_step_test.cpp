@@ -188,6 +188,8 @@ TEST_F(RetriableStepTest, ARetryWaitingAtARestartWaitsOutTheRestOfItsWaitUnderTh
   start_engine();  // the retry and its wait were committed: the next engine finds both
   engine->run_once();
   EXPECT_TRUE(sent().empty()) << "sent at once by the next engine, 6 s early";
+  EXPECT_EQ(engine->stats().backlogged_commands, 0u)
+      << "the start's backlog (every command sent at most once) counts the waiting retry";
   EXPECT_TRUE(after(5s).empty()) << "sent before its wait (10 s) was over";
   auto again = after(1s);
   ASSERT_EQ(again.size(), 1u);
@@ -231,6 +233,45 @@ TEST_F(RetriableStepTest, FailuresInARowGoOnAcrossRestartsWhetherTheRetryWaitedO
   engine->run_once();
   EXPECT_TRUE(after(59s).empty()) << "the fourth waits 60 s (the cap), counted across restarts";
   EXPECT_EQ(after(1s).size(), 1u);
+}
+
+TEST_F(RetriableStepTest, ARetryReSentAtAStartKeepsItsSagasCountThroughTheNextStart) {
+  std::string id;
+  SentCommand command = notification_of(id, "hal@example.com");
+  reply(command, "mail.Bounced");
+  engine->run_once();
+  ASSERT_EQ(after(10s).size(), 1u);
+  start_engine();  // its wait is over: it may have left, so it is sent again, and marked so
+  engine->run_once();
+  auto resent = sent();
+  ASSERT_EQ(resent.size(), 1u);
+  engine->run_once();  // commits the re-send mark
+  start_engine();
+  engine->run_once();
+  ASSERT_TRUE(sent().empty()) << "a re-sent command awaits its reply";
+  reply(resent[0], "mail.Bounced");
+  engine->run_once();
+  EXPECT_TRUE(after(19s).empty()) << "the second failure in a row waits 20 s, not 10 s";
+  EXPECT_EQ(after(1s).size(), 1u);
+}
+
+TEST_F(RetriableStepTest, UnderAOneAttemptPolicyARetryThatLeftAfterItsWaitIsNotOverdueAtAStart) {
+  options.retry_by_command["mail.Notify"] = {10s, 2.0, 60s, 0.0, 1};
+  start_engine();
+  std::string id;
+  SentCommand command = notification_of(id, "ivy@example.com");
+  reply(command, "mail.Bounced");
+  engine->run_once();
+  auto retry = after(10s);
+  ASSERT_EQ(retry.size(), 1u);
+  clock.advance(1s);
+  start_engine();  // it left 1 s ago at the earliest: its reply may come for 9 s more
+  engine->run_once();
+  EXPECT_TRUE(after(8s).empty()) << "treated as overdue from its commit, not from its wait";
+  EXPECT_EQ(store->load_saga(id).value()->state, "awaiting:mail.Notify");
+  reply(retry[0], "mail.Notified");
+  engine->run_once();
+  EXPECT_EQ(store->load_saga(id).value()->status, saga::SagaStatus::Completed);
 }
 
 TEST_F(RetriableStepTest, TheBacklogReadBackDoesNotSendAWaitingRetryEarly) {

@@ -1099,7 +1099,7 @@ TEST(SqliteStoreOutbox, DispatchMarksSetTheFlagRecordTheAttemptsGivenAndStampThe
   EXPECT_EQ(raw.text("SELECT typeof(dispatched_at) FROM outbox WHERE message_id = 'm2'"), "null");
 }
 
-TEST(SqliteStoreOutbox, RetriesAfterFailureKeepTheirWaitAndAreReadBackWhileOpenAndNeverResent) {
+TEST(SqliteStoreOutbox, RetriesAfterFailureKeepTheirWaitAndAreReadBackWhileOpen) {
   TempDir dir;
   const fs::path db = dir.path() / "saga.db";
   auto store = open_or_fail(file_options(db));
@@ -1124,20 +1124,32 @@ TEST(SqliteStoreOutbox, RetriesAfterFailureKeepTheirWaitAndAreReadBackWhileOpenA
 
   auto retries = store->retries_after_failure();
   ASSERT_TRUE(retries) << retries.error().message;
-  ASSERT_EQ(ids_of(retries.value()), std::vector<std::string>{"waiting"});
+  ASSERT_EQ(ids_of(retries.value()), (std::vector<std::string>{"waiting", "resent"}));
   EXPECT_EQ(retries.value()[0].not_before, at_us(5000));
   EXPECT_EQ(retries.value()[0].retry_failures, 3);
-  EXPECT_EQ(retries.value()[0].payload, waiting.payload);
+  EXPECT_FALSE(retries.value()[0].dispatched);
+  EXPECT_TRUE(retries.value()[0].payload.empty()) << "read without payloads";
+  EXPECT_TRUE(retries.value()[1].dispatched);
+  EXPECT_EQ(retries.value()[1].retry_failures, 1);
+  EXPECT_EQ(store->outbox_message("waiting").value().value().payload, waiting.payload);
   const OutboxMessage plain = store->outbox_message("plain").value().value();
   EXPECT_FALSE(plain.not_before);
   EXPECT_EQ(plain.retry_failures, 0);
+
+  WriteBatch reopened;  // an operator's re-send: no wait any more
+  reopened.reopened = {"resent"};
+  ASSERT_TRUE(store->commit(reopened));
+  EXPECT_EQ(ids_of(store->retries_after_failure().value()), std::vector<std::string>{"waiting"});
+  const OutboxMessage reopened_row = store->outbox_message("resent").value().value();
+  EXPECT_FALSE(reopened_row.not_before);
+  EXPECT_EQ(reopened_row.retry_failures, 0);
 
   store.reset();
   RawDb raw(db);
   EXPECT_EQ(raw.text("SELECT typeof(not_before) FROM outbox WHERE message_id = 'plain'"), "null");
   // Read through the open-commands index, not by scanning the outbox.
-  EXPECT_NE(raw.plan("SELECT * FROM outbox WHERE replied_at IS NULL AND dispatched = 0 AND "
-                     "not_before IS NOT NULL ORDER BY created_at, rowid")
+  EXPECT_NE(raw.plan("SELECT * FROM outbox WHERE replied_at IS NULL AND not_before IS NOT NULL "
+                     "ORDER BY created_at, rowid")
                 .find("outbox_open"),
             std::string::npos);
 }

@@ -75,7 +75,8 @@ struct RetryPolicy {
   //
   // The same waits pace a retriable step that gets failure replies: the new command it sends
   // after the n-th failure reply in a row leaves once the n-th wait is over (it is committed at
-  // once; an engine that starts meanwhile sends it as it sends any open command never sent).
+  // once, with the time it may leave and n: an engine that starts meanwhile lets it wait out the
+  // rest, and the next failure in a row is the n+1-th).
   int max_attempts = 0;
 };
 

@@ -92,7 +92,8 @@ struct OutboxMessage {
   std::optional<Timestamp> replied_at;     // when a reply to it was applied
   // A retriable step's command sent again after a failure reply leaves only once its retry
   // policy's wait is over: not_before is then, retry_failures the failure replies in a row that
-  // wait was for. Unset (and 0) for every other command. Written with the row, never changed.
+  // wait was for. Unset (and 0) for every other command. Written with the row; an operator's
+  // re-open (WriteBatch::reopened) clears both.
   std::optional<Timestamp> not_before;
   int retry_failures = 0;
   std::int64_t sequence = 0;  // assigned by the store: ascending in commit order (SqliteStore: the
@@ -184,12 +185,13 @@ struct WriteBatch {
   std::vector<DispatchMark> dispatched;  // re-sends since the last commit: dispatched = 1,
                                          // attempts as given, dispatched_at = at
   std::vector<std::string> replied;      // outbox ids whose reply was applied
-  std::vector<std::string> reopened;     // outbox ids to await a reply again (attempts = 0,
-                                         // not dispatched); an id also in `replied` ends
-                                         // closed (the engine never sends both)
-  std::vector<std::int64_t> replayed;    // dead letters replayed by this batch
-  std::vector<std::int64_t> discarded;   // dead letters discarded by this batch
-  std::vector<OperatorAnswer> answers;   // operator requests applied (or refused) by this batch
+  // Outbox ids to await a reply again (attempts = 0, not dispatched, no wait before it leaves:
+  // not_before and retry_failures cleared); an id also in `replied` ends closed (the engine never
+  // sends both).
+  std::vector<std::string> reopened;
+  std::vector<std::int64_t> replayed;   // dead letters replayed by this batch
+  std::vector<std::int64_t> discarded;  // dead letters discarded by this batch
+  std::vector<OperatorAnswer> answers;  // operator requests applied (or refused) by this batch
   std::vector<SagaDefinitionRecord> definitions;  // inserted or replaced
   Timestamp at{};                                 // commit time, for inbox/outbox bookkeeping
 
@@ -260,8 +262,9 @@ class Store {
   // Dispatched (re-sent) rows whose reply has not been applied, oldest dispatch first, at most
   // `limit`.
   virtual StoreResult<std::vector<OutboxMessage>> awaiting_reply(std::size_t limit) = 0;
-  // Open rows not dispatched that have a not_before (retries after a failure reply), oldest
-  // first. Read once at start, so that those still waiting wait out the rest of their wait.
+  // Open rows that have a not_before (retries after a failure reply, re-sent or not), oldest
+  // first, without their payloads. Read once at start: those never re-sent and still waiting
+  // wait out the rest of their wait, and every one gives its saga's failures in a row.
   virtual StoreResult<std::vector<OutboxMessage>> retries_after_failure() = 0;
 
   // The outbox row of one command, or nullopt. The engine routes a reply by its causationId.

@@ -5,7 +5,7 @@
 --
 -- not_before: when the command may leave (microseconds since the Unix epoch, like created_at);
 -- NULL for every other command. retry_failures: the failure replies in a row its wait was for.
--- Both are written once, with the command; the engine reads them only when it starts, through
--- the open-commands index (outbox_open), so no index is added.
+-- Both are written with the command (an operator's re-open clears them); the engine reads them
+-- only when it starts, through the open-commands index (outbox_open), so no index is added.
 ALTER TABLE outbox ADD COLUMN not_before INTEGER;
 ALTER TABLE outbox ADD COLUMN retry_failures INTEGER NOT NULL DEFAULT 0 CHECK (retry_failures >= 0);

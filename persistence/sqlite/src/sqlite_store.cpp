@@ -733,11 +733,12 @@ Error SqliteStore::Impl::prepare_statements() {
       select_outbox_rows +
       "WHERE destination = ?1 AND replied_at IS NULL AND rowid > ?2 AND dispatched = 0 "
       "ORDER BY rowid LIMIT ?3";
-  // Through the open-commands index (outbox_open): only a start reads them.
+  // Through the open-commands index (outbox_open), and without payloads: only a start reads
+  // them, and every open command's may be waiting.
   const std::string select_waiting_retries_sql =
-      select_outbox_rows +
-      "WHERE replied_at IS NULL AND dispatched = 0 AND not_before IS NOT NULL "
-      "ORDER BY created_at, rowid";
+      "SELECT message_id, saga_id, destination, message_type, '', attempts, dispatched, "
+      "created_at, dispatched_at, replied_at, compensation, not_before, retry_failures, rowid "
+      "FROM outbox WHERE replied_at IS NULL AND not_before IS NOT NULL ORDER BY created_at, rowid";
   const std::string select_awaiting_sql =
       select_outbox_rows +
       "WHERE replied_at IS NULL AND dispatched = 1 ORDER BY dispatched_at, rowid LIMIT ?1";
@@ -797,7 +798,7 @@ Error SqliteStore::Impl::prepare_statements() {
       {&select_outbox_message, select_outbox_message_sql.c_str()},
       {&reopen_outbox,
        "UPDATE outbox SET replied_at = NULL, attempts = 0, dispatched = 0, "
-       "dispatched_at = NULL WHERE message_id = ?1"},
+       "dispatched_at = NULL, not_before = NULL, retry_failures = 0 WHERE message_id = ?1"},
       {&select_outbox, select_outbox_sql.c_str()},
       {&select_sagas_by_status, select_by_status_sql.c_str()},
       {&count_sagas,
