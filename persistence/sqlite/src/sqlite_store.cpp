@@ -716,10 +716,13 @@ Error SqliteStore::Impl::migrate() {
 Error SqliteStore::Impl::prepare_statements() {
   sqlite3* handle = db.get();
   const std::string select_sagas = std::string("SELECT ") + kSagaColumns + " FROM sagas ";
-  const std::string select_outbox_rows =
-      "SELECT message_id, saga_id, destination, message_type, payload, attempts, dispatched, "
-      "created_at, dispatched_at, replied_at, compensation, not_before, retry_failures, rowid "
-      "FROM outbox ";
+  // The columns read_outbox reads, the payload's given by `payload` (a column or a literal).
+  auto select_outbox_columns = [](const char* payload) {
+    return std::string("SELECT message_id, saga_id, destination, message_type, ") + payload +
+           ", attempts, dispatched, created_at, dispatched_at, replied_at, compensation, "
+           "not_before, retry_failures, rowid FROM outbox ";
+  };
+  const std::string select_outbox_rows = select_outbox_columns("payload");
   const std::string select_saga_sql = select_sagas + "WHERE id = ?1";
   const std::string select_by_status_sql =
       select_sagas + "WHERE status = ?1 ORDER BY created_at, rowid LIMIT ?2";
@@ -736,9 +739,8 @@ Error SqliteStore::Impl::prepare_statements() {
   // Through the open-commands index (outbox_open), and without payloads: only a start reads
   // them, and every open command's may be waiting.
   const std::string select_waiting_retries_sql =
-      "SELECT message_id, saga_id, destination, message_type, '', attempts, dispatched, "
-      "created_at, dispatched_at, replied_at, compensation, not_before, retry_failures, rowid "
-      "FROM outbox WHERE replied_at IS NULL AND not_before IS NOT NULL ORDER BY created_at, rowid";
+      select_outbox_columns("''") +
+      "WHERE replied_at IS NULL AND not_before IS NOT NULL ORDER BY created_at, rowid";
   const std::string select_awaiting_sql =
       select_outbox_rows +
       "WHERE replied_at IS NULL AND dispatched = 1 ORDER BY dispatched_at, rowid LIMIT ?1";
