@@ -263,7 +263,9 @@ void block_stop_signals() {
 }
 
 int run_service(const CommonOptions& options, const Service& service) {
-  saga::disable_sqlite_memory_statistics();  // before the ledger opens the first connection
+  // Both before the ledger opens the first connection.
+  saga::disable_sqlite_memory_statistics();
+  saga::keep_sqlite_statement_journals_in_memory();  // each command's savepoint journal
   set_log_name(options.instance);
   saga::StoreOptions store;
   store.path = options.db;

@@ -1,6 +1,7 @@
 // The participant's idempotent-consumer ledger on SQLite: the handler's writes and the
 // "processed" record commit together, and a duplicate gets the first reply back.
 #include "saga/sqlite_participant_ledger.hpp"
+#include "saga/sqlite_tuning.hpp"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -8,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <stdexcept>
@@ -315,6 +317,80 @@ class OneByOneLedger final : public saga::ParticipantLedger {
   std::map<std::string, std::string> replies;
   int transactions = 0;
 };
+
+// ---- savepoint journals: saga::keep_sqlite_statement_journals_in_memory -------------------
+
+// Files SQLite opens for sub-journals (the savepoint and statement journals that outgrew memory),
+// counted by a VFS over the default one.
+sqlite3_vfs* default_vfs = nullptr;
+sqlite3_vfs counting_vfs{};
+int subjournal_files = 0;
+int open_counting_subjournals(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags,
+                              int* out_flags) {
+  if (flags & SQLITE_OPEN_SUBJOURNAL) ++subjournal_files;
+  return default_vfs->xOpen(default_vfs, name, file, flags, out_flags);
+}
+
+// A batch of three commands on a ledger file, the second changing every page of a 200-row table
+// (about 50 pages of 4 KiB, 200 KiB of savepoint journal): returns the sub-journal files SQLite
+// opened for it, or 100 and more when the set-up failed. Runs in a process of its own, as the
+// setting must come before SQLite's first use.
+int subjournal_files_of_a_batch_with_one_large_command(bool journals_in_memory) {
+  if (journals_in_memory && !saga::keep_sqlite_statement_journals_in_memory()) return 100;
+  default_vfs = sqlite3_vfs_find(nullptr);
+  counting_vfs = *default_vfs;
+  counting_vfs.zName = "counting-subjournals";
+  counting_vfs.xOpen = open_counting_subjournals;
+  if (sqlite3_vfs_register(&counting_vfs, 1) != SQLITE_OK) return 101;
+  const std::string path =
+      ::testing::TempDir() + "ledger-journal-" + std::to_string(::getpid()) + ".db";
+  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
+  saga::StoreOptions options;
+  options.path = path;
+  options.durability = saga::Durability::off;
+  auto opened = saga::SqliteParticipantLedger::open(options);
+  if (!opened) return 102;
+  auto ledger = std::move(opened.value());
+  sqlite3* db = ledger->connection();
+  if (sqlite3_exec(db,
+                   "CREATE TABLE wide (id INTEGER PRIMARY KEY, n INTEGER, filler TEXT);"
+                   "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 200) "
+                   "INSERT INTO wide SELECT i, 0, printf('%.1000c', 'x') FROM k",
+                   nullptr, nullptr, nullptr) != SQLITE_OK)
+    return 103;
+  auto outcomes = ledger->process_batch(
+      {"cmd-1", "cmd-2", "cmd-3"}, [](std::size_t index, saga::ParticipantLedger::Unit& unit) {
+        const char* sql =
+            index == 1 ? "UPDATE wide SET n = n + 1" : "UPDATE wide SET n = n + 1 WHERE id = 1";
+        if (sqlite3_exec(saga::sqlite_connection(unit), sql, nullptr, nullptr, nullptr) !=
+            SQLITE_OK)
+          throw std::runtime_error("update failed");
+        return std::string("done");
+      });
+  if (!outcomes || outcomes.value()[1].kind != Kind::handled) return 104;
+  ledger.reset();
+  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
+  return subjournal_files;
+}
+
+// Without the setting, SQLite's 64 KiB is exceeded and the journal moves to a temporary file:
+// the scenario the next test relies on.
+TEST(SqliteTuning, ByDefaultACommandJournalingMoreThan64KiBMovesItsBatchsJournalToAFile) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(std::exit(subjournal_files_of_a_batch_with_one_large_command(false)),
+              ::testing::ExitedWithCode(1), "");
+}
+
+TEST(SqliteTuning, StatementJournalsKeptInMemoryOpenNoFileForTheSameBatch) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(std::exit(subjournal_files_of_a_batch_with_one_large_command(true)),
+              ::testing::ExitedWithCode(0), "");
+}
+
+TEST(SqliteTuning, StatementJournalSettingIsRefusedOnceSqliteIsInUse) {
+  auto ledger = open_ledger();
+  EXPECT_FALSE(saga::keep_sqlite_statement_journals_in_memory());
+}
 
 TEST(ParticipantLedgerDefaultBatch, HandlesEachCommandInTurnAndReportsAThrowAsFailed) {
   OneByOneLedger ledger;

@@ -5,7 +5,11 @@
 // Thread safety: not thread-safe; nothing else may use SQLite while it runs.
 #pragma once
 
+#include <cstddef>
+
 namespace saga {
+
+inline constexpr std::size_t kStatementJournalInMemoryBytes = 1024 * 1024;
 
 // Turns off SQLite's memory statistics. With them on (SQLite's default), every allocation SQLite
 // makes takes a process-wide mutex to count it: about 400 mutex round trips per order saga in
@@ -16,5 +20,18 @@ namespace saga {
 // Returns true if the setting took effect; false, changing nothing, when SQLite was already
 // initialized in this process (any connection opened earlier initializes it). Never throws.
 bool disable_sqlite_memory_statistics() noexcept;
+
+// Keeps statement and savepoint journals in memory up to `bytes` each (SQLite's default: 64 KiB)
+// before they spill to a temporary file. A participant's ledger wraps every command of a batch
+// in a savepoint, which journals each page the command changes; once one command of a batch
+// journals more than the threshold (a page split can), SQLite moves the journal to a file in
+// /var/tmp and every later command of the transaction writes its pages there, two write system
+// calls per page. A journal in memory is one allocation of `bytes`, made when its transaction
+// first journals a page and freed when the transaction ends.
+//
+// Returns true if the setting took effect; false, changing nothing, when SQLite was already
+// initialized in this process or `bytes` is above INT_MAX. Never throws.
+bool keep_sqlite_statement_journals_in_memory(
+    std::size_t bytes = kStatementJournalInMemoryBytes) noexcept;
 
 }  // namespace saga
