@@ -9,6 +9,7 @@
 #include <future>
 #include <limits>
 #include <map>
+#include <memory_resource>
 #include <mutex>
 #include <random>
 #include <set>
@@ -248,8 +249,10 @@ struct Engine::Impl {
   // keeps no payload (the encoded command): a re-send reads it back from the outbox, so a saga
   // waiting for a reply costs little memory once the saga cache has let it go.
   // The two time indexes point at in_flight's keys (stable: erased only with their entry), and
-  // each entry keeps its positions in them, so tracking never copies or compares ids.
-  using TimeIndex = std::multimap<Timestamp, const std::string*>;
+  // each entry keeps its positions in them, so tracking never copies or compares ids. Their
+  // nodes come from a pool of the loop's own: a command in flight costs no malloc there.
+  std::pmr::unsynchronized_pool_resource tracking_nodes;
+  using TimeIndex = std::pmr::multimap<Timestamp, const std::string*>;
   struct InFlight {
     OutboxMessage row;
     std::uint64_t answered_in = 0;  // Turn::serial of a turn whose reply closes it
@@ -258,9 +261,27 @@ struct Engine::Impl {
     TimeIndex::iterator by_age;
   };
   std::unordered_map<std::string, InFlight> in_flight;
-  TimeIndex deadlines;         // of in_flight, soonest first
-  TimeIndex in_flight_by_age;  // by created_at, oldest first
-  std::unordered_map<std::string, std::vector<std::string>> in_flight_by_saga;
+  TimeIndex deadlines{&tracking_nodes};         // of in_flight, soonest first
+  TimeIndex in_flight_by_age{&tracking_nodes};  // by created_at, oldest first
+  // in_flight's keys by saga: each entry's key views the saga id of the row it points to, so it
+  // is erased before that row changes or goes.
+  using SagaIndex = std::pmr::unordered_multimap<std::string_view, const std::string*>;
+  SagaIndex in_flight_by_saga{&tracking_nodes};
+
+  // The ids of a saga's commands in flight (a few at most).
+  template <class Visit>
+  void for_each_in_flight(const std::string& saga_id, Visit&& visit) {
+    auto [first, last] = in_flight_by_saga.equal_range(saga_id);
+    for (auto it = first; it != last; ++it) visit(*it->second);
+  }
+  void erase_by_saga(const std::string& saga_id, const std::string* message_id) {
+    auto [first, last] = in_flight_by_saga.equal_range(saga_id);
+    for (auto it = first; it != last; ++it)
+      if (it->second == message_id) {
+        in_flight_by_saga.erase(it);
+        return;
+      }
+  }
   std::vector<Input> expired;        // commands whose retry policy ran out, for the next turn
   bool resend_read_failing = false;  // the last read of an overdue command's bytes failed
   std::mt19937_64 jitter{options.random_seed != 0 ? options.random_seed : std::random_device{}()};
@@ -798,9 +819,9 @@ struct Engine::Impl {
     if (turn.publish_events) lifecycle_events(turn, saga_id, saga, reaction, before, cause_id);
     if (is_terminal(after) && !is_terminal(before)) {
       // A saga that ended awaits nothing more: what it still had in flight is closed with it.
-      if (auto flights = in_flight_by_saga.find(saga_id); flights != in_flight_by_saga.end())
-        for (const auto& id : flights->second)
-          if (id != closed_command) turn.batch.replied.push_back(id);
+      for_each_in_flight(saga_id, [&](const std::string& id) {
+        if (id != closed_command) turn.batch.replied.push_back(id);
+      });
       turn.outcomes.push_back({saga_id, std::string(saga.type->name()), after,
                                std::string(saga.instance->state()), std::move(data),
                                reaction.user_errors.empty() ? "" : reaction.user_errors.back()});
@@ -1525,32 +1546,28 @@ struct Engine::Impl {
     if (!inserted) {
       deadlines.erase(flight.by_deadline);
       in_flight_by_age.erase(flight.by_age);
-    }
-    try {
-      flight.by_deadline = deadlines.emplace(deadline, &slot->first);
-      flight.by_age = in_flight_by_age.emplace(row.created_at, &slot->first);
-      if (inserted) in_flight_by_saga[row.saga_id].push_back(row.message_id);
-    } catch (...) {  // out of memory: drop the entry rather than keep positions it lacks
-      for (auto* index : {&deadlines, &in_flight_by_age})
-        std::erase_if(*index, [&](const auto& entry) { return entry.second == &slot->first; });
-      if (auto by_saga = in_flight_by_saga.find(row.saga_id); by_saga != in_flight_by_saga.end())
-        std::erase(by_saga->second, slot->first);
-      in_flight.erase(slot);
-      throw;
+      erase_by_saga(flight.row.saga_id, &slot->first);
     }
     flight.deadline = deadline;
     flight.row = std::move(row);
     std::string().swap(flight.row.payload);  // frees it; read back from the store to re-send
+    try {
+      flight.by_deadline = deadlines.emplace(deadline, &slot->first);
+      flight.by_age = in_flight_by_age.emplace(flight.row.created_at, &slot->first);
+      in_flight_by_saga.emplace(flight.row.saga_id, &slot->first);
+    } catch (...) {  // out of memory: drop the entry rather than keep positions it lacks
+      for (auto* index : {&deadlines, &in_flight_by_age})
+        std::erase_if(*index, [&](const auto& entry) { return entry.second == &slot->first; });
+      erase_by_saga(flight.row.saga_id, &slot->first);
+      in_flight.erase(slot);
+      throw;
+    }
   }
 
   void untrack(const std::string& message_id) {
     auto found = in_flight.find(message_id);
     if (found == in_flight.end()) return;
-    auto by_saga = in_flight_by_saga.find(found->second.row.saga_id);
-    if (by_saga != in_flight_by_saga.end()) {
-      std::erase(by_saga->second, found->first);
-      if (by_saga->second.empty()) in_flight_by_saga.erase(by_saga);
-    }
+    erase_by_saga(found->second.row.saga_id, &found->first);
     deadlines.erase(found->second.by_deadline);
     in_flight_by_age.erase(found->second.by_age);
     in_flight.erase(found);
@@ -1626,11 +1643,13 @@ struct Engine::Impl {
     auto awaited = [&](const OutboxMessage& row) {
       return row.destination == service && (type.empty() || row.message_type == type);
     };
-    if (auto flights = in_flight_by_saga.find(saga_id); flights != in_flight_by_saga.end())
-      for (const std::string& id : flights->second)
-        if (auto flight = in_flight.find(id);
-            flight != in_flight.end() && awaited(flight->second.row))
-          return true;
+    bool in_memory = false;
+    for_each_in_flight(saga_id, [&](const std::string& id) {
+      if (auto flight = in_flight.find(id);
+          flight != in_flight.end() && awaited(flight->second.row))
+        in_memory = true;
+    });
+    if (in_memory) return true;
     auto rows = store.outbox(saga_id);
     if (!rows) throw TurnAborted{rows.error()};
     return std::any_of(rows.value().begin(), rows.value().end(),
@@ -1644,16 +1663,14 @@ struct Engine::Impl {
   void close_awaited_commands(Turn& turn, const std::string& saga_id, std::string_view state) {
     const std::string_view type = awaited_type(state);
     if (type.empty()) return;
-    auto flights = in_flight_by_saga.find(saga_id);
-    if (flights == in_flight_by_saga.end()) return;
-    for (const std::string& id : flights->second) {
+    for_each_in_flight(saga_id, [&](const std::string& id) {
       auto flight = in_flight.find(id);
       if (flight == in_flight.end() || flight->second.row.message_type != type ||
           flight->second.answered_in == turn.serial)
-        continue;
+        return;
       turn.batch.replied.push_back(id);
       flight->second.answered_in = turn.serial;
-    }
+    });
   }
 
   // Commands whose reply is overdue go back to the send queue, unchanged (same eventId).
