@@ -63,9 +63,10 @@ struct StartRequest {
   std::string saga_id;
   std::string correlation_id;
   const SagaType* type;
-  std::unique_ptr<SagaInstance> instance;
-  nlohmann::json data;
-  std::string data_text;  // data as JSON text, serialized by start() on the caller's thread
+  std::unique_ptr<SagaInstance> instance;  // created by start(); taken by the turn that applies it
+  // The data as JSON text, serialized by start() on the caller's thread, which also frees the
+  // data's tree: the loop keeps only the text (a retried turn creates its instance from it).
+  std::string data_text;
 };
 
 struct OperatorRequest {
@@ -885,8 +886,9 @@ struct Engine::Impl {
     CachedSaga& saga = cache[request.saga_id];
     saga.type = request.type;
     // A retried turn (after a failed commit) starts again from a fresh instance.
-    saga.instance =
-        request.instance ? std::move(request.instance) : request.type->create(request.data);
+    saga.instance = request.instance
+                        ? std::move(request.instance)
+                        : request.type->create(nlohmann::json::parse(request.data_text));
     saga.committed = false;
     saga.last_used_turn = turn_number;
     saga.record = SagaRecord{};
@@ -2074,13 +2076,14 @@ struct Engine::Impl {
     }
     if (poisoned.start) {
       auto& request = *poisoned.start;
-      dead_letter(turn, request.data.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-                  "start_failed", "saga '" + request.saga_id + "' could not be started: " + reason,
-                  nullptr, request.saga_id, false);
+      dead_letter(turn, request.data_text, "start_failed",
+                  "saga '" + request.saga_id + "' could not be started: " + reason, nullptr,
+                  request.saga_id, false);
       turn.batch.dead_letters.back().saga_id = request.saga_id;
       turn.batch.dead_letters.back().message_type = std::string(request.type->name());
       turn.outcomes.push_back({request.saga_id, std::string(request.type->name()),
-                               SagaStatus::Failed, "", request.data, reason});
+                               SagaStatus::Failed, "", nlohmann::json::parse(request.data_text),
+                               reason});
     } else {
       if (++poisoned.failed_attempts < options.poison_attempts) {
         auto wait = options.commit_backoff * (1 << std::min(poisoned.failed_attempts - 1, 16));
@@ -2552,15 +2555,14 @@ std::string Engine::start(std::string_view saga_type, nlohmann::json data,
   request->saga_id = impl_->next_id();
   request->correlation_id = correlation_id.empty() ? request->saga_id : std::string(correlation_id);
   request->type = found->second;
-  request->data = std::move(data);
   try {
-    request->instance = found->second->create(request->data);
+    request->instance = found->second->create(data);
   } catch (const std::exception& error) {
     throw std::invalid_argument("start: data for saga '" + std::string(saga_type) +
                                 "' does not convert: " + error.what());
   }
   try {
-    request->data_text = detail::json_text(request->data);
+    request->data_text = detail::json_text(data);
   } catch (const std::exception& error) {
     throw std::invalid_argument("start: data for saga '" + std::string(saga_type) +
                                 "' cannot be serialized: " + error.what());

@@ -85,6 +85,25 @@ struct Headless : saga::machine<Headless, Data> {
 
 }  // namespace notes
 
+// Its one command keeps the first byte of the text only: a multi-byte character is split, and
+// the command cannot be encoded as JSON.
+namespace clipped {
+
+struct Data {
+  std::string text;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Data, text)
+
+notes::Write make_command(const Data& data, saga::tag<notes::Write>) {
+  return {data.text.substr(0, 1)};
+}
+
+struct ClippedSaga
+    : saga::definition<"clipped", 1, Data, saga::pivot<notes::Write>::on_success<notes::Written>> {
+};
+
+}  // namespace clipped
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -304,6 +323,36 @@ TEST_F(EngineRobustnessTest, AFailedCommitOfAPoisonedInputsDeadLetterIsAFailedTu
   ASSERT_EQ(letters.size(), 1u);
   EXPECT_EQ(letters[0].saga_id, poisoned);
   EXPECT_EQ(letters[0].reason_code, "processing_error");
+}
+
+// A start whose first command cannot be encoded (clipped::make_command splits a character) fails
+// its turn every time it is tried: it is taken out like any poisoned input, dead-lettered as
+// "start_failed" with its data's JSON text as the raw bytes, and reported as a Failed outcome
+// that carries the data. start() keeps only that text, so both are rebuilt from it.
+TEST_F(EngineRobustnessTest, AStartThatAlwaysFailsItsTurnIsDeadLetteredWithItsDataAndEndsFailed) {
+  retry_failed_turns_at_once();
+  engine->register_saga<clipped::ClippedSaga>();
+  const std::string broken = engine->start<clipped::ClippedSaga>({"\xC3\xA9t\xC3\xA9"});  // "été"
+  const std::string healthy = engine->start<notes::NotesSaga>({"fine"});
+  for (int turn = 0; turn < 20; ++turn) {
+    clock.advance(1s);
+    engine->run_once();
+  }
+
+  auto letters = store->dead_letters(10).value();
+  ASSERT_EQ(letters.size(), 1u);
+  EXPECT_EQ(letters[0].reason_code, "start_failed");
+  EXPECT_EQ(letters[0].saga_id, broken);
+  EXPECT_EQ(letters[0].message_type, "clipped");
+  EXPECT_EQ(letters[0].raw, "{\"text\":\"\xC3\xA9t\xC3\xA9\"}");
+  ASSERT_EQ(outcomes.size(), 1u);
+  EXPECT_EQ(outcomes[0].saga_id, broken);
+  EXPECT_EQ(outcomes[0].status, saga::SagaStatus::Failed);
+  EXPECT_EQ(outcomes[0].data, nlohmann::json({{"text", "\xC3\xA9t\xC3\xA9"}}));
+  EXPECT_FALSE(store->load_saga(broken).value().has_value());
+  auto other = store->load_saga(healthy).value();
+  ASSERT_TRUE(other.has_value()) << "the other start of the turn went on";
+  EXPECT_EQ(other->state, "awaiting:notes.Write");
 }
 
 TEST_F(EngineRobustnessTest, StopDrainsStartsAlreadyAcceptedAndRefusesNewOnes) {

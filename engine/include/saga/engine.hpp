@@ -144,7 +144,8 @@ class Engine {
   // `correlation_id`: the caller's request id, carried as correlationId by every command and
   // event of the saga (and expected back in every reply); empty = the saga id. Several sagas may
   // share one. Replies are routed to their saga by causationId, not by correlationId.
-  // `data` is kept with the start until it is committed (pass an rvalue to spare a copy).
+  // `data` is converted and serialized here, on the caller's thread, and not kept: the start holds
+  // its JSON text until it is committed (pass an rvalue to spare a copy of the tree).
   // Throws std::invalid_argument (unknown type, unconvertible data) or std::logic_error (the
   // engine is stopping).
   std::string start(std::string_view saga_type, nlohmann::json data,
