@@ -100,8 +100,10 @@ class Intake {
   };
   static constexpr std::size_t kMaxOutcomesPerReply = 10000;
 
-  std::string start(const order::OrderData& order, const std::string& correlation_id) {
-    std::string id = engine_.start<order::OrderSaga>(order, correlation_id);
+  // `data`: an order already checked to convert to order::OrderData, handed to the engine as it
+  // came in (converting the checked OrderData back to JSON would cost a tree per order).
+  std::string start(nlohmann::json data, const std::string& correlation_id) {
+    std::string id = engine_.start(order::OrderSaga::name, std::move(data), correlation_id);
     std::lock_guard lock(mutex_);
     if (ended_before_registered_.erase(id) == 0) in_flight_.insert(id);
     return id;
@@ -186,19 +188,19 @@ class Intake {
     if (!request.is_object()) return {{"ok", false}, {"error", "request is not a JSON object"}};
     std::string op = request.value("op", "");
     try {
-      if (op == "start")
+      if (op == "start") {
+        nlohmann::json& one = request.at("order");
+        one.get<order::OrderData>();  // throws for an order that does not convert
         return {{"ok", true},
-                {"sagaId", start(request.at("order").get<order::OrderData>(),
-                                 request.value("correlationId", ""))}};
+                {"sagaId", start(std::move(one), request.value("correlationId", ""))}};
+      }
       if (op == "start_many") {
         // Every order is checked before any is started: a bad one refuses the whole request.
-        const nlohmann::json& orders = request.at("orders");
+        nlohmann::json& orders = request.at("orders");
         if (!orders.is_array()) return {{"ok", false}, {"error", "orders must be an array"}};
-        std::vector<order::OrderData> checked;
-        checked.reserve(orders.size());
-        for (const auto& order : orders) checked.push_back(order.get<order::OrderData>());
+        for (const auto& one : orders) one.get<order::OrderData>();
         nlohmann::json ids = nlohmann::json::array();
-        for (const auto& order : checked) ids.push_back(start(order, ""));
+        for (auto& one : orders) ids.push_back(start(std::move(one), ""));
         return {{"ok", true}, {"sagaIds", std::move(ids)}};
       }
       if (op == "outcomes") return outcomes(request.value("after", std::uint64_t{0}));
