@@ -24,23 +24,30 @@ intake=$(sed -n 's/^intake=//p' "$WORK/endpoints")
 request() { "$BIN/order_driver/order_driver" --intake "$intake" --request "$1"; }
 fail() { echo "FAIL: $*"; exit 1; }
 started() { request '{"op":"stats"}' | sed -n 's/.*"sagas_started":\([0-9]*\).*/\1/p'; }
-# Starts are counted once their turn has committed: waits up to 5 s for the count to be $1.
+# Starts are counted once their turn has committed: waits up to 5 s for the count to be $1, then
+# checks it stays there.
 expect_started() {
-  for _ in $(seq 1 100); do [ "$(started)" = "$1" ] && return 0; sleep 0.05; done
-  fail "expected $1 sagas started, stats say $(started)"
+  for _ in $(seq 1 100); do [ "$(started)" = "$1" ] && break; sleep 0.05; done
+  sleep 0.3
+  [ "$(started)" = "$1" ] || fail "expected $1 sagas started, stats say $(started)"
+}
+# A refused request: the driver exits 1 (2 would be no answer at all) and the error names $2.
+refused() {
+  local rc=0
+  reply=$(request "$1") || rc=$?
+  [ "$rc" = 1 ] || fail "expected a refusal (exit 1), got exit $rc: $reply"
+  [[ $reply == *'"ok":false'* && $reply == *"$2"* ]] || fail "unexpected refusal: $reply"
 }
 
 good='{"order_id":"o-1","customer_id":"c-1","address":"1 Main St","items":[{"sku":"sku-pen","quantity":1,"unit_price_cents":150}]}'
 bad='{"order_id":"o-2","customer_id":"c-1","address":"1 Main St"}'
 
-reply=$(request "{\"op\":\"start_many\",\"orders\":[$good,$bad]}") && fail "a bad order was accepted: $reply"
-[[ $reply == *'"ok":false'* && $reply == *items* ]] || fail "unexpected refusal: $reply"
-sleep 0.5  # a start, had there been one, would have committed by now
-[ "$(started)" = 0 ] || fail "the good order of a refused request started"
-
-reply=$(request "{\"op\":\"start\",\"order\":$bad}") && fail "a bad order was accepted: $reply"
-reply=$(request '{"op":"start_many","orders":"none"}') && fail "orders that are no array: $reply"
-[[ $reply == *'orders must be an array'* ]] || fail "unexpected refusal: $reply"
+refused "{\"op\":\"start_many\",\"orders\":[$good,$bad]}" items
+expect_started 0  # the good order of the refused request did not start
+refused "{\"op\":\"start\",\"order\":$bad}" items
+refused '{"op":"start_many","orders":"none"}' 'orders must be an array'
+refused '{"op":"launch"}' 'unknown op'
+expect_started 0
 
 reply=$(request "{\"op\":\"start_many\",\"orders\":[$good,$good]}") || fail "refused: $reply"
 [ "$(grep -o '"[0-9a-f-]\{36\}"' <<<"$reply" | sort -u | wc -l)" = 2 ] || fail "not two ids: $reply"

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cassert>
 #include <cctype>
 #include <charconv>
 #include <cmath>
@@ -39,6 +40,27 @@ namespace {
 std::uint64_t next_turn_serial() noexcept {
   static std::atomic<std::uint64_t> serials{0};
   return serials.fetch_add(1, std::memory_order_relaxed) + 1;
+}
+
+// A value whose JSON text reads back as something else: a number that is not finite (written as
+// null) or binary data.
+bool lost_in_text(const nlohmann::json& value) {
+  switch (value.type()) {
+    case nlohmann::json::value_t::object:
+      for (const auto& [key, member] : value.get_ref<const nlohmann::json::object_t&>())
+        if (lost_in_text(member)) return true;
+      return false;
+    case nlohmann::json::value_t::array:
+      for (const auto& element : value.get_ref<const nlohmann::json::array_t&>())
+        if (lost_in_text(element)) return true;
+      return false;
+    case nlohmann::json::value_t::number_float:
+      return !std::isfinite(value.get<double>());
+    case nlohmann::json::value_t::binary:
+      return true;
+    default:
+      return false;
+  }
 }
 
 // A store read failed mid-turn; the turn is abandoned and retried like a failed commit.
@@ -251,7 +273,9 @@ struct Engine::Impl {
   // waiting for a reply costs little memory once the saga cache has let it go.
   // The two time indexes point at in_flight's keys (stable: erased only with their entry), and
   // each entry keeps its positions in them, so tracking never copies or compares ids. Their
-  // nodes come from a pool of the loop's own: a command in flight costs no malloc there.
+  // nodes (and the by-saga index's) come from a pool of the loop's own: a command in flight
+  // costs no malloc there. The pool keeps what it once held until the engine goes, so after a
+  // peak of commands in flight (a start that tracks a large backlog) that memory stays.
   std::pmr::unsynchronized_pool_resource tracking_nodes;
   using TimeIndex = std::pmr::multimap<Timestamp, const std::string*>;
   struct InFlight {
@@ -269,19 +293,21 @@ struct Engine::Impl {
   using SagaIndex = std::pmr::unordered_multimap<std::string_view, const std::string*>;
   SagaIndex in_flight_by_saga{&tracking_nodes};
 
-  // The ids of a saga's commands in flight (a few at most).
+  // The ids of a saga's commands in flight (a few at most), in no particular order.
   template <class Visit>
   void for_each_in_flight(const std::string& saga_id, Visit&& visit) {
     auto [first, last] = in_flight_by_saga.equal_range(saga_id);
     for (auto it = first; it != last; ++it) visit(*it->second);
   }
-  void erase_by_saga(const std::string& saga_id, const std::string* message_id) {
+  // False when the index holds no such entry.
+  bool erase_by_saga(const std::string& saga_id, const std::string* message_id) {
     auto [first, last] = in_flight_by_saga.equal_range(saga_id);
     for (auto it = first; it != last; ++it)
       if (it->second == message_id) {
         in_flight_by_saga.erase(it);
-        return;
+        return true;
       }
+    return false;
   }
   std::vector<Input> expired;        // commands whose retry policy ran out, for the next turn
   bool resend_read_failing = false;  // the last read of an overdue command's bytes failed
@@ -1569,7 +1595,8 @@ struct Engine::Impl {
   void untrack(const std::string& message_id) {
     auto found = in_flight.find(message_id);
     if (found == in_flight.end()) return;
-    erase_by_saga(found->second.row.saga_id, &found->first);
+    [[maybe_unused]] const bool indexed = erase_by_saga(found->second.row.saga_id, &found->first);
+    assert(indexed && "a command in flight is indexed by its saga");
     deadlines.erase(found->second.by_deadline);
     in_flight_by_age.erase(found->second.by_age);
     in_flight.erase(found);
@@ -2567,6 +2594,11 @@ std::string Engine::start(std::string_view saga_type, nlohmann::json data,
     throw std::invalid_argument("start: data for saga '" + std::string(saga_type) +
                                 "' cannot be serialized: " + error.what());
   }
+  // The start keeps only the text: data that would read back different is refused here.
+  if (lost_in_text(data))
+    throw std::invalid_argument("start: data for saga '" + std::string(saga_type) +
+                                "' holds a number that is not finite or binary data, which JSON "
+                                "text cannot carry");
   std::string id = request->saga_id;
   bool first_queued = false;
   {

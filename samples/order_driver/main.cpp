@@ -240,7 +240,7 @@ int main(int argc, char** argv) {
   std::string raw_request;
   app.add_option("--request", raw_request,
                  "Send this one JSON request to the intake instead, print the reply; exit 0 if "
-                 "it is ok, 1 if refused (samples/README.md lists the requests)");
+                 "it is ok, 1 if refused, 2 without an answer (samples/README.md lists them)");
   app.add_flag("--skip-invariants", skip_invariants, "Do not check the services' ledgers");
   app.add_option("--first-order", first_order,
                  "Number of the first order (order-N); runs against the same services need "
@@ -256,9 +256,14 @@ int main(int argc, char** argv) {
 
   Intake intake(intake_endpoint);
   if (!raw_request.empty()) {
-    const nlohmann::json reply = intake.answer_to(raw_request);
-    std::cout << reply.dump() << "\n";
-    return reply.value("ok", false) ? 0 : 1;
+    try {
+      const nlohmann::json reply = intake.answer_to(raw_request);
+      std::cout << reply.dump() << "\n";
+      return reply.is_object() && reply.value("ok", false) ? 0 : 1;
+    } catch (const std::exception& error) {  // no answer, or not JSON
+      std::cerr << "order_driver: " << error.what() << "\n";
+      return 2;
+    }
   }
   std::mt19937_64 random(seed);
   std::map<std::string, order::OrderData> placed;  // saga id -> order

@@ -100,8 +100,9 @@ class Intake {
   };
   static constexpr std::size_t kMaxOutcomesPerReply = 10000;
 
-  // `data`: an order already checked to convert to order::OrderData, handed to the engine as it
-  // came in (converting the checked OrderData back to JSON would cost a tree per order).
+  // `data`: an order as it came in, handed to the engine, which converts it to order::OrderData
+  // (the saga's own data) and keeps the text as the start's journal entry: the request as the
+  // client sent it. Converting a checked OrderData back to JSON would cost a tree per order.
   std::string start(nlohmann::json data, const std::string& correlation_id) {
     std::string id = engine_.start(order::OrderSaga::name, std::move(data), correlation_id);
     std::lock_guard lock(mutex_);
@@ -189,10 +190,10 @@ class Intake {
     std::string op = request.value("op", "");
     try {
       if (op == "start") {
-        nlohmann::json& one = request.at("order");
-        one.get<order::OrderData>();  // throws for an order that does not convert
-        return {{"ok", true},
-                {"sagaId", start(std::move(one), request.value("correlationId", ""))}};
+        // Engine::start refuses an order that does not convert (std::invalid_argument).
+        return {
+            {"ok", true},
+            {"sagaId", start(std::move(request.at("order")), request.value("correlationId", ""))}};
       }
       if (op == "start_many") {
         // Every order is checked before any is started: a bad one refuses the whole request.

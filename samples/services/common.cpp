@@ -263,10 +263,11 @@ void block_stop_signals() {
 }
 
 int run_service(const CommonOptions& options, const Service& service) {
-  // Both before the ledger opens the first connection.
-  saga::disable_sqlite_memory_statistics();
-  saga::keep_sqlite_statement_journals_in_memory();  // each command's savepoint journal
   set_log_name(options.instance);
+  // Both before the ledger opens the first connection; false only if SQLite was already in use.
+  if (!saga::disable_sqlite_memory_statistics() ||
+      !saga::keep_sqlite_statement_journals_in_memory())  // each command's savepoint journal
+    log(Level::warn, "SQLite was in use before its process-wide settings: they are not applied");
   saga::StoreOptions store;
   store.path = options.db;
   store.durability = durability_of(options.durability);

@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <string>
 #include <utility>
@@ -178,6 +179,16 @@ TEST_F(EngineRobustnessTest, InputThatCannotBeProcessedIsDeadLetteredAndTheRestO
 
 TEST_F(EngineRobustnessTest, StartWithDataThatCannotBeSerializedIsRefusedAtOnce) {
   EXPECT_THROW(engine->start<notes::NotesSaga>({"\xFF"}), std::invalid_argument);
+}
+
+// A start keeps its data as JSON text only (a retried turn reads it back), so data whose text
+// reads back different is refused: NaN would come back as null.
+TEST_F(EngineRobustnessTest, StartWithDataItsTextCannotCarryIsRefusedAtOnce) {
+  const nlohmann::json not_finite = {{"text", "a"}, {"weight", std::nan("")}};
+  EXPECT_THROW(engine->start("notes", not_finite), std::invalid_argument);
+  const nlohmann::json binary = {{"text", "a"}, {"blob", nlohmann::json::binary({1, 2})}};
+  EXPECT_THROW(engine->start("notes", binary), std::invalid_argument);
+  EXPECT_NO_THROW(engine->start("notes", nlohmann::json{{"text", "a"}, {"weight", 1.5}}));
 }
 
 // A store that fails its next commit, its next poll for operator requests, its next read of

@@ -342,9 +342,16 @@ int subjournal_files_of_a_batch_with_one_large_command(bool journals_in_memory) 
   counting_vfs.zName = "counting-subjournals";
   counting_vfs.xOpen = open_counting_subjournals;
   if (sqlite3_vfs_register(&counting_vfs, 1) != SQLITE_OK) return 101;
-  const std::string path =
-      ::testing::TempDir() + "ledger-journal-" + std::to_string(::getpid()) + ".db";
-  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
+  struct ScratchFile {
+    const std::string path =
+        ::testing::TempDir() + "ledger-journal-" + std::to_string(::getpid()) + ".db";
+    ScratchFile() { remove(); }
+    ~ScratchFile() { remove(); }
+    void remove() const {
+      for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
+    }
+  } scratch;
+  const std::string& path = scratch.path;
   saga::StoreOptions options;
   options.path = path;
   options.durability = saga::Durability::off;
@@ -368,8 +375,6 @@ int subjournal_files_of_a_batch_with_one_large_command(bool journals_in_memory) 
         return std::string("done");
       });
   if (!outcomes || outcomes.value()[1].kind != Kind::handled) return 104;
-  ledger.reset();
-  for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
   return subjournal_files;
 }
 

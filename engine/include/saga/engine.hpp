@@ -146,8 +146,9 @@ class Engine {
   // share one. Replies are routed to their saga by causationId, not by correlationId.
   // `data` is converted and serialized here, on the caller's thread, and not kept: the start holds
   // its JSON text until it is committed (pass an rvalue to spare a copy of the tree).
-  // Throws std::invalid_argument (unknown type, unconvertible data) or std::logic_error (the
-  // engine is stopping).
+  // Throws std::invalid_argument (unknown type; data that does not convert, cannot be written as
+  // JSON text, or would read back different from its text: a number that is not finite, binary
+  // data) or std::logic_error (the engine is stopping).
   std::string start(std::string_view saga_type, nlohmann::json data,
                     std::string_view correlation_id = {});
   template <class Definition>

@@ -11,7 +11,7 @@ bool disable_sqlite_memory_statistics() noexcept {
 }
 
 bool keep_sqlite_statement_journals_in_memory(std::size_t bytes) noexcept {
-  if (bytes > static_cast<std::size_t>(INT_MAX)) return false;
+  if (bytes == 0 || bytes > static_cast<std::size_t>(INT_MAX)) return false;
   return sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, static_cast<int>(bytes)) == SQLITE_OK;
 }
 
